@@ -1,0 +1,259 @@
+//! The command-line edge: clap arguments -> validated config -> pipeline -> outputs and exit code.
+//!
+//! Exit codes: 0 success; 1 a fatal error (bad arguments after parsing, unwritable output);
+//! 2 one or more inputs could not be read (or, under `--strict`, were read only in part).
+//! clap's own usage errors also exit 2.
+
+mod output;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::flow::{FlowConfig, FlowRecord};
+use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
+use crate::report;
+
+pub use output::{flow_row_json, FLOW_COLUMNS};
+
+#[derive(Parser, Debug)]
+#[command(name = "tunnelwatch", version, about = "Turn packet captures into VPN-surge and platform-block signals")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print one row per flow with its protocol label, confidence and evidence.
+    Flows(FlowsArgs),
+    /// Run the whole analysis and write flows.parquet and summary.json into --out.
+    Analyze(AnalyzeArgs),
+    /// Print the full reasoning behind one flow's label.
+    Explain(ExplainArgs),
+}
+
+/// Inputs and flow-table settings shared by every command that reads captures.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Capture files (pcap, pcapng, optionally .gz) or folders to walk.
+    pub inputs: Vec<PathBuf>,
+    /// Read this capture file (as tcpdump -r); may be repeated.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Vec<PathBuf>,
+    /// Treat warnings (truncated or corrupt captures) as failures: exit status 2.
+    #[arg(long)]
+    pub strict: bool,
+    /// Hard cap on live flows; the least recently seen flow is evicted beyond it.
+    #[arg(long, default_value_t = FlowConfig::default().max_flows, value_name = "N")]
+    pub max_flows: usize,
+    /// Idle timeout of TCP flows, in seconds.
+    #[arg(long, default_value_t = FlowConfig::default().tcp_idle_secs, value_name = "SECS")]
+    pub tcp_timeout: u32,
+    /// Idle timeout of UDP and other flows, in seconds.
+    #[arg(long, default_value_t = FlowConfig::default().udp_idle_secs, value_name = "SECS")]
+    pub udp_timeout: u32,
+    /// No summary on stderr (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FlowFormat::Table)]
+    pub format: FlowFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output directory (created if missing).
+    #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Flow id as printed by `flows` (column id).
+    #[arg(long, value_name = "N")]
+    pub flow: Option<u64>,
+    /// Only flows whose protocol, application or provider equals this token.
+    #[arg(long, value_name = "TOKEN")]
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowFormat {
+    Table,
+    Jsonl,
+    Csv,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return 0;
+            }
+            eprintln!("tunnelwatch: error: {e:#}");
+            1
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Flows(args) => run_flows(args),
+        Command::Analyze(args) => run_analyze(args),
+        Command::Explain(args) => run_explain(args),
+    }
+}
+
+impl InputArgs {
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        let mut all = self.read.clone();
+        all.extend(self.inputs.iter().cloned());
+        if all.is_empty() {
+            bail!("no input: name capture files or folders (or -r FILE)");
+        }
+        let files = crate::ingest::expand_inputs(&all).context("reading inputs")?;
+        if files.is_empty() {
+            bail!("no capture files found in the given folders (looked for *.pcap, *.pcapng, *.cap, *.gz)");
+        }
+        Ok(files)
+    }
+
+    fn config(&self) -> PipelineConfig {
+        PipelineConfig {
+            flow: FlowConfig {
+                tcp_idle_secs: self.tcp_timeout,
+                udp_idle_secs: self.udp_timeout,
+                max_flows: self.max_flows,
+                ..FlowConfig::default()
+            },
+        }
+    }
+
+    /// Exit code for a finished run: 2 when inputs failed (or were partial under --strict).
+    fn exit_code(&self, summary: &RunSummary) -> i32 {
+        if summary.failed_files() > 0 || (self.strict && summary.partial_files() > 0) {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+/// Runs every input through the pipeline, handing finished flows to `emit`; reports file
+/// problems on stderr as they happen.
+pub fn run_pipeline(input: &InputArgs, emit: &mut impl FnMut(FlowRecord) -> io::Result<()>) -> Result<RunSummary> {
+    let files = input.files()?;
+    let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let mut progress = report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
+    let mut pipeline = Pipeline::new(input.config());
+    // The first write error (e.g. a closed pipe) stops output; it is reported after the file.
+    let sink_error: std::cell::RefCell<Option<io::Error>> = std::cell::RefCell::new(None);
+    let mut sink = |r: FlowRecord| {
+        if sink_error.borrow().is_none() {
+            if let Err(e) = emit(r) {
+                *sink_error.borrow_mut() = Some(e);
+            }
+        }
+    };
+    for file in &files {
+        let report = pipeline.feed_file(file, &mut sink, &mut |bytes| progress.advance(bytes));
+        let label = if input.strict { "error" } else { "warning" };
+        match &report.status {
+            FileStatus::Complete => {}
+            FileStatus::Partial(msg) => {
+                progress.clear();
+                eprintln!("tunnelwatch: {label}: {}: {msg} (kept {} complete records)", file.display(), report.packets);
+            }
+            FileStatus::Failed(msg) => {
+                progress.clear();
+                eprintln!("tunnelwatch: error: {}: {msg}", file.display());
+            }
+        }
+        if let Some(e) = sink_error.borrow_mut().take() {
+            return Err(e).context("writing output");
+        }
+    }
+    let summary = pipeline.finish(&mut sink);
+    progress.clear();
+    if let Some(e) = sink_error.into_inner() {
+        return Err(e).context("writing output");
+    }
+    Ok(summary)
+}
+
+fn run_flows(args: FlowsArgs) -> Result<i32> {
+    let stdout = io::stdout();
+    let mut writer = output::FlowWriter::new(io::BufWriter::new(stdout.lock()), args.format);
+    writer.header()?;
+    let summary = run_pipeline(&args.input, &mut |r| writer.write(&r))?;
+    writer.finish()?;
+    if !args.input.quiet {
+        report::print_terminal_summary(&summary, &writer.protocol_counts);
+    }
+    Ok(args.input.exit_code(&summary))
+}
+
+fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
+    let mut records = Vec::new();
+    let summary = run_pipeline(&args.input, &mut |r| {
+        records.push(r);
+        Ok(())
+    })?;
+    records.sort_by_key(|r| (r.first_ts, r.id));
+    let flows_path = crate::stats::write_flows(&records, &args.out).context("writing flows table")?;
+    let protocol_counts = output::protocol_counts(&records);
+    let summary_path = args.out.join("summary.json");
+    report::write_summary_json(&summary, &protocol_counts, &summary_path)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    if !args.input.quiet {
+        report::print_terminal_summary(&summary, &protocol_counts);
+        eprintln!("wrote {} and {}", flows_path.display(), summary_path.display());
+    }
+    Ok(args.input.exit_code(&summary))
+}
+
+fn run_explain(args: ExplainArgs) -> Result<i32> {
+    if args.flow.is_none() && args.protocol.is_none() {
+        bail!("say which flows to explain: --flow N or --protocol TOKEN");
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut shown = 0usize;
+    let summary = run_pipeline(&args.input, &mut |r| {
+        let wanted = args.flow.is_none_or(|id| id == r.id)
+            && args.protocol.as_deref().is_none_or(|p| {
+                r.label.protocol == p || r.label.application == Some(p) || r.label.provider == Some(p)
+            });
+        if wanted {
+            shown += 1;
+            output::explain(&mut out, &r)?;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    if shown == 0 {
+        eprintln!("tunnelwatch: no flow matched (the run had {} flows)", summary.flows);
+    }
+    Ok(args.input.exit_code(&summary))
+}

@@ -1,0 +1,264 @@
+//! Flow rows as a table, JSON lines or CSV; and the `explain` text.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde_json::{json, Value};
+
+use super::FlowFormat;
+use crate::flow::FlowRecord;
+use crate::report::format_ts;
+
+/// Columns of every flow row, in order (CSV header, JSONL keys, table columns).
+pub const FLOW_COLUMNS: &[&str] = &[
+    "id",
+    "first_ts",
+    "last_ts",
+    "transport",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "outcome",
+    "protocol",
+    "application",
+    "provider",
+    "obfuscated",
+    "family",
+    "confidence",
+    "evidence",
+];
+
+/// One flow as the JSON object of `flows --format jsonl` (keys = [`FLOW_COLUMNS`]).
+pub fn flow_row_json(r: &FlowRecord) -> Value {
+    json!({
+        "id": r.id,
+        "first_ts": format_ts(r.first_ts),
+        "last_ts": format_ts(r.last_ts),
+        "transport": r.transport.name(),
+        "client_ip": r.client_ip.to_string(),
+        "client_port": r.client_port,
+        "server_ip": r.server_ip.to_string(),
+        "server_port": r.server_port,
+        "packets_c2s": r.packets[0],
+        "packets_s2c": r.packets[1],
+        "bytes_c2s": r.bytes[0],
+        "bytes_s2c": r.bytes[1],
+        "outcome": r.outcome.name(),
+        "protocol": r.label.protocol,
+        "application": r.label.application.unwrap_or(""),
+        "provider": r.label.provider.unwrap_or(""),
+        "obfuscated": r.label.obfuscated,
+        "family": r.label.family.name(),
+        "confidence": r.label.confidence.map_or("", |c| c.name()),
+        "evidence": r.label.evidence_text(),
+    })
+}
+
+fn row_strings(r: &FlowRecord) -> Vec<String> {
+    vec![
+        r.id.to_string(),
+        format_ts(r.first_ts),
+        format_ts(r.last_ts),
+        r.transport.name().into_owned(),
+        r.client_ip.to_string(),
+        r.client_port.to_string(),
+        r.server_ip.to_string(),
+        r.server_port.to_string(),
+        r.packets[0].to_string(),
+        r.packets[1].to_string(),
+        r.bytes[0].to_string(),
+        r.bytes[1].to_string(),
+        r.outcome.name().to_string(),
+        r.label.protocol.to_string(),
+        r.label.application.unwrap_or("").to_string(),
+        r.label.provider.unwrap_or("").to_string(),
+        r.label.obfuscated.to_string(),
+        r.label.family.name().to_string(),
+        r.label.confidence.map_or("", |c| c.name()).to_string(),
+        r.label.evidence_text(),
+    ]
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Counts of flows per protocol token (for summaries).
+pub fn protocol_counts(records: &[FlowRecord]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        *m.entry(r.label.protocol.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Collects flows and writes them in creation order when the run ends, so the output does not
+/// depend on when each flow happened to close.
+pub struct FlowWriter<W: Write> {
+    out: W,
+    format: FlowFormat,
+    rows: Vec<FlowRecord>,
+    pub protocol_counts: BTreeMap<String, u64>,
+}
+
+impl<W: Write> FlowWriter<W> {
+    pub fn new(out: W, format: FlowFormat) -> Self {
+        FlowWriter { out, format, rows: Vec::new(), protocol_counts: BTreeMap::new() }
+    }
+
+    pub fn header(&mut self) -> io::Result<()> {
+        if self.format == FlowFormat::Csv {
+            writeln!(self.out, "{}", FLOW_COLUMNS.join(","))?;
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, r: &FlowRecord) -> io::Result<()> {
+        *self.protocol_counts.entry(r.label.protocol.to_string()).or_insert(0) += 1;
+        self.rows.push(r.clone());
+        Ok(())
+    }
+
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.sort_by_key(|r| r.id);
+        match self.format {
+            FlowFormat::Jsonl => {
+                for r in &rows {
+                    serde_json::to_writer(&mut self.out, &flow_row_json(r))?;
+                    self.out.write_all(b"\n")?;
+                }
+            }
+            FlowFormat::Csv => {
+                for r in &rows {
+                    let fields: Vec<String> = row_strings(r).iter().map(|f| csv_field(f)).collect();
+                    writeln!(self.out, "{}", fields.join(","))?;
+                }
+            }
+            FlowFormat::Table => self.table(&rows)?,
+        }
+        self.out.flush()
+    }
+
+    fn table(&mut self, rows: &[FlowRecord]) -> io::Result<()> {
+        // A readable subset; the full set is in jsonl/csv.
+        const COLS: &[(&str, usize)] = &[
+            ("id", 0),
+            ("first_ts", 1),
+            ("transport", 3),
+            ("client", 4),
+            ("server", 6),
+            ("pkts c>s/s>c", 8),
+            ("outcome", 12),
+            ("protocol", 13),
+            ("app/provider", 14),
+            ("family", 17),
+            ("confidence", 18),
+            ("evidence", 19),
+        ];
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let s = row_strings(r);
+                let app = match (s[14].as_str(), s[15].as_str()) {
+                    ("", "") => String::new(),
+                    (a, "") => a.to_string(),
+                    ("", p) => p.to_string(),
+                    (a, p) => format!("{a}/{p}"),
+                };
+                let mut evidence = s[19].clone();
+                if evidence.chars().count() > 80 {
+                    evidence = evidence.chars().take(77).collect::<String>() + "...";
+                }
+                COLS.iter()
+                    .map(|(name, i)| match *name {
+                        "client" => format!("{}:{}", s[4], s[5]),
+                        "server" => format!("{}:{}", s[6], s[7]),
+                        "pkts c>s/s>c" => format!("{}/{}", s[8], s[9]),
+                        "app/provider" => app.clone(),
+                        "evidence" => evidence.clone(),
+                        _ => s[*i].clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut widths: Vec<usize> = COLS.iter().map(|(n, _)| n.len()).collect();
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let last = COLS.len() - 1;
+        let line = |out: &mut W, row: Vec<&str>| -> io::Result<()> {
+            for (i, c) in row.iter().enumerate() {
+                if i == last {
+                    writeln!(out, "{c}")?;
+                } else {
+                    write!(out, "{c:<w$}  ", w = widths[i])?;
+                }
+            }
+            Ok(())
+        };
+        line(&mut self.out, COLS.iter().map(|(n, _)| *n).collect())?;
+        for row in &cells {
+            line(&mut self.out, row.iter().map(String::as_str).collect())?;
+        }
+        Ok(())
+    }
+}
+
+/// Full reasoning for one flow: its facts, each detector that matched, and why the label won.
+pub fn explain(out: &mut impl Write, r: &FlowRecord) -> io::Result<()> {
+    writeln!(
+        out,
+        "flow {}  {} {}:{} -> {}:{}",
+        r.id,
+        r.transport.name(),
+        r.client_ip,
+        r.client_port,
+        r.server_ip,
+        r.server_port
+    )?;
+    writeln!(out, "  time      {} .. {} ({:.3} s)", format_ts(r.first_ts), format_ts(r.last_ts), r.duration_secs())?;
+    writeln!(out, "  packets   {} to server, {} to client", r.packets[0], r.packets[1])?;
+    writeln!(out, "  bytes     {} to server, {} to client (payload {} / {})", r.bytes[0], r.bytes[1], r.payload_bytes[0], r.payload_bytes[1])?;
+    writeln!(out, "  outcome   {} (ended by {})", r.outcome.name(), r.end_reason.name())?;
+    writeln!(
+        out,
+        "  label     protocol={} application={} provider={} obfuscated={} family={} confidence={}",
+        r.label.protocol,
+        r.label.application.unwrap_or("-"),
+        r.label.provider.unwrap_or("-"),
+        r.label.obfuscated,
+        r.label.family.name(),
+        r.label.confidence.map_or("-", |c| c.name())
+    )?;
+    if r.label.matches.is_empty() {
+        writeln!(out, "  no detector matched")?;
+    }
+    for (i, m) in r.label.matches.iter().enumerate() {
+        let role = if i == 0 { "decides" } else { "also" };
+        writeln!(
+            out,
+            "  [{role}] {} (family {}, rank {}, confidence {}){}",
+            m.verdict.protocol.unwrap_or(m.spec.name),
+            m.verdict.family.unwrap_or(m.spec.family).name(),
+            m.spec.rank,
+            m.verdict.confidence.name(),
+            if m.verdict.roles_reversed { " roles reversed: capture began mid-flow" } else { "" }
+        )?;
+        for (k, v) in &m.verdict.evidence.0 {
+            writeln!(out, "      {k} = {v}")?;
+        }
+    }
+    writeln!(out)
+}

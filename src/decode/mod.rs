@@ -1,0 +1,404 @@
+//! Decode: one captured frame -> the facts the flow table needs, or a named skip reason.
+//!
+//! Link layers are peeled here (they are a few fixed offsets each); the IP layer, IPv4 options
+//! and IPv6 extension chains go through etherparse's lax slicing so truncated packets keep what
+//! parsed. Nothing here allocates: a [`DecodedPacket`] borrows the frame.
+
+use std::net::IpAddr;
+
+use etherparse::{LaxIpSlice, Ipv6ExtensionSlice};
+
+/// LINKTYPE_* values we understand (tcpdump.org/linktypes.html).
+pub mod link {
+    pub const NULL: u16 = 0;
+    pub const ETHERNET: u16 = 1;
+    pub const PPP: u16 = 9;
+    /// Raw IP as written by some BSDs (DLT_RAW is 12 or 14 on disk there).
+    pub const RAW_BSD12: u16 = 12;
+    pub const RAW_BSD14: u16 = 14;
+    pub const PPP_HDLC: u16 = 50;
+    pub const RAW: u16 = 101;
+    pub const LOOP: u16 = 108;
+    pub const LINUX_SLL: u16 = 113;
+    pub const IPV4: u16 = 228;
+    pub const IPV6: u16 = 229;
+    pub const LINUX_SLL2: u16 = 276;
+}
+
+/// IANA IP protocol numbers that matter to flow keys and fingerprints.
+pub mod ip_proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const GRE: u8 = 47;
+    pub const ESP: u8 = 50;
+    pub const AH: u8 = 51;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// TCP flag bits (RFC 9293 §3.1).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Why a frame was not attributed to a flow. Every frame read is either in a flow or counted
+/// under exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    UnknownLinkType,
+    TruncatedLinkHeader,
+    /// ARP, LLDP, STP, IPX...: valid frames that carry no IP.
+    NotIp,
+    BadIpHeader,
+    /// A fragment other than the first: its transport header is in another packet.
+    NonFirstFragment,
+    TruncatedTransport,
+    BadTransportHeader,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 7] = [
+        SkipReason::UnknownLinkType,
+        SkipReason::TruncatedLinkHeader,
+        SkipReason::NotIp,
+        SkipReason::BadIpHeader,
+        SkipReason::NonFirstFragment,
+        SkipReason::TruncatedTransport,
+        SkipReason::BadTransportHeader,
+    ];
+
+    /// Stable snake_case name used in `summary.json` and the terminal summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            SkipReason::UnknownLinkType => "unknown_link_type",
+            SkipReason::TruncatedLinkHeader => "truncated_link_header",
+            SkipReason::NotIp => "not_ip",
+            SkipReason::BadIpHeader => "bad_ip_header",
+            SkipReason::NonFirstFragment => "non_first_fragment",
+            SkipReason::TruncatedTransport => "truncated_transport",
+            SkipReason::BadTransportHeader => "bad_transport_header",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Skip counters by reason, in place (no map, no allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkipCounts([u64; 7]);
+
+impl SkipCounts {
+    pub fn add(&mut self, reason: SkipReason) {
+        self.0[reason.index()] += 1;
+    }
+    pub fn get(&self, reason: SkipReason) -> u64 {
+        self.0[reason.index()]
+    }
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    pub fn merge(&mut self, other: &SkipCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+    /// (name, count) for every reason with a non-zero count.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        SkipReason::ALL.iter().filter(|r| self.get(**r) > 0).map(|r| (r.name(), self.get(*r)))
+    }
+}
+
+/// What the flow table needs from one frame. Ports are 0 for portless protocols.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodedPacket<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub ip_proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// TCP sequence number (0 for other protocols); used to skip retransmitted payloads.
+    pub tcp_seq: u32,
+    /// Transport payload: after the TCP/UDP/ICMP header; the whole IP payload for other protocols
+    /// (so GRE, ESP and AH fingerprinters see their own headers).
+    pub payload: &'a [u8],
+    /// Bytes of the IP packet on the wire (header included), from the IP length field.
+    pub ip_len: u32,
+}
+
+/// Decodes one frame of the given link type.
+pub fn decode(link_type: u16, frame: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
+    let ip = match link_type {
+        link::ETHERNET => ethernet_payload(frame)?,
+        link::RAW | link::RAW_BSD12 | link::RAW_BSD14 | link::IPV4 | link::IPV6 => frame,
+        link::NULL | link::LOOP => {
+            // 4-byte address family in the capturing host's byte order (NULL) or big-endian
+            // (LOOP). AF_INET is 2 everywhere; AF_INET6 is 10, 24, 28 or 30 depending on the OS.
+            // We only need the payload: the IP version nibble tells the rest.
+            frame.get(4..).ok_or(SkipReason::TruncatedLinkHeader)?
+        }
+        link::LINUX_SLL => {
+            // 16-byte header, protocol (an EtherType) at offset 14.
+            let proto = be16(frame, 14).ok_or(SkipReason::TruncatedLinkHeader)?;
+            ether_type_payload(proto, &frame[16..])?
+        }
+        link::LINUX_SLL2 => {
+            // 20-byte header, protocol (EtherType) at offset 0.
+            let proto = be16(frame, 0).ok_or(SkipReason::TruncatedLinkHeader)?;
+            if frame.len() < 20 {
+                return Err(SkipReason::TruncatedLinkHeader);
+            }
+            ether_type_payload(proto, &frame[20..])?
+        }
+        link::PPP | link::PPP_HDLC => {
+            // Optional HDLC address/control 0xff 0x03, then the PPP protocol (RFC 1661 §2).
+            let body = frame.strip_prefix(&[0xff, 0x03]).unwrap_or(frame);
+            ppp_payload(body)?
+        }
+        _ => return Err(SkipReason::UnknownLinkType),
+    };
+    decode_ip(ip)
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Ethernet II with any number of 802.1Q / 802.1ad tags, PPPoE session and MPLS.
+fn ethernet_payload(frame: &[u8]) -> Result<&[u8], SkipReason> {
+    let ether_type = be16(frame, 12).ok_or(SkipReason::TruncatedLinkHeader)?;
+    ether_type_payload(ether_type, &frame[14..])
+}
+
+fn ether_type_payload(mut ether_type: u16, mut rest: &[u8]) -> Result<&[u8], SkipReason> {
+    // Bounded: a hostile frame cannot make us loop beyond its length, but cap tags anyway.
+    for _ in 0..8 {
+        match ether_type {
+            0x0800 | 0x86dd => return Ok(rest),
+            // 802.1Q, 802.1ad (QinQ) and the old 0x9100 QinQ: 2 bytes TCI, 2 bytes inner type.
+            0x8100 | 0x88a8 | 0x9100 => {
+                ether_type = be16(rest, 2).ok_or(SkipReason::TruncatedLinkHeader)?;
+                rest = &rest[4..];
+            }
+            // PPPoE session stage (RFC 2516 §4): 6-byte header, then a PPP protocol field.
+            0x8864 => {
+                let body = rest.get(6..).ok_or(SkipReason::TruncatedLinkHeader)?;
+                return ppp_payload(body);
+            }
+            // MPLS unicast/multicast (RFC 3032): 4-byte labels until bottom-of-stack.
+            0x8847 | 0x8848 => {
+                let mut r = rest;
+                loop {
+                    let entry = r.get(..4).ok_or(SkipReason::TruncatedLinkHeader)?;
+                    r = &r[4..];
+                    if entry[2] & 0x01 != 0 {
+                        break;
+                    }
+                }
+                return match r.first().map(|b| b >> 4) {
+                    Some(4) | Some(6) => Ok(r),
+                    _ => Err(SkipReason::NotIp),
+                };
+            }
+            _ => return Err(SkipReason::NotIp),
+        }
+    }
+    Err(SkipReason::NotIp)
+}
+
+/// PPP protocol field (RFC 1661): 0x0021 IPv4, 0x0057 IPv6; may be compressed to one byte.
+fn ppp_payload(body: &[u8]) -> Result<&[u8], SkipReason> {
+    match body {
+        [0x00, 0x21, rest @ ..] | [0x00, 0x57, rest @ ..] => Ok(rest),
+        [0x21, rest @ ..] | [0x57, rest @ ..] => Ok(rest),
+        [] | [_] => Err(SkipReason::TruncatedLinkHeader),
+        _ => Err(SkipReason::NotIp),
+    }
+}
+
+/// Decodes an IP packet (v4 or v6, told by the version nibble) and its transport header.
+pub fn decode_ip(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
+    let (slice, _ext_err) = LaxIpSlice::from_slice(ip).map_err(|_| SkipReason::BadIpHeader)?;
+    let payload = slice.payload();
+    let (src, dst, ip_len, first_fragment) = match &slice {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let first = h.fragments_offset().value() == 0;
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), u32::from(h.total_len()), first)
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let mut first = true;
+            for ext in v6.extensions().clone() {
+                if let Ipv6ExtensionSlice::Fragment(frag) = ext {
+                    first = frag.fragment_offset().value() == 0;
+                }
+            }
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), 40 + u32::from(h.payload_length()), first)
+        }
+    };
+    if payload.fragmented && !first_fragment {
+        return Err(SkipReason::NonFirstFragment);
+    }
+    let proto = payload.ip_number.0;
+    let body = payload.payload;
+    let mut pkt = DecodedPacket { src, dst, ip_proto: proto, src_port: 0, dst_port: 0, tcp_flags: 0, tcp_seq: 0, payload: body, ip_len };
+    match proto {
+        ip_proto::TCP => {
+            // RFC 9293 §3.1: ports 0..4, data offset in the high nibble of byte 12, flags byte 13.
+            if body.len() < 20 {
+                return Err(SkipReason::TruncatedTransport);
+            }
+            let header_len = usize::from(body[12] >> 4) * 4;
+            if header_len < 20 {
+                return Err(SkipReason::BadTransportHeader);
+            }
+            pkt.src_port = u16::from_be_bytes([body[0], body[1]]);
+            pkt.dst_port = u16::from_be_bytes([body[2], body[3]]);
+            pkt.tcp_flags = body[13];
+            pkt.tcp_seq = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+            // Options cut off by the snap length: keep the header facts, no payload.
+            pkt.payload = body.get(header_len..).unwrap_or(&[]);
+        }
+        ip_proto::UDP => {
+            // RFC 768: 8-byte header; the length field bounds the payload (trailing padding).
+            if body.len() < 8 {
+                return Err(SkipReason::TruncatedTransport);
+            }
+            pkt.src_port = u16::from_be_bytes([body[0], body[1]]);
+            pkt.dst_port = u16::from_be_bytes([body[2], body[3]]);
+            let udp_len = usize::from(u16::from_be_bytes([body[4], body[5]]));
+            let end = if udp_len >= 8 { udp_len.min(body.len()) } else { body.len() };
+            pkt.payload = &body[8..end];
+        }
+        ip_proto::ICMP | ip_proto::ICMPV6 => {
+            // Type, code, checksum, 4 bytes of rest-of-header (id/seq for echo).
+            if body.len() < 8 {
+                return Err(SkipReason::TruncatedTransport);
+            }
+            pkt.payload = &body[8..];
+        }
+        _ => {}
+    }
+    Ok(pkt)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// IPv4 header + UDP header + payload, checksums zero (decode does not check them).
+    pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 8 + payload.len();
+        let mut v = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        v.extend_from_slice(&src);
+        v.extend_from_slice(&dst);
+        v.extend_from_slice(&sport.to_be_bytes());
+        v.extend_from_slice(&dport.to_be_bytes());
+        v.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[0, 0]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// IPv4 header + 20-byte TCP header with the given flags + payload.
+    pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 20 + payload.len();
+        let mut v = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        v.extend_from_slice(&src);
+        v.extend_from_slice(&dst);
+        v.extend_from_slice(&sport.to_be_bytes());
+        v.extend_from_slice(&dport.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn ether(ether_type: u16, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; 12];
+        v.extend_from_slice(&ether_type.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn ethernet_ipv4_udp() {
+        let f = ether(0x0800, &ipv4_udp([10, 0, 0, 1], [8, 8, 8, 8], 5353, 53, b"hi"));
+        let p = decode(link::ETHERNET, &f).unwrap();
+        assert_eq!((p.src_port, p.dst_port, p.ip_proto, p.payload), (5353, 53, 17, &b"hi"[..]));
+        assert_eq!(p.dst, "8.8.8.8".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn vlan_qinq_and_pppoe() {
+        let ip = ipv4_tcp([1, 1, 1, 1], [2, 2, 2, 2], 1000, 443, tcp_flags::SYN, b"");
+        let mut tagged = vec![0, 1, 0x81, 0x00, 0, 2, 0x08, 0x00];
+        tagged.extend_from_slice(&ip);
+        let f = ether(0x88a8, &tagged);
+        let p = decode(link::ETHERNET, &f).unwrap();
+        assert_eq!((p.dst_port, p.tcp_flags), (443, tcp_flags::SYN));
+
+        let mut pppoe = vec![0x11, 0, 0, 1, 0, 0, 0x00, 0x21];
+        pppoe.extend_from_slice(&ip);
+        assert!(decode(link::ETHERNET, &ether(0x8864, &pppoe)).is_ok());
+    }
+
+    #[test]
+    fn sll_sll2_null_raw() {
+        let ip = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, b"x");
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&ip);
+        assert!(decode(link::LINUX_SLL, &sll).is_ok());
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&ip);
+        assert!(decode(link::LINUX_SLL2, &sll2).is_ok());
+        let mut null = vec![2, 0, 0, 0];
+        null.extend_from_slice(&ip);
+        assert!(decode(link::NULL, &null).is_ok());
+        assert!(decode(link::RAW, &ip).is_ok());
+        assert!(decode(link::IPV4, &ip).is_ok());
+    }
+
+    #[test]
+    fn skip_reasons() {
+        assert_eq!(decode(999, &[0; 40]).unwrap_err(), SkipReason::UnknownLinkType);
+        assert_eq!(decode(link::ETHERNET, &[0; 10]).unwrap_err(), SkipReason::TruncatedLinkHeader);
+        assert_eq!(decode(link::ETHERNET, &ether(0x0806, &[0; 28])).unwrap_err(), SkipReason::NotIp);
+        assert_eq!(decode(link::RAW, &[0x45, 0, 0]).unwrap_err(), SkipReason::BadIpHeader);
+        let mut ip = ipv4_tcp([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 0, b"");
+        ip.truncate(30);
+        assert_eq!(decode(link::RAW, &ip).unwrap_err(), SkipReason::TruncatedTransport);
+    }
+
+    #[test]
+    fn fragments_first_kept_rest_counted() {
+        let mut first = ipv4_udp([1, 1, 1, 1], [2, 2, 2, 2], 500, 500, &[0; 16]);
+        first[6] = 0x20; // MF, offset 0
+        assert_eq!(decode(link::RAW, &first).unwrap().dst_port, 500);
+        let mut later = first.clone();
+        later[6] = 0x00;
+        later[7] = 0x10; // offset 16*8
+        assert_eq!(decode(link::RAW, &later).unwrap_err(), SkipReason::NonFirstFragment);
+    }
+
+    #[test]
+    fn ipv6_udp_via_raw() {
+        let mut v = vec![0x60, 0, 0, 0, 0, 10, 17, 64];
+        v.extend_from_slice(&[0u8; 15]);
+        v.push(1);
+        v.extend_from_slice(&[0u8; 15]);
+        v.push(2);
+        v.extend_from_slice(&[0, 53, 0x13, 0x88, 0, 10, 0, 0, b'o', b'k']);
+        let p = decode(link::IPV6, &v).unwrap();
+        assert_eq!((p.src_port, p.dst_port, p.payload), (53, 5000, &b"ok"[..]));
+    }
+}

@@ -1,0 +1,1 @@
+//! Features shared by several detectors: TLS/QUIC ClientHello facts, byte statistics.

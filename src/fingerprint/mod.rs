@@ -1,0 +1,327 @@
+//! Fingerprint: which VPN, proxy or circumvention protocol a flow speaks, with how the verdict
+//! was reached (`Confidence`) and the measured facts behind it (`Evidence`).
+//!
+//! Contract: one [`Spec`] per protocol in `protocols/` (one file each), listed once in
+//! [`registry::REGISTRY`]. A protocol's [`Fingerprinter`] sees the flow's payloads one at a time
+//! (borrowed, never stored whole) and answers with a [`Step`]; the [`driver`] owns budgets,
+//! directions and the merge of several matches into one [`Label`]. Evidence is facts, never
+//! payload bytes.
+
+pub mod driver;
+pub mod facts;
+pub mod protocols;
+pub mod registry;
+
+use std::fmt;
+use std::net::IpAddr;
+
+pub use driver::{FingerprintState, Label};
+
+use crate::flow::{Direction, Transport};
+
+/// The coarse class of a protocol, as reported in every flow row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Vpn,
+    Proxy,
+    Tor,
+    Obfuscated,
+    Tunnel,
+    Web,
+    Other,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Vpn => "vpn",
+            Family::Proxy => "proxy",
+            Family::Tor => "tor",
+            Family::Obfuscated => "obfuscated",
+            Family::Tunnel => "tunnel",
+            Family::Web => "web",
+            Family::Other => "other",
+        }
+    }
+
+    /// True for the families that count as circumvention (VPN use) in statistics.
+    pub fn is_circumvention(self) -> bool {
+        matches!(self, Family::Vpn | Family::Proxy | Family::Tor | Family::Obfuscated | Family::Tunnel)
+    }
+}
+
+/// How a verdict was reached, weakest first. This is provenance, not a made-up probability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Confidence {
+    /// Only the port number matched the protocol's registration.
+    PortOnly,
+    /// An address matched a published endpoint list (provider ranges, Tor relays).
+    EndpointList,
+    /// A statistical test over sizes or byte distributions (heuristic).
+    Statistical,
+    /// One message parsed as the protocol's structure.
+    OneMessage,
+    /// Messages in both directions agreed (e.g. an echoed session id).
+    BothDirections,
+}
+
+impl Confidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::PortOnly => "port_only",
+            Confidence::EndpointList => "endpoint_list",
+            Confidence::Statistical => "statistical",
+            Confidence::OneMessage => "one_message",
+            Confidence::BothDirections => "both_directions",
+        }
+    }
+}
+
+/// One measured fact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl fmt::Display for Fact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fact::Int(v) => write!(f, "{v}"),
+            Fact::Float(v) => write!(f, "{v:.3}"),
+            Fact::Bool(v) => write!(f, "{v}"),
+            Fact::Text(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl From<i64> for Fact {
+    fn from(v: i64) -> Self {
+        Fact::Int(v)
+    }
+}
+impl From<u64> for Fact {
+    fn from(v: u64) -> Self {
+        Fact::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<u32> for Fact {
+    fn from(v: u32) -> Self {
+        Fact::Int(i64::from(v))
+    }
+}
+impl From<u16> for Fact {
+    fn from(v: u16) -> Self {
+        Fact::Int(i64::from(v))
+    }
+}
+impl From<u8> for Fact {
+    fn from(v: u8) -> Self {
+        Fact::Int(i64::from(v))
+    }
+}
+impl From<usize> for Fact {
+    fn from(v: usize) -> Self {
+        Fact::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<i32> for Fact {
+    fn from(v: i32) -> Self {
+        Fact::Int(i64::from(v))
+    }
+}
+impl From<f64> for Fact {
+    fn from(v: f64) -> Self {
+        Fact::Float(v)
+    }
+}
+impl From<bool> for Fact {
+    fn from(v: bool) -> Self {
+        Fact::Bool(v)
+    }
+}
+impl From<&str> for Fact {
+    fn from(v: &str) -> Self {
+        Fact::Text(v.to_string())
+    }
+}
+impl From<String> for Fact {
+    fn from(v: String) -> Self {
+        Fact::Text(v)
+    }
+}
+
+/// The facts behind a verdict, in the order they were established.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence(pub Vec<(&'static str, Fact)>);
+
+impl Evidence {
+    pub fn push(&mut self, key: &'static str, value: impl Into<Fact>) {
+        self.0.push((key, value.into()));
+    }
+    pub fn get(&self, key: &str) -> Option<&Fact> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fingerprinter's decision about a flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub confidence: Confidence,
+    pub evidence: Evidence,
+    /// The capture began mid-flow and the first sender was really the server.
+    pub roles_reversed: bool,
+    /// Wire protocol token when it differs from the spec's name (e.g. `shadowsocks` named by the
+    /// fully-encrypted detector).
+    pub protocol: Option<&'static str>,
+    /// App or service recognised (`psiphon`, `softether`, ...).
+    pub application: Option<&'static str>,
+    /// Commercial VPN brand (`nordvpn`, `mullvad`, ...).
+    pub provider: Option<&'static str>,
+    /// The flow hides a known protocol (XOR-scrambled OpenVPN, obfs4, TLS-in-TLS, ...).
+    pub obfuscated: bool,
+    /// Family when it differs from the spec's (e.g. TLS to a VPN provider is `vpn`).
+    pub family: Option<Family>,
+}
+
+impl Verdict {
+    pub fn new(confidence: Confidence) -> Self {
+        Verdict {
+            confidence,
+            evidence: Evidence::default(),
+            roles_reversed: false,
+            protocol: None,
+            application: None,
+            provider: None,
+            obfuscated: false,
+            family: None,
+        }
+    }
+
+    /// Adds one fact (builder style).
+    pub fn fact(mut self, key: &'static str, value: impl Into<Fact>) -> Self {
+        self.evidence.push(key, value);
+        self
+    }
+}
+
+/// After each payload: keep going, give up on this flow, or decide.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    NeedMore,
+    NotThis,
+    Match(Verdict),
+}
+
+/// One non-empty transport payload, lent to the fingerprinter and never stored by it.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    pub direction: Direction,
+    /// 0 for the first payload sent this way.
+    pub nth_in_direction: u8,
+    /// 0 for the first payload of the flow, either way.
+    pub nth: u8,
+    pub transport: Transport,
+    pub client_port: u16,
+    pub server_port: u16,
+    pub ts_nanos: i64,
+    pub bytes: &'a [u8],
+}
+
+/// What a fingerprinter may know about the whole flow when it concludes.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowContext {
+    pub transport: Transport,
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    /// Indexed by [`Direction::index`]: to server, to client.
+    pub packets: [u64; 2],
+    pub payload_bytes: [u64; 2],
+    pub payload_packets: [u64; 2],
+    pub duration_nanos: i64,
+}
+
+/// Per-flow state of one protocol's detector.
+pub trait Fingerprinter: Send {
+    /// Looks at one payload (within the spec's budget) and says what it makes of the flow so far.
+    fn observe(&mut self, payload: &Payload<'_>) -> Step;
+
+    /// Budget spent or flow closed without a decision: statistical and endpoint-list detectors
+    /// decide here. Called once.
+    fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+        None
+    }
+}
+
+/// Which transports a spec is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports(u8);
+
+impl Transports {
+    pub const TCP: Transports = Transports(1);
+    pub const UDP: Transports = Transports(2);
+    pub const ICMP: Transports = Transports(4);
+    /// Any other IP protocol (GRE, ESP, AH, ...), payload = the IP payload.
+    pub const OTHER_IP: Transports = Transports(8);
+    pub const TCP_UDP: Transports = Transports(3);
+    pub const ALL: Transports = Transports(15);
+
+    pub const fn or(self, other: Transports) -> Transports {
+        Transports(self.0 | other.0)
+    }
+
+    pub fn contains(self, t: Transport) -> bool {
+        let bit = match t {
+            Transport::Tcp => 1,
+            Transport::Udp => 2,
+            Transport::Icmp => 4,
+            Transport::Other(_) => 8,
+        };
+        self.0 & bit != 0
+    }
+}
+
+/// Generic carriers (TLS, HTTP, DNS...) rank lowest so that a more specific match on the same
+/// flow names it; VPN protocols rank highest.
+pub mod rank {
+    pub const CARRIER: u8 = 10;
+    pub const STATISTICAL: u8 = 20;
+    pub const TUNNEL_OVER_CARRIER: u8 = 40;
+    pub const SPECIFIC: u8 = 60;
+}
+
+/// A protocol's entry in the registry.
+pub struct Spec {
+    /// Stable id: CLI, JSON, labels.csv vocabulary.
+    pub name: &'static str,
+    pub family: Family,
+    pub transports: Transports,
+    /// Payloads per direction the driver offers at most. 0: only `conclude` is called (endpoint
+    /// lists and flow-shape detectors).
+    pub payload_budget: u8,
+    /// Precedence when several specs match one flow (see [`rank`]).
+    pub rank: u8,
+    pub start: fn() -> Box<dyn Fingerprinter>,
+}
+
+impl fmt::Debug for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spec").field("name", &self.name).field("family", &self.family).finish()
+    }
+}

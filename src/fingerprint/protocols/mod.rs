@@ -1,0 +1,1 @@
+//! One file per protocol detector; each exports `pub static SPEC: Spec`.

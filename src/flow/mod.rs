@@ -1,0 +1,100 @@
+//! Flow: bidirectional flows with bounded memory.
+//!
+//! Contract: every decoded packet lands in exactly one flow; every flow leaves the table exactly
+//! once as a [`FlowRecord`] (FIN/RST close, idle timeout, eviction at the cap, or end of input).
+//! The table holds at most `max_flows` flows; when full, the least recently seen flow is evicted
+//! and counted. Two recency lists (TCP, everything else) make idle expiry exact for both timeouts
+//! without scanning.
+
+mod record;
+mod table;
+
+pub use record::{EndReason, FlowRecord, Outcome};
+pub use table::{FlowConfig, FlowCounters, FlowTable};
+
+use std::net::IpAddr;
+
+/// Which way a packet travels relative to the flow's client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+impl Direction {
+    /// 0 for to-server, 1 for to-client: index of per-direction arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
+/// The transport of a flow. Portless IP protocols (GRE, ESP, AH, ...) keep their number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+    /// ICMP or ICMPv6.
+    Icmp,
+    Other(u8),
+}
+
+impl Transport {
+    pub fn from_ip_proto(p: u8) -> Transport {
+        match p {
+            6 => Transport::Tcp,
+            17 => Transport::Udp,
+            1 | 58 => Transport::Icmp,
+            other => Transport::Other(other),
+        }
+    }
+
+    /// Output token: `tcp`, `udp`, `icmp`, or the IANA keyword for common others.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Transport::Tcp => "tcp".into(),
+            Transport::Udp => "udp".into(),
+            Transport::Icmp => "icmp".into(),
+            Transport::Other(47) => "gre".into(),
+            Transport::Other(50) => "esp".into(),
+            Transport::Other(51) => "ah".into(),
+            Transport::Other(n) => format!("ip{n}").into(),
+        }
+    }
+
+    fn has_ports(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Udp)
+    }
+}
+
+/// Canonical bidirectional key: the lower endpoint first, so both directions hash alike.
+/// Ports are zero for portless protocols (a 3-tuple).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub lo_ip: IpAddr,
+    pub hi_ip: IpAddr,
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub ip_proto: u8,
+}
+
+impl FlowKey {
+    /// The canonical key and whether the packet's source is the `lo` endpoint.
+    pub fn canonical(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, ip_proto: u8) -> (FlowKey, bool) {
+        let (sport, dport) =
+            if Transport::from_ip_proto(ip_proto).has_ports() { (sport, dport) } else { (0, 0) };
+        if (src, sport) <= (dst, dport) {
+            (FlowKey { lo_ip: src, hi_ip: dst, lo_port: sport, hi_port: dport, ip_proto }, true)
+        } else {
+            (FlowKey { lo_ip: dst, hi_ip: src, lo_port: dport, hi_port: sport, ip_proto }, false)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! A finished flow, as every later stage sees it.
+
+use std::net::IpAddr;
+
+use super::Transport;
+use crate::fingerprint::Label;
+
+/// How a flow fared: the raw material of reachability measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Both sides sent packets; not reset, not closed by FIN in both directions.
+    Established,
+    /// TCP closed by FIN from both sides after data both ways.
+    Completed,
+    /// Server (or a middlebox speaking for it) reset before the client sent any data:
+    /// connection refused or reset after SYN.
+    ResetAfterSyn,
+    /// Reset after the client's first data but before any server data: the signature of
+    /// SNI/keyword blocking (reset injected after a ClientHello or HTTP request).
+    ResetAfterClientData,
+    /// Reset after the server had sent data.
+    ResetAfterServerData,
+    /// The client reset the connection.
+    ResetByClient,
+    /// The client sent and nothing came back (SYN without SYN-ACK, UDP without reply).
+    NoReply,
+    /// Only one direction was captured, mid-connection (asymmetric routing or late start).
+    OneWay,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Established => "established",
+            Outcome::Completed => "completed",
+            Outcome::ResetAfterSyn => "reset_after_syn",
+            Outcome::ResetAfterClientData => "reset_after_client_data",
+            Outcome::ResetAfterServerData => "reset_after_server_data",
+            Outcome::ResetByClient => "reset_by_client",
+            Outcome::NoReply => "no_reply",
+            Outcome::OneWay => "one_way",
+        }
+    }
+
+    /// True when the flow shows the destination could not be used.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::ResetAfterSyn | Outcome::ResetAfterClientData | Outcome::NoReply)
+    }
+}
+
+/// Why the flow left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    Fin,
+    Rst,
+    IdleTimeout,
+    /// Pushed out by the flow cap (least recently seen).
+    Evicted,
+    EndOfInput,
+}
+
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::IdleTimeout => "idle",
+            EndReason::Evicted => "evicted",
+            EndReason::EndOfInput => "end_of_input",
+        }
+    }
+}
+
+/// One finished bidirectional flow. Per-direction arrays are `[client->server, server->client]`.
+#[derive(Debug, Clone)]
+pub struct FlowRecord {
+    /// Sequence number in order of creation (stable across runs over the same input).
+    pub id: u64,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub transport: Transport,
+    pub ip_proto: u8,
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    pub packets: [u64; 2],
+    /// IP bytes (header included).
+    pub bytes: [u64; 2],
+    pub payload_bytes: [u64; 2],
+    /// Union of TCP flags seen per direction.
+    pub tcp_flags: [u8; 2],
+    pub outcome: Outcome,
+    pub end_reason: EndReason,
+    pub label: Label,
+}
+
+impl FlowRecord {
+    pub fn duration_secs(&self) -> f64 {
+        (self.last_ts - self.first_ts) as f64 / 1e9
+    }
+}

@@ -1,0 +1,632 @@
+//! The bounded flow table.
+
+use std::collections::HashMap;
+
+use super::{Direction, EndReason, FlowKey, FlowRecord, Outcome, Transport};
+use crate::decode::{tcp_flags, DecodedPacket};
+use crate::fingerprint::{FingerprintState, FlowContext, Payload, Spec};
+
+const NIL: u32 = u32::MAX;
+const NANOS: i64 = 1_000_000_000;
+
+/// Recency lists: open TCP flows, flows of other transports, and closed TCP flows lingering
+/// for late packets. Each list has one timeout, so its head is always the next to expire.
+const LIST_TCP: usize = 0;
+const LIST_OTHER: usize = 1;
+const LIST_CLOSED: usize = 2;
+
+/// Flow table settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowConfig {
+    /// Idle timeout of open TCP flows (seconds).
+    pub tcp_idle_secs: u32,
+    /// Idle timeout of UDP and other flows (seconds).
+    pub udp_idle_secs: u32,
+    /// How long a TCP flow closed by FIN/RST keeps catching late packets (seconds).
+    pub closed_linger_secs: u32,
+    /// Hard cap on live flows; the least recently seen is evicted beyond it.
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig { tcp_idle_secs: 300, udp_idle_secs: 120, closed_linger_secs: 5, max_flows: 500_000 }
+    }
+}
+
+/// What happened in the table, for the run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub packets: u64,
+    pub flows_created: u64,
+    pub evicted: u64,
+    pub idle_expired: u64,
+    pub closed: u64,
+    /// Payloads not offered to fingerprinters because they repeated bytes already seen.
+    pub retransmissions: u64,
+    /// Largest number of flows live at once.
+    pub peak_live: u64,
+}
+
+impl FlowCounters {
+    pub fn merge(&mut self, o: &FlowCounters) {
+        self.packets += o.packets;
+        self.flows_created += o.flows_created;
+        self.evicted += o.evicted;
+        self.idle_expired += o.idle_expired;
+        self.closed += o.closed;
+        self.retransmissions += o.retransmissions;
+        self.peak_live = self.peak_live.max(o.peak_live);
+    }
+}
+
+struct FlowState {
+    key: FlowKey,
+    id: u64,
+    /// The client is the key's `lo` endpoint.
+    client_is_lo: bool,
+    first_ts: i64,
+    last_ts: i64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    payload_bytes: [u64; 2],
+    payload_packets: [u64; 2],
+    tcp_flags: [u8; 2],
+    /// The first TCP packet was neither SYN nor SYN-ACK: the capture began mid-connection.
+    midstream: bool,
+    fin: [bool; 2],
+    /// First RST: who sent it and whether each side had sent data before it.
+    first_rst: Option<(Direction, bool, bool)>,
+    /// Next expected TCP sequence number per direction (retransmission filter).
+    next_seq: [Option<u32>; 2],
+    closed: bool,
+    fingerprint: FingerprintState,
+}
+
+struct Slot {
+    flow: Option<FlowState>,
+    prev: u32,
+    next: u32,
+    list: u8,
+}
+
+/// Bidirectional flow table with idle timeouts and a hard cap.
+pub struct FlowTable {
+    config: FlowConfig,
+    registry: &'static [&'static Spec],
+    index: HashMap<FlowKey, u32, foldhash::fast::FixedState>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    heads: [u32; 3],
+    tails: [u32; 3],
+    live: usize,
+    now: i64,
+    last_sweep: i64,
+    next_id: u64,
+    counters: FlowCounters,
+}
+
+impl FlowTable {
+    pub fn new(config: FlowConfig, registry: &'static [&'static Spec]) -> Self {
+        FlowTable {
+            config,
+            registry,
+            index: HashMap::with_capacity_and_hasher(1024, foldhash::fast::FixedState::default()),
+            slots: Vec::new(),
+            free: Vec::new(),
+            heads: [NIL; 3],
+            tails: [NIL; 3],
+            live: 0,
+            now: i64::MIN,
+            last_sweep: i64::MIN,
+            next_id: 0,
+            counters: FlowCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> FlowCounters {
+        self.counters
+    }
+
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Sets the id of the next flow created (so several tables can number flows apart).
+    pub fn set_next_id(&mut self, id: u64) {
+        self.next_id = id;
+    }
+
+    fn timeout_nanos(&self, list: usize) -> i64 {
+        let secs = match list {
+            LIST_TCP => self.config.tcp_idle_secs,
+            LIST_OTHER => self.config.udp_idle_secs,
+            _ => self.config.closed_linger_secs,
+        };
+        i64::from(secs) * NANOS
+    }
+
+    /// Accounts one packet; finished flows (closed, expired, evicted) go to `emit`.
+    pub fn process(&mut self, ts: i64, pkt: &DecodedPacket<'_>, emit: &mut impl FnMut(FlowRecord)) {
+        self.counters.packets += 1;
+        if ts > self.now {
+            self.now = ts;
+        }
+        // Expiry sweeps at most once per second of capture time: each flow is removed once,
+        // so the cost is amortised.
+        if self.now.saturating_sub(self.last_sweep) >= NANOS {
+            self.last_sweep = self.now;
+            self.expire_idle(emit);
+        }
+
+        let (key, src_is_lo) = FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        let is_syn = pkt.ip_proto == 6 && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let slot = match self.index.get(&key).copied() {
+            Some(slot) => {
+                let reopen = is_syn && self.slots[slot as usize].flow.as_ref().is_some_and(|f| f.closed);
+                if reopen {
+                    let reason = self.closed_reason(slot);
+                    self.remove(slot, reason, emit);
+                    self.create(key, src_is_lo, ts, pkt, emit)
+                } else {
+                    slot
+                }
+            }
+            None => self.create(key, src_is_lo, ts, pkt, emit),
+        };
+        self.update(slot, src_is_lo, ts, pkt);
+    }
+
+    fn create(&mut self, key: FlowKey, src_is_lo: bool, ts: i64, pkt: &DecodedPacket<'_>, emit: &mut impl FnMut(FlowRecord)) -> u32 {
+        if self.live >= self.config.max_flows.max(1) {
+            self.evict_one(emit);
+        }
+        let client_is_src = client_is_source(pkt);
+        let is_tcp = pkt.ip_proto == 6;
+        let handshake = is_tcp && pkt.tcp_flags & tcp_flags::SYN != 0;
+        let flow = FlowState {
+            key,
+            id: self.next_id,
+            client_is_lo: client_is_src == src_is_lo,
+            first_ts: ts,
+            last_ts: ts,
+            packets: [0; 2],
+            bytes: [0; 2],
+            payload_bytes: [0; 2],
+            payload_packets: [0; 2],
+            tcp_flags: [0; 2],
+            midstream: is_tcp && !handshake,
+            fin: [false; 2],
+            first_rst: None,
+            next_seq: [None; 2],
+            closed: false,
+            fingerprint: FingerprintState::default(),
+        };
+        self.next_id += 1;
+        self.counters.flows_created += 1;
+        let list = if is_tcp { LIST_TCP } else { LIST_OTHER };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Slot { flow: Some(flow), prev: NIL, next: NIL, list: list as u8 };
+                s
+            }
+            None => {
+                self.slots.push(Slot { flow: Some(flow), prev: NIL, next: NIL, list: list as u8 });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.push_tail(slot, list);
+        self.index.insert(key, slot);
+        self.live += 1;
+        self.counters.peak_live = self.counters.peak_live.max(self.live as u64);
+        slot
+    }
+
+    fn update(&mut self, slot: u32, src_is_lo: bool, ts: i64, pkt: &DecodedPacket<'_>) {
+        let registry = self.registry;
+        let Some(flow) = self.slots[slot as usize].flow.as_mut() else { return };
+        let dir = if src_is_lo == flow.client_is_lo { Direction::ToServer } else { Direction::ToClient };
+        let d = dir.index();
+        flow.last_ts = flow.last_ts.max(ts);
+        flow.first_ts = flow.first_ts.min(ts);
+        flow.packets[d] += 1;
+        flow.bytes[d] += u64::from(pkt.ip_len);
+        flow.tcp_flags[d] |= pkt.tcp_flags;
+        let is_tcp = pkt.ip_proto == 6;
+
+        if is_tcp && pkt.tcp_flags & tcp_flags::RST != 0 && flow.first_rst.is_none() {
+            flow.first_rst = Some((dir, flow.payload_packets[0] > 0, flow.payload_packets[1] > 0));
+        }
+        if is_tcp && pkt.tcp_flags & tcp_flags::FIN != 0 {
+            flow.fin[d] = true;
+        }
+
+        let mut offer = !pkt.payload.is_empty();
+        if offer && is_tcp {
+            // A segment that ends at or before the highest byte already seen repeats it.
+            let end = pkt.tcp_seq.wrapping_add(pkt.payload.len() as u32);
+            match flow.next_seq[d] {
+                Some(next) if (end.wrapping_sub(next) as i32) <= 0 => {
+                    offer = false;
+                    self.counters.retransmissions += 1;
+                }
+                _ => flow.next_seq[d] = Some(end),
+            }
+        }
+        if !pkt.payload.is_empty() {
+            flow.payload_bytes[d] += pkt.payload.len() as u64;
+            flow.payload_packets[d] += 1;
+        }
+        if offer && !flow.fingerprint.is_settled() {
+            let (client_port, server_port) = if flow.client_is_lo {
+                (flow.key.lo_port, flow.key.hi_port)
+            } else {
+                (flow.key.hi_port, flow.key.lo_port)
+            };
+            let payload = Payload {
+                direction: dir,
+                nth_in_direction: u8::try_from(flow.payload_packets[d] - 1).unwrap_or(u8::MAX),
+                nth: u8::try_from(flow.payload_packets[0] + flow.payload_packets[1] - 1).unwrap_or(u8::MAX),
+                transport: Transport::from_ip_proto(pkt.ip_proto),
+                client_port,
+                server_port,
+                ts_nanos: ts,
+                bytes: pkt.payload,
+            };
+            flow.fingerprint.observe(registry, &payload);
+        }
+
+        let now_closed = is_tcp && (flow.first_rst.is_some() || (flow.fin[0] && flow.fin[1]));
+        let newly_closed = now_closed && !flow.closed;
+        if now_closed {
+            flow.closed = true;
+        }
+        let list = if flow.closed {
+            LIST_CLOSED
+        } else if is_tcp {
+            LIST_TCP
+        } else {
+            LIST_OTHER
+        };
+        if newly_closed {
+            self.counters.closed += 1;
+        }
+        self.unlink(slot);
+        self.push_tail(slot, list);
+    }
+
+    fn expire_idle(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+        for list in [LIST_TCP, LIST_OTHER, LIST_CLOSED] {
+            let timeout = self.timeout_nanos(list);
+            loop {
+                let head = self.heads[list];
+                if head == NIL {
+                    break;
+                }
+                let last = self.slots[head as usize].flow.as_ref().map_or(i64::MIN, |f| f.last_ts);
+                if last.saturating_add(timeout) >= self.now {
+                    break;
+                }
+                let reason = if list == LIST_CLOSED {
+                    self.closed_reason(head)
+                } else {
+                    self.counters.idle_expired += 1;
+                    EndReason::IdleTimeout
+                };
+                self.remove(head, reason, emit);
+            }
+        }
+    }
+
+    fn closed_reason(&self, slot: u32) -> EndReason {
+        match self.slots[slot as usize].flow.as_ref() {
+            Some(f) if f.first_rst.is_some() => EndReason::Rst,
+            _ => EndReason::Fin,
+        }
+    }
+
+    /// Evicts the least recently seen flow of all lists.
+    fn evict_one(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+        let oldest = (0..3)
+            .filter(|&l| self.heads[l] != NIL)
+            .min_by_key(|&l| self.slots[self.heads[l] as usize].flow.as_ref().map_or(i64::MIN, |f| f.last_ts));
+        if let Some(list) = oldest {
+            let head = self.heads[list];
+            if list == LIST_CLOSED {
+                let reason = self.closed_reason(head);
+                self.remove(head, reason, emit);
+            } else {
+                self.counters.evicted += 1;
+                self.remove(head, EndReason::Evicted, emit);
+            }
+        }
+    }
+
+    /// Ends every live flow (end of input), in creation order.
+    pub fn finish_all(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+        let mut live: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.flow.as_ref().map(|f| (f.id, i as u32)))
+            .collect();
+        live.sort_unstable();
+        for (_, slot) in live {
+            let reason = if self.slots[slot as usize].list as usize == LIST_CLOSED {
+                self.closed_reason(slot)
+            } else {
+                EndReason::EndOfInput
+            };
+            self.remove(slot, reason, emit);
+        }
+    }
+
+    fn remove(&mut self, slot: u32, reason: EndReason, emit: &mut impl FnMut(FlowRecord)) {
+        self.unlink(slot);
+        if let Some(flow) = self.slots[slot as usize].flow.take() {
+            self.index.remove(&flow.key);
+            self.free.push(slot);
+            self.live -= 1;
+            emit(finish(flow, reason, self.registry));
+        }
+    }
+
+    fn push_tail(&mut self, slot: u32, list: usize) {
+        let tail = self.tails[list];
+        {
+            let s = &mut self.slots[slot as usize];
+            s.prev = tail;
+            s.next = NIL;
+            s.list = list as u8;
+        }
+        if tail == NIL {
+            self.heads[list] = slot;
+        } else {
+            self.slots[tail as usize].next = slot;
+        }
+        self.tails[list] = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next, list) = {
+            let s = &self.slots[slot as usize];
+            (s.prev, s.next, s.list as usize)
+        };
+        if prev == NIL {
+            if self.heads[list] == slot {
+                self.heads[list] = next;
+            }
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            if self.tails[list] == slot {
+                self.tails[list] = prev;
+            }
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        let s = &mut self.slots[slot as usize];
+        s.prev = NIL;
+        s.next = NIL;
+    }
+}
+
+/// Who started the flow, judged from its first packet: the SYN sender; the receiver of a
+/// SYN-ACK; otherwise, if exactly one side uses a well-known port (< 1024), the other side;
+/// otherwise the first sender.
+fn client_is_source(pkt: &DecodedPacket<'_>) -> bool {
+    if pkt.ip_proto == 6 && pkt.tcp_flags & tcp_flags::SYN != 0 {
+        return pkt.tcp_flags & tcp_flags::ACK == 0;
+    }
+    if pkt.ip_proto == 6 || pkt.ip_proto == 17 {
+        let src_low = pkt.src_port < 1024;
+        let dst_low = pkt.dst_port < 1024;
+        if src_low && !dst_low {
+            return false;
+        }
+    }
+    true
+}
+
+fn finish(flow: FlowState, end_reason: EndReason, registry: &'static [&'static Spec]) -> FlowRecord {
+    let (client_ip, client_port, server_ip, server_port) = if flow.client_is_lo {
+        (flow.key.lo_ip, flow.key.lo_port, flow.key.hi_ip, flow.key.hi_port)
+    } else {
+        (flow.key.hi_ip, flow.key.hi_port, flow.key.lo_ip, flow.key.lo_port)
+    };
+    let transport = Transport::from_ip_proto(flow.key.ip_proto);
+    let outcome = outcome(&flow, transport);
+    let ctx = FlowContext {
+        transport,
+        client_ip,
+        client_port,
+        server_ip,
+        server_port,
+        packets: flow.packets,
+        payload_bytes: flow.payload_bytes,
+        payload_packets: flow.payload_packets,
+        duration_nanos: flow.last_ts - flow.first_ts,
+    };
+    let label = flow.fingerprint.finish(registry, &ctx);
+    let mut record = FlowRecord {
+        id: flow.id,
+        first_ts: flow.first_ts,
+        last_ts: flow.last_ts,
+        transport,
+        ip_proto: flow.key.ip_proto,
+        client_ip,
+        client_port,
+        server_ip,
+        server_port,
+        packets: flow.packets,
+        bytes: flow.bytes,
+        payload_bytes: flow.payload_bytes,
+        tcp_flags: flow.tcp_flags,
+        outcome,
+        end_reason,
+        label,
+    };
+    if record.label.roles_reversed {
+        std::mem::swap(&mut record.client_ip, &mut record.server_ip);
+        std::mem::swap(&mut record.client_port, &mut record.server_port);
+        record.packets.swap(0, 1);
+        record.bytes.swap(0, 1);
+        record.payload_bytes.swap(0, 1);
+        record.tcp_flags.swap(0, 1);
+    }
+    record
+}
+
+fn outcome(flow: &FlowState, transport: Transport) -> Outcome {
+    let client_sent = flow.packets[0] > 0;
+    let server_sent = flow.packets[1] > 0;
+    if transport == Transport::Tcp {
+        if let Some((by, client_data, server_data)) = flow.first_rst {
+            return match by {
+                Direction::ToServer => Outcome::ResetByClient,
+                Direction::ToClient if server_data => Outcome::ResetAfterServerData,
+                Direction::ToClient if client_data => Outcome::ResetAfterClientData,
+                Direction::ToClient => Outcome::ResetAfterSyn,
+            };
+        }
+        if !server_sent {
+            return if flow.midstream { Outcome::OneWay } else { Outcome::NoReply };
+        }
+        if !client_sent {
+            return Outcome::OneWay;
+        }
+        if flow.fin[0] && flow.fin[1] && flow.payload_packets[0] > 0 && flow.payload_packets[1] > 0 {
+            return Outcome::Completed;
+        }
+        return Outcome::Established;
+    }
+    match (client_sent, server_sent) {
+        (true, true) => Outcome::Established,
+        _ => Outcome::NoReply,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode_ip, tests::{ipv4_tcp, ipv4_udp}};
+
+    fn run(table: &mut FlowTable, ts_secs: i64, ip: &[u8], out: &mut Vec<FlowRecord>) {
+        let pkt = decode_ip(ip).unwrap();
+        table.process(ts_secs * NANOS, &pkt, &mut |r| out.push(r));
+    }
+
+    const C: [u8; 4] = [10, 0, 0, 1];
+    const S: [u8; 4] = [93, 184, 216, 34];
+
+    #[test]
+    fn tcp_handshake_direction_and_completion() {
+        let mut t = FlowTable::new(FlowConfig::default(), &[]);
+        let mut out = Vec::new();
+        // Server reply seen first would still make the SYN sender the client.
+        run(&mut t, 1, &ipv4_tcp(C, S, 40000, 443, tcp_flags::SYN, b""), &mut out);
+        run(&mut t, 1, &ipv4_tcp(S, C, 443, 40000, tcp_flags::SYN | tcp_flags::ACK, b""), &mut out);
+        run(&mut t, 1, &ipv4_tcp(C, S, 40000, 443, tcp_flags::ACK, b"hello"), &mut out);
+        run(&mut t, 2, &ipv4_tcp(S, C, 443, 40000, tcp_flags::ACK, b"world!"), &mut out);
+        run(&mut t, 2, &ipv4_tcp(C, S, 40000, 443, tcp_flags::FIN | tcp_flags::ACK, b""), &mut out);
+        run(&mut t, 2, &ipv4_tcp(S, C, 443, 40000, tcp_flags::FIN | tcp_flags::ACK, b""), &mut out);
+        run(&mut t, 2, &ipv4_tcp(C, S, 40000, 443, tcp_flags::ACK, b""), &mut out);
+        assert!(out.is_empty(), "closed flows linger for late packets");
+        run(&mut t, 20, &ipv4_udp(C, S, 1, 2, b""), &mut out);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!((r.client_port, r.server_port), (40000, 443));
+        assert_eq!(r.packets, [4, 3]);
+        assert_eq!(r.payload_bytes, [5, 6]);
+        assert_eq!(r.outcome, Outcome::Completed);
+        assert_eq!(r.end_reason, EndReason::Fin);
+    }
+
+    #[test]
+    fn synack_first_makes_receiver_client() {
+        let mut t = FlowTable::new(FlowConfig::default(), &[]);
+        let mut out = Vec::new();
+        run(&mut t, 1, &ipv4_tcp(S, C, 443, 40000, tcp_flags::SYN | tcp_flags::ACK, b""), &mut out);
+        t.finish_all(&mut |r| out.push(r));
+        assert_eq!(out[0].client_port, 40000);
+        assert_eq!(out[0].outcome, Outcome::OneWay);
+    }
+
+    #[test]
+    fn outcomes_of_resets_and_silence() {
+        let cases: [(&[(bool, u8, &[u8])], Outcome); 4] = [
+            (&[(true, tcp_flags::SYN, b""), (false, tcp_flags::RST | tcp_flags::ACK, b"")], Outcome::ResetAfterSyn),
+            (
+                &[
+                    (true, tcp_flags::SYN, b""),
+                    (false, tcp_flags::SYN | tcp_flags::ACK, b""),
+                    (true, tcp_flags::ACK, b"\x16\x03\x01 client hello"),
+                    (false, tcp_flags::RST, b""),
+                ],
+                Outcome::ResetAfterClientData,
+            ),
+            (&[(true, tcp_flags::SYN, b""), (true, tcp_flags::SYN, b"")], Outcome::NoReply),
+            (&[(true, tcp_flags::SYN, b""), (false, tcp_flags::SYN | tcp_flags::ACK, b""), (true, tcp_flags::RST, b"")], Outcome::ResetByClient),
+        ];
+        for (packets, expected) in cases {
+            let mut t = FlowTable::new(FlowConfig::default(), &[]);
+            let mut out = Vec::new();
+            for (from_client, flags, payload) in packets {
+                let ip = if *from_client { ipv4_tcp(C, S, 5000, 443, *flags, payload) } else { ipv4_tcp(S, C, 443, 5000, *flags, payload) };
+                run(&mut t, 1, &ip, &mut out);
+            }
+            t.finish_all(&mut |r| out.push(r));
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].outcome, expected);
+        }
+    }
+
+    #[test]
+    fn udp_idle_timeout_and_well_known_port_direction() {
+        let mut t = FlowTable::new(FlowConfig::default(), &[]);
+        let mut out = Vec::new();
+        // A DNS answer seen first: the side on port 53 is the server.
+        run(&mut t, 0, &ipv4_udp(S, C, 53, 33000, b"answer"), &mut out);
+        run(&mut t, 100, &ipv4_udp(C, [1, 1, 1, 1], 33001, 53, b"q"), &mut out);
+        assert!(out.is_empty());
+        run(&mut t, 121, &ipv4_udp(C, [1, 1, 1, 1], 33001, 53, b"q"), &mut out);
+        assert_eq!(out.len(), 1, "first flow idle for > 120 s");
+        assert_eq!((out[0].client_port, out[0].server_port), (33000, 53));
+        assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
+        assert_eq!(out[0].outcome, Outcome::NoReply);
+        assert_eq!(t.counters().idle_expired, 1);
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_seen() {
+        let config = FlowConfig { max_flows: 2, ..FlowConfig::default() };
+        let mut t = FlowTable::new(config, &[]);
+        let mut out = Vec::new();
+        run(&mut t, 1, &ipv4_udp(C, S, 1000, 9, b"a"), &mut out);
+        run(&mut t, 1, &ipv4_udp(C, S, 1001, 9, b"b"), &mut out);
+        run(&mut t, 1, &ipv4_udp(C, S, 1000, 9, b"a again"), &mut out);
+        run(&mut t, 1, &ipv4_udp(C, S, 1002, 9, b"c"), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].client_port, 1001);
+        assert_eq!(out[0].end_reason, EndReason::Evicted);
+        assert_eq!(t.counters().evicted, 1);
+        assert_eq!(t.live(), 2);
+        t.finish_all(&mut |r| out.push(r));
+        let total: u64 = out.iter().map(|r| r.packets[0] + r.packets[1]).sum();
+        assert_eq!(total, t.counters().packets, "every packet lands in exactly one flow");
+    }
+
+    #[test]
+    fn new_syn_after_close_starts_a_new_flow() {
+        let mut t = FlowTable::new(FlowConfig::default(), &[]);
+        let mut out = Vec::new();
+        run(&mut t, 1, &ipv4_tcp(C, S, 5000, 80, tcp_flags::SYN, b""), &mut out);
+        run(&mut t, 1, &ipv4_tcp(S, C, 80, 5000, tcp_flags::RST | tcp_flags::ACK, b""), &mut out);
+        run(&mut t, 2, &ipv4_tcp(C, S, 5000, 80, tcp_flags::SYN, b""), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::Rst);
+        t.finish_all(&mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+    }
+}

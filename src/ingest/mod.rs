@@ -1,0 +1,75 @@
+//! Ingest: turns the user's inputs (files, folders, `.gz`) into a stream of captured frames.
+//!
+//! Contract: every input is either read to its end, read up to a named byte offset (a warning),
+//! or refused with a one-line reason (an error); nothing is silently dropped.
+
+pub mod capture;
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub use capture::{CaptureError, CaptureFormat, CaptureReader, CapturedPacket};
+
+/// File name endings that a folder walk picks up.
+pub const CAPTURE_EXTENSIONS: &[&str] = &["pcap", "pcapng", "cap", "gz"];
+
+/// Expands files and folders into the list of capture files to read, in a stable order.
+/// Folders are walked recursively for [`CAPTURE_EXTENSIONS`]; named files are taken as given.
+pub fn expand_inputs(inputs: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.display())))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(input, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(input.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| CAPTURE_EXTENSIONS.iter().any(|c| c.eq_ignore_ascii_case(e)))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Opens a capture file, transparently decompressing gzip (detected by its magic `1f 8b`).
+pub fn open_capture(path: &Path) -> Result<CaptureReader<Box<dyn Read + Send>>, OpenError> {
+    let file = File::open(path).map_err(OpenError::Io)?;
+    let mut buffered = BufReader::with_capacity(256 * 1024, file);
+    let is_gzip = {
+        use std::io::BufRead;
+        let head = buffered.fill_buf().map_err(OpenError::Io)?;
+        head.starts_with(&[0x1f, 0x8b])
+    };
+    let stream: Box<dyn Read + Send> = if is_gzip {
+        Box::new(BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+    CaptureReader::new(stream).map_err(OpenError::Capture)
+}
+
+/// Why an input could not be opened at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Io(io::Error),
+    #[error("{0}")]
+    Capture(CaptureError),
+}

@@ -1,0 +1,131 @@
+//! The offline pipeline: capture files -> decoded packets -> flows with labels.
+//!
+//! Contract: `packets_read == packets in flows + skipped (by reason)`, for every run. A file that
+//! cannot be opened is reported and the run goes on; a file that breaks mid-way keeps every
+//! complete record and reports where it stopped.
+
+use std::path::{Path, PathBuf};
+
+use crate::decode::{self, SkipCounts};
+use crate::fingerprint::registry::REGISTRY;
+use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable};
+use crate::ingest::{self, CaptureError, CaptureFormat, OpenError};
+
+/// What became of one input file.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub format: Option<CaptureFormat>,
+    pub packets: u64,
+    /// Bytes of the (decompressed) capture stream consumed.
+    pub bytes: u64,
+    pub status: FileStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    Complete,
+    /// Records up to the problem were used; the message names the offset.
+    Partial(String),
+    /// Nothing could be read.
+    Failed(String),
+}
+
+/// Totals of a run, for the terminal summary and `summary.json`.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub files: Vec<FileReport>,
+    pub packets_read: u64,
+    pub skipped: SkipCounts,
+    pub flow_counters: FlowCounters,
+    pub flows: u64,
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+}
+
+impl RunSummary {
+    pub fn failed_files(&self) -> usize {
+        self.files.iter().filter(|f| matches!(f.status, FileStatus::Failed(_))).count()
+    }
+    pub fn partial_files(&self) -> usize {
+        self.files.iter().filter(|f| matches!(f.status, FileStatus::Partial(_))).count()
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipelineConfig {
+    pub flow: FlowConfig,
+}
+
+/// Runs captures through decode and the flow table, one file after another.
+pub struct Pipeline {
+    table: FlowTable,
+    summary: RunSummary,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Self {
+        Pipeline { table: FlowTable::new(config.flow, REGISTRY), summary: RunSummary::default() }
+    }
+
+    /// Reads one capture file; finished flows go to `emit`. `progress` is told the bytes consumed.
+    pub fn feed_file(&mut self, path: &Path, emit: &mut impl FnMut(FlowRecord), progress: &mut impl FnMut(u64)) -> &FileReport {
+        let mut report = FileReport { path: path.to_path_buf(), format: None, packets: 0, bytes: 0, status: FileStatus::Complete };
+        match ingest::open_capture(path) {
+            Err(OpenError::Io(e)) => report.status = FileStatus::Failed(e.to_string()),
+            Err(OpenError::Capture(e)) => report.status = FileStatus::Failed(e.to_string()),
+            Ok(mut reader) => {
+                report.format = Some(reader.format());
+                let mut last_progress = 0u64;
+                loop {
+                    match reader.next_packet() {
+                        Ok(Some(packet)) => {
+                            report.packets += 1;
+                            self.summary.packets_read += 1;
+                            let ts = packet.ts_nanos;
+                            match decode::decode(packet.link_type, packet.data) {
+                                Ok(decoded) => {
+                                    self.summary.first_ts = Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
+                                    self.summary.last_ts = Some(self.summary.last_ts.map_or(ts, |l| l.max(ts)));
+                                    self.table.process(ts, &decoded, emit);
+                                }
+                                Err(reason) => self.summary.skipped.add(reason),
+                            }
+                            if report.packets % 4096 == 0 {
+                                let off = reader.offset();
+                                progress(off - last_progress);
+                                last_progress = off;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            report.status = partial_status(&e);
+                            break;
+                        }
+                    }
+                }
+                report.bytes = reader.offset();
+                progress(report.bytes - last_progress);
+            }
+        }
+        self.summary.files.push(report);
+        self.summary.files.last().expect("just pushed")
+    }
+
+    /// Ends all live flows and returns the run's totals.
+    pub fn finish(mut self, emit: &mut impl FnMut(FlowRecord)) -> RunSummary {
+        self.table.finish_all(emit);
+        self.summary.flow_counters = self.table.counters();
+        self.summary.flows = self.summary.flow_counters.flows_created;
+        self.summary
+    }
+}
+
+fn partial_status(e: &CaptureError) -> FileStatus {
+    if e.is_partial() {
+        FileStatus::Partial(e.to_string())
+    } else {
+        FileStatus::Failed(e.to_string())
+    }
+}

@@ -1,0 +1,189 @@
+//! Report: the terminal summary, `summary.json` (versioned schema) and progress on stderr.
+
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::pipeline::{FileStatus, RunSummary};
+
+/// Version of the `summary.json` schema; bumped on any incompatible change.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+
+/// RFC 3339 UTC with microseconds, e.g. `2024-02-17T17:02:03.123456Z`.
+pub fn format_ts(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let micros = nanos.rem_euclid(1_000_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+}
+
+/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Writes `summary.json`: inputs, packets, skips by reason, flows, evictions, protocol counts.
+pub fn write_summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64>, path: &Path) -> io::Result<()> {
+    let files: Vec<_> = summary
+        .files
+        .iter()
+        .map(|f| {
+            let (status, message) = match &f.status {
+                FileStatus::Complete => ("complete", None),
+                FileStatus::Partial(m) => ("partial", Some(m.clone())),
+                FileStatus::Failed(m) => ("failed", Some(m.clone())),
+            };
+            json!({
+                "path": f.path.display().to_string(),
+                "format": f.format.map(|x| format!("{x:?}").to_lowercase()),
+                "packets": f.packets,
+                "bytes": f.bytes,
+                "status": status,
+                "message": message,
+            })
+        })
+        .collect();
+    let skipped: BTreeMap<&str, u64> = summary.skipped.nonzero().collect();
+    let c = &summary.flow_counters;
+    let doc = json!({
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "files": files,
+        "files_failed": summary.failed_files(),
+        "files_partial": summary.partial_files(),
+        "packets_read": summary.packets_read,
+        "packets_in_flows": c.packets,
+        "packets_skipped": summary.skipped.total(),
+        "skipped_by_reason": skipped,
+        "flows": summary.flows,
+        "flows_evicted": c.evicted,
+        "flows_idle_expired": c.idle_expired,
+        "flows_closed": c.closed,
+        "peak_live_flows": c.peak_live,
+        "retransmitted_payloads": c.retransmissions,
+        "first_ts": summary.first_ts.map(format_ts),
+        "last_ts": summary.last_ts.map(format_ts),
+        "protocols": protocols,
+    });
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = io::BufWriter::new(std::fs::File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut f, &doc)?;
+        f.write_all(b"\n")?;
+        f.flush()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+/// The one-screen summary printed on stderr at the end of every run.
+pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String, u64>) {
+    let color = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "{}", bold("── tunnelwatch summary ──"));
+    let _ = writeln!(
+        e,
+        "  inputs     {} file(s): {} complete, {} partial, {} failed",
+        summary.files.len(),
+        summary.files.len() - summary.failed_files() - summary.partial_files(),
+        summary.partial_files(),
+        summary.failed_files()
+    );
+    if let (Some(a), Some(b)) = (summary.first_ts, summary.last_ts) {
+        let _ = writeln!(e, "  time span  {} .. {}", format_ts(a), format_ts(b));
+    }
+    let _ = writeln!(
+        e,
+        "  packets    {} read, {} in flows, {} skipped",
+        summary.packets_read,
+        summary.flow_counters.packets,
+        summary.skipped.total()
+    );
+    for (reason, n) in summary.skipped.nonzero() {
+        let _ = writeln!(e, "               {reason:<22} {n}");
+    }
+    let c = &summary.flow_counters;
+    let _ = writeln!(e, "  flows      {} ({} evicted at the cap, peak {} live)", summary.flows, c.evicted, c.peak_live);
+    if !protocols.is_empty() {
+        let mut by_count: Vec<_> = protocols.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let line: Vec<String> = by_count.iter().take(12).map(|(p, n)| format!("{p} {n}")).collect();
+        let _ = writeln!(e, "  protocols  {}", line.join(", "));
+    }
+}
+
+/// A progress line on stderr (bytes read of total, rate, ETA), drawn only on a terminal.
+pub struct Progress {
+    total: u64,
+    done: u64,
+    enabled: bool,
+    started: Instant,
+    last_draw: Instant,
+    drawn: bool,
+}
+
+impl Progress {
+    pub fn new(total: u64, enabled: bool) -> Self {
+        let now = Instant::now();
+        Progress { total, done: 0, enabled, started: now, last_draw: now, drawn: false }
+    }
+
+    pub fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        if !self.enabled || self.last_draw.elapsed().as_millis() < 200 {
+            return;
+        }
+        self.last_draw = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.done as f64 / secs;
+        let frac = if self.total > 0 { (self.done as f64 / self.total as f64).min(1.0) } else { 0.0 };
+        let eta = if rate > 0.0 && self.total > self.done { (self.total - self.done) as f64 / rate } else { 0.0 };
+        let width = 30;
+        let filled = (frac * width as f64) as usize;
+        let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+        eprint!(
+            "\r[{bar}] {:5.1}%  {:.1}/{:.1} MB  {:.1} MB/s  ETA {:.0}s ",
+            frac * 100.0,
+            self.done as f64 / 1e6,
+            self.total as f64 / 1e6,
+            rate / 1e6,
+            eta
+        );
+        self.drawn = true;
+    }
+
+    /// Erases the progress line (before other stderr output and at the end).
+    pub fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(format_ts(0), "1970-01-01T00:00:00.000000Z");
+        // 2024-02-17T17:00:00Z = 1708189200
+        assert_eq!(format_ts(1_708_189_200_123_456_789), "2024-02-17T17:00:00.123456Z");
+        assert_eq!(format_ts(-1_000), "1969-12-31T23:59:59.999999Z");
+    }
+}
