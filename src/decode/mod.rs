@@ -224,7 +224,23 @@ fn ppp_payload(body: &[u8]) -> Result<&[u8], SkipReason> {
 }
 
 /// Decodes an IP packet (v4 or v6, told by the version nibble) and its transport header.
+/// IP-in-IP (protocol 4, 6in4 = 41: transition tunnels, RFC 2473/4213) is followed to the
+/// inner packet, at most twice, so the flow is the inner conversation.
 pub fn decode_ip(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
+    let mut pkt = decode_ip_layer(ip)?;
+    for _ in 0..2 {
+        if !matches!(pkt.ip_proto, 4 | 41) {
+            break;
+        }
+        match decode_ip_layer(pkt.payload) {
+            Ok(inner) => pkt = inner,
+            Err(_) => break,
+        }
+    }
+    Ok(pkt)
+}
+
+fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
     let (slice, _ext_err) = LaxIpSlice::from_slice(ip).map_err(|_| SkipReason::BadIpHeader)?;
     let payload = slice.payload();
     let (src, dst, ip_len, first_fragment) = match &slice {
