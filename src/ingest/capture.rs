@@ -45,7 +45,7 @@ pub enum CaptureFormat {
 /// Why a capture could not be read further. Stream control (end of file) is not an error.
 #[derive(Debug, Error)]
 pub enum CaptureError {
-    #[error("not a capture file (first bytes {magic:02x?}; expected a pcap or pcapng magic)")]
+    #[error("not a capture file (starts with {}; a pcap or pcapng file starts with a1b2c3d4, a1b23c4d or 0a0d0d0a)", hex(.magic))]
     NotACapture { magic: Vec<u8> },
     #[error("file is empty")]
     Empty,
@@ -400,6 +400,10 @@ impl<R: Read> CaptureReader<R> {
         let ts = ts_units.map_or(0, |u| iface.resolution.to_nanos(u).saturating_add(iface.offset_secs.saturating_mul(1_000_000_000)));
         Ok(Some((ts, iface.link_type, data_start, caplen, orig_len)))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
 fn read_u32(b: &[u8], be: bool) -> u32 {

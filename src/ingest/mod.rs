@@ -15,12 +15,12 @@ pub use capture::{CaptureError, CaptureFormat, CaptureReader, CapturedPacket};
 pub const CAPTURE_EXTENSIONS: &[&str] = &["pcap", "pcapng", "cap", "gz"];
 
 /// Expands files and folders into the list of capture files to read, in a stable order.
-/// Folders are walked recursively for [`CAPTURE_EXTENSIONS`]; named files are taken as given.
+/// Folders are walked recursively for [`CAPTURE_EXTENSIONS`]; named files are taken as given
+/// (a missing one is kept, so opening it reports the problem beside the other inputs).
 pub fn expand_inputs(inputs: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", input.display())))?;
-        if meta.is_dir() {
+        if std::fs::metadata(input).is_ok_and(|m| m.is_dir()) {
             let mut found = Vec::new();
             walk(input, &mut found)?;
             found.sort();

@@ -1,0 +1,108 @@
+//! Shared helpers: run the binary, find ../shared, make scratch folders, count records.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tunnelwatch")
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("the tunnelwatch binary runs")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// `../shared` beside the repository, or None (with a message) when it is absent.
+pub fn shared(what: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if dir.join("corpus/dev/labels.csv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED {what}: ../shared is absent (CI always has it)");
+        None
+    }
+}
+
+/// A fresh scratch folder under target/ (removed first if it exists).
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/e2e-scratch")
+        .join(format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Counts records by walking a capture's record headers, independently of the tool's reader:
+/// classic pcap (either byte order) and pcapng (EPB, SPB, PB). Uncompressed input only.
+pub fn count_records(bytes: &[u8]) -> usize {
+    let u32_at = |b: &[u8], at: usize, be: bool| {
+        let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if be {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
+    };
+    match &bytes[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => {
+            let be = bytes[0] == 0xa1;
+            let mut at = 24;
+            let mut n = 0;
+            while at + 16 <= bytes.len() {
+                let caplen = u32_at(bytes, at + 8, be) as usize;
+                if at + 16 + caplen > bytes.len() {
+                    break;
+                }
+                at += 16 + caplen;
+                n += 1;
+            }
+            n
+        }
+        [0x0a, 0x0d, 0x0d, 0x0a] => {
+            let mut at = 0;
+            let mut be = false;
+            let mut n = 0;
+            while at + 12 <= bytes.len() {
+                if bytes[at..at + 4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+                    be = bytes[at + 8..at + 12] == [0x1a, 0x2b, 0x3c, 0x4d];
+                }
+                let block_type = u32_at(bytes, at, be);
+                let len = u32_at(bytes, at + 4, be) as usize;
+                if len < 12 || at + len > bytes.len() {
+                    break;
+                }
+                if matches!(block_type, 2 | 3 | 6) {
+                    n += 1;
+                }
+                at += len;
+            }
+            n
+        }
+        _ => 0,
+    }
+}
+
+/// Rows of a simple CSV without quoted commas (labels.csv has none in the fields we read).
+pub fn read_labels(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).expect("labels.csv readable");
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap_or("").split(',').map(str::to_string).collect();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect())
+        .collect()
+}
