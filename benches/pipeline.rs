@@ -1,1 +1,89 @@
-fn main(){}
+//! Throughput of the offline pipeline (read -> decode -> flows -> fingerprints) and of its
+//! stages, on real traffic when ../shared/bench is present, else on a generated capture.
+//!
+//! Run: `cargo bench --no-default-features --bench pipeline` (no polars: faster build; the
+//! measured path does not use polars). Criterion prints time per iteration and packets/s
+//! (its "elements" throughput).
+
+use std::io::Read;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tunnelwatch::decode;
+use tunnelwatch::flow::{FlowConfig, FlowTable};
+use tunnelwatch::ingest::CaptureReader;
+use tunnelwatch::pipeline::{FileReport, Pipeline, PipelineConfig};
+
+/// The benchmark capture, decompressed into memory (so disk and gzip are not measured).
+fn capture_bytes() -> (String, Vec<u8>) {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/ndpi-mix.pcap.gz");
+    if let Ok(f) = std::fs::File::open(&shared) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(f).read_to_end(&mut out).expect("benchmark capture decompresses");
+        return ("ndpi-mix".into(), out);
+    }
+    eprintln!("../shared/bench absent: benchmarking the small test fixture instead");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/three_udp.pcap");
+    ("fixture".into(), std::fs::read(fixture).expect("fixture"))
+}
+
+fn count_packets(bytes: &[u8]) -> u64 {
+    let mut r = CaptureReader::new(bytes).expect("valid capture");
+    let mut n = 0;
+    while let Ok(Some(_)) = r.next_packet() {
+        n += 1;
+    }
+    n
+}
+
+fn benches(c: &mut Criterion) {
+    let (name, bytes) = capture_bytes();
+    let packets = count_packets(&bytes);
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(packets));
+    group.sample_size(10);
+
+    group.bench_function(format!("record_walk/{name}"), |b| b.iter(|| count_packets(&bytes)));
+
+    group.bench_function(format!("read+decode/{name}"), |b| {
+        b.iter(|| {
+            let mut r = CaptureReader::new(&bytes[..]).expect("valid capture");
+            let mut ok = 0u64;
+            while let Ok(Some(p)) = r.next_packet() {
+                ok += u64::from(decode::decode(p.link_type, p.data).is_ok());
+            }
+            ok
+        })
+    });
+
+    group.bench_function(format!("read+decode+flows(no fingerprints)/{name}"), |b| {
+        b.iter(|| {
+            let mut r = CaptureReader::new(&bytes[..]).expect("valid capture");
+            let mut table = FlowTable::new(FlowConfig::default(), &[]);
+            let mut flows = 0u64;
+            while let Ok(Some(p)) = r.next_packet() {
+                if let Ok(d) = decode::decode(p.link_type, p.data) {
+                    table.process(p.ts_nanos, &d, &mut |_| flows += 1);
+                }
+            }
+            table.finish_all(&mut |_| flows += 1);
+            flows
+        })
+    });
+
+    group.bench_function(format!("whole_pipeline/{name}"), |b| {
+        b.iter(|| {
+            let mut p = Pipeline::new(PipelineConfig::default());
+            let mut report = FileReport::new(Path::new(&name));
+            let mut flows = 0u64;
+            let reader = CaptureReader::new(&bytes[..]).expect("valid capture");
+            p.feed_reader(reader, &mut report, &mut |_| flows += 1, &mut |_| {});
+            p.finish(&mut |_| flows += 1);
+            flows
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(pipeline, benches);
+criterion_main!(pipeline);

@@ -4,12 +4,13 @@
 //! cannot be opened is reported and the run goes on; a file that breaks mid-way keeps every
 //! complete record and reports where it stopped.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::decode::{self, SkipCounts};
 use crate::fingerprint::registry::REGISTRY;
 use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable};
-use crate::ingest::{self, CaptureError, CaptureFormat, OpenError};
+use crate::ingest::{self, CaptureError, CaptureFormat, CaptureReader, OpenError};
 
 /// What became of one input file.
 #[derive(Debug, Clone)]
@@ -64,6 +65,13 @@ pub struct Pipeline {
     summary: RunSummary,
 }
 
+impl FileReport {
+    /// A report for an input about to be read.
+    pub fn new(path: &Path) -> Self {
+        FileReport { path: path.to_path_buf(), format: None, packets: 0, bytes: 0, status: FileStatus::Complete }
+    }
+}
+
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Pipeline { table: FlowTable::new(config.flow, REGISTRY), summary: RunSummary::default() }
@@ -71,46 +79,55 @@ impl Pipeline {
 
     /// Reads one capture file; finished flows go to `emit`. `progress` is told the bytes consumed.
     pub fn feed_file(&mut self, path: &Path, emit: &mut impl FnMut(FlowRecord), progress: &mut impl FnMut(u64)) -> &FileReport {
-        let mut report = FileReport { path: path.to_path_buf(), format: None, packets: 0, bytes: 0, status: FileStatus::Complete };
+        let mut report = FileReport::new(path);
         match ingest::open_capture(path) {
             Err(OpenError::Io(e)) => report.status = FileStatus::Failed(e.to_string()),
             Err(OpenError::Capture(e)) => report.status = FileStatus::Failed(e.to_string()),
-            Ok(mut reader) => {
-                report.format = Some(reader.format());
-                let mut last_progress = 0u64;
-                loop {
-                    match reader.next_packet() {
-                        Ok(Some(packet)) => {
-                            report.packets += 1;
-                            self.summary.packets_read += 1;
-                            let ts = packet.ts_nanos;
-                            match decode::decode(packet.link_type, packet.data) {
-                                Ok(decoded) => {
-                                    self.summary.first_ts = Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
-                                    self.summary.last_ts = Some(self.summary.last_ts.map_or(ts, |l| l.max(ts)));
-                                    self.table.process(ts, &decoded, emit);
-                                }
-                                Err(reason) => self.summary.skipped.add(reason),
-                            }
-                            if report.packets % 4096 == 0 {
-                                let off = reader.offset();
-                                progress(off - last_progress);
-                                last_progress = off;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            report.status = partial_status(&e);
-                            break;
-                        }
-                    }
-                }
-                report.bytes = reader.offset();
-                progress(report.bytes - last_progress);
-            }
+            Ok(reader) => self.feed_reader(reader, &mut report, emit, progress),
         }
         self.summary.files.push(report);
         self.summary.files.last().expect("just pushed")
+    }
+
+    /// Reads every record of an open capture into the flow table, filling in `report`.
+    pub fn feed_reader<R: Read>(
+        &mut self,
+        mut reader: CaptureReader<R>,
+        report: &mut FileReport,
+        emit: &mut impl FnMut(FlowRecord),
+        progress: &mut impl FnMut(u64),
+    ) {
+        report.format = Some(reader.format());
+        let mut last_progress = 0u64;
+        loop {
+            match reader.next_packet() {
+                Ok(Some(packet)) => {
+                    report.packets += 1;
+                    self.summary.packets_read += 1;
+                    let ts = packet.ts_nanos;
+                    match decode::decode(packet.link_type, packet.data) {
+                        Ok(decoded) => {
+                            self.summary.first_ts = Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
+                            self.summary.last_ts = Some(self.summary.last_ts.map_or(ts, |l| l.max(ts)));
+                            self.table.process(ts, &decoded, emit);
+                        }
+                        Err(reason) => self.summary.skipped.add(reason),
+                    }
+                    if report.packets % 4096 == 0 {
+                        let off = reader.offset();
+                        progress(off - last_progress);
+                        last_progress = off;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    report.status = partial_status(&e);
+                    break;
+                }
+            }
+        }
+        report.bytes = reader.offset();
+        progress(report.bytes - last_progress);
     }
 
     /// Ends all live flows and returns the run's totals.

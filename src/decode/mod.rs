@@ -417,4 +417,28 @@ pub(crate) mod tests {
         let p = decode(link::IPV6, &v).unwrap();
         assert_eq!((p.src_port, p.dst_port, p.payload), (53, 5000, &b"ok"[..]));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_frame_of_any_link_type_decodes_or_skips(
+                link in prop_oneof![Just(0u16), Just(1), Just(9), Just(101), Just(108), Just(113), Just(228), Just(229), Just(276), any::<u16>()],
+                frame in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                if let Ok(p) = decode(link, &frame) {
+                    prop_assert!(p.payload.len() <= frame.len());
+                }
+            }
+
+            #[test]
+            fn ip_packets_with_random_tails(head in proptest::collection::vec(any::<u8>(), 0..80), v6 in any::<bool>()) {
+                let mut ip = if v6 { vec![0x60, 0, 0, 0, 0, 40, 0, 64] } else { vec![0x45, 0, 0, 60, 0, 0, 0x20, 0, 64, 6, 0, 0] };
+                ip.extend_from_slice(&head);
+                let _ = decode_ip(&ip);
+            }
+        }
+    }
 }

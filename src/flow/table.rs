@@ -629,4 +629,41 @@ mod tests {
         t.finish_all(&mut |r| out.push(r));
         assert_eq!(out.len(), 2);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever arrives, in whatever order: every packet lands in exactly one flow,
+            /// the table never holds more than its cap, and flow ids are unique.
+            #[test]
+            fn counters_add_up_and_cap_holds(
+                packets in proptest::collection::vec((0u8..4, 0u8..4, 0u16..6, any::<u8>(), 0i64..400, 0usize..3), 1..300),
+                cap in 1usize..20,
+            ) {
+                let mut t = FlowTable::new(FlowConfig { max_flows: cap, ..FlowConfig::default() }, &[]);
+                let mut out = Vec::new();
+                for (a, b, port, flags, ts, kind) in packets {
+                    let src = [10, 0, 0, a];
+                    let dst = [10, 0, 1, b];
+                    let ip = match kind {
+                        0 => ipv4_tcp(src, dst, 1000 + port, 443, flags & 0x1f, &[flags]),
+                        1 => ipv4_udp(src, dst, 1000 + port, 53, b"x"),
+                        _ => ipv4_udp(dst, src, 53, 1000 + port, b""),
+                    };
+                    run(&mut t, ts, &ip, &mut out);
+                    prop_assert!(t.live() <= cap);
+                }
+                t.finish_all(&mut |r| out.push(r));
+                let total: u64 = out.iter().map(|r| r.packets[0] + r.packets[1]).sum();
+                prop_assert_eq!(total, t.counters().packets);
+                let mut ids: Vec<u64> = out.iter().map(|r| r.id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                prop_assert_eq!(ids.len(), out.len());
+                prop_assert_eq!(out.len() as u64, t.counters().flows_created);
+            }
+        }
+    }
 }

@@ -549,4 +549,48 @@ mod tests {
         assert_eq!(TsResolution::Decimal(3).to_nanos(5), 5_000_000);
         assert_eq!(TsResolution::Decimal(12).to_nanos(5_000), 5);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn drain(bytes: &[u8]) -> usize {
+            let Ok(mut r) = CaptureReader::new(bytes) else { return 0 };
+            let mut n = 0;
+            while let Ok(Some(p)) = r.next_packet() {
+                assert!(p.data.len() <= MAX_RECORD_LEN as usize);
+                n += 1;
+            }
+            n
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                drain(&bytes);
+            }
+
+            #[test]
+            fn mutated_captures_never_panic(flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..8), cut in 0usize..200) {
+                let mut f = pcap_le(1, &[(1, b"abcdefgh"), (2, b"ijklmnop"), (3, b"qrstuvwx")]);
+                for (at, v) in flips {
+                    if at < f.len() { f[at] = v; }
+                }
+                f.truncate(f.len().saturating_sub(cut % 40));
+                drain(&f);
+                // pcapng framing too: the same bytes behind a section header.
+                let mut ng = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0];
+                ng.extend_from_slice(&f);
+                drain(&ng);
+            }
+
+            #[test]
+            fn truncating_a_capture_keeps_every_complete_record(cut in 0usize..90) {
+                let f = pcap_le(1, &[(1, b"abcdefgh"), (2, b"ijklmnop"), (3, b"qrstuvwx")]);
+                let kept = f.len() - cut;
+                let complete = (kept.saturating_sub(24)) / 24; // 16-byte header + 8 bytes each
+                prop_assert_eq!(drain(&f[..kept]), complete.min(3));
+            }
+        }
+    }
 }
