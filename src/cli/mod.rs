@@ -76,6 +76,55 @@ pub struct AnalyzeArgs {
     /// Output directory (created if missing).
     #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
     pub out: PathBuf,
+    /// Statistics window, e.g. 300s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_secs)]
+    pub window: u32,
+    /// The monitored network's prefixes (as Suricata's HOME_NET), comma-separated; hosts are
+    /// addresses inside it. Default: private, shared and unique-local ranges.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub home_net: Vec<String>,
+    /// Anonymise host identifiers (prefix-preserving, keyed): the key, or `env:NAME` to read it
+    /// from an environment variable.
+    #[arg(long, value_name = "KEY")]
+    pub anonymize: Option<String>,
+    /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`.
+    #[arg(long, value_name = "FILE")]
+    pub platforms: Option<PathBuf>,
+    /// Formats of the per-window tables (hosts, series, series_protocols), comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "parquet")]
+    pub tables: Vec<TableFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormatArg {
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl From<TableFormatArg> for crate::stats::TableFormat {
+    fn from(f: TableFormatArg) -> Self {
+        match f {
+            TableFormatArg::Parquet => crate::stats::TableFormat::Parquet,
+            TableFormatArg::Csv => crate::stats::TableFormat::Csv,
+            TableFormatArg::Json => crate::stats::TableFormat::Json,
+        }
+    }
+}
+
+/// `300`, `300s`, `5m`, `1h`, `1d` -> seconds (at least 1).
+pub fn parse_duration_secs(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u32 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional unit s, m, h or d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?}: must be between 1 s and about 136 years"))
 }
 
 #[derive(Args, Debug)]
@@ -222,6 +271,14 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     })?;
     records.sort_by_key(|r| (r.first_ts, r.id));
     let flows_path = crate::stats::write_flows(&records, &args.out).context("writing flows table")?;
+    let stats_config = stats_config(&args)?;
+    let mut columns = crate::stats::FlowColumns::default();
+    for r in &records {
+        columns.push(r, &stats_config);
+    }
+    let formats: Vec<crate::stats::TableFormat> = args.tables.iter().map(|f| (*f).into()).collect();
+    let (_metrics, _tables) = crate::stats::write_window_tables(&columns, &stats_config, &args.out, &formats)
+        .context("writing per-window tables")?;
     let protocol_counts = output::protocol_counts(&records);
     let summary_path = args.out.join("summary.json");
     report::write_summary_json(&summary, &protocol_counts, &summary_path)
@@ -231,6 +288,32 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         eprintln!("wrote {} and {}", flows_path.display(), summary_path.display());
     }
     Ok(args.input.exit_code(&summary))
+}
+
+fn stats_config(args: &AnalyzeArgs) -> Result<crate::stats::StatsConfig> {
+    let mut config = crate::stats::StatsConfig { window_secs: args.window, ..Default::default() };
+    if !args.home_net.is_empty() {
+        config.home_net = args
+            .home_net
+            .iter()
+            .map(|c| c.parse().map_err(|e: String| anyhow::anyhow!("--home-net: {e}")))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(key) = &args.anonymize {
+        let key = match key.strip_prefix("env:") {
+            Some(var) => std::env::var(var).with_context(|| format!("--anonymize: environment variable {var} is not set"))?,
+            None => key.clone(),
+        };
+        if key.is_empty() {
+            bail!("--anonymize: the key is empty");
+        }
+        config.anonymize = Some(crate::stats::anon::Anonymizer::from_passphrase(&key));
+    }
+    if let Some(path) = &args.platforms {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config.platforms.load_user(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(config)
 }
 
 fn run_explain(args: ExplainArgs) -> Result<i32> {

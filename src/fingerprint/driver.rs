@@ -172,6 +172,35 @@ impl Label {
         }
     }
 
+    /// The first evidence fact named `key` among the matches, deciding match first.
+    pub fn fact(&self, key: &str) -> Option<&super::Fact> {
+        self.matches.iter().find_map(|m| m.verdict.evidence.get(key))
+    }
+
+    /// The server name the client asked for: TLS/QUIC SNI, HTTP Host, or DNS question.
+    pub fn server_name(&self) -> Option<&str> {
+        ["sni", "host", "qname"].iter().find_map(|k| match self.fact(k) {
+            Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
+            _ => None,
+        })
+    }
+
+    /// DNS response code (RFC 1035 §4.1.1 RCODE), when a DNS detector saw a response.
+    pub fn dns_rcode(&self) -> Option<i64> {
+        match self.fact("rcode") {
+            Some(super::Fact::Int(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Whether a DNS response carried answers (None when unknown).
+    pub fn dns_answered(&self) -> Option<bool> {
+        match self.fact("answers") {
+            Some(super::Fact::Int(v)) => Some(*v > 0),
+            _ => None,
+        }
+    }
+
     /// `spec: fact=value, ...; spec: ...`, deciding match first.
     pub fn evidence_text(&self) -> String {
         let mut out = String::new();

@@ -1,24 +1,235 @@
-//! Stats: columnar tables built from finished flows. The only module that calls polars, and
-//! only per batch of flows (never per packet), so a polars upgrade touches this file alone.
+//! Stats: per-host, per-window statistics from finished flows.
 //!
-//! `flows.parquet` schema (version 1): one row per flow, the columns of
-//! [`crate::cli::FLOW_COLUMNS`] with these types: `id` u64; `first_ts`, `last_ts`
-//! datetime[ns] (UTC); `client_port`, `server_port` u16 (u32 in Parquet); packet and byte
-//! counts u64; `obfuscated` bool; the rest strings (empty when absent).
-//! Built without the `polars-out` feature, the same table is written as `flows.csv`.
+//! Flows are reduced here to a few plain columns (one row per flow, attributed to the window in
+//! which the flow started); `frame.rs` — the only file that calls polars — groups them once per
+//! run (never per packet) into:
+//!
+//! - `hosts` (one row per window and host): `window_start` datetime[ns]; `host` string;
+//!   `flows`, `packets`, `bytes` u64; `circumvention_flows`, `circumvention_bytes`;
+//!   `vpn_flows`, `proxy_flows`, `tor_flows`, `obfuscated_flows`, `tunnel_flows` (by family);
+//!   `platform_attempts`, `platform_successes`, and failures by kind `platform_dns_failure`,
+//!   `platform_reset_after_syn`, `platform_reset_after_client_data`, `platform_no_reply`;
+//!   `control_attempts`, `control_successes`; `uses_circumvention` bool; `adopted_window` datetime
+//!   (the host's first window with circumvention).
+//! - `series` (one row per window): `window_start`; `active_hosts`; `circumvention_hosts` and per
+//!   family `vpn_hosts`, `proxy_hosts`, `tor_hosts`, `obfuscated_hosts`, `tunnel_hosts`;
+//!   `circumvention_host_share` f64; `new_adopters`; `bytes`, `circumvention_bytes`,
+//!   `circumvention_bytes_share` f64; `platform_attempts`, `platform_successes`,
+//!   `platform_success_ratio` f64 (null without attempts); `control_attempts`,
+//!   `control_successes`, `control_success_ratio` f64.
+//! - `series_protocols` (long form): `window_start`, `protocol`, `hosts` — hosts using each
+//!   circumvention protocol per window.
+//!
+//! Hosts are the monitored network's own addresses (`--home-net`, default: private, shared and
+//! unique-local ranges); a flow with neither end inside counts for its client. Host identifiers
+//! can be anonymised with a keyed, prefix-preserving permutation (see [`anon`]).
+
+pub mod anon;
+#[cfg(feature = "polars-out")]
+mod frame;
 
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::flow::FlowRecord;
+use crate::fingerprint::Family;
+use crate::flow::{FlowRecord, Outcome};
+use crate::intel::cidr::Cidr;
+use crate::intel::platforms::PlatformMatcher;
+
+/// Default monitored network: RFC 1918, RFC 6598 shared space, RFC 4193 unique-local, link-local.
+pub const DEFAULT_HOME_NET: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10"];
+
+/// Statistics settings.
+#[derive(Debug, Clone)]
+pub struct StatsConfig {
+    pub window_secs: u32,
+    pub home_net: Vec<Cidr>,
+    pub platforms: PlatformMatcher,
+    /// Anonymise host identifiers with this key.
+    pub anonymize: Option<anon::Anonymizer>,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            window_secs: 300,
+            home_net: DEFAULT_HOME_NET.iter().filter_map(|c| c.parse().ok()).collect(),
+            platforms: PlatformMatcher::default(),
+            anonymize: None,
+        }
+    }
+}
+
+/// How one attempt to reach a platform (or control site) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    Success,
+    DnsFailure,
+    ResetAfterSyn,
+    ResetAfterClientData,
+    NoReply,
+    /// Neither a clear success nor a failure kind we count (e.g. reset by the client).
+    Other,
+}
+
+impl AttemptResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttemptResult::Success => "success",
+            AttemptResult::DnsFailure => "dns_failure",
+            AttemptResult::ResetAfterSyn => "reset_after_syn",
+            AttemptResult::ResetAfterClientData => "reset_after_client_data",
+            AttemptResult::NoReply => "no_reply",
+            AttemptResult::Other => "other",
+        }
+    }
+}
+
+/// One flow reduced to what the statistics need (plain columns, filled per flow).
+#[derive(Debug, Default, Clone)]
+pub struct FlowColumns {
+    pub window_start: Vec<i64>,
+    pub host: Vec<String>,
+    pub family: Vec<&'static str>,
+    pub protocol: Vec<&'static str>,
+    pub circumvention: Vec<bool>,
+    pub packets: Vec<u64>,
+    pub bytes: Vec<u64>,
+    /// Platform token when the flow is an attempt to reach a platform (or control site).
+    pub platform: Vec<Option<String>>,
+    pub control: Vec<bool>,
+    pub result: Vec<&'static str>,
+}
+
+impl FlowColumns {
+    pub fn len(&self) -> usize {
+        self.host.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.host.is_empty()
+    }
+
+    /// Adds one finished flow.
+    pub fn push(&mut self, r: &FlowRecord, config: &StatsConfig) {
+        let window = i64::from(config.window_secs.max(1)) * 1_000_000_000;
+        self.window_start.push(r.first_ts.div_euclid(window) * window);
+        let host_ip = host_of(r, &config.home_net);
+        self.host.push(match &config.anonymize {
+            Some(a) => a.anonymize(host_ip).to_string(),
+            None => host_ip.to_string(),
+        });
+        let family = r.label.family;
+        self.family.push(family.name());
+        self.protocol.push(r.label.protocol);
+        self.circumvention.push(family.is_circumvention());
+        self.packets.push(r.packets[0] + r.packets[1]);
+        self.bytes.push(r.bytes[0] + r.bytes[1]);
+        let (platform, result) = match platform_attempt(r, &config.platforms) {
+            Some((name, control, result)) => (Some((name, control)), result),
+            None => (None, AttemptResult::Other),
+        };
+        self.control.push(platform.as_ref().is_some_and(|(_, c)| *c));
+        self.platform.push(platform.map(|(n, _)| n));
+        self.result.push(result.name());
+    }
+}
+
+/// The monitored host of a flow: the end inside the home network (client first), else the client.
+pub fn host_of(r: &FlowRecord, home_net: &[Cidr]) -> IpAddr {
+    let inside = |ip: IpAddr| home_net.iter().any(|c| c.contains(ip));
+    if inside(r.client_ip) || !inside(r.server_ip) {
+        r.client_ip
+    } else {
+        r.server_ip
+    }
+}
+
+/// If the flow tried to reach a platform or control site: (name, is control, result).
+/// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else its server address.
+pub fn platform_attempt(r: &FlowRecord, platforms: &PlatformMatcher) -> Option<(String, bool, AttemptResult)> {
+    let name = r.label.server_name();
+    let is_dns = r.label.protocol == "dns";
+    let addr = if is_dns { None } else { Some(r.server_ip) };
+    let p = platforms.classify(name, addr)?;
+    let result = if is_dns {
+        match r.label.dns_rcode() {
+            Some(0) if r.label.dns_answered() != Some(false) => AttemptResult::Success,
+            Some(0) => AttemptResult::DnsFailure,
+            Some(2 | 3 | 5) => AttemptResult::DnsFailure,
+            Some(_) => AttemptResult::Other,
+            None if r.outcome == Outcome::NoReply => AttemptResult::DnsFailure,
+            None => AttemptResult::Other,
+        }
+    } else {
+        match r.outcome {
+            Outcome::Established | Outcome::Completed | Outcome::ResetAfterServerData => AttemptResult::Success,
+            Outcome::ResetAfterSyn => AttemptResult::ResetAfterSyn,
+            Outcome::ResetAfterClientData => AttemptResult::ResetAfterClientData,
+            Outcome::NoReply => AttemptResult::NoReply,
+            Outcome::ResetByClient | Outcome::OneWay => AttemptResult::Other,
+        }
+    };
+    Some((p.name.clone(), p.control, result))
+}
+
+/// Output table formats for the statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl TableFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Csv => "csv",
+            TableFormat::Json => "json",
+        }
+    }
+}
+
+/// One per-window metric across hosts, ready for the detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSeries {
+    pub metric: String,
+    pub start_ts_nanos: i64,
+    pub step_nanos: i64,
+    /// One value per window from the first to the last; NaN where undefined.
+    pub values: Vec<f64>,
+}
 
 /// Writes the flows table into `dir`; returns the path written.
 pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
-    imp::write_flows(records, dir)
+    #[cfg(feature = "polars-out")]
+    {
+        frame::write_flows(records, dir)
+    }
+    #[cfg(not(feature = "polars-out"))]
+    {
+        write_flows_csv(records, dir)
+    }
+}
+
+/// Builds the hosts/series tables, writes them in each format into `dir`, and returns the
+/// per-window metric series (for detection) and the paths written.
+pub fn write_window_tables(cols: &FlowColumns, config: &StatsConfig, dir: &Path, formats: &[TableFormat]) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
+    #[cfg(feature = "polars-out")]
+    {
+        frame::write_window_tables(cols, config, dir, formats)
+    }
+    #[cfg(not(feature = "polars-out"))]
+    {
+        let _ = (cols, config, dir, formats);
+        Ok((Vec::new(), Vec::new()))
+    }
 }
 
 /// Writes to `path` through a temporary name, so an interrupted run leaves no half file.
-fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> io::Result<()>) -> io::Result<()> {
     let tmp = path.with_extension("partial");
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -28,90 +239,29 @@ fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> io::R
     std::fs::rename(tmp, path)
 }
 
-#[cfg(feature = "polars-out")]
-mod imp {
-    use super::*;
-    use polars::prelude::*;
-    use polars_io::parquet::write::ParquetWriter;
-
-    fn to_io(e: PolarsError) -> io::Error {
-        io::Error::other(e.to_string())
-    }
-
-    /// The flows as a DataFrame (schema in the module docs).
-    pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
-        let strings = |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };
-        let ts = |name: &str, f: &dyn Fn(&FlowRecord) -> i64| -> PolarsResult<Column> {
-            Column::new(name.into(), records.iter().map(f).collect::<Vec<i64>>())
-                .cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
-        };
-        let columns = vec![
-            Column::new("id".into(), records.iter().map(|r| r.id).collect::<Vec<u64>>()),
-            ts("first_ts", &|r| r.first_ts)?,
-            ts("last_ts", &|r| r.last_ts)?,
-            Column::new("transport".into(), strings(&|r| r.transport.name().into_owned())),
-            Column::new("client_ip".into(), strings(&|r| r.client_ip.to_string())),
-            Column::new("client_port".into(), records.iter().map(|r| u32::from(r.client_port)).collect::<Vec<u32>>()),
-            Column::new("server_ip".into(), strings(&|r| r.server_ip.to_string())),
-            Column::new("server_port".into(), records.iter().map(|r| u32::from(r.server_port)).collect::<Vec<u32>>()),
-            Column::new("packets_c2s".into(), records.iter().map(|r| r.packets[0]).collect::<Vec<u64>>()),
-            Column::new("packets_s2c".into(), records.iter().map(|r| r.packets[1]).collect::<Vec<u64>>()),
-            Column::new("bytes_c2s".into(), records.iter().map(|r| r.bytes[0]).collect::<Vec<u64>>()),
-            Column::new("bytes_s2c".into(), records.iter().map(|r| r.bytes[1]).collect::<Vec<u64>>()),
-            Column::new("outcome".into(), strings(&|r| r.outcome.name().to_string())),
-            Column::new("protocol".into(), strings(&|r| r.label.protocol.to_string())),
-            Column::new("application".into(), strings(&|r| r.label.application.unwrap_or("").to_string())),
-            Column::new("provider".into(), strings(&|r| r.label.provider.unwrap_or("").to_string())),
-            Column::new("obfuscated".into(), records.iter().map(|r| r.label.obfuscated).collect::<Vec<bool>>()),
-            Column::new("family".into(), strings(&|r| r.label.family.name().to_string())),
-            Column::new("confidence".into(), strings(&|r| r.label.confidence.map_or("", |c| c.name()).to_string())),
-            Column::new("evidence".into(), strings(&|r| r.label.evidence_text())),
-        ];
-        DataFrame::new(records.len(), columns)
-    }
-
-    pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
-        let path = dir.join("flows.parquet");
-        let mut df = flows_frame(records).map_err(to_io)?;
-        write_atomically(&path, |f| ParquetWriter::new(f).finish(&mut df).map(|_| ()).map_err(to_io))?;
-        Ok(path)
-    }
-}
-
 #[cfg(not(feature = "polars-out"))]
-mod imp {
-    use super::*;
+fn write_flows_csv(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
     use std::io::Write;
-
-    pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
-        let path = dir.join("flows.csv");
-        write_atomically(&path, |f| {
-            let mut w = io::BufWriter::new(f);
-            writeln!(w, "{}", crate::cli::FLOW_COLUMNS.join(","))?;
-            for r in records {
-                let row = crate::cli::flow_row_json(r);
-                let fields: Vec<String> = crate::cli::FLOW_COLUMNS
-                    .iter()
-                    .map(|c| match &row[*c] {
-                        serde_json::Value::String(s) if s.contains([',', '"', '\n']) => format!("\"{}\"", s.replace('"', "\"\"")),
-                        serde_json::Value::String(s) => s.clone(),
-                        v => v.to_string(),
-                    })
-                    .collect();
-                writeln!(w, "{}", fields.join(","))?;
-            }
-            w.flush()
-        })?;
-        Ok(path)
-    }
+    let path = dir.join("flows.csv");
+    write_atomically(&path, |f| {
+        let mut w = io::BufWriter::new(f);
+        writeln!(w, "{}", crate::cli::FLOW_COLUMNS.join(","))?;
+        for r in records {
+            let row = crate::cli::flow_row_json(r);
+            let fields: Vec<String> = crate::cli::FLOW_COLUMNS
+                .iter()
+                .map(|c| match &row[*c] {
+                    serde_json::Value::String(s) if s.contains([',', '"', '\n']) => format!("\"{}\"", s.replace('"', "\"\"")),
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                })
+                .collect();
+            writeln!(w, "{}", fields.join(","))?;
+        }
+        w.flush()
+    })?;
+    Ok(path)
 }
 
-#[cfg(all(test, feature = "polars-out"))]
-mod tests {
-    #[test]
-    fn empty_flow_table_has_every_column() {
-        let df = super::imp::flows_frame(&[]).unwrap();
-        assert_eq!(df.width(), crate::cli::FLOW_COLUMNS.len());
-        assert_eq!(df.height(), 0);
-    }
-}
+/// Families counted as circumvention, in column order.
+pub const CIRCUMVENTION_FAMILIES: [Family; 5] = [Family::Vpn, Family::Proxy, Family::Tor, Family::Obfuscated, Family::Tunnel];

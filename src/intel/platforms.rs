@@ -1,0 +1,349 @@
+//! Platforms whose reachability we measure (the ones governments block) and control sites
+//! (large services rarely blocked together with them), recognised by host name (DNS question,
+//! TLS/QUIC SNI, HTTP Host) or destination prefix.
+//!
+//! Prefixes are the operators' own registered ranges (origin AS noted), or the list an operator
+//! publishes itself (Telegram's `core.telegram.org/resources/cidr.txt`).
+
+use std::net::IpAddr;
+
+use super::cidr::Cidr;
+
+/// A platform or control site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// Stable token: `x`, `youtube`, `facebook`, ...
+    pub name: String,
+    /// Domain suffixes (label-boundary match).
+    pub domains: Vec<String>,
+    pub prefixes: Vec<Cidr>,
+    /// A control site: used as the "is the network fine otherwise?" comparison.
+    pub control: bool,
+}
+
+/// (name, control, domains, prefixes) of the built-in platforms.
+const BUILT_IN: &[(&str, bool, &[&str], &[&str])] = &[
+    // X Corp, AS13414.
+    (
+        "x",
+        false,
+        &[
+            "x.com",
+            "twitter.com",
+            "twimg.com",
+            "t.co",
+            "twttr.com",
+            "twitterstat.us",
+            "pscp.tv",
+            "periscope.tv",
+        ],
+        &[
+            "104.244.40.0/21",
+            "192.133.76.0/22",
+            "199.16.156.0/22",
+            "199.59.148.0/22",
+            "69.195.160.0/19",
+            "2606:1f80::/32",
+        ],
+    ),
+    (
+        "youtube",
+        false,
+        &[
+            "youtube.com",
+            "ytimg.com",
+            "googlevideo.com",
+            "youtu.be",
+            "youtube-nocookie.com",
+            "yt3.ggpht.com",
+        ],
+        &[],
+    ),
+    // Meta Platforms, AS32934 (shared by Facebook, Instagram and WhatsApp: names tell them apart).
+    (
+        "facebook",
+        false,
+        &[
+            "facebook.com",
+            "fbcdn.net",
+            "fb.com",
+            "facebook.net",
+            "messenger.com",
+            "fbsbx.com",
+        ],
+        &[
+            "157.240.0.0/16",
+            "31.13.64.0/18",
+            "129.134.0.0/16",
+            "179.60.192.0/22",
+            "185.60.216.0/22",
+            "66.220.144.0/20",
+            "69.63.176.0/20",
+            "69.171.224.0/19",
+            "173.252.64.0/18",
+            "2a03:2880::/29",
+        ],
+    ),
+    (
+        "instagram",
+        false,
+        &["instagram.com", "cdninstagram.com", "ig.me"],
+        &[],
+    ),
+    (
+        "whatsapp",
+        false,
+        &["whatsapp.com", "whatsapp.net", "wa.me"],
+        &[],
+    ),
+    // Telegram publishes its ranges at core.telegram.org/resources/cidr.txt.
+    (
+        "telegram",
+        false,
+        &[
+            "telegram.org",
+            "t.me",
+            "telegram.me",
+            "telesco.pe",
+            "tdesktop.com",
+        ],
+        &[
+            "91.108.4.0/22",
+            "91.108.8.0/22",
+            "91.108.12.0/22",
+            "91.108.16.0/22",
+            "91.108.20.0/22",
+            "91.108.56.0/22",
+            "91.105.192.0/23",
+            "149.154.160.0/20",
+            "185.76.151.0/24",
+            "2001:b28:f23d::/48",
+            "2001:b28:f23f::/48",
+            "2001:67c:4e8::/48",
+            "2001:b28:f23c::/48",
+            "2a0a:f280::/32",
+        ],
+    ),
+    (
+        "tiktok",
+        false,
+        &[
+            "tiktok.com",
+            "tiktokv.com",
+            "tiktokcdn.com",
+            "byteoversea.com",
+            "ibytedtos.com",
+            "musical.ly",
+        ],
+        &[],
+    ),
+    (
+        "signal",
+        false,
+        &["signal.org", "whispersystems.org", "signal.art"],
+        &[],
+    ),
+    // Controls: large services that blocks of social media normally leave alone.
+    (
+        "wikipedia",
+        true,
+        &["wikipedia.org", "wikimedia.org", "wikidata.org"],
+        &[],
+    ),
+    (
+        "microsoft",
+        true,
+        &[
+            "microsoft.com",
+            "windowsupdate.com",
+            "live.com",
+            "office.com",
+            "bing.com",
+        ],
+        &[],
+    ),
+    (
+        "apple",
+        true,
+        &["apple.com", "icloud.com", "mzstatic.com"],
+        &[],
+    ),
+    ("amazon", true, &["amazon.com", "amazonaws.com"], &[]),
+    ("cloudflare", true, &["cloudflare.com"], &[]),
+];
+
+/// The built-in platform and control definitions.
+pub fn built_in() -> Vec<Platform> {
+    BUILT_IN
+        .iter()
+        .map(|(name, control, domains, prefixes)| Platform {
+            name: (*name).to_string(),
+            domains: domains.iter().map(|d| (*d).to_string()).collect(),
+            prefixes: prefixes.iter().filter_map(|p| p.parse().ok()).collect(),
+            control: *control,
+        })
+        .collect()
+}
+
+/// Matches host names and addresses against a set of platforms.
+#[derive(Debug, Clone)]
+pub struct PlatformMatcher {
+    platforms: Vec<Platform>,
+}
+
+impl Default for PlatformMatcher {
+    fn default() -> Self {
+        PlatformMatcher {
+            platforms: built_in(),
+        }
+    }
+}
+
+impl PlatformMatcher {
+    pub fn new(platforms: Vec<Platform>) -> Self {
+        PlatformMatcher { platforms }
+    }
+
+    pub fn platforms(&self) -> &[Platform] {
+        &self.platforms
+    }
+
+    /// The platform a name belongs to (longest matching suffix wins), else the one whose
+    /// prefix holds the address.
+    pub fn classify(&self, name: Option<&str>, addr: Option<IpAddr>) -> Option<&Platform> {
+        if let Some(name) = name {
+            let best = self
+                .platforms
+                .iter()
+                .flat_map(|p| p.domains.iter().map(move |d| (p, d)))
+                .filter(|(_, d)| super::name_has_suffix(name, d))
+                .max_by_key(|(_, d)| d.len());
+            if let Some((p, _)) = best {
+                return Some(p);
+            }
+        }
+        let addr = addr?;
+        self.platforms
+            .iter()
+            .find(|p| p.prefixes.iter().any(|c| c.contains(addr)))
+    }
+
+    /// Adds user definitions from text lines `name,control(true|false),domain;domain,prefix;prefix`
+    /// (`#` starts a comment). A name that exists is replaced.
+    pub fn load_user(&mut self, text: &str) -> Result<(), String> {
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [name, control, domains, prefixes] = fields[..] else {
+                return Err(format!(
+                    "line {}: expected name,control,domains,prefixes",
+                    i + 1
+                ));
+            };
+            let control = match control {
+                "true" | "yes" | "1" => true,
+                "false" | "no" | "0" | "" => false,
+                other => {
+                    return Err(format!(
+                        "line {}: control must be true or false, got {other:?}",
+                        i + 1
+                    ))
+                }
+            };
+            let prefixes = prefixes
+                .split(';')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<Cidr>()
+                        .map_err(|e| format!("line {}: {e}", i + 1))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let platform = Platform {
+                name: name.to_lowercase(),
+                domains: domains
+                    .split(';')
+                    .filter(|d| !d.is_empty())
+                    .map(|d| d.to_lowercase())
+                    .collect(),
+                prefixes,
+                control,
+            };
+            self.platforms.retain(|p| p.name != platform.name);
+            self.platforms.push(platform);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_prefixes_classify() {
+        let m = PlatformMatcher::default();
+        assert_eq!(
+            m.classify(Some("abs.twimg.com"), None)
+                .map(|p| p.name.as_str()),
+            Some("x")
+        );
+        assert_eq!(
+            m.classify(Some("X.COM."), None).map(|p| p.name.as_str()),
+            Some("x")
+        );
+        assert_eq!(m.classify(Some("notx.com"), None), None);
+        assert_eq!(
+            m.classify(None, Some("104.244.42.1".parse().unwrap()))
+                .map(|p| p.name.as_str()),
+            Some("x")
+        );
+        assert_eq!(
+            m.classify(
+                Some("scontent.cdninstagram.com"),
+                Some("157.240.1.1".parse().unwrap())
+            )
+            .map(|p| p.name.as_str()),
+            Some("instagram")
+        );
+        assert!(m
+            .classify(Some("en.wikipedia.org"), None)
+            .is_some_and(|p| p.control));
+        assert_eq!(
+            m.classify(Some("example.org"), Some("192.0.2.1".parse().unwrap())),
+            None
+        );
+    }
+
+    #[test]
+    fn user_definitions_replace_and_report_errors() {
+        let mut m = PlatformMatcher::default();
+        m.load_user("# mine\nbluesky,false,bsky.app;bsky.social,\nx,false,x.com,10.9.0.0/16\n")
+            .unwrap();
+        assert_eq!(
+            m.classify(Some("bsky.app"), None).map(|p| p.name.as_str()),
+            Some("bluesky")
+        );
+        assert_eq!(
+            m.classify(None, Some("10.9.1.1".parse().unwrap()))
+                .map(|p| p.name.as_str()),
+            Some("x")
+        );
+        assert_eq!(
+            m.classify(Some("twitter.com"), None),
+            None,
+            "replaced definition"
+        );
+        assert!(m.load_user("bad line").unwrap_err().contains("line 1"));
+        assert!(m
+            .load_user("a,maybe,a.com,")
+            .unwrap_err()
+            .contains("control must be"));
+        assert!(m
+            .load_user("a,true,a.com,300.0.0.0/8")
+            .unwrap_err()
+            .contains("line 1"));
+    }
+}

@@ -1,0 +1,299 @@
+//! Every polars call of the project (schemas in the parent module's docs).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use polars_io::csv::write::CsvWriter;
+use polars_io::json::{JsonFormat, JsonWriter};
+use polars_io::parquet::write::ParquetWriter;
+use polars_io::SerWriter;
+
+use super::{write_atomically, FlowColumns, MetricSeries, StatsConfig, TableFormat, CIRCUMVENTION_FAMILIES};
+use crate::flow::FlowRecord;
+
+fn to_io(e: PolarsError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
+    Column::new(name.into(), values).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
+}
+
+/// The flows as a DataFrame (columns of `cli::FLOW_COLUMNS`).
+pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
+    let strings = |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };
+    let columns = vec![
+        Column::new("id".into(), records.iter().map(|r| r.id).collect::<Vec<u64>>()),
+        datetime("first_ts", records.iter().map(|r| r.first_ts).collect())?,
+        datetime("last_ts", records.iter().map(|r| r.last_ts).collect())?,
+        Column::new("transport".into(), strings(&|r| r.transport.name().into_owned())),
+        Column::new("client_ip".into(), strings(&|r| r.client_ip.to_string())),
+        Column::new("client_port".into(), records.iter().map(|r| u32::from(r.client_port)).collect::<Vec<u32>>()),
+        Column::new("server_ip".into(), strings(&|r| r.server_ip.to_string())),
+        Column::new("server_port".into(), records.iter().map(|r| u32::from(r.server_port)).collect::<Vec<u32>>()),
+        Column::new("packets_c2s".into(), records.iter().map(|r| r.packets[0]).collect::<Vec<u64>>()),
+        Column::new("packets_s2c".into(), records.iter().map(|r| r.packets[1]).collect::<Vec<u64>>()),
+        Column::new("bytes_c2s".into(), records.iter().map(|r| r.bytes[0]).collect::<Vec<u64>>()),
+        Column::new("bytes_s2c".into(), records.iter().map(|r| r.bytes[1]).collect::<Vec<u64>>()),
+        Column::new("outcome".into(), strings(&|r| r.outcome.name().to_string())),
+        Column::new("protocol".into(), strings(&|r| r.label.protocol.to_string())),
+        Column::new("application".into(), strings(&|r| r.label.application.unwrap_or("").to_string())),
+        Column::new("provider".into(), strings(&|r| r.label.provider.unwrap_or("").to_string())),
+        Column::new("obfuscated".into(), records.iter().map(|r| r.label.obfuscated).collect::<Vec<bool>>()),
+        Column::new("family".into(), strings(&|r| r.label.family.name().to_string())),
+        Column::new("confidence".into(), strings(&|r| r.label.confidence.map_or("", |c| c.name()).to_string())),
+        Column::new("evidence".into(), strings(&|r| r.label.evidence_text())),
+    ];
+    DataFrame::new(records.len(), columns)
+}
+
+pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
+    let path = dir.join("flows.parquet");
+    let mut df = flows_frame(records).map_err(to_io)?;
+    write_table(&mut df, &path, TableFormat::Parquet)?;
+    Ok(path)
+}
+
+fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Result<()> {
+    write_atomically(path, |f| {
+        match format {
+            TableFormat::Parquet => ParquetWriter::new(f).finish(df).map(|_| ()),
+            TableFormat::Csv => CsvWriter::new(f).include_header(true).finish(df),
+            TableFormat::Json => JsonWriter::new(f).with_json_format(JsonFormat::Json).finish(df),
+        }
+        .map_err(to_io)
+    })
+}
+
+/// One row per flow: the input of every grouping.
+fn flow_frame(cols: &FlowColumns) -> PolarsResult<DataFrame> {
+    DataFrame::new(
+        cols.len(),
+        vec![
+            datetime("window_start", cols.window_start.clone())?,
+            Column::new("host".into(), cols.host.clone()),
+            Column::new("family".into(), cols.family.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            Column::new("protocol".into(), cols.protocol.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            Column::new("circumvention".into(), cols.circumvention.clone()),
+            Column::new("packets".into(), cols.packets.clone()),
+            Column::new("bytes".into(), cols.bytes.clone()),
+            Column::new("platform".into(), cols.platform.clone()),
+            Column::new("control".into(), cols.control.clone()),
+            Column::new("result".into(), cols.result.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        ],
+    )
+}
+
+/// Sum of a boolean condition, as a count.
+fn count_if(cond: Expr) -> Expr {
+    cond.cast(DataType::UInt64).sum()
+}
+
+fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
+    let is_platform = col("platform").is_not_null().and(col("control").not());
+    let is_control = col("platform").is_not_null().and(col("control"));
+    let mut aggs = vec![
+        len().cast(DataType::UInt64).alias("flows"),
+        col("packets").sum().alias("packets"),
+        col("bytes").sum().alias("bytes"),
+        count_if(col("circumvention")).alias("circumvention_flows"),
+        when(col("circumvention")).then(col("bytes")).otherwise(lit(0u64)).sum().alias("circumvention_bytes"),
+    ];
+    for fam in CIRCUMVENTION_FAMILIES {
+        aggs.push(count_if(col("family").eq(lit(fam.name()))).alias(format!("{}_flows", fam.name())));
+    }
+    aggs.push(count_if(is_platform.clone()).alias("platform_attempts"));
+    aggs.push(count_if(is_platform.clone().and(col("result").eq(lit("success")))).alias("platform_successes"));
+    for kind in ["dns_failure", "reset_after_syn", "reset_after_client_data", "no_reply"] {
+        aggs.push(count_if(is_platform.clone().and(col("result").eq(lit(kind)))).alias(format!("platform_{kind}")));
+    }
+    aggs.push(count_if(is_control.clone()).alias("control_attempts"));
+    aggs.push(count_if(is_control.and(col("result").eq(lit("success")))).alias("control_successes"));
+    let hosts = flows
+        .clone()
+        .lazy()
+        .group_by([col("window_start"), col("host")])
+        .agg(aggs)
+        .with_column(col("circumvention_flows").gt(lit(0u64)).alias("uses_circumvention"));
+    let adoption = hosts
+        .clone()
+        .filter(col("uses_circumvention"))
+        .group_by([col("host")])
+        .agg([col("window_start").min().alias("adopted_window")]);
+    hosts
+        .join(adoption, [col("host")], [col("host")], JoinArgs::new(JoinType::Left))
+        .sort(["window_start", "host"], SortMultipleOptions::default())
+        .collect()
+}
+
+fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
+    let mut aggs = vec![
+        len().cast(DataType::UInt64).alias("active_hosts"),
+        count_if(col("uses_circumvention")).alias("circumvention_hosts"),
+    ];
+    for fam in CIRCUMVENTION_FAMILIES {
+        aggs.push(count_if(col(format!("{}_flows", fam.name())).gt(lit(0u64))).alias(format!("{}_hosts", fam.name())));
+    }
+    aggs.extend([
+        count_if(col("adopted_window").eq(col("window_start"))).alias("new_adopters"),
+        col("bytes").sum().alias("bytes"),
+        col("circumvention_bytes").sum().alias("circumvention_bytes"),
+        col("platform_attempts").sum().alias("platform_attempts"),
+        col("platform_successes").sum().alias("platform_successes"),
+        col("control_attempts").sum().alias("control_attempts"),
+        col("control_successes").sum().alias("control_successes"),
+    ]);
+    let ratio = |num: &str, den: &str| {
+        when(col(den).gt(lit(0u64)))
+            .then(col(num).cast(DataType::Float64) / col(den).cast(DataType::Float64))
+            .otherwise(lit(NULL).cast(DataType::Float64))
+    };
+    hosts
+        .clone()
+        .lazy()
+        .group_by([col("window_start")])
+        .agg(aggs)
+        .with_columns([
+            ratio("circumvention_hosts", "active_hosts").alias("circumvention_host_share"),
+            ratio("circumvention_bytes", "bytes").alias("circumvention_bytes_share"),
+            ratio("platform_successes", "platform_attempts").alias("platform_success_ratio"),
+            ratio("control_successes", "control_attempts").alias("control_success_ratio"),
+        ])
+        .sort(["window_start"], SortMultipleOptions::default())
+        .collect()
+}
+
+fn protocols_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
+    flows
+        .clone()
+        .lazy()
+        .filter(col("circumvention"))
+        .group_by([col("window_start"), col("protocol")])
+        .agg([col("host").n_unique().cast(DataType::UInt64).alias("hosts")])
+        .sort(["window_start", "protocol"], SortMultipleOptions::default())
+        .collect()
+}
+
+/// The metrics handed to the detector, one value per window (gaps filled with NaN).
+const DETECTOR_METRICS: &[&str] = &[
+    "active_hosts",
+    "circumvention_hosts",
+    "circumvention_host_share",
+    "new_adopters",
+    "circumvention_bytes_share",
+    "platform_attempts",
+    "platform_success_ratio",
+    "control_success_ratio",
+];
+
+fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<MetricSeries>> {
+    let step = i64::from(window_secs.max(1)) * 1_000_000_000;
+    let windows_col = series.column("window_start")?.cast(&DataType::Int64)?;
+    let windows_ca = windows_col.i64()?;
+    let windows: Vec<i64> = (0..windows_ca.len()).map(|i| windows_ca.get(i).unwrap_or(0)).collect();
+    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else { return Ok(Vec::new()) };
+    let n = usize::try_from((last - first) / step + 1).unwrap_or(0);
+    let mut out = Vec::new();
+    for metric in DETECTOR_METRICS {
+        let col = series.column(metric)?.cast(&DataType::Float64)?;
+        let mut values = vec![f64::NAN; n];
+        let ca = col.f64()?;
+        for (w, v) in windows.iter().zip((0..ca.len()).map(|i| ca.get(i))) {
+            let i = usize::try_from((w - first) / step).unwrap_or(usize::MAX);
+            if let (Some(slot), Some(v)) = (values.get_mut(i), v) {
+                *slot = v;
+            }
+        }
+        // Windows with no traffic at all: zero hosts rather than unknown.
+        if matches!(*metric, "active_hosts" | "circumvention_hosts" | "new_adopters" | "platform_attempts") {
+            for v in values.iter_mut().filter(|v| v.is_nan()) {
+                *v = 0.0;
+            }
+        }
+        out.push(MetricSeries { metric: (*metric).to_string(), start_ts_nanos: first, step_nanos: step, values });
+    }
+    Ok(out)
+}
+
+pub fn write_window_tables(cols: &FlowColumns, config: &StatsConfig, dir: &Path, formats: &[TableFormat]) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
+    let flows = flow_frame(cols).map_err(to_io)?;
+    let mut hosts = hosts_frame(&flows).map_err(to_io)?;
+    let mut series = series_frame(&hosts).map_err(to_io)?;
+    let mut protocols = protocols_frame(&flows).map_err(to_io)?;
+    let metrics = metric_series(&series, config.window_secs).map_err(to_io)?;
+    let mut written = Vec::new();
+    for format in formats {
+        for (name, df) in [("hosts", &mut hosts), ("series", &mut series), ("series_protocols", &mut protocols)] {
+            let path = dir.join(format!("{name}.{}", format.extension()));
+            write_table(df, &path, *format)?;
+            written.push(path);
+        }
+    }
+    Ok((metrics, written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::AttemptResult;
+
+    fn cols() -> FlowColumns {
+        let w = 300_000_000_000i64;
+        let mut c = FlowColumns::default();
+        // (window, host, family, protocol, platform, result)
+        let rows: [(i64, &str, &'static str, &'static str, Option<&str>, AttemptResult); 6] = [
+            (0, "10.0.0.1", "web", "tls", Some("x"), AttemptResult::Success),
+            (0, "10.0.0.2", "vpn", "wireguard", None, AttemptResult::Other),
+            (w, "10.0.0.1", "web", "tls", Some("x"), AttemptResult::ResetAfterClientData),
+            (w, "10.0.0.1", "vpn", "openvpn", None, AttemptResult::Other),
+            (w, "10.0.0.2", "vpn", "wireguard", None, AttemptResult::Other),
+            (w, "10.0.0.3", "web", "tls", Some("wikipedia"), AttemptResult::Success),
+        ];
+        for (win, host, fam, proto, platform, result) in rows {
+            c.window_start.push(win);
+            c.host.push(host.into());
+            c.family.push(fam);
+            c.protocol.push(proto);
+            c.circumvention.push(fam == "vpn");
+            c.packets.push(10);
+            c.bytes.push(1000);
+            c.control.push(platform == Some("wikipedia"));
+            c.platform.push(platform.map(str::to_string));
+            c.result.push(result.name());
+        }
+        c
+    }
+
+    #[test]
+    fn hosts_series_and_adoption() {
+        let flows = flow_frame(&cols()).unwrap();
+        let hosts = hosts_frame(&flows).unwrap();
+        assert_eq!(hosts.height(), 5);
+        let series = series_frame(&hosts).unwrap();
+        assert_eq!(series.height(), 2);
+        let get = |name: &str| -> Vec<Option<f64>> {
+            let c = series.column(name).unwrap().cast(&DataType::Float64).unwrap();
+            let ca = c.f64().unwrap().clone();
+            (0..ca.len()).map(|i| ca.get(i)).collect()
+        };
+        assert_eq!(get("active_hosts"), vec![Some(2.0), Some(3.0)]);
+        assert_eq!(get("circumvention_hosts"), vec![Some(1.0), Some(2.0)]);
+        assert_eq!(get("new_adopters"), vec![Some(1.0), Some(1.0)], "host .2 adopts in window 0, host .1 in window 1");
+        assert_eq!(get("platform_success_ratio"), vec![Some(1.0), Some(0.0)]);
+        assert_eq!(get("control_success_ratio"), vec![None, Some(1.0)]);
+        let protocols = protocols_frame(&flows).unwrap();
+        assert_eq!(protocols.height(), 3, "w0 wireguard, w1 openvpn, w1 wireguard");
+        let metrics = metric_series(&series, 300).unwrap();
+        let share = metrics.iter().find(|m| m.metric == "circumvention_host_share").unwrap();
+        assert_eq!(share.values.len(), 2);
+        assert!((share.values[1] - 2.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_flow_table_has_every_column() {
+        let df = flows_frame(&[]).unwrap();
+        assert_eq!(df.width(), crate::cli::FLOW_COLUMNS.len());
+        assert_eq!(df.height(), 0);
+    }
+}
