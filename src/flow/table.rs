@@ -163,9 +163,22 @@ impl FlowTable {
         let is_syn = pkt.ip_proto == 6 && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let slot = match self.index.get(&key).copied() {
             Some(slot) => {
-                let reopen = is_syn && self.slots[slot as usize].flow.as_ref().is_some_and(|f| f.closed);
-                if reopen {
-                    let reason = self.closed_reason(slot);
+                let (closed, idle) = match self.slots[slot as usize].flow.as_ref() {
+                    Some(f) => {
+                        let list = self.slots[slot as usize].list as usize;
+                        (f.closed, f.last_ts.saturating_add(self.timeout_nanos(list)) < ts)
+                    }
+                    None => (false, false),
+                };
+                // Idle past its timeout: the flow ended, whether or not a sweep noticed yet, so
+                // results do not depend on when sweeps happen to run.
+                if idle || (closed && is_syn) {
+                    let reason = if closed {
+                        self.closed_reason(slot)
+                    } else {
+                        self.counters.idle_expired += 1;
+                        EndReason::IdleTimeout
+                    };
                     self.remove(slot, reason, emit);
                     self.create(key, src_is_lo, ts, pkt, emit)
                 } else {
@@ -615,6 +628,18 @@ mod tests {
         t.finish_all(&mut |r| out.push(r));
         let total: u64 = out.iter().map(|r| r.packets[0] + r.packets[1]).sum();
         assert_eq!(total, t.counters().packets, "every packet lands in exactly one flow");
+    }
+
+    #[test]
+    fn a_packet_after_the_idle_timeout_starts_a_new_flow() {
+        let mut t = FlowTable::new(FlowConfig::default(), &[]);
+        let mut out = Vec::new();
+        run(&mut t, 10, &ipv4_udp(C, S, 1000, 9, b"a"), &mut out);
+        // The next packet of the same 5-tuple comes 200 s later (UDP timeout 120 s).
+        run(&mut t, 210, &ipv4_udp(C, S, 1000, 9, b"b"), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
+        assert_eq!(t.live(), 1);
     }
 
     #[test]
