@@ -71,17 +71,17 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    group.bench_function(format!("whole_pipeline/{name}"), |b| {
-        b.iter(|| {
-            let mut p = Pipeline::new(PipelineConfig::default());
-            let mut report = FileReport::new(Path::new(&name));
-            let mut flows = 0u64;
-            let reader = CaptureReader::new(&bytes[..]).expect("valid capture");
-            p.feed_reader(reader, &mut report, &mut |_| flows += 1, &mut |_| {});
-            p.finish(&mut |_| flows += 1);
-            flows
-        })
-    });
+    for threads in [1usize, 2] {
+        group.bench_function(format!("whole_pipeline/{threads}_threads/{name}"), |b| {
+            b.iter(|| {
+                let mut p = Pipeline::new(PipelineConfig { threads, ..PipelineConfig::default() });
+                let mut report = FileReport::new(Path::new(&name));
+                let reader = CaptureReader::new(&bytes[..]).expect("valid capture");
+                p.feed_reader(reader, &mut report, &mut |_| {});
+                p.finish().0.len()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -54,15 +54,43 @@ impl RunSummary {
 }
 
 /// Pipeline settings.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct PipelineConfig {
     pub flow: FlowConfig,
+    /// Worker threads that own flow tables (1: everything on the calling thread).
+    pub threads: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { flow: FlowConfig::default(), threads: 1 }
+    }
 }
 
 /// Runs captures through decode and the flow table, one file after another.
+///
+/// With `threads > 1` the calling thread reads and decodes, and dispatches each packet by a hash
+/// of its flow key to a worker that owns its own flow table and fingerprint state (no locks on
+/// the hot path). Flows are numbered after the run in order of (first packet time, endpoints),
+/// so the output is identical for any number of threads (as long as the flow cap, which is
+/// split between workers, is not reached).
 pub struct Pipeline {
-    table: FlowTable,
+    sink: Sink,
     summary: RunSummary,
+}
+
+enum Sink {
+    Local { table: FlowTable, records: Vec<FlowRecord> },
+    Workers(parallel::Dispatcher),
+}
+
+impl Sink {
+    fn accept(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &decode::DecodedPacket<'_>) {
+        match self {
+            Sink::Local { table, records } => table.process(ts, pkt, &mut |r| records.push(r)),
+            Sink::Workers(d) => d.dispatch(ts, link_type, frame, pkt),
+        }
+    }
 }
 
 impl FileReport {
@@ -74,29 +102,28 @@ impl FileReport {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
-        Pipeline { table: FlowTable::new(config.flow, REGISTRY), summary: RunSummary::default() }
+        let sink = if config.threads <= 1 {
+            Sink::Local { table: FlowTable::new(config.flow, REGISTRY), records: Vec::new() }
+        } else {
+            Sink::Workers(parallel::Dispatcher::start(config))
+        };
+        Pipeline { sink, summary: RunSummary::default() }
     }
 
-    /// Reads one capture file; finished flows go to `emit`. `progress` is told the bytes consumed.
-    pub fn feed_file(&mut self, path: &Path, emit: &mut impl FnMut(FlowRecord), progress: &mut impl FnMut(u64)) -> &FileReport {
+    /// Reads one capture file. `progress` is told the bytes consumed.
+    pub fn feed_file(&mut self, path: &Path, progress: &mut impl FnMut(u64)) -> &FileReport {
         let mut report = FileReport::new(path);
         match ingest::open_capture(path) {
             Err(OpenError::Io(e)) => report.status = FileStatus::Failed(e.to_string()),
             Err(OpenError::Capture(e)) => report.status = FileStatus::Failed(e.to_string()),
-            Ok(reader) => self.feed_reader(reader, &mut report, emit, progress),
+            Ok(reader) => self.feed_reader(reader, &mut report, progress),
         }
         self.summary.files.push(report);
         self.summary.files.last().expect("just pushed")
     }
 
-    /// Reads every record of an open capture into the flow table, filling in `report`.
-    pub fn feed_reader<R: Read>(
-        &mut self,
-        mut reader: CaptureReader<R>,
-        report: &mut FileReport,
-        emit: &mut impl FnMut(FlowRecord),
-        progress: &mut impl FnMut(u64),
-    ) {
+    /// Reads every record of an open capture, filling in `report`.
+    pub fn feed_reader<R: Read>(&mut self, mut reader: CaptureReader<R>, report: &mut FileReport, progress: &mut impl FnMut(u64)) {
         report.format = Some(reader.format());
         let mut last_progress = 0u64;
         loop {
@@ -109,7 +136,7 @@ impl Pipeline {
                         Ok(decoded) => {
                             self.summary.first_ts = Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
                             self.summary.last_ts = Some(self.summary.last_ts.map_or(ts, |l| l.max(ts)));
-                            self.table.process(ts, &decoded, emit);
+                            self.sink.accept(ts, packet.link_type, packet.data, &decoded);
                         }
                         Err(reason) => self.summary.skipped.add(reason),
                     }
@@ -130,12 +157,146 @@ impl Pipeline {
         progress(report.bytes - last_progress);
     }
 
-    /// Ends all live flows and returns the run's totals.
-    pub fn finish(mut self, emit: &mut impl FnMut(FlowRecord)) -> RunSummary {
-        self.table.finish_all(emit);
-        self.summary.flow_counters = self.table.counters();
-        self.summary.flows = self.summary.flow_counters.flows_created;
-        self.summary
+    /// Ends all live flows; returns every flow, numbered in order of (first packet time,
+    /// endpoints), and the run's totals.
+    pub fn finish(mut self) -> (Vec<FlowRecord>, RunSummary) {
+        let (mut records, counters) = match self.sink {
+            Sink::Local { mut table, mut records } => {
+                table.finish_all(&mut |r| records.push(r));
+                (records, table.counters())
+            }
+            Sink::Workers(d) => d.finish(),
+        };
+        number_flows(&mut records);
+        self.summary.flow_counters = counters;
+        self.summary.flows = records.len() as u64;
+        (records, self.summary)
+    }
+}
+
+/// Sorts flows by (first packet time, endpoints, protocol) and numbers them from 0: an order that
+/// does not depend on which worker saw which flow.
+pub fn number_flows(records: &mut [FlowRecord]) {
+    records.sort_by(|a, b| {
+        (a.first_ts, a.client_ip, a.client_port, a.server_ip, a.server_port, a.ip_proto, a.last_ts, a.id)
+            .cmp(&(b.first_ts, b.client_ip, b.client_port, b.server_ip, b.server_port, b.ip_proto, b.last_ts, b.id))
+    });
+    for (i, r) in records.iter_mut().enumerate() {
+        r.id = i as u64;
+    }
+}
+
+mod parallel {
+    //! Dispatch of packets to worker threads by flow hash, in recycled batches.
+
+    use std::hash::BuildHasher;
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+    use std::thread::JoinHandle;
+
+    use super::PipelineConfig;
+    use crate::decode::{self, DecodedPacket};
+    use crate::fingerprint::registry::REGISTRY;
+    use crate::flow::{FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
+
+    const BATCH_PACKETS: usize = 512;
+    /// Batches in flight per worker (bounds memory and keeps workers busy).
+    const BATCHES_IN_FLIGHT: usize = 4;
+
+    /// Frames copied back to back with their (ts, link type, start, len).
+    #[derive(Default)]
+    struct Batch {
+        bytes: Vec<u8>,
+        frames: Vec<(i64, u16, usize, usize)>,
+    }
+
+    struct Worker {
+        current: Batch,
+        to_worker: SyncSender<Batch>,
+        recycled: Receiver<Batch>,
+        handle: JoinHandle<(Vec<FlowRecord>, FlowCounters)>,
+    }
+
+    pub struct Dispatcher {
+        workers: Vec<Worker>,
+        hasher: foldhash::fast::FixedState,
+    }
+
+    impl Dispatcher {
+        pub fn start(config: PipelineConfig) -> Self {
+            let n = config.threads.max(1);
+            let flow = FlowConfig { max_flows: (config.flow.max_flows / n).max(1), ..config.flow };
+            let workers = (0..n)
+                .map(|_| {
+                    let (to_worker, from_reader) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+                    let (to_reader, recycled) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
+                    for _ in 0..BATCHES_IN_FLIGHT {
+                        let _ = to_reader.send(Batch::default());
+                    }
+                    let handle = std::thread::spawn(move || work(flow, from_reader, to_reader));
+                    Worker { current: Batch::default(), to_worker, recycled, handle }
+                })
+                .collect();
+            Dispatcher { workers, hasher: foldhash::fast::FixedState::default() }
+        }
+
+        pub fn dispatch(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &DecodedPacket<'_>) {
+            let (key, _) = FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+            let i = (self.hasher.hash_one(key) % self.workers.len() as u64) as usize;
+            let w = &mut self.workers[i];
+            let start = w.current.bytes.len();
+            w.current.bytes.extend_from_slice(frame);
+            w.current.frames.push((ts, link_type, start, frame.len()));
+            if w.current.frames.len() >= BATCH_PACKETS {
+                Self::send(w);
+            }
+        }
+
+        fn send(w: &mut Worker) {
+            let next = w.recycled.recv().unwrap_or_default();
+            let full = std::mem::replace(&mut w.current, next);
+            // A worker that died (panicked) is reported when it is joined.
+            let _ = w.to_worker.send(full);
+        }
+
+        pub fn finish(mut self) -> (Vec<FlowRecord>, FlowCounters) {
+            let mut records = Vec::new();
+            let mut counters = FlowCounters::default();
+            for w in &mut self.workers {
+                if !w.current.frames.is_empty() {
+                    Self::send(w);
+                }
+            }
+            for w in self.workers {
+                drop(w.to_worker);
+                match w.handle.join() {
+                    Ok((r, c)) => {
+                        records.extend(r);
+                        counters.merge(&c);
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            (records, counters)
+        }
+    }
+
+    fn work(flow: FlowConfig, batches: Receiver<Batch>, recycle: SyncSender<Batch>) -> (Vec<FlowRecord>, FlowCounters) {
+        let mut table = FlowTable::new(flow, REGISTRY);
+        let mut records = Vec::new();
+        for mut batch in batches {
+            for &(ts, link_type, start, len) in &batch.frames {
+                let frame = &batch.bytes[start..start + len];
+                // The reader decoded this frame successfully; decoding is deterministic.
+                if let Ok(pkt) = decode::decode(link_type, frame) {
+                    table.process(ts, &pkt, &mut |r| records.push(r));
+                }
+            }
+            batch.bytes.clear();
+            batch.frames.clear();
+            let _ = recycle.try_send(batch);
+        }
+        table.finish_all(&mut |r| records.push(r));
+        (records, table.counters())
     }
 }
 
@@ -166,14 +327,23 @@ mod tests {
         v
     }
 
-    fn run(bytes: &[u8]) -> (RunSummary, u64) {
-        let mut p = Pipeline::new(PipelineConfig::default());
+    fn run_threads(bytes: &[u8], threads: usize) -> (Vec<FlowRecord>, RunSummary, u64) {
+        let mut p = Pipeline::new(PipelineConfig { threads, ..PipelineConfig::default() });
         let mut report = FileReport::new(Path::new("test"));
-        let mut in_flows = 0u64;
         let reader = CaptureReader::new(bytes).expect("valid header");
-        p.feed_reader(reader, &mut report, &mut |r| in_flows += r.packets[0] + r.packets[1], &mut |_| {});
-        let summary = p.finish(&mut |r| in_flows += r.packets[0] + r.packets[1]);
+        p.feed_reader(reader, &mut report, &mut |_| {});
+        let (records, summary) = p.finish();
+        let in_flows = records.iter().map(|r| r.packets[0] + r.packets[1]).sum();
+        (records, summary, in_flows)
+    }
+
+    fn run(bytes: &[u8]) -> (RunSummary, u64) {
+        let (_, summary, in_flows) = run_threads(bytes, 1);
         (summary, in_flows)
+    }
+
+    fn rows(records: &[FlowRecord]) -> Vec<String> {
+        records.iter().map(|r| crate::cli::flow_row_json(r).to_string()).collect()
     }
 
     proptest! {
@@ -197,9 +367,12 @@ mod tests {
                     }
                 })
                 .collect();
-            let (summary, in_flows) = run(&pcap(101, &frames));
+            let capture = pcap(101, &frames);
+            let (one, summary, in_flows) = run_threads(&capture, 1);
             prop_assert_eq!(summary.packets_read, frames.len() as u64);
             prop_assert_eq!(summary.packets_read, in_flows + summary.skipped.total());
+            let (three, _, _) = run_threads(&capture, 3);
+            prop_assert_eq!(rows(&one), rows(&three), "output must not depend on the thread count");
         }
 
         /// Completely arbitrary frames under every link type.

@@ -11,8 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(reader) = CaptureReader::new(data) else { return };
     let mut pipeline = Pipeline::new(PipelineConfig::default());
     let mut report = FileReport::new(Path::new("fuzz"));
-    let mut flow_packets = 0u64;
-    pipeline.feed_reader(reader, &mut report, &mut |r| flow_packets += r.packets[0] + r.packets[1], &mut |_| {});
-    let summary = pipeline.finish(&mut |r| flow_packets += r.packets[0] + r.packets[1]);
+    pipeline.feed_reader(reader, &mut report, &mut |_| {});
+    let (records, summary) = pipeline.finish();
+    let flow_packets: u64 = records.iter().map(|r| r.packets[0] + r.packets[1]).sum();
     assert_eq!(summary.packets_read, flow_packets + summary.skipped.total());
 });

@@ -58,6 +58,9 @@ pub struct InputArgs {
     /// No summary on stderr (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Worker threads (default: all cores). Output does not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +198,7 @@ impl InputArgs {
                 max_flows: self.max_flows,
                 ..FlowConfig::default()
             },
+            threads: self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1),
         }
     }
 
@@ -208,24 +212,15 @@ impl InputArgs {
     }
 }
 
-/// Runs every input through the pipeline, handing finished flows to `emit`; reports file
-/// problems on stderr as they happen.
-pub fn run_pipeline(input: &InputArgs, emit: &mut impl FnMut(FlowRecord) -> io::Result<()>) -> Result<RunSummary> {
+/// Runs every input through the pipeline and returns every flow (numbered) and the totals;
+/// reports file problems on stderr as they happen.
+pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> {
     let files = input.files()?;
     let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let mut progress = report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
     let mut pipeline = Pipeline::new(input.config());
-    // The first write error (e.g. a closed pipe) stops output; it is reported after the file.
-    let sink_error: std::cell::RefCell<Option<io::Error>> = std::cell::RefCell::new(None);
-    let mut sink = |r: FlowRecord| {
-        if sink_error.borrow().is_none() {
-            if let Err(e) = emit(r) {
-                *sink_error.borrow_mut() = Some(e);
-            }
-        }
-    };
     for file in &files {
-        let report = pipeline.feed_file(file, &mut sink, &mut |bytes| progress.advance(bytes));
+        let report = pipeline.feed_file(file, &mut |bytes| progress.advance(bytes));
         let label = if input.strict { "error" } else { "warning" };
         match &report.status {
             FileStatus::Complete => {}
@@ -238,38 +233,27 @@ pub fn run_pipeline(input: &InputArgs, emit: &mut impl FnMut(FlowRecord) -> io::
                 eprintln!("tunnelwatch: error: {}: {msg}", file.display());
             }
         }
-        if let Some(e) = sink_error.borrow_mut().take() {
-            return Err(e).context("writing output");
-        }
     }
-    let summary = pipeline.finish(&mut sink);
+    let result = pipeline.finish();
     progress.clear();
-    if let Some(e) = sink_error.into_inner() {
-        return Err(e).context("writing output");
-    }
-    Ok(summary)
+    Ok(result)
 }
 
 fn run_flows(args: FlowsArgs) -> Result<i32> {
     let stdout = io::stdout();
-    let mut writer = output::FlowWriter::new(io::BufWriter::new(stdout.lock()), args.format);
-    writer.header()?;
-    let summary = run_pipeline(&args.input, &mut |r| writer.write(&r))?;
-    writer.finish()?;
+    let (records, summary) = run_pipeline(&args.input)?;
+    let mut writer = io::BufWriter::new(stdout.lock());
+    output::write_flows(&mut writer, &records, args.format)?;
+    writer.flush()?;
     if !args.input.quiet {
-        report::print_terminal_summary(&summary, &writer.protocol_counts);
+        report::print_terminal_summary(&summary, &output::protocol_counts(&records));
     }
     Ok(args.input.exit_code(&summary))
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
-    let mut records = Vec::new();
-    let summary = run_pipeline(&args.input, &mut |r| {
-        records.push(r);
-        Ok(())
-    })?;
-    records.sort_by_key(|r| (r.first_ts, r.id));
+    let (records, summary) = run_pipeline(&args.input)?;
     let flows_path = crate::stats::write_flows(&records, &args.out).context("writing flows table")?;
     let stats_config = stats_config(&args)?;
     let mut columns = crate::stats::FlowColumns::default();
@@ -323,17 +307,17 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut shown = 0usize;
-    let summary = run_pipeline(&args.input, &mut |r| {
+    let (records, summary) = run_pipeline(&args.input)?;
+    for r in &records {
         let wanted = args.flow.is_none_or(|id| id == r.id)
             && args.protocol.as_deref().is_none_or(|p| {
                 r.label.protocol == p || r.label.application == Some(p) || r.label.provider == Some(p)
             });
         if wanted {
             shown += 1;
-            output::explain(&mut out, &r)?;
+            output::explain(&mut out, r)?;
         }
-        Ok(())
-    })?;
+    }
     out.flush()?;
     if shown == 0 {
         eprintln!("tunnelwatch: no flow matched (the run had {} flows)", summary.flows);

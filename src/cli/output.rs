@@ -101,119 +101,87 @@ pub fn protocol_counts(records: &[FlowRecord]) -> BTreeMap<String, u64> {
     m
 }
 
-/// Collects flows and writes them in creation order when the run ends, so the output does not
-/// depend on when each flow happened to close.
-pub struct FlowWriter<W: Write> {
-    out: W,
-    format: FlowFormat,
-    rows: Vec<FlowRecord>,
-    pub protocol_counts: BTreeMap<String, u64>,
+/// Writes flows (already numbered and ordered) in the chosen format.
+pub fn write_flows(out: &mut impl Write, rows: &[FlowRecord], format: FlowFormat) -> io::Result<()> {
+    match format {
+        FlowFormat::Jsonl => {
+            for r in rows {
+                serde_json::to_writer(&mut *out, &flow_row_json(r))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        FlowFormat::Csv => {
+            writeln!(out, "{}", FLOW_COLUMNS.join(","))?;
+            for r in rows {
+                let fields: Vec<String> = row_strings(r).iter().map(|f| csv_field(f)).collect();
+                writeln!(out, "{}", fields.join(","))?;
+            }
+        }
+        FlowFormat::Table => write_table(out, rows)?,
+    }
+    Ok(())
 }
 
-impl<W: Write> FlowWriter<W> {
-    pub fn new(out: W, format: FlowFormat) -> Self {
-        FlowWriter { out, format, rows: Vec::new(), protocol_counts: BTreeMap::new() }
-    }
-
-    pub fn header(&mut self) -> io::Result<()> {
-        if self.format == FlowFormat::Csv {
-            writeln!(self.out, "{}", FLOW_COLUMNS.join(","))?;
-        }
-        Ok(())
-    }
-
-    pub fn write(&mut self, r: &FlowRecord) -> io::Result<()> {
-        *self.protocol_counts.entry(r.label.protocol.to_string()).or_insert(0) += 1;
-        self.rows.push(r.clone());
-        Ok(())
-    }
-
-    pub fn finish(&mut self) -> io::Result<()> {
-        let mut rows = std::mem::take(&mut self.rows);
-        rows.sort_by_key(|r| r.id);
-        match self.format {
-            FlowFormat::Jsonl => {
-                for r in &rows {
-                    serde_json::to_writer(&mut self.out, &flow_row_json(r))?;
-                    self.out.write_all(b"\n")?;
-                }
+fn write_table(out: &mut impl Write, rows: &[FlowRecord]) -> io::Result<()> {
+    // A readable subset; the full set is in jsonl/csv.
+    const COLS: &[(&str, usize)] = &[
+        ("id", 0),
+        ("first_ts", 1),
+        ("transport", 3),
+        ("client", 4),
+        ("server", 6),
+        ("pkts c>s/s>c", 8),
+        ("outcome", 12),
+        ("protocol", 13),
+        ("app/provider", 14),
+        ("family", 17),
+        ("confidence", 18),
+        ("evidence", 19),
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let s = row_strings(r);
+            let app = match (s[14].as_str(), s[15].as_str()) {
+                ("", "") => String::new(),
+                (a, "") => a.to_string(),
+                ("", p) => p.to_string(),
+                (a, p) => format!("{a}/{p}"),
+            };
+            let mut evidence = s[19].clone();
+            if evidence.chars().count() > 80 {
+                evidence = evidence.chars().take(77).collect::<String>() + "...";
             }
-            FlowFormat::Csv => {
-                for r in &rows {
-                    let fields: Vec<String> = row_strings(r).iter().map(|f| csv_field(f)).collect();
-                    writeln!(self.out, "{}", fields.join(","))?;
-                }
-            }
-            FlowFormat::Table => self.table(&rows)?,
+            COLS.iter()
+                .map(|(name, i)| match *name {
+                    "client" => format!("{}:{}", s[4], s[5]),
+                    "server" => format!("{}:{}", s[6], s[7]),
+                    "pkts c>s/s>c" => format!("{}/{}", s[8], s[9]),
+                    "app/provider" => app.clone(),
+                    "evidence" => evidence.clone(),
+                    _ => s[*i].clone(),
+                })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = COLS.iter().map(|(n, _)| n.len()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
         }
-        self.out.flush()
     }
-
-    fn table(&mut self, rows: &[FlowRecord]) -> io::Result<()> {
-        // A readable subset; the full set is in jsonl/csv.
-        const COLS: &[(&str, usize)] = &[
-            ("id", 0),
-            ("first_ts", 1),
-            ("transport", 3),
-            ("client", 4),
-            ("server", 6),
-            ("pkts c>s/s>c", 8),
-            ("outcome", 12),
-            ("protocol", 13),
-            ("app/provider", 14),
-            ("family", 17),
-            ("confidence", 18),
-            ("evidence", 19),
-        ];
-        let cells: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                let s = row_strings(r);
-                let app = match (s[14].as_str(), s[15].as_str()) {
-                    ("", "") => String::new(),
-                    (a, "") => a.to_string(),
-                    ("", p) => p.to_string(),
-                    (a, p) => format!("{a}/{p}"),
-                };
-                let mut evidence = s[19].clone();
-                if evidence.chars().count() > 80 {
-                    evidence = evidence.chars().take(77).collect::<String>() + "...";
-                }
-                COLS.iter()
-                    .map(|(name, i)| match *name {
-                        "client" => format!("{}:{}", s[4], s[5]),
-                        "server" => format!("{}:{}", s[6], s[7]),
-                        "pkts c>s/s>c" => format!("{}/{}", s[8], s[9]),
-                        "app/provider" => app.clone(),
-                        "evidence" => evidence.clone(),
-                        _ => s[*i].clone(),
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut widths: Vec<usize> = COLS.iter().map(|(n, _)| n.len()).collect();
-        for row in &cells {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
+    let last = COLS.len() - 1;
+    let header: Vec<&str> = COLS.iter().map(|(n, _)| *n).collect();
+    for row in std::iter::once(header).chain(cells.iter().map(|r| r.iter().map(String::as_str).collect())) {
+        for (i, c) in row.iter().enumerate() {
+            if i == last {
+                writeln!(out, "{c}")?;
+            } else {
+                write!(out, "{c:<w$}  ", w = widths[i])?;
             }
         }
-        let last = COLS.len() - 1;
-        let line = |out: &mut W, row: Vec<&str>| -> io::Result<()> {
-            for (i, c) in row.iter().enumerate() {
-                if i == last {
-                    writeln!(out, "{c}")?;
-                } else {
-                    write!(out, "{c:<w$}  ", w = widths[i])?;
-                }
-            }
-            Ok(())
-        };
-        line(&mut self.out, COLS.iter().map(|(n, _)| *n).collect())?;
-        for row in &cells {
-            line(&mut self.out, row.iter().map(String::as_str).collect())?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Full reasoning for one flow: its facts, each detector that matched, and why the label won.
