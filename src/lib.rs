@@ -19,5 +19,7 @@ pub mod fingerprint;
 pub mod intel;
 pub mod pipeline;
 pub mod stats;
+pub mod detect;
 pub mod report;
+pub mod synth;
 pub mod cli;

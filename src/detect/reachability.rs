@@ -1,0 +1,261 @@
+//! Block detection: the platform's success ratio drops while the control sites' ratio holds.
+//!
+//! 1. Windows where the platform saw fewer than `min_attempts` attempts are treated as missing
+//!    (a ratio of 0/1 says nothing).
+//! 2. [`detect`] runs on the platform success ratio; every `LevelShiftDown` and `Dip` is a
+//!    candidate over `[start, end)` (open candidates run to the end of the series).
+//! 3. The relative drop of each side is `1 - mean(during) / before`, where `before` is, for the
+//!    platform, the detector's baseline at the onset and, for the controls, the median of the
+//!    control ratio over the `trailing_points` windows before the onset.
+//! 4. If the controls dropped by at least `max(control_min_drop, outage_fraction x platform
+//!    drop)`, both sides fell together: `Outage` (a network outage, not a block). Otherwise
+//!    `BlockSuspected`. Without control data in the interval it stays `BlockSuspected` and the
+//!    evidence says `control = no data`.
+//! 5. Failure kinds (DNS failure, reset after SYN / ClientHello, no reply, throttled...) are
+//!    summed over the interval and given as evidence, the largest named `dominant_failure`.
+
+use super::baseline::median;
+use super::spike::{detect, DetectConfig};
+use super::{Alert, AlertKind, Series};
+
+/// Tuning of block detection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockConfig {
+    /// Detector run on the platform success ratio.
+    pub detect: DetectConfig,
+    /// Platform windows with fewer attempts than this are treated as missing.
+    pub min_attempts: f64,
+    /// Controls count as dropping when their relative drop is at least this fraction of the
+    /// platform's relative drop...
+    pub outage_fraction: f64,
+    /// ...and at least this absolute relative drop.
+    pub control_min_drop: f64,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig { detect: DetectConfig::default(), min_attempts: 5.0, outage_fraction: 0.5, control_min_drop: 0.1 }
+    }
+}
+
+/// What block detection reads (all series on the same or overlapping window grids).
+#[derive(Debug, Clone, Copy)]
+pub struct ReachabilityInput<'a> {
+    /// Successes / attempts to the platform per window.
+    pub platform_ratio: &'a Series,
+    /// Successes / attempts to control sites per window.
+    pub control_ratio: &'a Series,
+    /// Platform attempts per window (for `min_attempts`); `None` = do not filter.
+    pub platform_attempts: Option<&'a Series>,
+    /// Failure counts per window by kind, e.g. `("reset_after_client_hello", &series)`.
+    pub failures: &'a [(&'a str, &'a Series)],
+}
+
+/// Finds suspected blocks and outages; `metric` names the platform (`x_success_ratio`).
+pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockConfig) -> Vec<Alert> {
+    let mut platform = input.platform_ratio.clone();
+    if let Some(attempts) = input.platform_attempts {
+        for (i, v) in platform.values.iter_mut().enumerate() {
+            let ts = input.platform_ratio.ts(i);
+            let a = attempts.index_of(ts).and_then(|j| attempts.values.get(j)).copied().unwrap_or(f64::NAN);
+            if !(a >= cfg.min_attempts) {
+                *v = f64::NAN;
+            }
+        }
+    }
+    let det = detect(&platform, metric, &cfg.detect);
+    let mut out = Vec::new();
+    for alert in det.alerts {
+        if !matches!(alert.kind, AlertKind::LevelShiftDown | AlertKind::Dip) {
+            continue;
+        }
+        let start = platform.index_of(alert.start_ts).unwrap_or(0);
+        let stop = alert.end_ts.and_then(|t| platform.index_of(t)).unwrap_or(platform.values.len()).max(start + 1);
+        let end_ts = alert.end_ts.unwrap_or_else(|| platform.ts(platform.values.len()));
+        let p_before = det.expected.get(start).copied().unwrap_or(f64::NAN);
+        let p_during = mean(platform.values.get(start..stop).unwrap_or(&[]).iter().copied());
+        let p_drop = rel_drop(p_before, p_during);
+
+        let control = input.control_ratio;
+        let c_during = mean(values_between(control, alert.start_ts, end_ts));
+        let lookback = cfg.detect.baseline.trailing_points.max(1);
+        let c_start = control.index_of(alert.start_ts).unwrap_or_else(|| {
+            if alert.start_ts < control.start_ts_nanos { 0 } else { control.values.len() }
+        });
+        let mut before: Vec<f64> =
+            control.values.get(c_start.saturating_sub(lookback)..c_start).unwrap_or(&[]).to_vec();
+        let c_before = median(&mut before).unwrap_or(f64::NAN);
+        let c_drop = rel_drop(c_before, c_during);
+
+        let mut evidence = alert.evidence.clone();
+        evidence.push(("platform_before".into(), fmt(p_before)));
+        evidence.push(("platform_mean_during".into(), fmt(p_during)));
+        evidence.push(("platform_drop".into(), fmt(p_drop)));
+        let kind = if c_drop.is_finite() {
+            evidence.push(("control_before".into(), fmt(c_before)));
+            evidence.push(("control_mean_during".into(), fmt(c_during)));
+            evidence.push(("control_drop".into(), fmt(c_drop)));
+            let threshold = cfg.control_min_drop.max(cfg.outage_fraction * p_drop.max(0.0));
+            if c_drop >= threshold {
+                AlertKind::Outage
+            } else {
+                AlertKind::BlockSuspected
+            }
+        } else {
+            evidence.push(("control".into(), "no data".into()));
+            AlertKind::BlockSuspected
+        };
+
+        let mut dominant: Option<(&str, f64)> = None;
+        for (name, series) in input.failures {
+            let total: f64 = values_between(series, alert.start_ts, end_ts).sum();
+            evidence.push((format!("failures_{name}"), fmt(total)));
+            if total > 0.0 && dominant.is_none_or(|(_, best)| total > best) {
+                dominant = Some((name, total));
+            }
+        }
+        if let Some((name, _)) = dominant {
+            evidence.push(("dominant_failure".into(), name.to_string()));
+        }
+        out.push(Alert { kind, evidence, ..alert });
+    }
+    out
+}
+
+/// Finite values of `s` in windows starting in `[from, to)`.
+fn values_between(s: &Series, from: i64, to: i64) -> impl Iterator<Item = f64> + '_ {
+    s.values.iter().enumerate().filter(move |(i, _)| (from..to).contains(&s.ts(*i))).map(|(_, v)| *v).filter(|v| v.is_finite())
+}
+
+fn mean(it: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = it.filter(|v| v.is_finite()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
+}
+
+fn rel_drop(before: f64, during: f64) -> f64 {
+    if before.is_finite() && during.is_finite() && before.abs() > 1e-12 {
+        1.0 - during / before
+    } else {
+        f64::NAN
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "NaN".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STEP: i64 = 300_000_000_000;
+
+    fn series(values: Vec<f64>) -> Series {
+        Series { start_ts_nanos: 1_708_000_000_000_000_000, step_nanos: STEP, values }
+    }
+
+    /// Ratio around `level` with a small deterministic wobble.
+    fn ratio(n: usize, level: f64) -> Vec<f64> {
+        (0..n).map(|i| level + 0.01 * ((i * 7919 % 13) as f64 / 13.0 - 0.5)).collect()
+    }
+
+    fn ev<'a>(a: &'a Alert, key: &str) -> Option<&'a str> {
+        a.evidence.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn platform_drop_with_healthy_controls_is_a_block_with_failure_evidence() {
+        let mut p = ratio(600, 0.97);
+        for v in p.iter_mut().skip(400) {
+            *v = 0.05;
+        }
+        let platform = series(p);
+        let control = series(ratio(600, 0.98));
+        let mut resets = vec![0.0; 600];
+        let mut dns = vec![0.0; 600];
+        for i in 400..600 {
+            resets[i] = 40.0;
+            dns[i] = 2.0;
+        }
+        let (resets, dns) = (series(resets), series(dns));
+        let failures = [("dns_failure", &dns), ("reset_after_client_hello", &resets)];
+        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: None, failures: &failures };
+        let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a.kind, AlertKind::BlockSuspected);
+        assert!((a.start_ts - platform.ts(400)).abs() <= STEP, "onset within one window");
+        assert_eq!(a.end_ts, None);
+        assert_eq!(ev(a, "dominant_failure"), Some("reset_after_client_hello"));
+        assert_eq!(ev(a, "failures_reset_after_client_hello"), Some("8000.0000"));
+        assert!(a.magnitude < 0.1);
+    }
+
+    #[test]
+    fn drop_in_both_is_an_outage() {
+        let mut p = ratio(600, 0.97);
+        let mut c = ratio(600, 0.98);
+        for i in 400..450 {
+            p[i] = 0.1;
+            c[i] = 0.2;
+        }
+        let (platform, control) = (series(p), series(c));
+        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: None, failures: &[] };
+        let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
+        assert_eq!(alerts.iter().map(|a| a.kind).collect::<Vec<_>>(), vec![AlertKind::Outage], "{alerts:?}");
+        assert!(alerts[0].end_ts.is_some());
+    }
+
+    #[test]
+    fn few_attempts_do_not_alarm_and_missing_controls_are_said() {
+        let mut p = ratio(600, 0.97);
+        let mut attempts = vec![50.0; 600];
+        for i in 400..600 {
+            p[i] = 0.0;
+            attempts[i] = 1.0;
+        }
+        let (platform, attempts) = (series(p), series(attempts));
+        let control = series(vec![f64::NAN; 600]);
+        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: Some(&attempts), failures: &[] };
+        assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
+        let input = ReachabilityInput { platform_attempts: None, ..input };
+        let alerts = detect_blocks(&input, "x", &BlockConfig::default());
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind, AlertKind::BlockSuspected);
+        assert_eq!(ev(&alerts[0], "control"), Some("no data"));
+    }
+
+    #[test]
+    fn a_rise_is_not_a_block() {
+        let mut p = ratio(600, 0.5);
+        for v in p.iter_mut().skip(400) {
+            *v = 0.99;
+        }
+        let (platform, control) = (series(p), series(ratio(600, 0.98)));
+        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: None, failures: &[] };
+        assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(p in proptest::collection::vec(prop_oneof![Just(f64::NAN), 0.0f64..1.0], 0..400),
+                        c in proptest::collection::vec(prop_oneof![Just(f64::NAN), 0.0f64..1.0], 0..400),
+                        shift in -500i64..500) {
+            let platform = series(p);
+            let control = Series { start_ts_nanos: platform.start_ts_nanos + shift * STEP, ..series(c) };
+            let fail = control.clone();
+            let failures = [("f", &fail)];
+            let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: Some(&control), failures: &failures };
+            let _ = detect_blocks(&input, "x", &BlockConfig::default());
+        }
+    }
+}

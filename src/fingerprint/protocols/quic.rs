@@ -1,0 +1,381 @@
+//! QUIC: IETF QUIC v1/v2 client Initials (decrypted with the public Initial keys, RFC 9001 §5)
+//! and Google QUIC (gQUIC `Q0xx`) client hellos, with the SNI and ALPN they carry.
+//!
+//! IETF QUIC: the client's first datagrams hold long-header Initial packets (RFC 9000 §17.2.2)
+//! whose payload opens with keys derived from the Destination Connection ID; a verified AEAD tag
+//! proves the protocol. The CRYPTO frames inside (possibly split over several Initials, out of
+//! order, as Chrome sends them) are reassembled up to 8 KiB and the ClientHello is read with the
+//! shared TLS facts parser.
+//!
+//! gQUIC (Q024..Q043, Chromium "QUIC Wire Layout" and "QUIC Crypto" documents): public flags
+//! byte with the version bit set, 8-byte connection id, ASCII version `Qddd`, packet number,
+//! 12-byte message authentication hash, then a STREAM frame on stream 1 whose data is a `CHLO`
+//! handshake message: tag `CHLO`, uint16 LE entry count, 2 bytes padding, entries of
+//! (tag, uint32 LE end offset), then the values. The `SNI\0` tag carries the host name.
+
+use crate::fingerprint::facts::quic::{self as qf, CryptoStream, MAX_DATAGRAM};
+use crate::fingerprint::facts::tls;
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
+use crate::flow::Direction;
+
+/// Detector registration: QUIC, a generic carrier.
+pub static SPEC: Spec = Spec {
+    name: "quic",
+    family: Family::Web,
+    transports: Transports::UDP,
+    payload_budget: 6,
+    rank: rank::CARRIER,
+    start: || Box::new(State::default()),
+};
+
+/// A gQUIC client hello: version and the CHLO facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GquicHello<'a> {
+    /// ASCII `Qddd`.
+    pub version: [u8; 4],
+    /// Number of tag/value entries in the CHLO.
+    pub tags: u16,
+    /// Value of the `SNI\0` tag when it lies within this packet.
+    pub sni: Option<&'a [u8]>,
+}
+
+/// Parses a gQUIC (pre-IETF header, Q024..Q043) client packet carrying a CHLO.
+///
+/// Public header: flags (0x01 version present, 0x02 reset, 0x08 8-byte connection id,
+/// 0x30 packet-number length 1/2/4/6, 0x80 must be 0); connection id; version `Q` + 3 digits;
+/// packet number. Then an unencrypted payload: 12-byte message hash (absent in later versions,
+/// both tried), a STREAM frame (type `1fdooo ss`: fin, data-length present, offset length,
+/// stream-id length) on stream 1 whose data starts with `CHLO`. All integers little-endian.
+pub fn parse_gquic_client_hello(b: &[u8]) -> Option<GquicHello<'_>> {
+    let flags = *b.first()?;
+    if flags & 0x01 == 0 || flags & 0x82 != 0 {
+        return None;
+    }
+    let cid_len = if flags & 0x08 != 0 { 8 } else { 0 };
+    let v = b.get(1 + cid_len..5 + cid_len)?;
+    if v[0] != b'Q' || !v[1..].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let version: [u8; 4] = v.try_into().ok()?;
+    let pn_len = [1usize, 2, 4, 6][usize::from((flags >> 4) & 0x03)];
+    let after_pn = 5 + cid_len + pn_len;
+    [12usize, 0]
+        .iter()
+        .find_map(|hash| parse_chlo_frame(b.get(after_pn + hash..)?, version))
+}
+
+/// A STREAM frame on stream 1 carrying a CHLO message.
+fn parse_chlo_frame(b: &[u8], version: [u8; 4]) -> Option<GquicHello<'_>> {
+    let ft = *b.first()?;
+    if ft & 0x80 == 0 {
+        return None;
+    }
+    let has_len = ft & 0x20 != 0;
+    let off_bits = usize::from((ft >> 2) & 0x07);
+    let off_len = if off_bits == 0 { 0 } else { off_bits + 1 };
+    let sid_len = usize::from(ft & 0x03) + 1;
+    let sid = b.get(1..1 + sid_len)?;
+    if sid.first() != Some(&1) || sid.iter().skip(1).any(|&x| x != 0) {
+        return None;
+    }
+    let mut at = 1 + sid_len + off_len;
+    let data = if has_len {
+        let len = usize::from(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?));
+        at += 2;
+        let rest = b.get(at..)?;
+        rest.get(..len.min(rest.len()))?
+    } else {
+        b.get(at..)?
+    };
+    if data.get(..4)? != b"CHLO" {
+        return None;
+    }
+    let tags = u16::from_le_bytes(data.get(4..6)?.try_into().ok()?);
+    if tags == 0 || tags > 128 {
+        return None;
+    }
+    let base = 8 + 8 * usize::from(tags);
+    let mut prev_end = 0usize;
+    let mut sni = None;
+    for i in 0..usize::from(tags) {
+        let e = data.get(8 + 8 * i..16 + 8 * i)?;
+        let end = usize::try_from(u32::from_le_bytes(e.get(4..8)?.try_into().ok()?)).ok()?;
+        if end < prev_end {
+            return None;
+        }
+        if e.get(..4)? == b"SNI\0" {
+            sni = data.get(base + prev_end..base + end);
+        }
+        prev_end = end;
+    }
+    Some(GquicHello { version, tags, sni })
+}
+
+/// Per-flow state.
+#[derive(Debug, Default)]
+struct State {
+    crypto: CryptoStream,
+    /// DCID of the client's first Initial (keys derive from it).
+    first_dcid: Option<([u8; 20], usize)>,
+    version: u32,
+    opened: u8,
+    dcid_len: usize,
+}
+
+impl State {
+    fn verdict_from_sni(mut v: Verdict, sni: Option<&str>) -> Verdict {
+        if let Some(name) = sni {
+            if let Some(rule) = crate::intel::lookup_name(name) {
+                v.application = rule.application;
+                v.provider = rule.provider;
+            }
+        }
+        v
+    }
+
+    fn ietf_verdict(&self) -> Verdict {
+        let mut v = Verdict::new(Confidence::OneMessage)
+            .fact("version", qf::version_name(self.version))
+            .fact("initial_packets", self.opened)
+            .fact("dcid_len", self.dcid_len);
+        let hello = self
+            .crypto
+            .first_message()
+            .and_then(|m| tls::parse_client_hello(m.get(4..)?));
+        if let Some(ch) = &hello {
+            if let Some(sni) = &ch.sni {
+                v = v.fact("sni", sni.as_str());
+            }
+            if let Some(alpn) = ch.first_alpn() {
+                v = v.fact("alpn", alpn);
+            }
+        }
+        Self::verdict_from_sni(v, hello.as_ref().and_then(|h| h.sni.as_deref()))
+    }
+
+    fn observe_ietf(&mut self, bytes: &[u8]) -> Option<Step> {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let stored = self.first_dcid;
+        let keys_dcid = stored.as_ref().and_then(|(d, n)| d.get(..*n));
+        let opened = qf::open_client_initial(bytes, keys_dcid, &mut buf)
+            .or_else(|| qf::open_client_initial(bytes, None, &mut buf))?;
+        if self.first_dcid.is_none() {
+            let h = qf::parse_initial_header(bytes)?;
+            let mut d = [0u8; 20];
+            d.get_mut(..h.dcid.len())?.copy_from_slice(h.dcid);
+            self.first_dcid = Some((d, h.dcid.len()));
+            self.dcid_len = h.dcid.len();
+            self.version = opened.version;
+        }
+        self.opened = self.opened.saturating_add(1);
+        let crypto = &mut self.crypto;
+        let ok =
+            qf::for_each_crypto_frame(buf.get(..opened.len)?, |off, data| crypto.insert(off, data));
+        if !ok {
+            return Some(Step::NotThis);
+        }
+        if self.crypto.first_message().is_some() || self.crypto.is_full() {
+            return Some(Step::Match(self.ietf_verdict()));
+        }
+        Some(Step::NeedMore)
+    }
+}
+
+impl Fingerprinter for State {
+    fn observe(&mut self, p: &Payload<'_>) -> Step {
+        if p.direction != Direction::ToServer {
+            return if self.opened > 0 || p.nth < 4 {
+                Step::NeedMore
+            } else {
+                Step::NotThis
+            };
+        }
+        if let Some(step) = self.observe_ietf(p.bytes) {
+            return step;
+        }
+        if self.opened == 0 {
+            if let Some(h) = parse_gquic_client_hello(p.bytes) {
+                let version = String::from_utf8_lossy(&h.version).into_owned();
+                let sni = h
+                    .sni
+                    .filter(|s| !s.is_empty() && s.iter().all(u8::is_ascii_graphic));
+                let sni = sni
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .map(str::to_ascii_lowercase);
+                let mut v = Verdict::new(Confidence::OneMessage)
+                    .fact("version", version)
+                    .fact("chlo_tags", h.tags);
+                if let Some(s) = &sni {
+                    v = v.fact("sni", s.as_str());
+                }
+                return Step::Match(Self::verdict_from_sni(v, sni.as_deref()));
+            }
+        }
+        // A client datagram that is no Initial we can open: after a few, give up.
+        if self.opened == 0 && p.nth_in_direction >= 2 {
+            return Step::NotThis;
+        }
+        Step::NeedMore
+    }
+
+    fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+        (self.opened > 0).then(|| self.ietf_verdict())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Transport;
+    use proptest::prelude::*;
+
+    fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: Transport::Udp,
+            client_port: 50000,
+            server_port: 443,
+            ts_nanos: 0,
+            bytes,
+        }
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// youtube_quic.pcap, frame 1 (192.168.1.7:54997 -> 216.58.205.66:443): the first 561 bytes
+    /// of the UDP payload (the datagram is 1350), up to the end of the CHLO's SNI value. gQUIC
+    /// Q035, 29 tags, SNI pagead2.googlesyndication.com.
+    fn youtube_frame1() -> Vec<u8> {
+        hex("\
+        0d9370e15e7c446d085130333501c4c7f61ab7c2b6949c7fc5f0a001000443484c4f1d0000005041440006010000534e\
+        49002301000053544b005d010000564552006101000043435300710100004e4f4e43910100004d535043950100004145\
+        41449901000055414944c801000053434944d801000054434944dc01000050444d44e001000053524246e4010000534d\
+        484ce80100004943534cec0100004354494df40100004e4f4e501402000050554253340200004d494453380200005343\
+        4c533c0200004b45585340020000584c4354480200004353435448020000434f50544802000043435254600200004952\
+        5454640200004345545608030000434643570c03000053464357100300002d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\
+        2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\
+        2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\
+        2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\
+        2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\
+        2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d\
+        2d2d2d2d706167656164322e676f6f676c6573796e6469636174696f6e2e636f6d")
+    }
+
+    #[test]
+    fn gquic_q035_chlo_from_capture() {
+        let pkt = youtube_frame1();
+        let h = parse_gquic_client_hello(&pkt).unwrap();
+        assert_eq!(&h.version, b"Q035");
+        assert_eq!(h.tags, 29);
+        assert_eq!(h.sni, Some(&b"pagead2.googlesyndication.com"[..]));
+        let mut s = State::default();
+        match s.observe(&payload(Direction::ToServer, 0, &pkt)) {
+            Step::Match(v) => {
+                assert_eq!(
+                    v.evidence.get("sni").map(|f| f.to_string()).as_deref(),
+                    Some("pagead2.googlesyndication.com")
+                );
+                assert_eq!(
+                    v.evidence.get("version").map(|f| f.to_string()).as_deref(),
+                    Some("Q035")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A client Initial built with the RFC 9001 Appendix A keys, split over two packets with
+    /// the CRYPTO frames out of order.
+    #[test]
+    fn ietf_initial_split_and_reordered() {
+        let ch = qf::tests_support::client_hello("www.example.com", "h3");
+        let dcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+        let (a, b) = ch.split_at(50);
+        let f2 = qf::tests_support::crypto_frame(50, b);
+        let f1 = qf::tests_support::crypto_frame(0, a);
+        let p1 = qf::tests_support::protect_client_initial(qf::VERSION_1, &dcid, 0, &f2);
+        let p2 = qf::tests_support::protect_client_initial(qf::VERSION_1, &dcid, 1, &f1);
+        let mut s = State::default();
+        assert_eq!(
+            s.observe(&payload(Direction::ToServer, 0, &p1)),
+            Step::NeedMore
+        );
+        match s.observe(&payload(Direction::ToServer, 1, &p2)) {
+            Step::Match(v) => {
+                assert_eq!(
+                    v.evidence.get("sni").map(|f| f.to_string()).as_deref(),
+                    Some("www.example.com")
+                );
+                assert_eq!(
+                    v.evidence.get("alpn").map(|f| f.to_string()).as_deref(),
+                    Some("h3")
+                );
+                assert_eq!(
+                    v.evidence.get("version").map(|f| f.to_string()).as_deref(),
+                    Some("1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn near_misses_are_not_quic() {
+        // A DNS query, a STUN binding request, a DTLS ClientHello header, random bytes.
+        let dns = hex("abcd01000001000000000000076578616d706c6503636f6d0000010001");
+        let stun = hex("000100002112a442000102030405060708090a0b");
+        let dtls = hex("16fefd000000000000000000560100004a000000000000004a");
+        let rand: Vec<u8> = (0..1200u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 0xc0)
+            .collect();
+        for bytes in [&dns, &stun, &dtls, &rand] {
+            let mut s = State::default();
+            let mut last = Step::NeedMore;
+            for i in 0..3 {
+                last = s.observe(&payload(Direction::ToServer, i, bytes));
+                if last != Step::NeedMore {
+                    break;
+                }
+            }
+            assert_eq!(last, Step::NotThis);
+        }
+        // A long header claiming v1 with garbage payload does not open.
+        let mut fake = vec![
+            0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x44, 0x9e,
+        ];
+        fake.resize(1200, 0x55);
+        let mut s = State::default();
+        assert!(!matches!(
+            s.observe(&payload(Direction::ToServer, 0, &fake)),
+            Step::Match(_)
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_never_exceeds_budget(pkts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1300), 0..12)) {
+            let mut s = State::default();
+            let mut offered = [0u8; 2];
+            for (i, b) in pkts.iter().enumerate() {
+                let dir = if i % 3 == 2 { Direction::ToClient } else { Direction::ToServer };
+                if offered[dir.index()] >= SPEC.payload_budget { continue; }
+                offered[dir.index()] += 1;
+                match s.observe(&payload(dir, offered[dir.index()] - 1, b)) {
+                    Step::NeedMore => {}
+                    _ => break,
+                }
+            }
+            let _ = parse_gquic_client_hello(pkts.first().map(Vec::as_slice).unwrap_or(&[]));
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! TLS over TCP (RFC 8446, RFC 5246): the generic carrier. Recognised from the record layer
+//! (content type 20-23, version 0x0300-0x0304, RFC 8446 §5.1) and a ClientHello that parses
+//! (§4.1.2); the ServerHello and, for TLS <= 1.2, the server's plaintext Certificate
+//! (RFC 5246 §7.4.2) add the negotiated version and the certificate names.
+//!
+//! Evidence: `sni`, `alpn` (first offered), `version` (negotiated, else highest offered), `ja4`,
+//! certificate subject CN / O when visible. When the SNI, a certificate name or the
+//! certificate's organization matches a rule in [`crate::intel`], the verdict names the
+//! application / provider and the family becomes VPN.
+
+use crate::fingerprint::facts::tls::{
+    ClientHelloFacts, HandshakeStatus, Ja4Transport, TlsHandshakeTracker,
+};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
+use crate::intel;
+
+pub static SPEC: Spec = Spec {
+    name: "tls",
+    family: Family::Web,
+    transports: Transports::TCP,
+    payload_budget: 8,
+    rank: rank::CARRIER,
+    start: || Box::new(TlsState::default()),
+};
+
+/// Human version name of a TLS protocol version number (`tls1.2`, ...).
+pub fn version_name(v: u16) -> &'static str {
+    match v {
+        0x0300 => "ssl3.0",
+        0x0301 => "tls1.0",
+        0x0302 => "tls1.1",
+        0x0303 => "tls1.2",
+        0x0304 => "tls1.3",
+        _ => "unknown",
+    }
+}
+
+/// What intel says about a handshake: the first rule matched by the SNI, then by a server
+/// certificate name (subject CN, SAN dNSName), then by the certificate subject organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntelHit {
+    pub application: Option<&'static str>,
+    pub provider: Option<&'static str>,
+    /// `sni`, `cert_name` or `cert_org`.
+    pub via: &'static str,
+}
+
+/// Looks the handshake's names up in [`intel`].
+pub fn intel_for(tracker: &TlsHandshakeTracker) -> Option<IntelHit> {
+    let hit = |r: &intel::NameRule, via| IntelHit {
+        application: r.application,
+        provider: r.provider,
+        via,
+    };
+    if let Some(rule) = tracker
+        .client_hello
+        .as_ref()
+        .and_then(|ch| ch.sni.as_deref())
+        .and_then(intel::lookup_name)
+    {
+        return Some(hit(rule, "sni"));
+    }
+    let cert = tracker.server_certificate.as_ref()?;
+    if let Some(rule) = cert.names().find_map(intel::lookup_name) {
+        return Some(hit(rule, "cert_name"));
+    }
+    intel::lookup_organization(&cert.subject_o, &cert.subject_ou).map(|r| IntelHit {
+        application: r.application,
+        provider: r.provider,
+        via: "cert_org",
+    })
+}
+
+/// Per-flow state: both directions' handshake bytes.
+#[derive(Debug, Default)]
+pub struct TlsState {
+    tracker: TlsHandshakeTracker,
+}
+
+impl TlsState {
+    fn verdict(&self) -> Option<Verdict> {
+        let ch: &ClientHelloFacts = self.tracker.client_hello.as_ref()?;
+        let sh = self.tracker.server_hello.as_ref();
+        let confidence = if sh.is_some() {
+            Confidence::BothDirections
+        } else {
+            Confidence::OneMessage
+        };
+        let mut v = Verdict::new(confidence);
+        v.roles_reversed = self.tracker.roles_reversed();
+        if let Some(sni) = &ch.sni {
+            v.evidence.push("sni", sni.as_str());
+        }
+        if let Some(alpn) = ch.first_alpn() {
+            v.evidence.push("alpn", alpn);
+        }
+        let version = sh.map(|s| s.version()).unwrap_or_else(|| ch.max_version());
+        v.evidence.push("version", version_name(version));
+        v.evidence.push("ja4", ch.ja4(Ja4Transport::Tcp));
+        if ch.has_ech() {
+            v.evidence.push("ech", true);
+        }
+        if let Some(cert) = &self.tracker.server_certificate {
+            if let Some(cn) = cert.subject_cn.first() {
+                v.evidence.push("cert_cn", cn.as_str());
+            }
+            if let Some(o) = cert.subject_o.first() {
+                v.evidence.push("cert_o", o.as_str());
+            }
+            if let Some(o) = cert.issuer_o.first() {
+                v.evidence.push("cert_issuer_o", o.as_str());
+            }
+        }
+        if let Some(hit) = intel_for(&self.tracker) {
+            v.application = hit.application;
+            v.provider = hit.provider;
+            v.family = Some(Family::Vpn);
+            v.evidence.push("intel", hit.via);
+        }
+        Some(v)
+    }
+}
+
+impl Fingerprinter for TlsState {
+    fn observe(&mut self, p: &Payload<'_>) -> Step {
+        match self.tracker.push(p.direction.index(), p.bytes) {
+            HandshakeStatus::NotTls => match self.verdict() {
+                Some(v) => Step::Match(v),
+                None => Step::NotThis,
+            },
+            HandshakeStatus::NeedMore => Step::NeedMore,
+            HandshakeStatus::Complete => self.verdict().map_or(Step::NotThis, Step::Match),
+        }
+    }
+
+    fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+        self.verdict()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::flow::{Direction, Transport};
+    use proptest::prelude::*;
+
+    pub(crate) fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: Transport::Tcp,
+            client_port: 50000,
+            server_port: 443,
+            ts_nanos: 0,
+            bytes,
+        }
+    }
+
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Runs a detector over `(direction, bytes)` payloads within the spec budget, then concludes.
+    pub(crate) fn run(spec: &Spec, payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {
+        let mut d = (spec.start)();
+        let mut offered = [0u8; 2];
+        for (dir, bytes) in payloads {
+            let i = dir.index();
+            if offered[i] >= spec.payload_budget {
+                continue;
+            }
+            let p = payload(*dir, offered[i], bytes);
+            offered[i] += 1;
+            match d.observe(&p) {
+                Step::NeedMore => {}
+                Step::NotThis => return None,
+                Step::Match(v) => return Some(v),
+            }
+        }
+        let ctx = FlowContext {
+            transport: Transport::Tcp,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            client_port: 50000,
+            server_ip: "10.0.0.2".parse().unwrap(),
+            server_port: 443,
+            packets: [1, 1],
+            payload_bytes: [1, 1],
+            payload_packets: [1, 1],
+            duration_nanos: 0,
+        };
+        d.conclude(&ctx)
+    }
+
+    /// opera-vpn.pcapng, frame 29: ClientHello to an Opera browser-VPN proxy, SNI
+    /// eu0.sec-tunnel.com (TCP payload).
+    pub(crate) const OPERA_CLIENT_HELLO: &str = concat!(
+        "1603010200010001fc0303834d0fb1d0008d3ce1eda0a6a2e32099436d2edab0df528110c28814c1d9e731207cc84604",
+        "d6a02d6db48625589792fb1be986794b6063692bcfe49ee7d550e63200202a2a130113021303c02bc02fc02cc030cca9",
+        "cca8c013c014009c009d002f003501000193eaea0000001200004469000500030268320033002b00295a5a000100001d",
+        "00202f774f76d90698836b443122b0afa5cc8accce1c492b372fff3267d9786920670010000e000c0268320868747470",
+        "2f312e31002b0007060a0a03040303000d0012001004030804040105030805050108060601000500050100000000000b",
+        "00020100002d00020101001700000000001700150000126575302e7365632d74756e6e656c2e636f6d00230000001b00",
+        "03020002ff01000100000a000a00085a5a001d001700182a2a000100001500c500000000000000000000000000000000",
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "00000000000000000000000000000000000000000000000000000000000000000000000000",    );
+    /// windscribe.pcapng, frame 6: ServerHello + self-signed Certificate (O=Windscribe) +
+    /// ServerHelloDone (TCP payload).
+    pub(crate) const WINDSCRIBE_SERVER_FLIGHT: &str = concat!(
+        "1603030034020000300303c78b9543d1cf06759fef47759e2a18972931a3834f3e0b05444f574e4752440100009c0000",
+        "08002300000017000016030303c50b0003c10003be0003bb308203b73082029fa003020102020900f3052e639ed8b6cb",
+        "300d06092a864886f70d01010b05003072310b3009060355040613025553310b300906035504080c0243413116301406",
+        "035504070c0d53616e204672616e636973636f31133011060355040a0c0a57696e647363726962653111300f06035504",
+        "0b0c08495420446570742e3116301406035504030c0d35342e3135332e39302e323330301e170d313530323234303032",
+        "3635395a170d3331303733303030323635395a3072310b3009060355040613025553310b300906035504080c02434131",
+        "16301406035504070c0d53616e204672616e636973636f31133011060355040a0c0a57696e647363726962653111300f",
+        "060355040b0c08495420446570742e3116301406035504030c0d35342e3135332e39302e32333030820122300d06092a",
+        "864886f70d01010105000382010f003082010a0282010100a9be392cfbbffbf2903d82235cd502c952b618464bd2edc1",
+        "127e694063d2326fece4592f88b78b56208314f30ca25450fa3f1ea2bababe7a5b062988bfe1b23907f9ca2d57b9af51",
+        "e4527844f415d866b103fa7b10260335822ab8266f61918bc342d1aaccc50756ddb9dd7deedcc89b368256ec8e71ca56",
+        "326740eee459167a337870f731075ac5d5dc1170382ac6d9d49d4aaa1430499b42a7f5d6d4b17342f6dcfe6af50aad78",
+        "236215d969b7638040e7299300a3315acf09feda10319293fe3c1c039071e34b2550592c4e2164a3dc3ab46d604fade7",
+        "ae0cfc0a4e4c5a37ce0ee448aaee4d103335b67b46483d0e9604df7f9637f1ff139453586f784dd30203010001a35030",
+        "4e301d0603551d0e0416041429627fd9ecbfb35d76d656b5d96e27330d68ad5c301f0603551d2304183016801429627f",
+        "d9ecbfb35d76d656b5d96e27330d68ad5c300c0603551d13040530030101ff300d06092a864886f70d01010b05000382",
+        "0101005f3d02b550d5ed570f0cfb987e7f812cde086725234278a0f984f3e3d69754b7fc1ecf1ee6f8a12f536fbe65eb",
+        "e9ed5b2c579efb7bc5370a1176aa9d9b9248ebf452c7a52178bff10e286176d86f77e13875b2d2abf090fc01db717848",
+        "e6fb8b3fa7934090762a74a18d2cd65e2be118fc92c1c1fe175f1dd93155e84f09daa838442e280a2d89f7c4cad99537",
+        "e31e19aaa9b990278efeb5859cc96e7f6a7103e8f9491b9830cfd22c8ceab64c6b505eb93b656d67ceb3d863bebac659",
+        "f58844d10b183ef1f4ec5383b6ae0a080f2333d7f24e7434aea22be8bd88045cfcf88398c5b9af70dcdfaedcb45edc19",
+        "49cb56b40be6b2228fb817a8846653e5d6ddca16030300040e000000",    );
+    /// windscribe.pcapng, frame 4: the ClientHello (no SNI).
+    pub(crate) const WINDSCRIBE_CLIENT_HELLO: &str = concat!(
+        "16030100b1010000ad0303eb0e127e281134dea1e7239e2b8001ea8f7f6aebe6ec75c488f6183d36ed9cdb20b9a53ee5",
+        "ede544833933991598e90fcaebbd7c857dd2648359ab18c5f7045e8b0024cca9009c003cc030c02f009dc027c02bc02c",
+        "c023c00ac0130005c007002fc0090035c011010000400010000e000c02683208687474702f312e31000d0010000e0201",
+        "04030401050306010203050100170000000a00080006001d0017001800230000000b00020100",    );
+
+    #[test]
+    fn opera_sni_names_the_provider() {
+        let v = run(&SPEC, &[(Direction::ToServer, hex(OPERA_CLIENT_HELLO))]).expect("tls");
+        assert_eq!(v.provider, Some("opera"));
+        assert_eq!(v.family, Some(Family::Vpn));
+        assert_eq!(
+            v.evidence.get("sni").map(|f| f.to_string()).as_deref(),
+            Some("eu0.sec-tunnel.com")
+        );
+        assert_eq!(
+            v.evidence.get("alpn").map(|f| f.to_string()).as_deref(),
+            Some("h2")
+        );
+        assert_eq!(v.confidence, Confidence::OneMessage);
+    }
+
+    #[test]
+    fn windscribe_certificate_organization_names_the_provider() {
+        let ch = hex(WINDSCRIBE_CLIENT_HELLO);
+        let flight = hex(WINDSCRIBE_SERVER_FLIGHT);
+        // the server flight split over three segments, as TCP may deliver it
+        let (a, rest) = flight.split_at(100);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        let v = run(
+            &SPEC,
+            &[
+                (Direction::ToServer, ch),
+                (Direction::ToClient, a.to_vec()),
+                (Direction::ToClient, b.to_vec()),
+                (Direction::ToClient, c.to_vec()),
+            ],
+        )
+        .expect("tls");
+        assert_eq!(v.provider, Some("windscribe"));
+        assert_eq!(v.confidence, Confidence::BothDirections);
+        assert!(v.evidence.get("sni").is_none());
+        assert_eq!(
+            v.evidence.get("cert_o").map(|f| f.to_string()).as_deref(),
+            Some("Windscribe")
+        );
+        assert_eq!(
+            v.evidence.get("intel").map(|f| f.to_string()).as_deref(),
+            Some("cert_org")
+        );
+    }
+
+    #[test]
+    fn windscribe_certificate_names() {
+        use crate::fingerprint::facts::tls::{
+            parse_certificate, parse_certificate_list, TlsRecordBuffer,
+        };
+        let mut buf = TlsRecordBuffer::new();
+        buf.push(&hex(WINDSCRIBE_SERVER_FLIGHT)).unwrap();
+        let body = buf.find_handshake(11).expect("Certificate message");
+        let list = parse_certificate_list(body).expect("list");
+        assert_eq!(list.len(), 1);
+        let cert = parse_certificate(list[0]).expect("X.509");
+        assert_eq!(cert.subject_o, vec!["Windscribe".to_string()]);
+        assert_eq!(cert.subject_ou, vec!["IT Dept.".to_string()]);
+        assert_eq!(cert.subject_cn, vec!["54.153.90.230".to_string()]);
+        assert!(cert.self_issued);
+        assert!(cert.san_dns.is_empty());
+    }
+
+    #[test]
+    fn ordinary_clienthello_is_plain_tls() {
+        let body = crate::fingerprint::facts::tls::tests::client_hello(&[0x1301, 0x1302], &[]);
+        let mut rec = vec![
+            22,
+            3,
+            1,
+            0,
+            (body.len() + 4) as u8,
+            1,
+            0,
+            0,
+            body.len() as u8,
+        ];
+        rec.extend_from_slice(&body);
+        let v = run(&SPEC, &[(Direction::ToServer, rec)]).expect("tls");
+        assert!(v.application.is_none() && v.provider.is_none() && v.family.is_none());
+    }
+
+    #[test]
+    fn near_misses_are_not_tls() {
+        let cases: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec(),
+            b"SSH-2.0-OpenSSH_8.9\r\n".to_vec(),
+            vec![0x16, 0x03, 0x01, 0x00, 0x05, 2, 0, 0, 1, 0], // handshake record, not a ClientHello
+            vec![0x17, 0x03, 0x03, 0x00, 0x10],                // application data first
+            vec![0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10], // DTLS
+            vec![0x05, 0x01, 0x00],                            // SOCKS5 greeting
+        ];
+        for c in cases {
+            assert!(
+                run(&SPEC, &[(Direction::ToServer, c.clone())]).is_none(),
+                "{c:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_never_exceeds_budget(
+            a in proptest::collection::vec(any::<u8>(), 0..600),
+            b in proptest::collection::vec(any::<u8>(), 0..600),
+            tls_prefix in any::<bool>(),
+        ) {
+            let mut first = if tls_prefix { vec![22, 3, 1, 2, 0, 1, 0, 1, 0xfc, 3, 3] } else { Vec::new() };
+            first.extend_from_slice(&a);
+            let payloads: Vec<(Direction, Vec<u8>)> = (0..20)
+                .map(|i| if i % 2 == 0 { (Direction::ToServer, first.clone()) } else { (Direction::ToClient, b.clone()) })
+                .collect();
+            let _ = run(&SPEC, &payloads);
+        }
+    }
+}
