@@ -80,7 +80,7 @@ pub struct Pipeline {
 }
 
 enum Sink {
-    Local { table: FlowTable, records: Vec<FlowRecord> },
+    Local { table: Box<FlowTable>, records: Vec<FlowRecord> },
     Workers(parallel::Dispatcher),
 }
 
@@ -103,7 +103,7 @@ impl FileReport {
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         let sink = if config.threads <= 1 {
-            Sink::Local { table: FlowTable::new(config.flow, REGISTRY), records: Vec::new() }
+            Sink::Local { table: Box::new(FlowTable::new(config.flow, REGISTRY)), records: Vec::new() }
         } else {
             Sink::Workers(parallel::Dispatcher::start(config))
         };

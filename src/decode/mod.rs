@@ -263,8 +263,18 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
     if payload.fragmented && !first_fragment {
         return Err(SkipReason::NonFirstFragment);
     }
-    let proto = payload.ip_number.0;
-    let body = payload.payload;
+    let (mut proto, mut body) = (payload.ip_number.0, payload.payload);
+    // etherparse treats an Authentication Header (RFC 4302) as an extension header and skips it;
+    // an AH flow is what we want to see, so keep protocol 51 and the bytes from the AH header on.
+    let (header_proto, header_len) = match &slice {
+        LaxIpSlice::Ipv4(v4) => (v4.header().protocol().0, v4.header().slice().len()),
+        LaxIpSlice::Ipv6(v6) => (v6.header().next_header().0, 40),
+    };
+    if header_proto == ip_proto::AH {
+        let end = usize::try_from(ip_len).map_or(ip.len(), |l| l.clamp(header_len, ip.len()));
+        proto = ip_proto::AH;
+        body = ip.get(header_len..end).unwrap_or(&[]);
+    }
     let mut pkt = DecodedPacket { src, dst, ip_proto: proto, src_port: 0, dst_port: 0, tcp_flags: 0, tcp_seq: 0, payload: body, ip_len };
     match proto {
         ip_proto::TCP => {
@@ -404,6 +414,20 @@ pub(crate) mod tests {
         later[6] = 0x00;
         later[7] = 0x10; // offset 16*8
         assert_eq!(decode(link::RAW, &later).unwrap_err(), SkipReason::NonFirstFragment);
+    }
+
+    #[test]
+    fn authentication_header_is_kept_as_protocol_51() {
+        // AH (RFC 4302 §2): next header ICMP, payload len 4 (= 24 bytes), reserved, SPI, seq, ICV.
+        let mut ah = vec![1, 4, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 1];
+        ah.extend_from_slice(&[0xaa; 12]);
+        ah.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]); // ICMP echo request
+        let total = 20 + ah.len();
+        let mut ip = vec![0x45, 0, 0, total as u8, 0, 0, 0, 0, 64, 51, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        ip.extend_from_slice(&ah);
+        let p = decode(link::RAW, &ip).unwrap();
+        assert_eq!(p.ip_proto, ip_proto::AH);
+        assert_eq!(p.payload, &ah[..]);
     }
 
     #[test]

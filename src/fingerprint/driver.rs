@@ -151,9 +151,9 @@ impl Label {
         if matches!(family, Family::Web | Family::Other) {
             if let Some(f) = matches.iter().find_map(|m| m.verdict.family.filter(|f| f.is_circumvention())) {
                 family = f;
-            } else if application.is_some() && matches.iter().any(|m| m.verdict.application.is_some() && m.spec.family.is_circumvention()) {
-                family = Family::Vpn;
-            } else if provider.is_some() {
+            } else if provider.is_some()
+                || matches.iter().any(|m| m.verdict.application.is_some() && m.spec.family.is_circumvention())
+            {
                 family = Family::Vpn;
             }
         }

@@ -568,7 +568,9 @@ mod tests {
 
     #[test]
     fn outcomes_of_resets_and_silence() {
-        let cases: [(&[(bool, u8, &[u8])], Outcome); 4] = [
+        /// (from client, TCP flags, payload) per packet.
+        type Packets<'a> = &'a [(bool, u8, &'a [u8])];
+        let cases: [(Packets, Outcome); 4] = [
             (&[(true, tcp_flags::SYN, b""), (false, tcp_flags::RST | tcp_flags::ACK, b"")], Outcome::ResetAfterSyn),
             (
                 &[

@@ -65,6 +65,9 @@ impl CaptureError {
     }
 }
 
+/// (timestamp ns, link type, data start in the buffer, captured length, original length).
+type PacketFields = (i64, u16, usize, usize, u32);
+
 #[derive(Debug, Clone, Copy)]
 struct Interface {
     link_type: u16,
@@ -353,14 +356,14 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 
-    /// (timestamp ns, link type, data start, caplen, orig len) of a packet block in `buf`.
+    /// Where a packet block's frame lies in `buf`, and its facts.
     fn packet_block_fields(
         &self,
         block_type: u32,
         body_len: usize,
         be: bool,
         block_start: u64,
-    ) -> Result<Option<(i64, u16, usize, usize, u32)>, CaptureError> {
+    ) -> Result<Option<PacketFields>, CaptureError> {
         let interfaces = match &self.state {
             State::PcapNg { interfaces, .. } => interfaces,
             State::Pcap { .. } => return Ok(None),

@@ -241,8 +241,9 @@ mod tests {
     fn cols() -> FlowColumns {
         let w = 300_000_000_000i64;
         let mut c = FlowColumns::default();
-        // (window, host, family, protocol, platform, result)
-        let rows: [(i64, &str, &'static str, &'static str, Option<&str>, AttemptResult); 6] = [
+        /// (window, host, family, protocol, platform, result)
+        type Row<'a> = (i64, &'a str, &'static str, &'static str, Option<&'a str>, AttemptResult);
+        let rows: [Row; 6] = [
             (0, "10.0.0.1", "web", "tls", Some("x"), AttemptResult::Success),
             (0, "10.0.0.2", "vpn", "wireguard", None, AttemptResult::Other),
             (w, "10.0.0.1", "web", "tls", Some("x"), AttemptResult::ResetAfterClientData),
