@@ -19,7 +19,9 @@ fn capture_bytes() -> (String, Vec<u8>) {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/ndpi-mix.pcap.gz");
     if let Ok(f) = std::fs::File::open(&shared) {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(f).read_to_end(&mut out).expect("benchmark capture decompresses");
+        flate2::read::MultiGzDecoder::new(f)
+            .read_to_end(&mut out)
+            .expect("benchmark capture decompresses");
         return ("ndpi-mix".into(), out);
     }
     eprintln!("../shared/bench absent: benchmarking the small test fixture instead");
@@ -43,7 +45,9 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(packets));
     group.sample_size(10);
 
-    group.bench_function(format!("record_walk/{name}"), |b| b.iter(|| count_packets(&bytes)));
+    group.bench_function(format!("record_walk/{name}"), |b| {
+        b.iter(|| count_packets(&bytes))
+    });
 
     group.bench_function(format!("read+decode/{name}"), |b| {
         b.iter(|| {
@@ -74,7 +78,10 @@ fn benches(c: &mut Criterion) {
     for threads in [1usize, 2] {
         group.bench_function(format!("whole_pipeline/{threads}_threads/{name}"), |b| {
             b.iter(|| {
-                let mut p = Pipeline::new(PipelineConfig { threads, ..PipelineConfig::default() });
+                let mut p = Pipeline::new(PipelineConfig {
+                    threads,
+                    ..PipelineConfig::default()
+                });
                 let mut report = FileReport::new(Path::new(&name));
                 let reader = CaptureReader::new(&bytes[..]).expect("valid capture");
                 p.feed_reader(reader, &mut report, &mut |_| {});

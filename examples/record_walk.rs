@@ -10,7 +10,10 @@ fn main() {
     let mut reader = match tunnelwatch::ingest::open_capture(std::path::Path::new(&path)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("record_walk: {}: {e}", std::path::Path::new(&path).display());
+            eprintln!(
+                "record_walk: {}: {e}",
+                std::path::Path::new(&path).display()
+            );
             std::process::exit(2);
         }
     };

@@ -12,14 +12,14 @@
 //! ```
 //! [`pipeline`] wires the first four together; [`cli`] is the command-line edge.
 
-pub mod ingest;
+pub mod cli;
 pub mod decode;
-pub mod flow;
+pub mod detect;
 pub mod fingerprint;
+pub mod flow;
+pub mod ingest;
 pub mod intel;
 pub mod pipeline;
-pub mod stats;
-pub mod detect;
 pub mod report;
+pub mod stats;
 pub mod synth;
-pub mod cli;

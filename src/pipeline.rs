@@ -46,10 +46,16 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn failed_files(&self) -> usize {
-        self.files.iter().filter(|f| matches!(f.status, FileStatus::Failed(_))).count()
+        self.files
+            .iter()
+            .filter(|f| matches!(f.status, FileStatus::Failed(_)))
+            .count()
     }
     pub fn partial_files(&self) -> usize {
-        self.files.iter().filter(|f| matches!(f.status, FileStatus::Partial(_))).count()
+        self.files
+            .iter()
+            .filter(|f| matches!(f.status, FileStatus::Partial(_)))
+            .count()
     }
 }
 
@@ -63,7 +69,10 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { flow: FlowConfig::default(), threads: 1 }
+        PipelineConfig {
+            flow: FlowConfig::default(),
+            threads: 1,
+        }
     }
 }
 
@@ -80,7 +89,10 @@ pub struct Pipeline {
 }
 
 enum Sink {
-    Local { table: Box<FlowTable>, records: Vec<FlowRecord> },
+    Local {
+        table: Box<FlowTable>,
+        records: Vec<FlowRecord>,
+    },
     Workers(parallel::Dispatcher),
 }
 
@@ -96,18 +108,30 @@ impl Sink {
 impl FileReport {
     /// A report for an input about to be read.
     pub fn new(path: &Path) -> Self {
-        FileReport { path: path.to_path_buf(), format: None, packets: 0, bytes: 0, status: FileStatus::Complete }
+        FileReport {
+            path: path.to_path_buf(),
+            format: None,
+            packets: 0,
+            bytes: 0,
+            status: FileStatus::Complete,
+        }
     }
 }
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         let sink = if config.threads <= 1 {
-            Sink::Local { table: Box::new(FlowTable::new(config.flow, REGISTRY)), records: Vec::new() }
+            Sink::Local {
+                table: Box::new(FlowTable::new(config.flow, REGISTRY)),
+                records: Vec::new(),
+            }
         } else {
             Sink::Workers(parallel::Dispatcher::start(config))
         };
-        Pipeline { sink, summary: RunSummary::default() }
+        Pipeline {
+            sink,
+            summary: RunSummary::default(),
+        }
     }
 
     /// Reads one capture file. `progress` is told the bytes consumed.
@@ -123,7 +147,12 @@ impl Pipeline {
     }
 
     /// Reads every record of an open capture, filling in `report`.
-    pub fn feed_reader<R: Read>(&mut self, mut reader: CaptureReader<R>, report: &mut FileReport, progress: &mut impl FnMut(u64)) {
+    pub fn feed_reader<R: Read>(
+        &mut self,
+        mut reader: CaptureReader<R>,
+        report: &mut FileReport,
+        progress: &mut impl FnMut(u64),
+    ) {
         report.format = Some(reader.format());
         let mut last_progress = 0u64;
         loop {
@@ -134,9 +163,12 @@ impl Pipeline {
                     let ts = packet.ts_nanos;
                     match decode::decode(packet.link_type, packet.data) {
                         Ok(decoded) => {
-                            self.summary.first_ts = Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
-                            self.summary.last_ts = Some(self.summary.last_ts.map_or(ts, |l| l.max(ts)));
-                            self.sink.accept(ts, packet.link_type, packet.data, &decoded);
+                            self.summary.first_ts =
+                                Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
+                            self.summary.last_ts =
+                                Some(self.summary.last_ts.map_or(ts, |l| l.max(ts)));
+                            self.sink
+                                .accept(ts, packet.link_type, packet.data, &decoded);
                         }
                         Err(reason) => self.summary.skipped.add(reason),
                     }
@@ -161,7 +193,10 @@ impl Pipeline {
     /// endpoints), and the run's totals.
     pub fn finish(mut self) -> (Vec<FlowRecord>, RunSummary) {
         let (mut records, counters) = match self.sink {
-            Sink::Local { mut table, mut records } => {
+            Sink::Local {
+                mut table,
+                mut records,
+            } => {
                 table.finish_all(&mut |r| records.push(r));
                 (records, table.counters())
             }
@@ -178,8 +213,26 @@ impl Pipeline {
 /// does not depend on which worker saw which flow.
 pub fn number_flows(records: &mut [FlowRecord]) {
     records.sort_by(|a, b| {
-        (a.first_ts, a.client_ip, a.client_port, a.server_ip, a.server_port, a.ip_proto, a.last_ts, a.id)
-            .cmp(&(b.first_ts, b.client_ip, b.client_port, b.server_ip, b.server_port, b.ip_proto, b.last_ts, b.id))
+        (
+            a.first_ts,
+            a.client_ip,
+            a.client_port,
+            a.server_ip,
+            a.server_port,
+            a.ip_proto,
+            a.last_ts,
+            a.id,
+        )
+            .cmp(&(
+                b.first_ts,
+                b.client_ip,
+                b.client_port,
+                b.server_ip,
+                b.server_port,
+                b.ip_proto,
+                b.last_ts,
+                b.id,
+            ))
     });
     for (i, r) in records.iter_mut().enumerate() {
         r.id = i as u64;
@@ -224,7 +277,10 @@ mod parallel {
     impl Dispatcher {
         pub fn start(config: PipelineConfig) -> Self {
             let n = config.threads.max(1);
-            let flow = FlowConfig { max_flows: (config.flow.max_flows / n).max(1), ..config.flow };
+            let flow = FlowConfig {
+                max_flows: (config.flow.max_flows / n).max(1),
+                ..config.flow
+            };
             let workers = (0..n)
                 .map(|_| {
                     let (to_worker, from_reader) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
@@ -233,14 +289,23 @@ mod parallel {
                         let _ = to_reader.send(Batch::default());
                     }
                     let handle = std::thread::spawn(move || work(flow, from_reader, to_reader));
-                    Worker { current: Batch::default(), to_worker, recycled, handle }
+                    Worker {
+                        current: Batch::default(),
+                        to_worker,
+                        recycled,
+                        handle,
+                    }
                 })
                 .collect();
-            Dispatcher { workers, hasher: foldhash::fast::FixedState::default() }
+            Dispatcher {
+                workers,
+                hasher: foldhash::fast::FixedState::default(),
+            }
         }
 
         pub fn dispatch(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &DecodedPacket<'_>) {
-            let (key, _) = FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+            let (key, _) =
+                FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
             let i = (self.hasher.hash_one(key) % self.workers.len() as u64) as usize;
             let w = &mut self.workers[i];
             let start = w.current.bytes.len();
@@ -280,7 +345,11 @@ mod parallel {
         }
     }
 
-    fn work(flow: FlowConfig, batches: Receiver<Batch>, recycle: SyncSender<Batch>) -> (Vec<FlowRecord>, FlowCounters) {
+    fn work(
+        flow: FlowConfig,
+        batches: Receiver<Batch>,
+        recycle: SyncSender<Batch>,
+    ) -> (Vec<FlowRecord>, FlowCounters) {
         let mut table = FlowTable::new(flow, REGISTRY);
         let mut records = Vec::new();
         for mut batch in batches {
@@ -315,7 +384,9 @@ mod tests {
 
     /// A little-endian pcap of the given (link type applies to all) frames.
     fn pcap(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
-        let mut v = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0];
+        let mut v = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0,
+        ];
         v.extend_from_slice(&link.to_le_bytes());
         for (i, f) in frames.iter().enumerate() {
             v.extend_from_slice(&(i as u32).to_le_bytes());
@@ -328,7 +399,10 @@ mod tests {
     }
 
     fn run_threads(bytes: &[u8], threads: usize) -> (Vec<FlowRecord>, RunSummary, u64) {
-        let mut p = Pipeline::new(PipelineConfig { threads, ..PipelineConfig::default() });
+        let mut p = Pipeline::new(PipelineConfig {
+            threads,
+            ..PipelineConfig::default()
+        });
         let mut report = FileReport::new(Path::new("test"));
         let reader = CaptureReader::new(bytes).expect("valid header");
         p.feed_reader(reader, &mut report, &mut |_| {});
@@ -343,7 +417,10 @@ mod tests {
     }
 
     fn rows(records: &[FlowRecord]) -> Vec<String> {
-        records.iter().map(|r| crate::cli::flow_row_json(r).to_string()).collect()
+        records
+            .iter()
+            .map(|r| crate::cli::flow_row_json(r).to_string())
+            .collect()
     }
 
     proptest! {

@@ -19,7 +19,11 @@ use crate::report;
 pub use output::{flow_row_json, FLOW_COLUMNS};
 
 #[derive(Parser, Debug)]
-#[command(name = "tunnelwatch", version, about = "Turn packet captures into VPN-surge and platform-block signals")]
+#[command(
+    name = "tunnelwatch",
+    version,
+    about = "Turn packet captures into VPN-surge and platform-block signals"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -119,7 +123,9 @@ impl From<TableFormatArg> for crate::stats::TableFormat {
 pub fn parse_duration_secs(s: &str) -> Result<u32, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u32 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional unit s, m, h or d"))?;
+    let n: u32 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with an optional unit s, m, h or d"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" | "min" => 60,
@@ -127,7 +133,9 @@ pub fn parse_duration_secs(s: &str) -> Result<u32, String> {
         "d" => 86_400,
         other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h or d)")),
     };
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?}: must be between 1 s and about 136 years"))
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?}: must be between 1 s and about 136 years"))
 }
 
 #[derive(Args, Debug)]
@@ -165,7 +173,10 @@ pub fn main() -> i32 {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -198,7 +209,10 @@ impl InputArgs {
                 max_flows: self.max_flows,
                 ..FlowConfig::default()
             },
-            threads: self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1),
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
         }
     }
 
@@ -216,8 +230,13 @@ impl InputArgs {
 /// reports file problems on stderr as they happen.
 pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> {
     let files = input.files()?;
-    let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let mut progress = report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut progress =
+        report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
     let mut pipeline = Pipeline::new(input.config());
     for file in &files {
         let report = pipeline.feed_file(file, &mut |bytes| progress.advance(bytes));
@@ -226,7 +245,11 @@ pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> 
             FileStatus::Complete => {}
             FileStatus::Partial(msg) => {
                 progress.clear();
-                eprintln!("tunnelwatch: {label}: {}: {msg} (kept {} complete records)", file.display(), report.packets);
+                eprintln!(
+                    "tunnelwatch: {label}: {}: {msg} (kept {} complete records)",
+                    file.display(),
+                    report.packets
+                );
             }
             FileStatus::Failed(msg) => {
                 progress.clear();
@@ -252,40 +275,54 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output folder {}", args.out.display()))?;
     let (records, summary) = run_pipeline(&args.input)?;
-    let flows_path = crate::stats::write_flows(&records, &args.out).context("writing flows table")?;
+    let flows_path =
+        crate::stats::write_flows(&records, &args.out).context("writing flows table")?;
     let stats_config = stats_config(&args)?;
     let mut columns = crate::stats::FlowColumns::default();
     for r in &records {
         columns.push(r, &stats_config);
     }
     let formats: Vec<crate::stats::TableFormat> = args.tables.iter().map(|f| (*f).into()).collect();
-    let (_metrics, _tables) = crate::stats::write_window_tables(&columns, &stats_config, &args.out, &formats)
-        .context("writing per-window tables")?;
+    let (_metrics, _tables) =
+        crate::stats::write_window_tables(&columns, &stats_config, &args.out, &formats)
+            .context("writing per-window tables")?;
     let protocol_counts = output::protocol_counts(&records);
     let summary_path = args.out.join("summary.json");
     report::write_summary_json(&summary, &protocol_counts, &summary_path)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     if !args.input.quiet {
         report::print_terminal_summary(&summary, &protocol_counts);
-        eprintln!("wrote {} and {}", flows_path.display(), summary_path.display());
+        eprintln!(
+            "wrote {} and {}",
+            flows_path.display(),
+            summary_path.display()
+        );
     }
     Ok(args.input.exit_code(&summary))
 }
 
 fn stats_config(args: &AnalyzeArgs) -> Result<crate::stats::StatsConfig> {
-    let mut config = crate::stats::StatsConfig { window_secs: args.window, ..Default::default() };
+    let mut config = crate::stats::StatsConfig {
+        window_secs: args.window,
+        ..Default::default()
+    };
     if !args.home_net.is_empty() {
         config.home_net = args
             .home_net
             .iter()
-            .map(|c| c.parse().map_err(|e: String| anyhow::anyhow!("--home-net: {e}")))
+            .map(|c| {
+                c.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--home-net: {e}"))
+            })
             .collect::<Result<_>>()?;
     }
     if let Some(key) = &args.anonymize {
         let key = match key.strip_prefix("env:") {
-            Some(var) => std::env::var(var).with_context(|| format!("--anonymize: environment variable {var} is not set"))?,
+            Some(var) => std::env::var(var)
+                .with_context(|| format!("--anonymize: environment variable {var} is not set"))?,
             None => key.clone(),
         };
         if key.is_empty() {
@@ -294,8 +331,12 @@ fn stats_config(args: &AnalyzeArgs) -> Result<crate::stats::StatsConfig> {
         config.anonymize = Some(crate::stats::anon::Anonymizer::from_passphrase(&key));
     }
     if let Some(path) = &args.platforms {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        config.platforms.load_user(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config
+            .platforms
+            .load_user(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     Ok(config)
 }
@@ -311,7 +352,9 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
     for r in &records {
         let wanted = args.flow.is_none_or(|id| id == r.id)
             && args.protocol.as_deref().is_none_or(|p| {
-                r.label.protocol == p || r.label.application == Some(p) || r.label.provider == Some(p)
+                r.label.protocol == p
+                    || r.label.application == Some(p)
+                    || r.label.provider == Some(p)
             });
         if wanted {
             shown += 1;
@@ -320,7 +363,10 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
     }
     out.flush()?;
     if shown == 0 {
-        eprintln!("tunnelwatch: no flow matched (the run had {} flows)", summary.flows);
+        eprintln!(
+            "tunnelwatch: no flow matched (the run had {} flows)",
+            summary.flows
+        );
     }
     Ok(args.input.exit_code(&summary))
 }

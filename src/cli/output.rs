@@ -102,7 +102,11 @@ pub fn protocol_counts(records: &[FlowRecord]) -> BTreeMap<String, u64> {
 }
 
 /// Writes flows (already numbered and ordered) in the chosen format.
-pub fn write_flows(out: &mut impl Write, rows: &[FlowRecord], format: FlowFormat) -> io::Result<()> {
+pub fn write_flows(
+    out: &mut impl Write,
+    rows: &[FlowRecord],
+    format: FlowFormat,
+) -> io::Result<()> {
     match format {
         FlowFormat::Jsonl => {
             for r in rows {
@@ -172,7 +176,9 @@ fn write_table(out: &mut impl Write, rows: &[FlowRecord]) -> io::Result<()> {
     }
     let last = COLS.len() - 1;
     let header: Vec<&str> = COLS.iter().map(|(n, _)| *n).collect();
-    for row in std::iter::once(header).chain(cells.iter().map(|r| r.iter().map(String::as_str).collect())) {
+    for row in
+        std::iter::once(header).chain(cells.iter().map(|r| r.iter().map(String::as_str).collect()))
+    {
         for (i, c) in row.iter().enumerate() {
             if i == last {
                 writeln!(out, "{c}")?;
@@ -196,10 +202,29 @@ pub fn explain(out: &mut impl Write, r: &FlowRecord) -> io::Result<()> {
         r.server_ip,
         r.server_port
     )?;
-    writeln!(out, "  time      {} .. {} ({:.3} s)", format_ts(r.first_ts), format_ts(r.last_ts), r.duration_secs())?;
-    writeln!(out, "  packets   {} to server, {} to client", r.packets[0], r.packets[1])?;
-    writeln!(out, "  bytes     {} to server, {} to client (payload {} / {})", r.bytes[0], r.bytes[1], r.payload_bytes[0], r.payload_bytes[1])?;
-    writeln!(out, "  outcome   {} (ended by {})", r.outcome.name(), r.end_reason.name())?;
+    writeln!(
+        out,
+        "  time      {} .. {} ({:.3} s)",
+        format_ts(r.first_ts),
+        format_ts(r.last_ts),
+        r.duration_secs()
+    )?;
+    writeln!(
+        out,
+        "  packets   {} to server, {} to client",
+        r.packets[0], r.packets[1]
+    )?;
+    writeln!(
+        out,
+        "  bytes     {} to server, {} to client (payload {} / {})",
+        r.bytes[0], r.bytes[1], r.payload_bytes[0], r.payload_bytes[1]
+    )?;
+    writeln!(
+        out,
+        "  outcome   {} (ended by {})",
+        r.outcome.name(),
+        r.end_reason.name()
+    )?;
     writeln!(
         out,
         "  label     protocol={} application={} provider={} obfuscated={} family={} confidence={}",
@@ -222,7 +247,11 @@ pub fn explain(out: &mut impl Write, r: &FlowRecord) -> io::Result<()> {
             m.verdict.family.unwrap_or(m.spec.family).name(),
             m.spec.rank,
             m.verdict.confidence.name(),
-            if m.verdict.roles_reversed { " roles reversed: capture began mid-flow" } else { "" }
+            if m.verdict.roles_reversed {
+                " roles reversed: capture began mid-flow"
+            } else {
+                ""
+            }
         )?;
         for (k, v) in &m.verdict.evidence.0 {
             writeln!(out, "      {k} = {v}")?;

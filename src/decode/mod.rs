@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{LaxIpSlice, Ipv6ExtensionSlice};
+use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
 
 /// LINKTYPE_* values we understand (tcpdump.org/linktypes.html).
 pub mod link {
@@ -110,7 +110,10 @@ impl SkipCounts {
     }
     /// (name, count) for every reason with a non-zero count.
     pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        SkipReason::ALL.iter().filter(|r| self.get(**r) > 0).map(|r| (r.name(), self.get(*r)))
+        SkipReason::ALL
+            .iter()
+            .filter(|r| self.get(**r) > 0)
+            .map(|r| (r.name(), self.get(*r)))
     }
 }
 
@@ -247,7 +250,12 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             let first = h.fragments_offset().value() == 0;
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), u32::from(h.total_len()), first)
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                u32::from(h.total_len()),
+                first,
+            )
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
@@ -257,7 +265,12 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
                     first = frag.fragment_offset().value() == 0;
                 }
             }
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), 40 + u32::from(h.payload_length()), first)
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                40 + u32::from(h.payload_length()),
+                first,
+            )
         }
     };
     if payload.fragmented && !first_fragment {
@@ -275,7 +288,17 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         proto = ip_proto::AH;
         body = ip.get(header_len..end).unwrap_or(&[]);
     }
-    let mut pkt = DecodedPacket { src, dst, ip_proto: proto, src_port: 0, dst_port: 0, tcp_flags: 0, tcp_seq: 0, payload: body, ip_len };
+    let mut pkt = DecodedPacket {
+        src,
+        dst,
+        ip_proto: proto,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        tcp_seq: 0,
+        payload: body,
+        ip_len,
+    };
     match proto {
         ip_proto::TCP => {
             // RFC 9293 §3.1: ports 0..4, data offset in the high nibble of byte 12, flags byte 13.
@@ -301,7 +324,11 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
             pkt.src_port = u16::from_be_bytes([body[0], body[1]]);
             pkt.dst_port = u16::from_be_bytes([body[2], body[3]]);
             let udp_len = usize::from(u16::from_be_bytes([body[4], body[5]]));
-            let end = if udp_len >= 8 { udp_len.min(body.len()) } else { body.len() };
+            let end = if udp_len >= 8 {
+                udp_len.min(body.len())
+            } else {
+                body.len()
+            };
             pkt.payload = &body[8..end];
         }
         ip_proto::ICMP | ip_proto::ICMPV6 => {
@@ -323,7 +350,20 @@ pub(crate) mod tests {
     /// IPv4 header + UDP header + payload, checksums zero (decode does not check them).
     pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let total = 20 + 8 + payload.len();
-        let mut v = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        let mut v = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
         v.extend_from_slice(&src);
         v.extend_from_slice(&dst);
         v.extend_from_slice(&sport.to_be_bytes());
@@ -335,9 +375,29 @@ pub(crate) mod tests {
     }
 
     /// IPv4 header + 20-byte TCP header with the given flags + payload.
-    pub fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn ipv4_tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let total = 20 + 20 + payload.len();
-        let mut v = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        let mut v = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
         v.extend_from_slice(&src);
         v.extend_from_slice(&dst);
         v.extend_from_slice(&sport.to_be_bytes());
@@ -356,9 +416,15 @@ pub(crate) mod tests {
 
     #[test]
     fn ethernet_ipv4_udp() {
-        let f = ether(0x0800, &ipv4_udp([10, 0, 0, 1], [8, 8, 8, 8], 5353, 53, b"hi"));
+        let f = ether(
+            0x0800,
+            &ipv4_udp([10, 0, 0, 1], [8, 8, 8, 8], 5353, 53, b"hi"),
+        );
         let p = decode(link::ETHERNET, &f).unwrap();
-        assert_eq!((p.src_port, p.dst_port, p.ip_proto, p.payload), (5353, 53, 17, &b"hi"[..]));
+        assert_eq!(
+            (p.src_port, p.dst_port, p.ip_proto, p.payload),
+            (5353, 53, 17, &b"hi"[..])
+        );
         assert_eq!(p.dst, "8.8.8.8".parse::<IpAddr>().unwrap());
     }
 
@@ -396,13 +462,28 @@ pub(crate) mod tests {
 
     #[test]
     fn skip_reasons() {
-        assert_eq!(decode(999, &[0; 40]).unwrap_err(), SkipReason::UnknownLinkType);
-        assert_eq!(decode(link::ETHERNET, &[0; 10]).unwrap_err(), SkipReason::TruncatedLinkHeader);
-        assert_eq!(decode(link::ETHERNET, &ether(0x0806, &[0; 28])).unwrap_err(), SkipReason::NotIp);
-        assert_eq!(decode(link::RAW, &[0x45, 0, 0]).unwrap_err(), SkipReason::BadIpHeader);
+        assert_eq!(
+            decode(999, &[0; 40]).unwrap_err(),
+            SkipReason::UnknownLinkType
+        );
+        assert_eq!(
+            decode(link::ETHERNET, &[0; 10]).unwrap_err(),
+            SkipReason::TruncatedLinkHeader
+        );
+        assert_eq!(
+            decode(link::ETHERNET, &ether(0x0806, &[0; 28])).unwrap_err(),
+            SkipReason::NotIp
+        );
+        assert_eq!(
+            decode(link::RAW, &[0x45, 0, 0]).unwrap_err(),
+            SkipReason::BadIpHeader
+        );
         let mut ip = ipv4_tcp([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 0, b"");
         ip.truncate(30);
-        assert_eq!(decode(link::RAW, &ip).unwrap_err(), SkipReason::TruncatedTransport);
+        assert_eq!(
+            decode(link::RAW, &ip).unwrap_err(),
+            SkipReason::TruncatedTransport
+        );
     }
 
     #[test]
@@ -413,7 +494,10 @@ pub(crate) mod tests {
         let mut later = first.clone();
         later[6] = 0x00;
         later[7] = 0x10; // offset 16*8
-        assert_eq!(decode(link::RAW, &later).unwrap_err(), SkipReason::NonFirstFragment);
+        assert_eq!(
+            decode(link::RAW, &later).unwrap_err(),
+            SkipReason::NonFirstFragment
+        );
     }
 
     #[test]
@@ -423,7 +507,28 @@ pub(crate) mod tests {
         ah.extend_from_slice(&[0xaa; 12]);
         ah.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]); // ICMP echo request
         let total = 20 + ah.len();
-        let mut ip = vec![0x45, 0, 0, total as u8, 0, 0, 0, 0, 64, 51, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut ip = vec![
+            0x45,
+            0,
+            0,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            51,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ];
         ip.extend_from_slice(&ah);
         let p = decode(link::RAW, &ip).unwrap();
         assert_eq!(p.ip_proto, ip_proto::AH);

@@ -58,7 +58,11 @@ impl FingerprintState {
             self.candidates = registry
                 .iter()
                 .filter(|s| s.transports.contains(payload.transport) && s.payload_budget > 0)
-                .map(|s| Candidate { spec: s, detector: (s.start)(), offered: [0, 0] })
+                .map(|s| Candidate {
+                    spec: s,
+                    detector: (s.start)(),
+                    offered: [0, 0],
+                })
                 .collect();
         }
         let dir = payload.direction.index();
@@ -82,7 +86,10 @@ impl FingerprintState {
                 }
             }
         }
-        self.settled = self.candidates.iter().all(|c| c.offered.iter().all(|&n| n >= c.spec.payload_budget));
+        self.settled = self
+            .candidates
+            .iter()
+            .all(|c| c.offered.iter().all(|&n| n >= c.spec.payload_budget));
     }
 
     /// Ends the flow: undecided candidates and conclude-only specs get their last word, and
@@ -90,10 +97,16 @@ impl FingerprintState {
     pub fn finish(mut self, registry: &'static [&'static Spec], flow: &FlowContext) -> Label {
         for c in &mut self.candidates {
             if let Some(verdict) = c.detector.conclude(flow) {
-                self.matches.push(Match { spec: c.spec, verdict });
+                self.matches.push(Match {
+                    spec: c.spec,
+                    verdict,
+                });
             }
         }
-        for spec in registry.iter().filter(|s| s.payload_budget == 0 && s.transports.contains(flow.transport)) {
+        for spec in registry
+            .iter()
+            .filter(|s| s.payload_budget == 0 && s.transports.contains(flow.transport))
+        {
             if let Some(verdict) = (spec.start)().conclude(flow) {
                 self.matches.push(Match { spec, verdict });
             }
@@ -140,7 +153,10 @@ impl Label {
             return Label::default();
         }
         matches.sort_by(|a, b| {
-            b.spec.rank.cmp(&a.spec.rank).then(b.verdict.confidence.cmp(&a.verdict.confidence))
+            b.spec
+                .rank
+                .cmp(&a.spec.rank)
+                .then(b.verdict.confidence.cmp(&a.verdict.confidence))
         });
         let top = &matches[0];
         let application = matches.iter().find_map(|m| m.verdict.application);
@@ -149,10 +165,15 @@ impl Label {
         let mut family = top.verdict.family.unwrap_or(top.spec.family);
         // A generic carrier to a VPN app or provider is VPN use.
         if matches!(family, Family::Web | Family::Other) {
-            if let Some(f) = matches.iter().find_map(|m| m.verdict.family.filter(|f| f.is_circumvention())) {
+            if let Some(f) = matches
+                .iter()
+                .find_map(|m| m.verdict.family.filter(|f| f.is_circumvention()))
+            {
                 family = f;
             } else if provider.is_some()
-                || matches.iter().any(|m| m.verdict.application.is_some() && m.spec.family.is_circumvention())
+                || matches
+                    .iter()
+                    .any(|m| m.verdict.application.is_some() && m.spec.family.is_circumvention())
             {
                 family = Family::Vpn;
             }
@@ -174,15 +195,19 @@ impl Label {
 
     /// The first evidence fact named `key` among the matches, deciding match first.
     pub fn fact(&self, key: &str) -> Option<&super::Fact> {
-        self.matches.iter().find_map(|m| m.verdict.evidence.get(key))
+        self.matches
+            .iter()
+            .find_map(|m| m.verdict.evidence.get(key))
     }
 
     /// The server name the client asked for: TLS/QUIC SNI, HTTP Host, or DNS question.
     pub fn server_name(&self) -> Option<&str> {
-        ["sni", "host", "qname"].iter().find_map(|k| match self.fact(k) {
-            Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
-            _ => None,
-        })
+        ["sni", "host", "qname"]
+            .iter()
+            .find_map(|k| match self.fact(k) {
+                Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
+                _ => None,
+            })
     }
 
     /// DNS response code (RFC 1035 §4.1.1 RCODE), when a DNS detector saw a response.
@@ -233,7 +258,9 @@ mod tests {
     impl Fingerprinter for MagicAt0 {
         fn observe(&mut self, p: &Payload<'_>) -> Step {
             match p.bytes.first() {
-                Some(0x42) => Step::Match(Verdict::new(Confidence::OneMessage).fact("magic", 0x42u8)),
+                Some(0x42) => {
+                    Step::Match(Verdict::new(Confidence::OneMessage).fact("magic", 0x42u8))
+                }
                 Some(_) if p.nth >= 1 => Step::NotThis,
                 _ => Step::NeedMore,
             }
@@ -257,13 +284,43 @@ mod tests {
         }
     }
 
-    static MAGIC: Spec = Spec { name: "magic", family: Family::Vpn, transports: Transports::UDP, payload_budget: 4, rank: rank::SPECIFIC, start: || Box::new(MagicAt0) };
-    static GENERIC: Spec = Spec { name: "generic", family: Family::Web, transports: Transports::UDP, payload_budget: 1, rank: rank::CARRIER, start: || Box::new(Generic) };
-    static COUNTER: Spec = Spec { name: "counter", family: Family::Obfuscated, transports: Transports::TCP, payload_budget: 1, rank: rank::STATISTICAL, start: || Box::new(Counter(0)) };
+    static MAGIC: Spec = Spec {
+        name: "magic",
+        family: Family::Vpn,
+        transports: Transports::UDP,
+        payload_budget: 4,
+        rank: rank::SPECIFIC,
+        start: || Box::new(MagicAt0),
+    };
+    static GENERIC: Spec = Spec {
+        name: "generic",
+        family: Family::Web,
+        transports: Transports::UDP,
+        payload_budget: 1,
+        rank: rank::CARRIER,
+        start: || Box::new(Generic),
+    };
+    static COUNTER: Spec = Spec {
+        name: "counter",
+        family: Family::Obfuscated,
+        transports: Transports::TCP,
+        payload_budget: 1,
+        rank: rank::STATISTICAL,
+        start: || Box::new(Counter(0)),
+    };
     static REG: [&Spec; 3] = [&MAGIC, &GENERIC, &COUNTER];
 
     fn payload(dir: Direction, nth: u8, t: Transport, bytes: &[u8]) -> Payload<'_> {
-        Payload { direction: dir, nth_in_direction: nth, nth, transport: t, client_port: 1, server_port: 2, ts_nanos: 0, bytes }
+        Payload {
+            direction: dir,
+            nth_in_direction: nth,
+            nth,
+            transport: t,
+            client_port: 1,
+            server_port: 2,
+            ts_nanos: 0,
+            bytes,
+        }
     }
 
     fn ctx(t: Transport) -> FlowContext {
@@ -284,7 +341,10 @@ mod tests {
     fn specific_match_outranks_carrier() {
         let mut s = FingerprintState::default();
         s.observe(&REG, &payload(Direction::ToServer, 0, Transport::Udp, &[1]));
-        s.observe(&REG, &payload(Direction::ToClient, 0, Transport::Udp, &[0x42]));
+        s.observe(
+            &REG,
+            &payload(Direction::ToClient, 0, Transport::Udp, &[0x42]),
+        );
         assert!(s.is_settled());
         let label = s.finish(&REG, &ctx(Transport::Udp));
         assert_eq!(label.protocol, "magic");

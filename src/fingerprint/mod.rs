@@ -46,7 +46,10 @@ impl Family {
 
     /// True for the families that count as circumvention (VPN use) in statistics.
     pub fn is_circumvention(self) -> bool {
-        matches!(self, Family::Vpn | Family::Proxy | Family::Tor | Family::Obfuscated | Family::Tunnel)
+        matches!(
+            self,
+            Family::Vpn | Family::Proxy | Family::Tor | Family::Obfuscated | Family::Tunnel
+        )
     }
 }
 
@@ -322,6 +325,9 @@ pub struct Spec {
 
 impl fmt::Debug for Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Spec").field("name", &self.name).field("family", &self.family).finish()
+        f.debug_struct("Spec")
+            .field("name", &self.name)
+            .field("family", &self.family)
+            .finish()
     }
 }

@@ -88,13 +88,40 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The canonical key and whether the packet's source is the `lo` endpoint.
-    pub fn canonical(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, ip_proto: u8) -> (FlowKey, bool) {
-        let (sport, dport) =
-            if Transport::from_ip_proto(ip_proto).has_ports() { (sport, dport) } else { (0, 0) };
-        if (src, sport) <= (dst, dport) {
-            (FlowKey { lo_ip: src, hi_ip: dst, lo_port: sport, hi_port: dport, ip_proto }, true)
+    pub fn canonical(
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        ip_proto: u8,
+    ) -> (FlowKey, bool) {
+        let (sport, dport) = if Transport::from_ip_proto(ip_proto).has_ports() {
+            (sport, dport)
         } else {
-            (FlowKey { lo_ip: dst, hi_ip: src, lo_port: dport, hi_port: sport, ip_proto }, false)
+            (0, 0)
+        };
+        if (src, sport) <= (dst, dport) {
+            (
+                FlowKey {
+                    lo_ip: src,
+                    hi_ip: dst,
+                    lo_port: sport,
+                    hi_port: dport,
+                    ip_proto,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    lo_ip: dst,
+                    hi_ip: src,
+                    lo_port: dport,
+                    hi_port: sport,
+                    ip_proto,
+                },
+                false,
+            )
         }
     }
 }

@@ -44,7 +44,10 @@ impl Outcome {
 
     /// True when the flow shows the destination could not be used.
     pub fn is_failure(self) -> bool {
-        matches!(self, Outcome::ResetAfterSyn | Outcome::ResetAfterClientData | Outcome::NoReply)
+        matches!(
+            self,
+            Outcome::ResetAfterSyn | Outcome::ResetAfterClientData | Outcome::NoReply
+        )
     }
 }
 

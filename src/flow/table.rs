@@ -30,7 +30,12 @@ pub struct FlowConfig {
 
 impl Default for FlowConfig {
     fn default() -> Self {
-        FlowConfig { tcp_idle_secs: 300, udp_idle_secs: 120, closed_linger_secs: 5, max_flows: 500_000 }
+        FlowConfig {
+            tcp_idle_secs: 300,
+            udp_idle_secs: 120,
+            closed_linger_secs: 5,
+            max_flows: 500_000,
+        }
     }
 }
 
@@ -159,14 +164,19 @@ impl FlowTable {
             self.expire_idle(emit);
         }
 
-        let (key, src_is_lo) = FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
-        let is_syn = pkt.ip_proto == 6 && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let (key, src_is_lo) =
+            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        let is_syn = pkt.ip_proto == 6
+            && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let slot = match self.index.get(&key).copied() {
             Some(slot) => {
                 let (closed, idle) = match self.slots[slot as usize].flow.as_ref() {
                     Some(f) => {
                         let list = self.slots[slot as usize].list as usize;
-                        (f.closed, f.last_ts.saturating_add(self.timeout_nanos(list)) < ts)
+                        (
+                            f.closed,
+                            f.last_ts.saturating_add(self.timeout_nanos(list)) < ts,
+                        )
                     }
                     None => (false, false),
                 };
@@ -190,7 +200,14 @@ impl FlowTable {
         self.update(slot, src_is_lo, ts, pkt);
     }
 
-    fn create(&mut self, key: FlowKey, src_is_lo: bool, ts: i64, pkt: &DecodedPacket<'_>, emit: &mut impl FnMut(FlowRecord)) -> u32 {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        src_is_lo: bool,
+        ts: i64,
+        pkt: &DecodedPacket<'_>,
+        emit: &mut impl FnMut(FlowRecord),
+    ) -> u32 {
         if self.live >= self.config.max_flows.max(1) {
             self.evict_one(emit);
         }
@@ -220,11 +237,21 @@ impl FlowTable {
         let list = if is_tcp { LIST_TCP } else { LIST_OTHER };
         let slot = match self.free.pop() {
             Some(s) => {
-                self.slots[s as usize] = Slot { flow: Some(flow), prev: NIL, next: NIL, list: list as u8 };
+                self.slots[s as usize] = Slot {
+                    flow: Some(flow),
+                    prev: NIL,
+                    next: NIL,
+                    list: list as u8,
+                };
                 s
             }
             None => {
-                self.slots.push(Slot { flow: Some(flow), prev: NIL, next: NIL, list: list as u8 });
+                self.slots.push(Slot {
+                    flow: Some(flow),
+                    prev: NIL,
+                    next: NIL,
+                    list: list as u8,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -237,8 +264,14 @@ impl FlowTable {
 
     fn update(&mut self, slot: u32, src_is_lo: bool, ts: i64, pkt: &DecodedPacket<'_>) {
         let registry = self.registry;
-        let Some(flow) = self.slots[slot as usize].flow.as_mut() else { return };
-        let dir = if src_is_lo == flow.client_is_lo { Direction::ToServer } else { Direction::ToClient };
+        let Some(flow) = self.slots[slot as usize].flow.as_mut() else {
+            return;
+        };
+        let dir = if src_is_lo == flow.client_is_lo {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
         let d = dir.index();
         flow.last_ts = flow.last_ts.max(ts);
         flow.first_ts = flow.first_ts.min(ts);
@@ -248,7 +281,11 @@ impl FlowTable {
         let is_tcp = pkt.ip_proto == 6;
 
         if is_tcp && pkt.tcp_flags & tcp_flags::RST != 0 && flow.first_rst.is_none() {
-            flow.first_rst = Some((dir, flow.payload_packets[0] > 0, flow.payload_packets[1] > 0));
+            flow.first_rst = Some((
+                dir,
+                flow.payload_packets[0] > 0,
+                flow.payload_packets[1] > 0,
+            ));
         }
         if is_tcp && pkt.tcp_flags & tcp_flags::FIN != 0 {
             flow.fin[d] = true;
@@ -279,7 +316,8 @@ impl FlowTable {
             let payload = Payload {
                 direction: dir,
                 nth_in_direction: u8::try_from(flow.payload_packets[d] - 1).unwrap_or(u8::MAX),
-                nth: u8::try_from(flow.payload_packets[0] + flow.payload_packets[1] - 1).unwrap_or(u8::MAX),
+                nth: u8::try_from(flow.payload_packets[0] + flow.payload_packets[1] - 1)
+                    .unwrap_or(u8::MAX),
                 transport: Transport::from_ip_proto(pkt.ip_proto),
                 client_port,
                 server_port,
@@ -316,7 +354,10 @@ impl FlowTable {
                 if head == NIL {
                     break;
                 }
-                let last = self.slots[head as usize].flow.as_ref().map_or(i64::MIN, |f| f.last_ts);
+                let last = self.slots[head as usize]
+                    .flow
+                    .as_ref()
+                    .map_or(i64::MIN, |f| f.last_ts);
                 if last.saturating_add(timeout) >= self.now {
                     break;
                 }
@@ -340,9 +381,12 @@ impl FlowTable {
 
     /// Evicts the least recently seen flow of all lists.
     fn evict_one(&mut self, emit: &mut impl FnMut(FlowRecord)) {
-        let oldest = (0..3)
-            .filter(|&l| self.heads[l] != NIL)
-            .min_by_key(|&l| self.slots[self.heads[l] as usize].flow.as_ref().map_or(i64::MIN, |f| f.last_ts));
+        let oldest = (0..3).filter(|&l| self.heads[l] != NIL).min_by_key(|&l| {
+            self.slots[self.heads[l] as usize]
+                .flow
+                .as_ref()
+                .map_or(i64::MIN, |f| f.last_ts)
+        });
         if let Some(list) = oldest {
             let head = self.heads[list];
             if list == LIST_CLOSED {
@@ -442,11 +486,25 @@ fn client_is_source(pkt: &DecodedPacket<'_>) -> bool {
     true
 }
 
-fn finish(flow: FlowState, end_reason: EndReason, registry: &'static [&'static Spec]) -> FlowRecord {
+fn finish(
+    flow: FlowState,
+    end_reason: EndReason,
+    registry: &'static [&'static Spec],
+) -> FlowRecord {
     let (client_ip, client_port, server_ip, server_port) = if flow.client_is_lo {
-        (flow.key.lo_ip, flow.key.lo_port, flow.key.hi_ip, flow.key.hi_port)
+        (
+            flow.key.lo_ip,
+            flow.key.lo_port,
+            flow.key.hi_ip,
+            flow.key.hi_port,
+        )
     } else {
-        (flow.key.hi_ip, flow.key.hi_port, flow.key.lo_ip, flow.key.lo_port)
+        (
+            flow.key.hi_ip,
+            flow.key.hi_port,
+            flow.key.lo_ip,
+            flow.key.lo_port,
+        )
     };
     let transport = Transport::from_ip_proto(flow.key.ip_proto);
     let outcome = outcome(&flow, transport);
@@ -504,12 +562,17 @@ fn outcome(flow: &FlowState, transport: Transport) -> Outcome {
             };
         }
         if !server_sent {
-            return if flow.midstream { Outcome::OneWay } else { Outcome::NoReply };
+            return if flow.midstream {
+                Outcome::OneWay
+            } else {
+                Outcome::NoReply
+            };
         }
         if !client_sent {
             return Outcome::OneWay;
         }
-        if flow.fin[0] && flow.fin[1] && flow.payload_packets[0] > 0 && flow.payload_packets[1] > 0 {
+        if flow.fin[0] && flow.fin[1] && flow.payload_packets[0] > 0 && flow.payload_packets[1] > 0
+        {
             return Outcome::Completed;
         }
         return Outcome::Established;
@@ -523,7 +586,10 @@ fn outcome(flow: &FlowState, transport: Transport) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode_ip, tests::{ipv4_tcp, ipv4_udp}};
+    use crate::decode::{
+        decode_ip,
+        tests::{ipv4_tcp, ipv4_udp},
+    };
 
     fn run(table: &mut FlowTable, ts_secs: i64, ip: &[u8], out: &mut Vec<FlowRecord>) {
         let pkt = decode_ip(ip).unwrap();
@@ -538,13 +604,48 @@ mod tests {
         let mut t = FlowTable::new(FlowConfig::default(), &[]);
         let mut out = Vec::new();
         // Server reply seen first would still make the SYN sender the client.
-        run(&mut t, 1, &ipv4_tcp(C, S, 40000, 443, tcp_flags::SYN, b""), &mut out);
-        run(&mut t, 1, &ipv4_tcp(S, C, 443, 40000, tcp_flags::SYN | tcp_flags::ACK, b""), &mut out);
-        run(&mut t, 1, &ipv4_tcp(C, S, 40000, 443, tcp_flags::ACK, b"hello"), &mut out);
-        run(&mut t, 2, &ipv4_tcp(S, C, 443, 40000, tcp_flags::ACK, b"world!"), &mut out);
-        run(&mut t, 2, &ipv4_tcp(C, S, 40000, 443, tcp_flags::FIN | tcp_flags::ACK, b""), &mut out);
-        run(&mut t, 2, &ipv4_tcp(S, C, 443, 40000, tcp_flags::FIN | tcp_flags::ACK, b""), &mut out);
-        run(&mut t, 2, &ipv4_tcp(C, S, 40000, 443, tcp_flags::ACK, b""), &mut out);
+        run(
+            &mut t,
+            1,
+            &ipv4_tcp(C, S, 40000, 443, tcp_flags::SYN, b""),
+            &mut out,
+        );
+        run(
+            &mut t,
+            1,
+            &ipv4_tcp(S, C, 443, 40000, tcp_flags::SYN | tcp_flags::ACK, b""),
+            &mut out,
+        );
+        run(
+            &mut t,
+            1,
+            &ipv4_tcp(C, S, 40000, 443, tcp_flags::ACK, b"hello"),
+            &mut out,
+        );
+        run(
+            &mut t,
+            2,
+            &ipv4_tcp(S, C, 443, 40000, tcp_flags::ACK, b"world!"),
+            &mut out,
+        );
+        run(
+            &mut t,
+            2,
+            &ipv4_tcp(C, S, 40000, 443, tcp_flags::FIN | tcp_flags::ACK, b""),
+            &mut out,
+        );
+        run(
+            &mut t,
+            2,
+            &ipv4_tcp(S, C, 443, 40000, tcp_flags::FIN | tcp_flags::ACK, b""),
+            &mut out,
+        );
+        run(
+            &mut t,
+            2,
+            &ipv4_tcp(C, S, 40000, 443, tcp_flags::ACK, b""),
+            &mut out,
+        );
         assert!(out.is_empty(), "closed flows linger for late packets");
         run(&mut t, 20, &ipv4_udp(C, S, 1, 2, b""), &mut out);
         assert_eq!(out.len(), 1);
@@ -560,7 +661,12 @@ mod tests {
     fn synack_first_makes_receiver_client() {
         let mut t = FlowTable::new(FlowConfig::default(), &[]);
         let mut out = Vec::new();
-        run(&mut t, 1, &ipv4_tcp(S, C, 443, 40000, tcp_flags::SYN | tcp_flags::ACK, b""), &mut out);
+        run(
+            &mut t,
+            1,
+            &ipv4_tcp(S, C, 443, 40000, tcp_flags::SYN | tcp_flags::ACK, b""),
+            &mut out,
+        );
         t.finish_all(&mut |r| out.push(r));
         assert_eq!(out[0].client_port, 40000);
         assert_eq!(out[0].outcome, Outcome::OneWay);
@@ -571,7 +677,13 @@ mod tests {
         /// (from client, TCP flags, payload) per packet.
         type Packets<'a> = &'a [(bool, u8, &'a [u8])];
         let cases: [(Packets, Outcome); 4] = [
-            (&[(true, tcp_flags::SYN, b""), (false, tcp_flags::RST | tcp_flags::ACK, b"")], Outcome::ResetAfterSyn),
+            (
+                &[
+                    (true, tcp_flags::SYN, b""),
+                    (false, tcp_flags::RST | tcp_flags::ACK, b""),
+                ],
+                Outcome::ResetAfterSyn,
+            ),
             (
                 &[
                     (true, tcp_flags::SYN, b""),
@@ -581,14 +693,28 @@ mod tests {
                 ],
                 Outcome::ResetAfterClientData,
             ),
-            (&[(true, tcp_flags::SYN, b""), (true, tcp_flags::SYN, b"")], Outcome::NoReply),
-            (&[(true, tcp_flags::SYN, b""), (false, tcp_flags::SYN | tcp_flags::ACK, b""), (true, tcp_flags::RST, b"")], Outcome::ResetByClient),
+            (
+                &[(true, tcp_flags::SYN, b""), (true, tcp_flags::SYN, b"")],
+                Outcome::NoReply,
+            ),
+            (
+                &[
+                    (true, tcp_flags::SYN, b""),
+                    (false, tcp_flags::SYN | tcp_flags::ACK, b""),
+                    (true, tcp_flags::RST, b""),
+                ],
+                Outcome::ResetByClient,
+            ),
         ];
         for (packets, expected) in cases {
             let mut t = FlowTable::new(FlowConfig::default(), &[]);
             let mut out = Vec::new();
             for (from_client, flags, payload) in packets {
-                let ip = if *from_client { ipv4_tcp(C, S, 5000, 443, *flags, payload) } else { ipv4_tcp(S, C, 443, 5000, *flags, payload) };
+                let ip = if *from_client {
+                    ipv4_tcp(C, S, 5000, 443, *flags, payload)
+                } else {
+                    ipv4_tcp(S, C, 443, 5000, *flags, payload)
+                };
                 run(&mut t, 1, &ip, &mut out);
             }
             t.finish_all(&mut |r| out.push(r));
@@ -603,9 +729,19 @@ mod tests {
         let mut out = Vec::new();
         // A DNS answer seen first: the side on port 53 is the server.
         run(&mut t, 0, &ipv4_udp(S, C, 53, 33000, b"answer"), &mut out);
-        run(&mut t, 100, &ipv4_udp(C, [1, 1, 1, 1], 33001, 53, b"q"), &mut out);
+        run(
+            &mut t,
+            100,
+            &ipv4_udp(C, [1, 1, 1, 1], 33001, 53, b"q"),
+            &mut out,
+        );
         assert!(out.is_empty());
-        run(&mut t, 121, &ipv4_udp(C, [1, 1, 1, 1], 33001, 53, b"q"), &mut out);
+        run(
+            &mut t,
+            121,
+            &ipv4_udp(C, [1, 1, 1, 1], 33001, 53, b"q"),
+            &mut out,
+        );
         assert_eq!(out.len(), 1, "first flow idle for > 120 s");
         assert_eq!((out[0].client_port, out[0].server_port), (33000, 53));
         assert_eq!(out[0].end_reason, EndReason::IdleTimeout);
@@ -615,7 +751,10 @@ mod tests {
 
     #[test]
     fn cap_evicts_least_recently_seen() {
-        let config = FlowConfig { max_flows: 2, ..FlowConfig::default() };
+        let config = FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        };
         let mut t = FlowTable::new(config, &[]);
         let mut out = Vec::new();
         run(&mut t, 1, &ipv4_udp(C, S, 1000, 9, b"a"), &mut out);
@@ -629,7 +768,11 @@ mod tests {
         assert_eq!(t.live(), 2);
         t.finish_all(&mut |r| out.push(r));
         let total: u64 = out.iter().map(|r| r.packets[0] + r.packets[1]).sum();
-        assert_eq!(total, t.counters().packets, "every packet lands in exactly one flow");
+        assert_eq!(
+            total,
+            t.counters().packets,
+            "every packet lands in exactly one flow"
+        );
     }
 
     #[test]
@@ -648,9 +791,24 @@ mod tests {
     fn new_syn_after_close_starts_a_new_flow() {
         let mut t = FlowTable::new(FlowConfig::default(), &[]);
         let mut out = Vec::new();
-        run(&mut t, 1, &ipv4_tcp(C, S, 5000, 80, tcp_flags::SYN, b""), &mut out);
-        run(&mut t, 1, &ipv4_tcp(S, C, 80, 5000, tcp_flags::RST | tcp_flags::ACK, b""), &mut out);
-        run(&mut t, 2, &ipv4_tcp(C, S, 5000, 80, tcp_flags::SYN, b""), &mut out);
+        run(
+            &mut t,
+            1,
+            &ipv4_tcp(C, S, 5000, 80, tcp_flags::SYN, b""),
+            &mut out,
+        );
+        run(
+            &mut t,
+            1,
+            &ipv4_tcp(S, C, 80, 5000, tcp_flags::RST | tcp_flags::ACK, b""),
+            &mut out,
+        );
+        run(
+            &mut t,
+            2,
+            &ipv4_tcp(C, S, 5000, 80, tcp_flags::SYN, b""),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].end_reason, EndReason::Rst);
         t.finish_all(&mut |r| out.push(r));

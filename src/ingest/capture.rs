@@ -50,7 +50,12 @@ pub enum CaptureError {
     #[error("file is empty")]
     Empty,
     #[error("truncated at byte offset {offset}: {what} needs {needed} bytes, only {had} present")]
-    Truncated { offset: u64, what: &'static str, needed: u64, had: u64 },
+    Truncated {
+        offset: u64,
+        what: &'static str,
+        needed: u64,
+        had: u64,
+    },
     #[error("corrupt at byte offset {offset}: {what}")]
     Corrupt { offset: u64, what: String },
     #[error("read error at byte offset {offset}: {source}")]
@@ -61,7 +66,10 @@ impl CaptureError {
     /// True when records before the problem were delivered and the problem only ends the file
     /// early (a warning, not a failure of the input as a whole).
     pub fn is_partial(&self) -> bool {
-        matches!(self, CaptureError::Truncated { .. } | CaptureError::Corrupt { .. } | CaptureError::Io { .. })
+        matches!(
+            self,
+            CaptureError::Truncated { .. } | CaptureError::Corrupt { .. } | CaptureError::Io { .. }
+        )
     }
 }
 
@@ -96,8 +104,15 @@ impl TsResolution {
 }
 
 enum State {
-    Pcap { big_endian: bool, link_type: u16, nanos: bool },
-    PcapNg { big_endian: bool, interfaces: Vec<Interface> },
+    Pcap {
+        big_endian: bool,
+        link_type: u16,
+        nanos: bool,
+    },
+    PcapNg {
+        big_endian: bool,
+        interfaces: Vec<Interface>,
+    },
 }
 
 /// Streaming capture reader: `next_packet` lends one frame at a time.
@@ -113,18 +128,25 @@ impl<R: Read> CaptureReader<R> {
     /// Reads the file header (pcap) or first Section Header Block (pcapng).
     pub fn new(mut inner: R) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
-        let got = read_full(&mut inner, &mut magic).map_err(|source| CaptureError::Io { offset: 0, source })?;
+        let got = read_full(&mut inner, &mut magic)
+            .map_err(|source| CaptureError::Io { offset: 0, source })?;
         if got == 0 {
             return Err(CaptureError::Empty);
         }
         if got < 4 {
-            return Err(CaptureError::NotACapture { magic: magic[..got].to_vec() });
+            return Err(CaptureError::NotACapture {
+                magic: magic[..got].to_vec(),
+            });
         }
         let mut reader = CaptureReader {
             inner,
             buf: Vec::with_capacity(64 * 1024),
             offset: 4,
-            state: State::Pcap { big_endian: false, link_type: 0, nanos: false },
+            state: State::Pcap {
+                big_endian: false,
+                link_type: 0,
+                nanos: false,
+            },
         };
         match magic {
             [0xd4, 0xc3, 0xb2, 0xa1] => reader.start_pcap(false, false)?,
@@ -132,10 +154,17 @@ impl<R: Read> CaptureReader<R> {
             [0x4d, 0x3c, 0xb2, 0xa1] => reader.start_pcap(false, true)?,
             [0xa1, 0xb2, 0x3c, 0x4d] => reader.start_pcap(true, true)?,
             [0x0a, 0x0d, 0x0d, 0x0a] => {
-                reader.state = State::PcapNg { big_endian: false, interfaces: Vec::new() };
+                reader.state = State::PcapNg {
+                    big_endian: false,
+                    interfaces: Vec::new(),
+                };
                 reader.read_section_header(0)?;
             }
-            _ => return Err(CaptureError::NotACapture { magic: magic.to_vec() }),
+            _ => {
+                return Err(CaptureError::NotACapture {
+                    magic: magic.to_vec(),
+                })
+            }
         }
         Ok(reader)
     }
@@ -159,17 +188,29 @@ impl<R: Read> CaptureReader<R> {
         let link = read_u32(&rest[16..20], big_endian);
         // Upper bits of the link-type word carry FCS information (pcap draft §4, LinkType).
         let link_type = (link & 0xffff) as u16;
-        self.state = State::Pcap { big_endian, link_type, nanos };
+        self.state = State::Pcap {
+            big_endian,
+            link_type,
+            nanos,
+        };
         Ok(())
     }
 
     /// Reads exactly `dst.len()` bytes or reports a truncation at the current offset.
     fn fill(&mut self, dst: &mut [u8], what: &'static str) -> Result<(), CaptureError> {
         let start = self.offset;
-        let got = read_full(&mut self.inner, dst).map_err(|source| CaptureError::Io { offset: start, source })?;
+        let got = read_full(&mut self.inner, dst).map_err(|source| CaptureError::Io {
+            offset: start,
+            source,
+        })?;
         self.offset += got as u64;
         if got < dst.len() {
-            return Err(CaptureError::Truncated { offset: start, what, needed: dst.len() as u64, had: got as u64 });
+            return Err(CaptureError::Truncated {
+                offset: start,
+                what,
+                needed: dst.len() as u64,
+                had: got as u64,
+            });
         }
         Ok(())
     }
@@ -177,13 +218,21 @@ impl<R: Read> CaptureReader<R> {
     /// Like `fill` but a clean end of stream (zero bytes) is `Ok(false)`.
     fn fill_or_eof(&mut self, dst: &mut [u8], what: &'static str) -> Result<bool, CaptureError> {
         let start = self.offset;
-        let got = read_full(&mut self.inner, dst).map_err(|source| CaptureError::Io { offset: start, source })?;
+        let got = read_full(&mut self.inner, dst).map_err(|source| CaptureError::Io {
+            offset: start,
+            source,
+        })?;
         self.offset += got as u64;
         if got == 0 {
             return Ok(false);
         }
         if got < dst.len() {
-            return Err(CaptureError::Truncated { offset: start, what, needed: dst.len() as u64, had: got as u64 });
+            return Err(CaptureError::Truncated {
+                offset: start,
+                what,
+                needed: dst.len() as u64,
+                had: got as u64,
+            });
         }
         Ok(true)
     }
@@ -194,11 +243,20 @@ impl<R: Read> CaptureReader<R> {
             self.buf.resize(len, 0);
         }
         let start = self.offset;
-        let got = read_full(&mut self.inner, &mut self.buf[..len])
-            .map_err(|source| CaptureError::Io { offset: start, source })?;
+        let got = read_full(&mut self.inner, &mut self.buf[..len]).map_err(|source| {
+            CaptureError::Io {
+                offset: start,
+                source,
+            }
+        })?;
         self.offset += got as u64;
         if got < len {
-            return Err(CaptureError::Truncated { offset: start, what, needed: len as u64, had: got as u64 });
+            return Err(CaptureError::Truncated {
+                offset: start,
+                what,
+                needed: len as u64,
+                had: got as u64,
+            });
         }
         Ok(())
     }
@@ -206,12 +264,21 @@ impl<R: Read> CaptureReader<R> {
     /// The next frame, `Ok(None)` at a clean end of file.
     pub fn next_packet(&mut self) -> Result<Option<CapturedPacket<'_>>, CaptureError> {
         match self.state {
-            State::Pcap { big_endian, link_type, nanos } => self.next_pcap(big_endian, link_type, nanos),
+            State::Pcap {
+                big_endian,
+                link_type,
+                nanos,
+            } => self.next_pcap(big_endian, link_type, nanos),
             State::PcapNg { .. } => self.next_pcapng(),
         }
     }
 
-    fn next_pcap(&mut self, be: bool, link_type: u16, nanos: bool) -> Result<Option<CapturedPacket<'_>>, CaptureError> {
+    fn next_pcap(
+        &mut self,
+        be: bool,
+        link_type: u16,
+        nanos: bool,
+    ) -> Result<Option<CapturedPacket<'_>>, CaptureError> {
         let record_start = self.offset;
         let mut hdr = [0u8; 16];
         if !self.fill_or_eof(&mut hdr, "pcap record header")? {
@@ -228,9 +295,18 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         self.fill_buf(caplen as usize, "pcap record data")?;
-        let frac_nanos = if nanos { i64::from(ts_frac) } else { i64::from(ts_frac) * 1000 };
+        let frac_nanos = if nanos {
+            i64::from(ts_frac)
+        } else {
+            i64::from(ts_frac) * 1000
+        };
         let ts_nanos = i64::from(ts_sec) * 1_000_000_000 + frac_nanos;
-        Ok(Some(CapturedPacket { ts_nanos, link_type, data: &self.buf[..caplen as usize], orig_len }))
+        Ok(Some(CapturedPacket {
+            ts_nanos,
+            link_type,
+            data: &self.buf[..caplen as usize],
+            orig_len,
+        }))
     }
 
     fn be(&self) -> bool {
@@ -262,7 +338,10 @@ impl<R: Read> CaptureReader<R> {
         }
         // Rest of the block: version, section length, options, trailing length.
         self.fill_buf(total_len as usize - 12, "pcapng section header body")?;
-        self.state = State::PcapNg { big_endian, interfaces: Vec::new() };
+        self.state = State::PcapNg {
+            big_endian,
+            interfaces: Vec::new(),
+        };
         Ok(())
     }
 
@@ -285,7 +364,9 @@ impl<R: Read> CaptureReader<R> {
             if total_len < 12 || total_len % 4 != 0 || total_len > MAX_RECORD_LEN {
                 return Err(CaptureError::Corrupt {
                     offset: block_start,
-                    what: format!("pcapng block of type {block_type:#x} has invalid length {total_len}"),
+                    what: format!(
+                        "pcapng block of type {block_type:#x} has invalid length {total_len}"
+                    ),
                 });
             }
             let body_len = total_len as usize - 12;
@@ -295,7 +376,9 @@ impl<R: Read> CaptureReader<R> {
             if trailer != total_len {
                 return Err(CaptureError::Corrupt {
                     offset: block_start,
-                    what: format!("pcapng block lengths disagree ({total_len} at start, {trailer} at end)"),
+                    what: format!(
+                        "pcapng block lengths disagree ({total_len} at start, {trailer} at end)"
+                    ),
                 });
             }
             match block_type {
@@ -317,12 +400,24 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
-    fn add_interface(&mut self, body_len: usize, be: bool, block_start: u64) -> Result<(), CaptureError> {
+    fn add_interface(
+        &mut self,
+        body_len: usize,
+        be: bool,
+        block_start: u64,
+    ) -> Result<(), CaptureError> {
         if body_len < 8 {
-            return Err(CaptureError::Corrupt { offset: block_start, what: "pcapng interface block too short".into() });
+            return Err(CaptureError::Corrupt {
+                offset: block_start,
+                what: "pcapng interface block too short".into(),
+            });
         }
         let link_type = read_u16(&self.buf[0..2], be);
-        let mut iface = Interface { link_type, resolution: TsResolution::Decimal(6), offset_secs: 0 };
+        let mut iface = Interface {
+            link_type,
+            resolution: TsResolution::Decimal(6),
+            offset_secs: 0,
+        };
         // Options: code u16, length u16, value padded to 32 bits (pcapng §3.5).
         let mut pos = 8;
         while pos + 4 <= body_len {
@@ -336,8 +431,11 @@ impl<R: Read> CaptureReader<R> {
             match (code, len) {
                 (9, 1) => {
                     let v = value[0];
-                    iface.resolution =
-                        if v & 0x80 == 0 { TsResolution::Decimal(v & 0x7f) } else { TsResolution::Binary(v & 0x7f) };
+                    iface.resolution = if v & 0x80 == 0 {
+                        TsResolution::Decimal(v & 0x7f)
+                    } else {
+                        TsResolution::Binary(v & 0x7f)
+                    };
                 }
                 (14, 8) => {
                     iface.offset_secs = if be {
@@ -368,22 +466,39 @@ impl<R: Read> CaptureReader<R> {
             State::PcapNg { interfaces, .. } => interfaces,
             State::Pcap { .. } => return Ok(None),
         };
-        let corrupt = |what: String| CaptureError::Corrupt { offset: block_start, what };
+        let corrupt = |what: String| CaptureError::Corrupt {
+            offset: block_start,
+            what,
+        };
         let b = &self.buf[..body_len];
         let (iface_id, ts_units, data_start, caplen, orig_len) = match block_type {
             6 => {
                 if body_len < 20 {
                     return Err(corrupt("enhanced packet block too short".into()));
                 }
-                let ts = (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
-                (read_u32(&b[0..4], be) as usize, Some(ts), 20, read_u32(&b[12..16], be) as usize, read_u32(&b[16..20], be))
+                let ts =
+                    (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
+                (
+                    read_u32(&b[0..4], be) as usize,
+                    Some(ts),
+                    20,
+                    read_u32(&b[12..16], be) as usize,
+                    read_u32(&b[16..20], be),
+                )
             }
             2 => {
                 if body_len < 20 {
                     return Err(corrupt("packet block too short".into()));
                 }
-                let ts = (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
-                (usize::from(read_u16(&b[0..2], be)), Some(ts), 20, read_u32(&b[12..16], be) as usize, read_u32(&b[16..20], be))
+                let ts =
+                    (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
+                (
+                    usize::from(read_u16(&b[0..2], be)),
+                    Some(ts),
+                    20,
+                    read_u32(&b[12..16], be) as usize,
+                    read_u32(&b[16..20], be),
+                )
             }
             _ => {
                 // Simple Packet Block: no timestamp, interface 0; captured length is what fits.
@@ -395,28 +510,51 @@ impl<R: Read> CaptureReader<R> {
             }
         };
         let Some(iface) = interfaces.get(iface_id) else {
-            return Err(corrupt(format!("packet names interface {iface_id}, but only {} are described", interfaces.len())));
+            return Err(corrupt(format!(
+                "packet names interface {iface_id}, but only {} are described",
+                interfaces.len()
+            )));
         };
         if data_start + caplen > body_len {
-            return Err(corrupt(format!("packet claims {caplen} captured bytes, block holds {}", body_len - data_start)));
+            return Err(corrupt(format!(
+                "packet claims {caplen} captured bytes, block holds {}",
+                body_len - data_start
+            )));
         }
-        let ts = ts_units.map_or(0, |u| iface.resolution.to_nanos(u).saturating_add(iface.offset_secs.saturating_mul(1_000_000_000)));
+        let ts = ts_units.map_or(0, |u| {
+            iface
+                .resolution
+                .to_nanos(u)
+                .saturating_add(iface.offset_secs.saturating_mul(1_000_000_000))
+        });
         Ok(Some((ts, iface.link_type, data_start, caplen, orig_len)))
     }
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn read_u32(b: &[u8], be: bool) -> u32 {
     let a = [b[0], b[1], b[2], b[3]];
-    if be { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+    if be {
+        u32::from_be_bytes(a)
+    } else {
+        u32::from_le_bytes(a)
+    }
 }
 
 fn read_u16(b: &[u8], be: bool) -> u16 {
     let a = [b[0], b[1]];
-    if be { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) }
+    if be {
+        u16::from_be_bytes(a)
+    } else {
+        u16::from_le_bytes(a)
+    }
 }
 
 /// Reads until `dst` is full or the stream ends; returns how many bytes were read.
@@ -458,16 +596,25 @@ mod tests {
         let le = pcap_le(1, &[(10, b"abcd"), (11, b"ef")]);
         let mut r = CaptureReader::new(&le[..]).unwrap();
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_nanos, p.link_type, p.data), (10_000_007_000, 1, &b"abcd"[..]));
+        assert_eq!(
+            (p.ts_nanos, p.link_type, p.data),
+            (10_000_007_000, 1, &b"abcd"[..])
+        );
         assert_eq!(r.next_packet().unwrap().unwrap().data, b"ef");
         assert!(r.next_packet().unwrap().is_none());
 
         // Big-endian nanosecond variant of one record.
-        let mut be = vec![0xa1, 0xb2, 0x3c, 0x4d, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 101];
+        let mut be = vec![
+            0xa1, 0xb2, 0x3c, 0x4d, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0,
+            101,
+        ];
         be.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 1, 0x45]);
         let mut r = CaptureReader::new(&be[..]).unwrap();
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_nanos, p.link_type, p.data), (1_000_000_005, 101, &[0x45u8][..]));
+        assert_eq!(
+            (p.ts_nanos, p.link_type, p.data),
+            (1_000_000_005, 101, &[0x45u8][..])
+        );
     }
 
     #[test]
@@ -477,15 +624,26 @@ mod tests {
         let mut r = CaptureReader::new(&f[..]).unwrap();
         assert!(r.next_packet().unwrap().is_some());
         match r.next_packet() {
-            Err(CaptureError::Truncated { offset, needed: 4, had: 2, .. }) => assert_eq!(offset, 24 + 20 + 16),
+            Err(CaptureError::Truncated {
+                offset,
+                needed: 4,
+                had: 2,
+                ..
+            }) => assert_eq!(offset, 24 + 20 + 16),
             other => panic!("expected truncation, got {other:?}"),
         }
     }
 
     #[test]
     fn rejects_garbage_and_empty() {
-        assert!(matches!(CaptureReader::new(&b"hello world"[..]), Err(CaptureError::NotACapture { .. })));
-        assert!(matches!(CaptureReader::new(&b""[..]), Err(CaptureError::Empty)));
+        assert!(matches!(
+            CaptureReader::new(&b"hello world"[..]),
+            Err(CaptureError::NotACapture { .. })
+        ));
+        assert!(matches!(
+            CaptureReader::new(&b""[..]),
+            Err(CaptureError::Empty)
+        ));
     }
 
     fn ng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
@@ -503,11 +661,19 @@ mod tests {
 
     #[test]
     fn reads_pcapng_with_two_interfaces_and_resolutions() {
-        let mut f = ng_block(0x0a0d0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let mut f = ng_block(
+            0x0a0d0d0a,
+            &[
+                0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
         // Interface 0: Ethernet, default microseconds.
         f.extend(ng_block(1, &[1, 0, 0, 0, 0, 0, 0, 0]));
         // Interface 1: raw IP with if_tsresol = 9 (nanoseconds).
-        f.extend(ng_block(1, &[101, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]));
+        f.extend(ng_block(
+            1,
+            &[101, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+        ));
         let epb = |iface: u32, ts: u64, data: &[u8]| {
             let mut b = iface.to_le_bytes().to_vec();
             b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
@@ -523,25 +689,49 @@ mod tests {
         let mut r = CaptureReader::new(&f[..]).unwrap();
         assert_eq!(r.format(), CaptureFormat::PcapNg);
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_nanos, p.link_type, p.data), (1_500_000_000, 1, &b"abc"[..]));
+        assert_eq!(
+            (p.ts_nanos, p.link_type, p.data),
+            (1_500_000_000, 1, &b"abc"[..])
+        );
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.ts_nanos, p.link_type, p.data), (2_000_000_001, 101, &b"de"[..]));
+        assert_eq!(
+            (p.ts_nanos, p.link_type, p.data),
+            (2_000_000_001, 101, &b"de"[..])
+        );
         assert!(r.next_packet().unwrap().is_none());
     }
 
     #[test]
     fn pcapng_bad_block_length_is_corrupt() {
-        let mut f = ng_block(0x0a0d0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let mut f = ng_block(
+            0x0a0d0d0a,
+            &[
+                0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
         f.extend_from_slice(&6u32.to_le_bytes());
         f.extend_from_slice(&7u32.to_le_bytes());
         let mut r = CaptureReader::new(&f[..]).unwrap();
-        assert!(matches!(r.next_packet(), Err(CaptureError::Corrupt { offset: 28, .. })));
+        assert!(matches!(
+            r.next_packet(),
+            Err(CaptureError::Corrupt { offset: 28, .. })
+        ));
     }
 
     #[test]
     fn packet_naming_missing_interface_is_corrupt_not_panic() {
-        let mut f = ng_block(0x0a0d0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-        f.extend(ng_block(6, &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0xaa]));
+        let mut f = ng_block(
+            0x0a0d0d0a,
+            &[
+                0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
+        f.extend(ng_block(
+            6,
+            &[
+                3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0xaa,
+            ],
+        ));
         let mut r = CaptureReader::new(&f[..]).unwrap();
         assert!(matches!(r.next_packet(), Err(CaptureError::Corrupt { .. })));
     }
@@ -558,7 +748,9 @@ mod tests {
         use proptest::prelude::*;
 
         fn drain(bytes: &[u8]) -> usize {
-            let Ok(mut r) = CaptureReader::new(bytes) else { return 0 };
+            let Ok(mut r) = CaptureReader::new(bytes) else {
+                return 0;
+            };
             let mut n = 0;
             while let Ok(Some(p)) = r.next_packet() {
                 assert!(p.data.len() <= MAX_RECORD_LEN as usize);

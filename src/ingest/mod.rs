@@ -58,7 +58,10 @@ pub fn open_capture(path: &Path) -> Result<CaptureReader<Box<dyn Read + Send>>, 
         head.starts_with(&[0x1f, 0x8b])
     };
     let stream: Box<dyn Read + Send> = if is_gzip {
-        Box::new(BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(buffered)))
+        Box::new(BufReader::with_capacity(
+            256 * 1024,
+            flate2::read::MultiGzDecoder::new(buffered),
+        ))
     } else {
         Box::new(buffered)
     };

@@ -83,15 +83,28 @@ mod tests {
     #[test]
     fn preserves_prefixes_and_is_deterministic() {
         let anon = Anonymizer::from_passphrase("test key");
-        let pairs = [("10.1.2.3", "10.1.2.200"), ("10.1.2.3", "10.9.0.1"), ("192.168.0.1", "8.8.8.8")];
+        let pairs = [
+            ("10.1.2.3", "10.1.2.200"),
+            ("10.1.2.3", "10.9.0.1"),
+            ("192.168.0.1", "8.8.8.8"),
+        ];
         for (x, y) in pairs {
             let (x, y): (IpAddr, IpAddr) = (x.parse().unwrap(), y.parse().unwrap());
-            assert_eq!(common_prefix_v4(anon.anonymize(x), anon.anonymize(y)), common_prefix_v4(x, y));
+            assert_eq!(
+                common_prefix_v4(anon.anonymize(x), anon.anonymize(y)),
+                common_prefix_v4(x, y)
+            );
         }
         let a: IpAddr = "10.1.2.3".parse().unwrap();
         assert_ne!(anon.anonymize(a), a);
-        assert_eq!(anon.anonymize(a), Anonymizer::from_passphrase("test key").anonymize(a));
-        assert_ne!(anon.anonymize(a), Anonymizer::from_passphrase("other").anonymize(a));
+        assert_eq!(
+            anon.anonymize(a),
+            Anonymizer::from_passphrase("test key").anonymize(a)
+        );
+        assert_ne!(
+            anon.anonymize(a),
+            Anonymizer::from_passphrase("other").anonymize(a)
+        );
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert!(anon.anonymize(v6).is_ipv6());
     }

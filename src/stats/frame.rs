@@ -9,7 +9,9 @@ use polars_io::json::{JsonFormat, JsonWriter};
 use polars_io::parquet::write::ParquetWriter;
 use polars_io::SerWriter;
 
-use super::{write_atomically, FlowColumns, MetricSeries, StatsConfig, TableFormat, CIRCUMVENTION_FAMILIES};
+use super::{
+    write_atomically, FlowColumns, MetricSeries, StatsConfig, TableFormat, CIRCUMVENTION_FAMILIES,
+};
 use crate::flow::FlowRecord;
 
 fn to_io(e: PolarsError) -> io::Error {
@@ -22,27 +24,79 @@ fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
 
 /// The flows as a DataFrame (columns of `cli::FLOW_COLUMNS`).
 pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
-    let strings = |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };
+    let strings =
+        |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };
     let columns = vec![
-        Column::new("id".into(), records.iter().map(|r| r.id).collect::<Vec<u64>>()),
+        Column::new(
+            "id".into(),
+            records.iter().map(|r| r.id).collect::<Vec<u64>>(),
+        ),
         datetime("first_ts", records.iter().map(|r| r.first_ts).collect())?,
         datetime("last_ts", records.iter().map(|r| r.last_ts).collect())?,
-        Column::new("transport".into(), strings(&|r| r.transport.name().into_owned())),
+        Column::new(
+            "transport".into(),
+            strings(&|r| r.transport.name().into_owned()),
+        ),
         Column::new("client_ip".into(), strings(&|r| r.client_ip.to_string())),
-        Column::new("client_port".into(), records.iter().map(|r| u32::from(r.client_port)).collect::<Vec<u32>>()),
+        Column::new(
+            "client_port".into(),
+            records
+                .iter()
+                .map(|r| u32::from(r.client_port))
+                .collect::<Vec<u32>>(),
+        ),
         Column::new("server_ip".into(), strings(&|r| r.server_ip.to_string())),
-        Column::new("server_port".into(), records.iter().map(|r| u32::from(r.server_port)).collect::<Vec<u32>>()),
-        Column::new("packets_c2s".into(), records.iter().map(|r| r.packets[0]).collect::<Vec<u64>>()),
-        Column::new("packets_s2c".into(), records.iter().map(|r| r.packets[1]).collect::<Vec<u64>>()),
-        Column::new("bytes_c2s".into(), records.iter().map(|r| r.bytes[0]).collect::<Vec<u64>>()),
-        Column::new("bytes_s2c".into(), records.iter().map(|r| r.bytes[1]).collect::<Vec<u64>>()),
+        Column::new(
+            "server_port".into(),
+            records
+                .iter()
+                .map(|r| u32::from(r.server_port))
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "packets_c2s".into(),
+            records.iter().map(|r| r.packets[0]).collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "packets_s2c".into(),
+            records.iter().map(|r| r.packets[1]).collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "bytes_c2s".into(),
+            records.iter().map(|r| r.bytes[0]).collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "bytes_s2c".into(),
+            records.iter().map(|r| r.bytes[1]).collect::<Vec<u64>>(),
+        ),
         Column::new("outcome".into(), strings(&|r| r.outcome.name().to_string())),
-        Column::new("protocol".into(), strings(&|r| r.label.protocol.to_string())),
-        Column::new("application".into(), strings(&|r| r.label.application.unwrap_or("").to_string())),
-        Column::new("provider".into(), strings(&|r| r.label.provider.unwrap_or("").to_string())),
-        Column::new("obfuscated".into(), records.iter().map(|r| r.label.obfuscated).collect::<Vec<bool>>()),
-        Column::new("family".into(), strings(&|r| r.label.family.name().to_string())),
-        Column::new("confidence".into(), strings(&|r| r.label.confidence.map_or("", |c| c.name()).to_string())),
+        Column::new(
+            "protocol".into(),
+            strings(&|r| r.label.protocol.to_string()),
+        ),
+        Column::new(
+            "application".into(),
+            strings(&|r| r.label.application.unwrap_or("").to_string()),
+        ),
+        Column::new(
+            "provider".into(),
+            strings(&|r| r.label.provider.unwrap_or("").to_string()),
+        ),
+        Column::new(
+            "obfuscated".into(),
+            records
+                .iter()
+                .map(|r| r.label.obfuscated)
+                .collect::<Vec<bool>>(),
+        ),
+        Column::new(
+            "family".into(),
+            strings(&|r| r.label.family.name().to_string()),
+        ),
+        Column::new(
+            "confidence".into(),
+            strings(&|r| r.label.confidence.map_or("", |c| c.name()).to_string()),
+        ),
         Column::new("evidence".into(), strings(&|r| r.label.evidence_text())),
     ];
     DataFrame::new(records.len(), columns)
@@ -60,7 +114,9 @@ fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Resu
         match format {
             TableFormat::Parquet => ParquetWriter::new(f).finish(df).map(|_| ()),
             TableFormat::Csv => CsvWriter::new(f).include_header(true).finish(df),
-            TableFormat::Json => JsonWriter::new(f).with_json_format(JsonFormat::Json).finish(df),
+            TableFormat::Json => JsonWriter::new(f)
+                .with_json_format(JsonFormat::Json)
+                .finish(df),
         }
         .map_err(to_io)
     })
@@ -73,14 +129,32 @@ fn flow_frame(cols: &FlowColumns) -> PolarsResult<DataFrame> {
         vec![
             datetime("window_start", cols.window_start.clone())?,
             Column::new("host".into(), cols.host.clone()),
-            Column::new("family".into(), cols.family.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-            Column::new("protocol".into(), cols.protocol.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            Column::new(
+                "family".into(),
+                cols.family
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "protocol".into(),
+                cols.protocol
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            ),
             Column::new("circumvention".into(), cols.circumvention.clone()),
             Column::new("packets".into(), cols.packets.clone()),
             Column::new("bytes".into(), cols.bytes.clone()),
             Column::new("platform".into(), cols.platform.clone()),
             Column::new("control".into(), cols.control.clone()),
-            Column::new("result".into(), cols.result.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            Column::new(
+                "result".into(),
+                cols.result
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            ),
         ],
     )
 }
@@ -98,31 +172,59 @@ fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
         col("packets").sum().alias("packets"),
         col("bytes").sum().alias("bytes"),
         count_if(col("circumvention")).alias("circumvention_flows"),
-        when(col("circumvention")).then(col("bytes")).otherwise(lit(0u64)).sum().alias("circumvention_bytes"),
+        when(col("circumvention"))
+            .then(col("bytes"))
+            .otherwise(lit(0u64))
+            .sum()
+            .alias("circumvention_bytes"),
     ];
     for fam in CIRCUMVENTION_FAMILIES {
-        aggs.push(count_if(col("family").eq(lit(fam.name()))).alias(format!("{}_flows", fam.name())));
+        aggs.push(
+            count_if(col("family").eq(lit(fam.name()))).alias(format!("{}_flows", fam.name())),
+        );
     }
     aggs.push(count_if(is_platform.clone()).alias("platform_attempts"));
-    aggs.push(count_if(is_platform.clone().and(col("result").eq(lit("success")))).alias("platform_successes"));
-    for kind in ["dns_failure", "reset_after_syn", "reset_after_client_data", "no_reply"] {
-        aggs.push(count_if(is_platform.clone().and(col("result").eq(lit(kind)))).alias(format!("platform_{kind}")));
+    aggs.push(
+        count_if(is_platform.clone().and(col("result").eq(lit("success"))))
+            .alias("platform_successes"),
+    );
+    for kind in [
+        "dns_failure",
+        "reset_after_syn",
+        "reset_after_client_data",
+        "no_reply",
+    ] {
+        aggs.push(
+            count_if(is_platform.clone().and(col("result").eq(lit(kind))))
+                .alias(format!("platform_{kind}")),
+        );
     }
     aggs.push(count_if(is_control.clone()).alias("control_attempts"));
-    aggs.push(count_if(is_control.and(col("result").eq(lit("success")))).alias("control_successes"));
+    aggs.push(
+        count_if(is_control.and(col("result").eq(lit("success")))).alias("control_successes"),
+    );
     let hosts = flows
         .clone()
         .lazy()
         .group_by([col("window_start"), col("host")])
         .agg(aggs)
-        .with_column(col("circumvention_flows").gt(lit(0u64)).alias("uses_circumvention"));
+        .with_column(
+            col("circumvention_flows")
+                .gt(lit(0u64))
+                .alias("uses_circumvention"),
+        );
     let adoption = hosts
         .clone()
         .filter(col("uses_circumvention"))
         .group_by([col("host")])
         .agg([col("window_start").min().alias("adopted_window")]);
     hosts
-        .join(adoption, [col("host")], [col("host")], JoinArgs::new(JoinType::Left))
+        .join(
+            adoption,
+            [col("host")],
+            [col("host")],
+            JoinArgs::new(JoinType::Left),
+        )
         .sort(["window_start", "host"], SortMultipleOptions::default())
         .collect()
 }
@@ -133,12 +235,17 @@ fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
         count_if(col("uses_circumvention")).alias("circumvention_hosts"),
     ];
     for fam in CIRCUMVENTION_FAMILIES {
-        aggs.push(count_if(col(format!("{}_flows", fam.name())).gt(lit(0u64))).alias(format!("{}_hosts", fam.name())));
+        aggs.push(
+            count_if(col(format!("{}_flows", fam.name())).gt(lit(0u64)))
+                .alias(format!("{}_hosts", fam.name())),
+        );
     }
     aggs.extend([
         count_if(col("adopted_window").eq(col("window_start"))).alias("new_adopters"),
         col("bytes").sum().alias("bytes"),
-        col("circumvention_bytes").sum().alias("circumvention_bytes"),
+        col("circumvention_bytes")
+            .sum()
+            .alias("circumvention_bytes"),
         col("platform_attempts").sum().alias("platform_attempts"),
         col("platform_successes").sum().alias("platform_successes"),
         col("control_attempts").sum().alias("control_attempts"),
@@ -191,8 +298,12 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
     let step = i64::from(window_secs.max(1)) * 1_000_000_000;
     let windows_col = series.column("window_start")?.cast(&DataType::Int64)?;
     let windows_ca = windows_col.i64()?;
-    let windows: Vec<i64> = (0..windows_ca.len()).map(|i| windows_ca.get(i).unwrap_or(0)).collect();
-    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else { return Ok(Vec::new()) };
+    let windows: Vec<i64> = (0..windows_ca.len())
+        .map(|i| windows_ca.get(i).unwrap_or(0))
+        .collect();
+    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
+        return Ok(Vec::new());
+    };
     let n = usize::try_from((last - first) / step + 1).unwrap_or(0);
     let mut out = Vec::new();
     for metric in DETECTOR_METRICS {
@@ -206,17 +317,30 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
             }
         }
         // Windows with no traffic at all: zero hosts rather than unknown.
-        if matches!(*metric, "active_hosts" | "circumvention_hosts" | "new_adopters" | "platform_attempts") {
+        if matches!(
+            *metric,
+            "active_hosts" | "circumvention_hosts" | "new_adopters" | "platform_attempts"
+        ) {
             for v in values.iter_mut().filter(|v| v.is_nan()) {
                 *v = 0.0;
             }
         }
-        out.push(MetricSeries { metric: (*metric).to_string(), start_ts_nanos: first, step_nanos: step, values });
+        out.push(MetricSeries {
+            metric: (*metric).to_string(),
+            start_ts_nanos: first,
+            step_nanos: step,
+            values,
+        });
     }
     Ok(out)
 }
 
-pub fn write_window_tables(cols: &FlowColumns, config: &StatsConfig, dir: &Path, formats: &[TableFormat]) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
+pub fn write_window_tables(
+    cols: &FlowColumns,
+    config: &StatsConfig,
+    dir: &Path,
+    formats: &[TableFormat],
+) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
     let flows = flow_frame(cols).map_err(to_io)?;
     let mut hosts = hosts_frame(&flows).map_err(to_io)?;
     let mut series = series_frame(&hosts).map_err(to_io)?;
@@ -224,7 +348,11 @@ pub fn write_window_tables(cols: &FlowColumns, config: &StatsConfig, dir: &Path,
     let metrics = metric_series(&series, config.window_secs).map_err(to_io)?;
     let mut written = Vec::new();
     for format in formats {
-        for (name, df) in [("hosts", &mut hosts), ("series", &mut series), ("series_protocols", &mut protocols)] {
+        for (name, df) in [
+            ("hosts", &mut hosts),
+            ("series", &mut series),
+            ("series_protocols", &mut protocols),
+        ] {
             let path = dir.join(format!("{name}.{}", format.extension()));
             write_table(df, &path, *format)?;
             written.push(path);
@@ -242,14 +370,56 @@ mod tests {
         let w = 300_000_000_000i64;
         let mut c = FlowColumns::default();
         /// (window, host, family, protocol, platform, result)
-        type Row<'a> = (i64, &'a str, &'static str, &'static str, Option<&'a str>, AttemptResult);
+        type Row<'a> = (
+            i64,
+            &'a str,
+            &'static str,
+            &'static str,
+            Option<&'a str>,
+            AttemptResult,
+        );
         let rows: [Row; 6] = [
-            (0, "10.0.0.1", "web", "tls", Some("x"), AttemptResult::Success),
-            (0, "10.0.0.2", "vpn", "wireguard", None, AttemptResult::Other),
-            (w, "10.0.0.1", "web", "tls", Some("x"), AttemptResult::ResetAfterClientData),
+            (
+                0,
+                "10.0.0.1",
+                "web",
+                "tls",
+                Some("x"),
+                AttemptResult::Success,
+            ),
+            (
+                0,
+                "10.0.0.2",
+                "vpn",
+                "wireguard",
+                None,
+                AttemptResult::Other,
+            ),
+            (
+                w,
+                "10.0.0.1",
+                "web",
+                "tls",
+                Some("x"),
+                AttemptResult::ResetAfterClientData,
+            ),
             (w, "10.0.0.1", "vpn", "openvpn", None, AttemptResult::Other),
-            (w, "10.0.0.2", "vpn", "wireguard", None, AttemptResult::Other),
-            (w, "10.0.0.3", "web", "tls", Some("wikipedia"), AttemptResult::Success),
+            (
+                w,
+                "10.0.0.2",
+                "vpn",
+                "wireguard",
+                None,
+                AttemptResult::Other,
+            ),
+            (
+                w,
+                "10.0.0.3",
+                "web",
+                "tls",
+                Some("wikipedia"),
+                AttemptResult::Success,
+            ),
         ];
         for (win, host, fam, proto, platform, result) in rows {
             c.window_start.push(win);
@@ -274,19 +444,34 @@ mod tests {
         let series = series_frame(&hosts).unwrap();
         assert_eq!(series.height(), 2);
         let get = |name: &str| -> Vec<Option<f64>> {
-            let c = series.column(name).unwrap().cast(&DataType::Float64).unwrap();
+            let c = series
+                .column(name)
+                .unwrap()
+                .cast(&DataType::Float64)
+                .unwrap();
             let ca = c.f64().unwrap().clone();
             (0..ca.len()).map(|i| ca.get(i)).collect()
         };
         assert_eq!(get("active_hosts"), vec![Some(2.0), Some(3.0)]);
         assert_eq!(get("circumvention_hosts"), vec![Some(1.0), Some(2.0)]);
-        assert_eq!(get("new_adopters"), vec![Some(1.0), Some(1.0)], "host .2 adopts in window 0, host .1 in window 1");
+        assert_eq!(
+            get("new_adopters"),
+            vec![Some(1.0), Some(1.0)],
+            "host .2 adopts in window 0, host .1 in window 1"
+        );
         assert_eq!(get("platform_success_ratio"), vec![Some(1.0), Some(0.0)]);
         assert_eq!(get("control_success_ratio"), vec![None, Some(1.0)]);
         let protocols = protocols_frame(&flows).unwrap();
-        assert_eq!(protocols.height(), 3, "w0 wireguard, w1 openvpn, w1 wireguard");
+        assert_eq!(
+            protocols.height(),
+            3,
+            "w0 wireguard, w1 openvpn, w1 wireguard"
+        );
         let metrics = metric_series(&series, 300).unwrap();
-        let share = metrics.iter().find(|m| m.metric == "circumvention_host_share").unwrap();
+        let share = metrics
+            .iter()
+            .find(|m| m.metric == "circumvention_host_share")
+            .unwrap();
         assert_eq!(share.values.len(), 2);
         assert!((share.values[1] - 2.0 / 3.0).abs() < 1e-9);
     }

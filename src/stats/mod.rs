@@ -38,7 +38,14 @@ use crate::intel::cidr::Cidr;
 use crate::intel::platforms::PlatformMatcher;
 
 /// Default monitored network: RFC 1918, RFC 6598 shared space, RFC 4193 unique-local, link-local.
-pub const DEFAULT_HOME_NET: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10"];
+pub const DEFAULT_HOME_NET: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+    "fe80::/10",
+];
 
 /// Statistics settings.
 #[derive(Debug, Clone)]
@@ -54,7 +61,10 @@ impl Default for StatsConfig {
     fn default() -> Self {
         StatsConfig {
             window_secs: 300,
-            home_net: DEFAULT_HOME_NET.iter().filter_map(|c| c.parse().ok()).collect(),
+            home_net: DEFAULT_HOME_NET
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
             platforms: PlatformMatcher::default(),
             anonymize: None,
         }
@@ -114,7 +124,8 @@ impl FlowColumns {
     /// Adds one finished flow.
     pub fn push(&mut self, r: &FlowRecord, config: &StatsConfig) {
         let window = i64::from(config.window_secs.max(1)) * 1_000_000_000;
-        self.window_start.push(r.first_ts.div_euclid(window) * window);
+        self.window_start
+            .push(r.first_ts.div_euclid(window) * window);
         let host_ip = host_of(r, &config.home_net);
         self.host.push(match &config.anonymize {
             Some(a) => a.anonymize(host_ip).to_string(),
@@ -130,7 +141,8 @@ impl FlowColumns {
             Some((name, control, result)) => (Some((name, control)), result),
             None => (None, AttemptResult::Other),
         };
-        self.control.push(platform.as_ref().is_some_and(|(_, c)| *c));
+        self.control
+            .push(platform.as_ref().is_some_and(|(_, c)| *c));
         self.platform.push(platform.map(|(n, _)| n));
         self.result.push(result.name());
     }
@@ -148,7 +160,10 @@ pub fn host_of(r: &FlowRecord, home_net: &[Cidr]) -> IpAddr {
 
 /// If the flow tried to reach a platform or control site: (name, is control, result).
 /// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else its server address.
-pub fn platform_attempt(r: &FlowRecord, platforms: &PlatformMatcher) -> Option<(String, bool, AttemptResult)> {
+pub fn platform_attempt(
+    r: &FlowRecord,
+    platforms: &PlatformMatcher,
+) -> Option<(String, bool, AttemptResult)> {
     let name = r.label.server_name();
     let is_dns = r.label.protocol == "dns";
     let addr = if is_dns { None } else { Some(r.server_ip) };
@@ -164,7 +179,9 @@ pub fn platform_attempt(r: &FlowRecord, platforms: &PlatformMatcher) -> Option<(
         }
     } else {
         match r.outcome {
-            Outcome::Established | Outcome::Completed | Outcome::ResetAfterServerData => AttemptResult::Success,
+            Outcome::Established | Outcome::Completed | Outcome::ResetAfterServerData => {
+                AttemptResult::Success
+            }
             Outcome::ResetAfterSyn => AttemptResult::ResetAfterSyn,
             Outcome::ResetAfterClientData => AttemptResult::ResetAfterClientData,
             Outcome::NoReply => AttemptResult::NoReply,
@@ -216,7 +233,12 @@ pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
 
 /// Builds the hosts/series tables, writes them in each format into `dir`, and returns the
 /// per-window metric series (for detection) and the paths written.
-pub fn write_window_tables(cols: &FlowColumns, config: &StatsConfig, dir: &Path, formats: &[TableFormat]) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
+pub fn write_window_tables(
+    cols: &FlowColumns,
+    config: &StatsConfig,
+    dir: &Path,
+    formats: &[TableFormat],
+) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
     #[cfg(feature = "polars-out")]
     {
         frame::write_window_tables(cols, config, dir, formats)
@@ -229,7 +251,10 @@ pub fn write_window_tables(cols: &FlowColumns, config: &StatsConfig, dir: &Path,
 }
 
 /// Writes to `path` through a temporary name, so an interrupted run leaves no half file.
-pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let tmp = path.with_extension("partial");
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -251,7 +276,9 @@ fn write_flows_csv(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
             let fields: Vec<String> = crate::cli::FLOW_COLUMNS
                 .iter()
                 .map(|c| match &row[*c] {
-                    serde_json::Value::String(s) if s.contains([',', '"', '\n']) => format!("\"{}\"", s.replace('"', "\"\"")),
+                    serde_json::Value::String(s) if s.contains([',', '"', '\n']) => {
+                        format!("\"{}\"", s.replace('"', "\"\""))
+                    }
                     serde_json::Value::String(s) => s.clone(),
                     v => v.to_string(),
                 })
@@ -264,4 +291,10 @@ fn write_flows_csv(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
 }
 
 /// Families counted as circumvention, in column order.
-pub const CIRCUMVENTION_FAMILIES: [Family; 5] = [Family::Vpn, Family::Proxy, Family::Tor, Family::Obfuscated, Family::Tunnel];
+pub const CIRCUMVENTION_FAMILIES: [Family; 5] = [
+    Family::Vpn,
+    Family::Proxy,
+    Family::Tor,
+    Family::Obfuscated,
+    Family::Tunnel,
+];

@@ -7,10 +7,19 @@ use crate::util::*;
 
 #[test]
 fn flows_jsonl_has_every_documented_key() {
-    let out = run(&["flows", fixture("three_udp.pcap").to_str().unwrap(), "--format", "jsonl", "-q"]);
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-q",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+        .collect();
     assert_eq!(rows.len(), 2, "two UDP conversations in the fixture");
     for row in &rows {
         for key in tunnelwatch::cli::FLOW_COLUMNS {
@@ -25,17 +34,32 @@ fn flows_jsonl_has_every_documented_key() {
 
 #[test]
 fn flows_csv_has_header_and_rows() {
-    let out = run(&["flows", "-r", fixture("three_udp.pcap").to_str().unwrap(), "--format", "csv", "-q"]);
+    let out = run(&[
+        "flows",
+        "-r",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "csv",
+        "-q",
+    ]);
     assert!(out.status.success());
     let text = stdout(&out);
     let mut lines = text.lines();
-    assert_eq!(lines.next().unwrap(), tunnelwatch::cli::FLOW_COLUMNS.join(","));
+    assert_eq!(
+        lines.next().unwrap(),
+        tunnelwatch::cli::FLOW_COLUMNS.join(",")
+    );
     assert_eq!(lines.count(), 2);
 }
 
 #[test]
 fn summary_goes_to_stderr_not_stdout() {
-    let out = run(&["flows", fixture("three_udp.pcap").to_str().unwrap(), "--format", "jsonl"]);
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
     assert!(stderr(&out).contains("tunnelwatch summary"));
     assert!(stderr(&out).contains("3 read, 3 in flows, 0 skipped"));
     assert!(stdout(&out).lines().all(|l| l.starts_with('{')));
@@ -53,32 +77,55 @@ fn gzip_input_and_folder_walk() {
     std::fs::write(dir.join("notes.txt"), "not a capture, not picked up").unwrap();
     let out = run(&["flows", dir.to_str().unwrap(), "--format", "jsonl"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("2 file(s): 2 complete"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("6 read, 6 in flows"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 file(s): 2 complete"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("6 read, 6 in flows"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn analyze_writes_flows_table_and_summary() {
     let dir = scratch("analyze");
-    let out = run(&["analyze", fixture("three_udp.pcap").to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    let out = run(&[
+        "analyze",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["schema_version"], 1);
     assert_eq!(summary["packets_read"], 3);
     assert_eq!(summary["packets_in_flows"], 3);
     assert_eq!(summary["flows"], 2);
     assert_eq!(summary["files"][0]["status"], "complete");
-    let table = if cfg!(feature = "polars-out") { "flows.parquet" } else { "flows.csv" };
+    let table = if cfg!(feature = "polars-out") {
+        "flows.parquet"
+    } else {
+        "flows.csv"
+    };
     let bytes = std::fs::read(dir.join(table)).unwrap();
     if cfg!(feature = "polars-out") {
         assert_eq!(&bytes[..4], b"PAR1", "a Parquet file starts with its magic");
     }
-    assert!(!dir.join("flows.partial").exists(), "no temporary file left behind");
+    assert!(
+        !dir.join("flows.partial").exists(),
+        "no temporary file left behind"
+    );
 }
 
 #[test]
 fn head_on_a_pipe_prints_no_error() {
-    let Some(shared) = shared("head_on_a_pipe_prints_no_error") else { return };
+    let Some(shared) = shared("head_on_a_pipe_prints_no_error") else {
+        return;
+    };
     let capture = shared.join("corpus/dev/opera-vpn.pcapng");
     let mut child = Command::new(bin())
         .args(["flows", capture.to_str().unwrap(), "--format", "csv"])
@@ -91,7 +138,12 @@ fn head_on_a_pipe_prints_no_error() {
     stdout.read_exact(&mut first).unwrap();
     drop(stdout); // what `head` does after its lines
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(!err.contains("error"), "stderr: {err}");
     assert!(status.success(), "exit {status:?}, stderr: {err}");
@@ -106,7 +158,10 @@ fn explain_needs_a_selector_and_prints_reasoning() {
     let out = run(&["explain", f.to_str().unwrap(), "--flow", "1", "-q"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.starts_with("flow 1  udp 10.0.0.1:40001 -> 10.0.0.2:53"), "{text}");
+    assert!(
+        text.starts_with("flow 1  udp 10.0.0.1:40001 -> 10.0.0.2:53"),
+        "{text}"
+    );
     assert!(text.contains("no detector matched"));
 }
 
@@ -120,7 +175,9 @@ fn no_input_is_a_clear_error() {
 /// Issue 2: every dev and holdout capture reads completely, with the right record count.
 #[test]
 fn every_corpus_capture_is_read_completely() {
-    let Some(shared) = shared("every_corpus_capture_is_read_completely") else { return };
+    let Some(shared) = shared("every_corpus_capture_is_read_completely") else {
+        return;
+    };
     let dev = shared.join("corpus/dev");
     let mut checked = 0;
     for row in read_labels(&dev.join("labels.csv")) {
@@ -130,7 +187,10 @@ fn every_corpus_capture_is_read_completely() {
         checked += 1;
     }
     let holdout = shared.join("corpus/holdout");
-    let mut files: Vec<_> = std::fs::read_dir(&holdout).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&holdout)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for path in files {
         let expected = count_records(&std::fs::read(&path).unwrap()) as u64;
@@ -142,13 +202,40 @@ fn every_corpus_capture_is_read_completely() {
 
 fn check_capture(path: &std::path::Path, expected_packets: u64) {
     let dir = scratch("corpus");
-    let out = run(&["analyze", path.to_str().unwrap(), "--out", dir.to_str().unwrap(), "-q"]);
-    assert!(out.status.success(), "{}: exit {:?}: {}", path.display(), out.status.code(), stderr(&out));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["packets_read"], expected_packets, "{}", path.display());
-    assert!(summary["flows"].as_u64().unwrap() >= 1, "{}: no flow", path.display());
+    let out = run(&[
+        "analyze",
+        path.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}: exit {:?}: {}",
+        path.display(),
+        out.status.code(),
+        stderr(&out)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["packets_read"],
+        expected_packets,
+        "{}",
+        path.display()
+    );
+    assert!(
+        summary["flows"].as_u64().unwrap() >= 1,
+        "{}: no flow",
+        path.display()
+    );
     let in_flows = summary["packets_in_flows"].as_u64().unwrap();
     let skipped = summary["packets_skipped"].as_u64().unwrap();
-    assert_eq!(in_flows + skipped, expected_packets, "{}: packets must add up", path.display());
+    assert_eq!(
+        in_flows + skipped,
+        expected_packets,
+        "{}: packets must add up",
+        path.display()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

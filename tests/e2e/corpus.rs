@@ -9,14 +9,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::util::*;
 
 /// Tokens that are not targets: ordinary protocols and placeholders.
-const ORDINARY: &[&str] = &["tls", "quic", "dns", "http", "stun", "dtls", "none", "unknown", ""];
+const ORDINARY: &[&str] = &[
+    "tls", "quic", "dns", "http", "stun", "dtls", "none", "unknown", "",
+];
 
 /// Recall floor over all expected target labels in dev; raised as detectors improve.
 const MIN_RECALL: f64 = 0.0;
 
 fn tokens(capture: &std::path::Path) -> BTreeSet<String> {
-    let out = run(&["flows", capture.to_str().unwrap(), "--format", "jsonl", "-q"]);
-    assert!(out.status.success(), "{}: {}", capture.display(), stderr(&out));
+    let out = run(&[
+        "flows",
+        capture.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        capture.display(),
+        stderr(&out)
+    );
     let mut found = BTreeSet::new();
     for line in stdout(&out).lines() {
         let row: serde_json::Value = serde_json::from_str(line).expect("JSON line");
@@ -37,7 +50,9 @@ fn tokens(capture: &std::path::Path) -> BTreeSet<String> {
 
 #[test]
 fn dev_corpus_labels() {
-    let Some(shared) = shared("dev_corpus_labels") else { return };
+    let Some(shared) = shared("dev_corpus_labels") else {
+        return;
+    };
     let dev = shared.join("corpus/dev");
     let mut per_token: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let mut false_labels: BTreeMap<String, u32> = BTreeMap::new();
@@ -49,7 +64,10 @@ fn dev_corpus_labels() {
             .filter(|t| !t.is_empty() && !ORDINARY.contains(t))
             .map(str::to_string)
             .collect();
-        let found: BTreeSet<String> = tokens(&dev.join(&row["file"])).into_iter().filter(|t| !ORDINARY.contains(&t.as_str())).collect();
+        let found: BTreeSet<String> = tokens(&dev.join(&row["file"]))
+            .into_iter()
+            .filter(|t| !ORDINARY.contains(&t.as_str()))
+            .collect();
         for t in &expected {
             let e = per_token.entry(t.clone()).or_default();
             e.0 += 1;
@@ -66,14 +84,30 @@ fn dev_corpus_labels() {
             negative_failures.push(format!("{}: {:?}", row["file"], found));
         }
     }
-    eprintln!("{:<18} {:>8} {:>6} {:>7} {:>12}", "token", "expected", "found", "missed", "false_labels");
+    eprintln!(
+        "{:<18} {:>8} {:>6} {:>7} {:>12}",
+        "token", "expected", "found", "missed", "false_labels"
+    );
     let all: BTreeSet<&String> = per_token.keys().chain(false_labels.keys()).collect();
     for t in all {
         let (e, f) = per_token.get(t).copied().unwrap_or((0, 0));
-        eprintln!("{t:<18} {e:>8} {f:>6} {:>7} {:>12}", e - f, false_labels.get(t).copied().unwrap_or(0));
+        eprintln!(
+            "{t:<18} {e:>8} {f:>6} {:>7} {:>12}",
+            e - f,
+            false_labels.get(t).copied().unwrap_or(0)
+        );
     }
     let recall = f64::from(hit_total) / f64::from(expected_total.max(1));
-    eprintln!("recall {recall:.3} ({hit_total}/{expected_total}); false-labelled negatives: {}", negative_failures.len());
-    assert!(negative_failures.is_empty(), "target labels on negative captures: {negative_failures:#?}");
-    assert!(recall >= MIN_RECALL, "recall {recall:.3} below the floor {MIN_RECALL}");
+    eprintln!(
+        "recall {recall:.3} ({hit_total}/{expected_total}); false-labelled negatives: {}",
+        negative_failures.len()
+    );
+    assert!(
+        negative_failures.is_empty(),
+        "target labels on negative captures: {negative_failures:#?}"
+    );
+    assert!(
+        recall >= MIN_RECALL,
+        "recall {recall:.3} below the floor {MIN_RECALL}"
+    );
 }

@@ -13,7 +13,9 @@
 //! - §5: `field-line = field-name ":" OWS field-value OWS`, one per CRLF-terminated line, the header
 //!   section ending at an empty line. A bare LF is accepted as a line end (§2.2).
 
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, Payload, Spec, Step, Transports, Verdict};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, Payload, Spec, Step, Transports, Verdict,
+};
 use crate::flow::Direction;
 
 /// Detector entry: HTTP/1.x request and status lines, two payloads per direction.
@@ -80,17 +82,30 @@ pub fn parse_request_line(b: &[u8]) -> Option<RequestLine<'_>> {
     let (line, line_end) = first_line(b, MAX_METHOD + MAX_TARGET + 16)?;
     let sp1 = line.iter().position(|&c| c == b' ')?;
     let (method, rest) = line.split_at_checked(sp1)?;
-    if method.is_empty() || method.len() > MAX_METHOD || !method.iter().all(|&c| c.is_ascii_uppercase() || c == b'-' || c == b'_') {
+    if method.is_empty()
+        || method.len() > MAX_METHOD
+        || !method
+            .iter()
+            .all(|&c| c.is_ascii_uppercase() || c == b'-' || c == b'_')
+    {
         return None;
     }
     let rest = rest.get(1..)?;
     let sp2 = rest.iter().rposition(|&c| c == b' ')?;
     let (target, version) = rest.split_at_checked(sp2)?;
-    if target.is_empty() || target.len() > MAX_TARGET || !target.iter().all(|&c| (0x21..=0x7e).contains(&c)) {
+    if target.is_empty()
+        || target.len() > MAX_TARGET
+        || !target.iter().all(|&c| (0x21..=0x7e).contains(&c))
+    {
         return None;
     }
     let minor = parse_version(version.get(1..)?)?;
-    Some(RequestLine { method, target, minor, line_end })
+    Some(RequestLine {
+        method,
+        target,
+        minor,
+        line_end,
+    })
 }
 
 /// Parses an HTTP/1.x status line at the start of `b` (RFC 9112 §4).
@@ -104,7 +119,9 @@ pub fn parse_status_line(b: &[u8]) -> Option<StatusLine> {
     if !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let code = digits.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let code = digits
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     if !(100..=599).contains(&code) {
         return None;
     }
@@ -113,10 +130,17 @@ pub fn parse_status_line(b: &[u8]) -> Option<StatusLine> {
         Some(_) => return None,
     }
     let reason = line.get(13..).unwrap_or(&[]);
-    if !reason.iter().all(|&c| c == b'\t' || (0x20..=0x7e).contains(&c) || c >= 0x80) {
+    if !reason
+        .iter()
+        .all(|&c| c == b'\t' || (0x20..=0x7e).contains(&c) || c >= 0x80)
+    {
         return None;
     }
-    Some(StatusLine { code, minor, line_end })
+    Some(StatusLine {
+        code,
+        minor,
+        line_end,
+    })
 }
 
 /// Iterates the header lines of `b` starting at `from`, stopping at the empty line or at the end
@@ -141,7 +165,9 @@ pub fn header_lines(b: &[u8], from: usize) -> impl Iterator<Item = (&[u8], &[u8]
 
 /// The value of the first header field named `name` (ASCII case-insensitive), trimmed of OWS.
 pub fn header_value<'a>(b: &'a [u8], from: usize, name: &str) -> Option<&'a [u8]> {
-    header_lines(b, from).find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    header_lines(b, from)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, v)| v)
 }
 
 /// Offset just after the empty line that ends the header section, if it is in `b`.
@@ -156,7 +182,16 @@ pub fn head_end(b: &[u8]) -> Option<usize> {
 
 /// Bounded, printable text for evidence (names, methods), never raw bytes.
 pub fn evidence_text(b: &[u8], max: usize) -> String {
-    b.iter().take(max).map(|&c| if (0x21..=0x7e).contains(&c) { char::from(c) } else { '?' }).collect()
+    b.iter()
+        .take(max)
+        .map(|&c| {
+            if (0x21..=0x7e).contains(&c) {
+                char::from(c)
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Per-flow state: the request seen (method, host) waiting for the status line.
@@ -171,7 +206,9 @@ struct State {
 
 impl State {
     fn verdict(&mut self, confidence: Confidence) -> Verdict {
-        let mut v = Verdict::new(confidence).fact("method", std::mem::take(&mut self.method)).fact("version_minor", self.minor);
+        let mut v = Verdict::new(confidence)
+            .fact("method", std::mem::take(&mut self.method))
+            .fact("version_minor", self.minor);
         if let Some(h) = self.host.take() {
             v = v.fact("host", h);
         }
@@ -188,12 +225,17 @@ impl Fingerprinter for State {
                     self.request_dir = Some(p.direction);
                     self.method = evidence_text(req.method, MAX_METHOD);
                     self.minor = req.minor;
-                    self.host = header_value(p.bytes, req.line_end, "host").map(|h| evidence_text(h, MAX_HOST));
+                    self.host = header_value(p.bytes, req.line_end, "host")
+                        .map(|h| evidence_text(h, MAX_HOST));
                     Step::NeedMore
                 } else {
                     // A status line first means the capture missed the request: still HTTP.
                     match parse_status_line(p.bytes) {
-                        Some(st) => Step::Match(Verdict::new(Confidence::OneMessage).fact("status", st.code).fact("version_minor", st.minor)),
+                        Some(st) => Step::Match(
+                            Verdict::new(Confidence::OneMessage)
+                                .fact("status", st.code)
+                                .fact("version_minor", st.minor),
+                        ),
                         None => Step::NotThis,
                     }
                 }
@@ -201,7 +243,9 @@ impl Fingerprinter for State {
             Some(dir) if p.direction == dir => Step::NeedMore,
             Some(_) => match parse_status_line(p.bytes) {
                 Some(st) => {
-                    let v = self.verdict(Confidence::BothDirections).fact("status", st.code);
+                    let v = self
+                        .verdict(Confidence::BothDirections)
+                        .fact("status", st.code);
                     Step::Match(v)
                 }
                 None => Step::Match(self.verdict(Confidence::OneMessage)),
@@ -210,7 +254,9 @@ impl Fingerprinter for State {
     }
 
     fn conclude(&mut self, _flow: &crate::fingerprint::FlowContext) -> Option<Verdict> {
-        self.request_dir.is_some().then(|| self.verdict(Confidence::OneMessage))
+        self.request_dir
+            .is_some()
+            .then(|| self.verdict(Confidence::OneMessage))
     }
 }
 
@@ -221,7 +267,16 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload { direction, nth_in_direction: nth, nth, transport: Transport::Tcp, client_port: 40000, server_port: 80, ts_nanos: 0, bytes }
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: Transport::Tcp,
+            client_port: 40000,
+            server_port: 80,
+            ts_nanos: 0,
+            bytes,
+        }
     }
 
     /// windowsupdate_over_http.pcap, frame 4 (start of the GET, target shortened).
@@ -235,10 +290,16 @@ pub(crate) mod tests {
         assert_eq!(r.method, b"GET");
         assert_eq!(r.target, b"/filestreamingservice/files/d1d060c0");
         assert_eq!(r.minor, 1);
-        assert_eq!(header_value(WU_GET, r.line_end, "HOST"), Some(&b"msedge.b.tlu.dl.delivery.mp.microsoft.com"[..]));
+        assert_eq!(
+            header_value(WU_GET, r.line_end, "HOST"),
+            Some(&b"msedge.b.tlu.dl.delivery.mp.microsoft.com"[..])
+        );
         let s = parse_status_line(PROXY_200).unwrap();
         assert_eq!((s.code, s.minor), (200, 1));
-        assert_eq!(header_value(PROXY_200, s.line_end, "via"), Some(&b"1.1 192.168.1.146:8080"[..]));
+        assert_eq!(
+            header_value(PROXY_200, s.line_end, "via"),
+            Some(&b"1.1 192.168.1.146:8080"[..])
+        );
         assert!(parse_status_line(b"HTTP/1.1 101 Switching Protocols\r\n").is_some());
         assert!(parse_status_line(b"HTTP/1.0 200\r\n").is_some());
     }
@@ -246,7 +307,10 @@ pub(crate) mod tests {
     #[test]
     fn flow_matches_both_directions() {
         let mut s = State::default();
-        assert_eq!(s.observe(&pl(Direction::ToServer, 0, WU_GET)), Step::NeedMore);
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, WU_GET)),
+            Step::NeedMore
+        );
         match s.observe(&pl(Direction::ToClient, 0, PROXY_200)) {
             Step::Match(v) => {
                 assert_eq!(v.confidence, Confidence::BothDirections);
@@ -272,7 +336,11 @@ pub(crate) mod tests {
         ] {
             assert!(parse_request_line(b).is_none(), "{b:?}");
             let mut s = State::default();
-            assert_eq!(s.observe(&pl(Direction::ToServer, 0, b)), Step::NotThis, "{b:?}");
+            assert_eq!(
+                s.observe(&pl(Direction::ToServer, 0, b)),
+                Step::NotThis,
+                "{b:?}"
+            );
         }
     }
 

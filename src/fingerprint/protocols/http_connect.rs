@@ -10,8 +10,10 @@
 //! Confidence: CONNECT request and a status line (any code: a refusal such as 407 is still a
 //! proxy conversation) is `BothDirections`; the request alone is `OneMessage` at flow end.
 
-use super::http::{evidence_text, header_value, head_end, parse_request_line, parse_status_line};
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use super::http::{evidence_text, head_end, header_value, parse_request_line, parse_status_line};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 use crate::flow::Direction;
 
 /// Detector entry: request, reply and the first tunnelled payload.
@@ -42,8 +44,18 @@ pub fn parse_authority(t: &[u8]) -> Option<Authority<'_>> {
     let port = port.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
     let port = u16::try_from(port).ok().filter(|&p| p != 0)?;
     let ok_host = match host {
-        [b'[', inner @ .., b']'] => !inner.is_empty() && inner.iter().all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
-        _ => !host.is_empty() && host.iter().all(|&c| c.is_ascii_alphanumeric() || b".-_".contains(&c)),
+        [b'[', inner @ .., b']'] => {
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        }
+        _ => {
+            !host.is_empty()
+                && host
+                    .iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || b".-_".contains(&c))
+        }
     };
     ok_host.then_some(Authority { host, port })
 }
@@ -60,8 +72,14 @@ struct State {
 
 impl State {
     fn verdict(&mut self, inner: Option<&'static str>) -> Verdict {
-        let confidence = if self.status.is_some() { Confidence::BothDirections } else { Confidence::OneMessage };
-        let mut v = Verdict::new(confidence).fact("target_host", std::mem::take(&mut self.host)).fact("target_port", self.port);
+        let confidence = if self.status.is_some() {
+            Confidence::BothDirections
+        } else {
+            Confidence::OneMessage
+        };
+        let mut v = Verdict::new(confidence)
+            .fact("target_host", std::mem::take(&mut self.host))
+            .fact("target_port", self.port);
         v.roles_reversed = self.client_dir == Some(Direction::ToClient);
         if self.proxy_auth {
             v = v.fact("proxy_authorization", true);
@@ -106,7 +124,9 @@ impl Fingerprinter for State {
                 return Step::Match(self.verdict(None));
             }
             // Tunnelled bytes in the same segment as the reply (server speaks first, e.g. SSH).
-            let tail = head_end(p.bytes).and_then(|e| p.bytes.get(e..)).unwrap_or(&[]);
+            let tail = head_end(p.bytes)
+                .and_then(|e| p.bytes.get(e..))
+                .unwrap_or(&[]);
             if !tail.is_empty() {
                 return Step::Match(self.verdict(Some(super::socks::classify_inner(tail))));
             }
@@ -133,7 +153,8 @@ mod tests {
     /// http_connect.pcap, frame 4.
     const CONNECT: &[u8] = b"CONNECT apache.org:443 HTTP/1.1\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:92.0) Gecko/20100101 Firefox/92.0\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\nHost: apache.org:443\r\n\r\n";
     /// http_connect.pcap, frame 11.
-    const ESTABLISHED: &[u8] = b"HTTP/1.0 200 Connection Established\r\nProxy-agent: Apache/2.4.41 (Ubuntu)\r\n\r\n";
+    const ESTABLISHED: &[u8] =
+        b"HTTP/1.0 200 Connection Established\r\nProxy-agent: Apache/2.4.41 (Ubuntu)\r\n\r\n";
 
     #[test]
     fn connect_then_tls() {

@@ -13,7 +13,9 @@
 //! `BothDirections`, the request alone `OneMessage` at flow end.
 
 use super::http::{evidence_text, header_value, parse_request_line, parse_status_line};
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 use crate::flow::Direction;
 
 /// Detector entry: the first request and the reply.
@@ -38,21 +40,33 @@ pub fn absolute_form_host(target: &[u8]) -> Option<(&'static str, &[u8])> {
     } else {
         return None;
     };
-    let end = rest.iter().position(|&c| matches!(c, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
     let authority = rest.get(..end)?;
     // Drop userinfo and port.
     let host_port = authority.rsplit(|&c| c == b'@').next()?;
     let host = match host_port.iter().rposition(|&c| c == b':') {
-        Some(i) if !host_port.starts_with(b"[") || host_port.get(i.wrapping_sub(1)) == Some(&b']') => host_port.get(..i)?,
+        Some(i)
+            if !host_port.starts_with(b"[") || host_port.get(i.wrapping_sub(1)) == Some(&b']') =>
+        {
+            host_port.get(..i)?
+        }
         _ => host_port,
     };
-    let valid = !host.is_empty() && host.iter().all(|&c| c.is_ascii_alphanumeric() || b".-_[]:".contains(&c));
+    let valid = !host.is_empty()
+        && host
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b".-_[]:".contains(&c));
     valid.then_some((scheme, host))
 }
 
 fn strip_prefix_ci<'a>(b: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let head = b.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| b.get(prefix.len()..)).flatten()
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| b.get(prefix.len()..))
+        .flatten()
 }
 
 /// Per-flow state.
@@ -77,9 +91,13 @@ impl Fingerprinter for State {
             if absolute.is_none() && !proxy_auth && !proxy_conn {
                 return Step::NotThis;
             }
-            let mut v = Verdict::new(Confidence::OneMessage).fact("method", evidence_text(req.method, 24));
+            let mut v =
+                Verdict::new(Confidence::OneMessage).fact("method", evidence_text(req.method, 24));
             if let Some((scheme, host)) = absolute {
-                v = v.fact("absolute_form", true).fact("scheme", scheme).fact("target_host", evidence_text(host, 255));
+                v = v
+                    .fact("absolute_form", true)
+                    .fact("scheme", scheme)
+                    .fact("target_host", evidence_text(host, 255));
             }
             if proxy_auth {
                 v = v.fact("proxy_authorization", true);
@@ -137,8 +155,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(absolute_form_host(b"http://user@h.example:8080/x"), Some(("http", &b"h.example"[..])));
-        assert_eq!(absolute_form_host(b"HTTP://[::1]:80/"), Some(("http", &b"[::1]"[..])));
+        assert_eq!(
+            absolute_form_host(b"http://user@h.example:8080/x"),
+            Some(("http", &b"h.example"[..]))
+        );
+        assert_eq!(
+            absolute_form_host(b"HTTP://[::1]:80/"),
+            Some(("http", &b"[::1]"[..]))
+        );
     }
 
     #[test]
@@ -156,7 +180,14 @@ mod tests {
             assert_eq!(s.observe(&pl(S, 0, b)), Step::NotThis, "{b:?}");
         }
         let mut s = State::default();
-        assert_eq!(s.observe(&pl(S, 0, b"GET / HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n")), Step::NeedMore);
+        assert_eq!(
+            s.observe(&pl(
+                S,
+                0,
+                b"GET / HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n"
+            )),
+            Step::NeedMore
+        );
     }
 
     proptest! {

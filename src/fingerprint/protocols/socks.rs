@@ -21,7 +21,9 @@
 //! `OneMessage`. A lone greeting or request never matches. After a granted CONNECT the first
 //! tunnelled payload is classified (`inner=tls|http|ssh|other`).
 
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 use crate::flow::Direction;
 
 /// Detector entry: six payloads per direction (greeting, authentication, request, first data).
@@ -91,7 +93,10 @@ fn parse_addr_port(b: &[u8]) -> Option<(Addr, u16, usize)> {
             if n == 0 || !name.iter().all(|&c| (0x21..=0x7e).contains(&c)) {
                 return None;
             }
-            (Addr::Name(super::http::evidence_text(name, 255)), 1 + usize::from(n))
+            (
+                Addr::Name(super::http::evidence_text(name, 255)),
+                1 + usize::from(n),
+            )
         }
         _ => return None,
     };
@@ -106,7 +111,13 @@ pub fn parse_socks5_request(b: &[u8]) -> Option<Request> {
         return None;
     };
     let (addr, port, used) = parse_addr_port(rest)?;
-    Some(Request { version: 5, cmd, port, addr, len: 3 + used })
+    Some(Request {
+        version: 5,
+        cmd,
+        port,
+        addr,
+        len: 3 + used,
+    })
 }
 
 /// Parses a SOCKS5 reply (RFC 1928 §6); returns (REP, length).
@@ -123,7 +134,10 @@ pub fn parse_socks4_request(b: &[u8]) -> Option<Request> {
     let (&[4, cmd @ 1..=2, p0, p1, a, bb, c, d], rest) = b.split_first_chunk::<8>()? else {
         return None;
     };
-    let uid_len = rest.iter().take(MAX_SOCKS4_FIELD + 1).position(|&x| x == 0)?;
+    let uid_len = rest
+        .iter()
+        .take(MAX_SOCKS4_FIELD + 1)
+        .position(|&x| x == 0)?;
     let uid = rest.get(..uid_len)?;
     if !uid.iter().all(|&x| (0x20..=0x7e).contains(&x)) {
         return None;
@@ -131,7 +145,10 @@ pub fn parse_socks4_request(b: &[u8]) -> Option<Request> {
     let mut len = 8 + uid_len + 1;
     let addr = if a == 0 && bb == 0 && c == 0 && d != 0 {
         let host_field = rest.get(uid_len + 1..)?;
-        let host_len = host_field.iter().take(MAX_SOCKS4_FIELD + 1).position(|&x| x == 0)?;
+        let host_len = host_field
+            .iter()
+            .take(MAX_SOCKS4_FIELD + 1)
+            .position(|&x| x == 0)?;
         let host = host_field.get(..host_len)?;
         if host.is_empty() || !host.iter().all(|&x| (0x21..=0x7e).contains(&x)) {
             return None;
@@ -148,7 +165,13 @@ pub fn parse_socks4_request(b: &[u8]) -> Option<Request> {
     if b.len() != len {
         return None;
     }
-    Some(Request { version: 4, cmd, port: u16::from_be_bytes([p0, p1]), addr, len })
+    Some(Request {
+        version: 4,
+        cmd,
+        port: u16::from_be_bytes([p0, p1]),
+        addr,
+        len,
+    })
 }
 
 /// Parses a SOCKS4 reply (8 bytes, VN 0, CD 90..=93); returns CD.
@@ -164,7 +187,7 @@ pub fn classify_inner(b: &[u8]) -> &'static str {
     match b {
         [0x16, 0x03, 0..=4, _, _, 1, ..] => "tls_client_hello",
         [0x16, 0x03, 0..=4, _, _, 2, ..] => "tls_server_hello",
-        [0x16 | 0x17 | 0x14 | 0x15, 0x03, 0..=4, ..] => "tls",
+        [0x14..=0x17, 0x03, 0..=4, ..] => "tls",
         _ if b.starts_with(b"SSH-") => "ssh",
         _ if super::http::parse_request_line(b).is_some() => "http_request",
         _ if super::http::parse_status_line(b).is_some() => "http_response",
@@ -210,7 +233,9 @@ struct State {
 
 impl State {
     fn offers(&self, m: u8) -> bool {
-        self.offered.get(usize::from(m / 64)).is_some_and(|w| w & (1u64 << (m % 64)) != 0)
+        self.offered
+            .get(usize::from(m / 64))
+            .is_some_and(|w| w & (1u64 << (m % 64)) != 0)
     }
 
     fn verdict(&self, confidence: Confidence, inner: Option<&'static str>) -> Verdict {
@@ -223,7 +248,10 @@ impl State {
             v = v.fact("auth_ok", st == 0);
         }
         if let Some(r) = &self.request {
-            v = v.fact("cmd", cmd_name(r.cmd)).fact("dst", r.addr.text()).fact("dst_port", r.port);
+            v = v
+                .fact("cmd", cmd_name(r.cmd))
+                .fact("dst", r.addr.text())
+                .fact("dst_port", r.port);
         }
         if let Some(rep) = self.reply {
             v = v.fact("reply", rep);
@@ -308,7 +336,9 @@ impl State {
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
         if self.awaiting_inner {
-            return Step::Match(self.verdict(Confidence::BothDirections, Some(classify_inner(p.bytes))));
+            return Step::Match(
+                self.verdict(Confidence::BothDirections, Some(classify_inner(p.bytes))),
+            );
         }
         let Some(client_dir) = self.client_dir else {
             if let Some((methods, len)) = parse_socks5_greeting(p.bytes) {
@@ -331,7 +361,11 @@ impl Fingerprinter for State {
                 return Step::NeedMore;
             }
             // Only the flow's first payload may precede the handshake (reverse tools' preamble).
-            return if p.nth == 0 { Step::NeedMore } else { Step::NotThis };
+            return if p.nth == 0 {
+                Step::NeedMore
+            } else {
+                Step::NotThis
+            };
         };
         let ok = if p.direction == client_dir {
             if self.request.is_some() && self.reply.is_none() && self.version == 4 {
@@ -364,7 +398,8 @@ impl Fingerprinter for State {
             return Some(self.verdict(Confidence::BothDirections, None));
         }
         // SOCKS5 greeting answered by a valid method selection.
-        self.method.map(|_| self.verdict(Confidence::OneMessage, None))
+        self.method
+            .map(|_| self.verdict(Confidence::OneMessage, None))
     }
 }
 
@@ -375,7 +410,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload { direction, nth_in_direction: nth, nth, transport: Transport::Tcp, client_port: 53535, server_port: 1080, ts_nanos: 0, bytes }
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: Transport::Tcp,
+            client_port: 53535,
+            server_port: 1080,
+            ts_nanos: 0,
+            bytes,
+        }
     }
 
     fn run(msgs: &[(Direction, &[u8])]) -> Option<Verdict> {
@@ -424,10 +468,22 @@ mod tests {
     #[test]
     fn socks4_and_4a() {
         // socks4_5.pcap, frames 4 and 6 (SOCKS4), then frames 18 and 20 (SOCKS4a).
-        let v = run(&[(S, b"\x04\x01\x00\x50\x5d\xb8\xd8\x77\x00"), (C, b"\x00\x5a\xdf\xb2\x0a\xb4\x9c\xf9"), (S, b"GET / HTTP/1.1\r\n\r\n")]).unwrap();
+        let v = run(&[
+            (S, b"\x04\x01\x00\x50\x5d\xb8\xd8\x77\x00"),
+            (C, b"\x00\x5a\xdf\xb2\x0a\xb4\x9c\xf9"),
+            (S, b"GET / HTTP/1.1\r\n\r\n"),
+        ])
+        .unwrap();
         assert_eq!(v.evidence.get("dst"), Some(&"93.184.216.119".into()));
         assert_eq!(v.evidence.get("inner"), Some(&"http_request".into()));
-        let v = run(&[(S, b"\x04\x01\x00\x50\x00\x00\x00\x01\x00www.example.com\x00"), (C, b"\x00\x5a\xdf\xb3\x0a\xb4\x9c\xf9")]).unwrap();
+        let v = run(&[
+            (
+                S,
+                b"\x04\x01\x00\x50\x00\x00\x00\x01\x00www.example.com\x00",
+            ),
+            (C, b"\x00\x5a\xdf\xb3\x0a\xb4\x9c\xf9"),
+        ])
+        .unwrap();
         assert_eq!(v.evidence.get("dst"), Some(&"www.example.com".into()));
         assert_eq!(v.evidence.get("version"), Some(&4u8.into()));
     }
@@ -450,7 +506,13 @@ mod tests {
     #[test]
     fn socks5_userpass_and_refusal() {
         // socks4_5.pcap, frames 61-66: user/pass offered, chosen, credentials refused.
-        let v = run(&[(S, b"\x05\x03\x00\x01\x02"), (C, b"\x05\x02"), (S, b"\x01\x08testuser\x08testpass"), (C, b"\x01\xff")]).unwrap();
+        let v = run(&[
+            (S, b"\x05\x03\x00\x01\x02"),
+            (C, b"\x05\x02"),
+            (S, b"\x01\x08testuser\x08testpass"),
+            (C, b"\x01\xff"),
+        ])
+        .unwrap();
         assert_eq!(v.evidence.get("auth_ok"), Some(&false.into()));
         // socks4_5.pcap, frames 50, 52: no acceptable method.
         let v = run(&[(S, b"\x05\x02\x00\x01"), (C, b"\x05\xff")]).unwrap();
@@ -460,14 +522,38 @@ mod tests {
     #[test]
     fn near_misses_are_rejected() {
         assert!(run(&[(S, b"\x05\x01\x00")]).is_none(), "lone greeting");
-        assert!(run(&[(S, b"\x05\x01\x00"), (C, b"\x05\x02")]).is_none(), "method not offered");
-        assert!(run(&[(S, b"\x04\x01\x00\x50\x5d\xb8\xd8\x77\x00")]).is_none(), "lone socks4 request");
-        assert!(run(&[(S, b"\x16\x03\x01\x00\xa2\x01\x00\x00\x9e\x03\x01"), (C, b"\x16\x03\x03\x00\x7a\x02")]).is_none());
-        assert!(run(&[(S, b"GET / HTTP/1.1\r\n\r\n"), (C, b"HTTP/1.1 200 OK\r\n\r\n")]).is_none());
-        assert!(run(&[(S, b"SSH-2.0-OpenSSH_9.4\r\n"), (C, b"SSH-2.0-OpenSSH_8.9\r\n")]).is_none());
+        assert!(
+            run(&[(S, b"\x05\x01\x00"), (C, b"\x05\x02")]).is_none(),
+            "method not offered"
+        );
+        assert!(
+            run(&[(S, b"\x04\x01\x00\x50\x5d\xb8\xd8\x77\x00")]).is_none(),
+            "lone socks4 request"
+        );
+        assert!(run(&[
+            (S, b"\x16\x03\x01\x00\xa2\x01\x00\x00\x9e\x03\x01"),
+            (C, b"\x16\x03\x03\x00\x7a\x02")
+        ])
+        .is_none());
+        assert!(run(&[
+            (S, b"GET / HTTP/1.1\r\n\r\n"),
+            (C, b"HTTP/1.1 200 OK\r\n\r\n")
+        ])
+        .is_none());
+        assert!(run(&[
+            (S, b"SSH-2.0-OpenSSH_9.4\r\n"),
+            (C, b"SSH-2.0-OpenSSH_8.9\r\n")
+        ])
+        .is_none());
         // DNS over TCP and random bytes.
         assert!(run(&[(S, b"\x00\x1d\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01"), (C, b"\x00\x05\x12\x34\x81\x80\x00")]).is_none());
-        assert!(run(&[(S, b"\x05\x01\x00"), (C, b"\x05\x00"), (S, b"\x05\x01\x00\x07\x00\x00"), (C, b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")]).is_none());
+        assert!(run(&[
+            (S, b"\x05\x01\x00"),
+            (C, b"\x05\x00"),
+            (S, b"\x05\x01\x00\x07\x00\x00"),
+            (C, b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+        ])
+        .is_none());
     }
 
     proptest! {

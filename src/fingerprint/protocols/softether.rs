@@ -20,7 +20,9 @@
 
 use super::http::{head_end, header_value, parse_request_line};
 use super::websocket_tunnel::base64_decode_into;
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 use crate::flow::Transport;
 
 /// Detector entry: TCP (HTTP POSTs) and UDP (PACK datagrams, NAT-T replies).
@@ -67,16 +69,23 @@ pub fn parse_pack(b: &[u8]) -> Option<PackFacts> {
     let mut parsed = 0u32;
     while parsed < elements {
         let Some(name_len) = u32_at(b, at) else { break };
-        if name_len < 2 || name_len > MAX_NAME {
+        if !(2..=MAX_NAME).contains(&name_len) {
             return None;
         }
         let name_len = name_len as usize - 1;
-        let Some(name) = b.get(at + 4..at + 4 + name_len) else { break };
-        if !name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.') {
+        let Some(name) = b.get(at + 4..at + 4 + name_len) else {
+            break;
+        };
+        if !name
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.')
+        {
             return None;
         }
         let mut p = at + 4 + name_len;
-        let (Some(kind), Some(count)) = (u32_at(b, p), u32_at(b, p + 4)) else { break };
+        let (Some(kind), Some(count)) = (u32_at(b, p), u32_at(b, p + 4)) else {
+            break;
+        };
         if kind > 4 || count == 0 || count > MAX_VALUES {
             return None;
         }
@@ -107,7 +116,11 @@ pub fn parse_pack(b: &[u8]) -> Option<PackFacts> {
         at = p;
         parsed += 1;
     }
-    Some(PackFacts { elements, parsed, consumed: at })
+    Some(PackFacts {
+        elements,
+        parsed,
+        consumed: at,
+    })
 }
 
 /// True when a PACK prefix is convincing: at least two whole elements, or all of them.
@@ -122,9 +135,16 @@ pub fn parse_wpc_body(body: &[u8]) -> Option<PackFacts> {
     if !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let size = digits.iter().fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
+    let size = digits
+        .iter()
+        .fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
     let text = rest.get(10..)?;
-    let text = text.get(..text.len().min(WPC_PEEK).min(usize::try_from(size).unwrap_or(usize::MAX)))?;
+    let text = text.get(
+        ..text
+            .len()
+            .min(WPC_PEEK)
+            .min(usize::try_from(size).unwrap_or(usize::MAX)),
+    )?;
     let mut buf = [0u8; WPC_PEEK];
     let n = base64_decode_into(text, &mut buf);
     let facts = parse_pack(buf.get(..n)?)?;
@@ -136,7 +156,10 @@ pub fn parse_nat_t_reply(b: &[u8]) -> Option<u16> {
     let rest = b.strip_prefix(b"IP=")?;
     let comma = rest.iter().position(|&c| c == b',')?;
     let (ip, port) = rest.split_at_checked(comma)?;
-    let ip_ok = std::str::from_utf8(ip).ok()?.parse::<std::net::IpAddr>().is_ok();
+    let ip_ok = std::str::from_utf8(ip)
+        .ok()?
+        .parse::<std::net::IpAddr>()
+        .is_ok();
     let port = port.strip_prefix(b",PORT=")?;
     let port = port.strip_suffix(b"\0").unwrap_or(port);
     if !ip_ok || port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
@@ -163,11 +186,19 @@ impl Fingerprinter for State {
         match p.transport {
             Transport::Udp => {
                 if let Some(port) = parse_nat_t_reply(p.bytes) {
-                    let v = softether(Confidence::OneMessage).fact("nat_t_reply", true).fact("reflected_port_matches", port == p.client_port);
+                    let v = softether(Confidence::OneMessage)
+                        .fact("nat_t_reply", true)
+                        .fact("reflected_port_matches", port == p.client_port);
                     return Step::Match(v);
                 }
-                if let Some(f) = parse_pack(p.bytes).filter(|f| f.parsed == f.elements && f.consumed == p.bytes.len()) {
-                    return Step::Match(softether(Confidence::OneMessage).fact("pack_elements", f.elements).fact("transport", "udp"));
+                if let Some(f) = parse_pack(p.bytes)
+                    .filter(|f| f.parsed == f.elements && f.consumed == p.bytes.len())
+                {
+                    return Step::Match(
+                        softether(Confidence::OneMessage)
+                            .fact("pack_elements", f.elements)
+                            .fact("transport", "udp"),
+                    );
                 }
                 if self.payloads >= 4 {
                     Step::NotThis
@@ -186,12 +217,21 @@ impl Fingerprinter for State {
                 let mut v = softether(Confidence::OneMessage);
                 v.protocol = Some("http");
                 if path == b"/vpnsvc/connect.cgi" || path == b"/vpnsvc/vpn.cgi" {
-                    let jpeg = header_value(p.bytes, req.line_end, "content-type").is_some_and(|c| c.eq_ignore_ascii_case(b"image/jpeg"));
-                    return Step::Match(v.fact("vpnsvc_path", true).fact("content_type_jpeg", jpeg));
+                    let jpeg = header_value(p.bytes, req.line_end, "content-type")
+                        .is_some_and(|c| c.eq_ignore_ascii_case(b"image/jpeg"));
+                    return Step::Match(
+                        v.fact("vpnsvc_path", true).fact("content_type_jpeg", jpeg),
+                    );
                 }
-                let body = head_end(p.bytes).and_then(|e| p.bytes.get(e..)).unwrap_or(&[]);
+                let body = head_end(p.bytes)
+                    .and_then(|e| p.bytes.get(e..))
+                    .unwrap_or(&[]);
                 match parse_wpc_body(body) {
-                    Some(f) => Step::Match(v.fact("wpc_pack", true).fact("pack_elements", f.elements).fact("pack_elements_parsed", f.parsed)),
+                    Some(f) => Step::Match(
+                        v.fact("wpc_pack", true)
+                            .fact("pack_elements", f.elements)
+                            .fact("pack_elements_parsed", f.parsed),
+                    ),
                     None => Step::NotThis,
                 }
             }
@@ -210,7 +250,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(t: Transport, direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload { direction, nth_in_direction: nth, nth, transport: t, client_port: 51381, server_port: 5004, ts_nanos: 0, bytes }
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: t,
+            client_port: 51381,
+            server_port: 5004,
+            ts_nanos: 0,
+            bytes,
+        }
     }
 
     /// softether.pcap, frame 19 (HTTP headers shortened; body start as captured).
@@ -219,11 +268,13 @@ mod tests {
     const NAT_T: &[u8] = b"IP=90.186.132.133,PORT=51381";
     /// softether.pcap, frame 8 (first 96 bytes of the 328-byte PACK datagram).
     const UDP_PACK_PREFIX: &[u8] = &[
-        0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x06, 0x69, 0x73, 0x72, 0x65, 0x74, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
-        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x6d, 0x79, 0x5f, 0x69, 0x70, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
-        0x00, 0x0d, 0x31, 0x33, 0x30, 0x2e, 0x31, 0x35, 0x38, 0x2e, 0x36, 0x2e, 0x31, 0x31, 0x33, 0x00, 0x00, 0x00, 0x08, 0x6d, 0x79, 0x5f,
-        0x70, 0x6f, 0x72, 0x74, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x13, 0x8c, 0x00, 0x00, 0x00, 0x03, 0x6f, 0x6b,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x06, 0x69, 0x73, 0x72, 0x65, 0x74, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x6d,
+        0x79, 0x5f, 0x69, 0x70, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x0d, 0x31, 0x33, 0x30, 0x2e, 0x31, 0x35, 0x38, 0x2e, 0x36, 0x2e, 0x31, 0x31, 0x33, 0x00,
+        0x00, 0x00, 0x08, 0x6d, 0x79, 0x5f, 0x70, 0x6f, 0x72, 0x74, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x13, 0x8c, 0x00, 0x00, 0x00, 0x03, 0x6f, 0x6b, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,
     ];
 
     #[test]
@@ -245,10 +296,16 @@ mod tests {
         let f = parse_pack(UDP_PACK_PREFIX).unwrap();
         assert_eq!((f.elements, f.parsed), (10, 4));
         let mut s = State::default();
-        assert!(matches!(s.observe(&pl(Transport::Udp, Direction::ToClient, 0, NAT_T)), Step::Match(_)));
+        assert!(matches!(
+            s.observe(&pl(Transport::Udp, Direction::ToClient, 0, NAT_T)),
+            Step::Match(_)
+        ));
         // A truncated PACK datagram is not a whole PACK.
         let mut s = State::default();
-        assert_eq!(s.observe(&pl(Transport::Udp, Direction::ToClient, 0, UDP_PACK_PREFIX)), Step::NeedMore);
+        assert_eq!(
+            s.observe(&pl(Transport::Udp, Direction::ToClient, 0, UDP_PACK_PREFIX)),
+            Step::NeedMore
+        );
     }
 
     #[test]
@@ -261,7 +318,11 @@ mod tests {
             b"\x16\x03\x01\x00\xa2\x01\x00\x00\x9e\x03\x01",
         ] {
             let mut s = State::default();
-            assert_eq!(s.observe(&pl(Transport::Tcp, Direction::ToServer, 0, b)), Step::NotThis, "{b:?}");
+            assert_eq!(
+                s.observe(&pl(Transport::Tcp, Direction::ToServer, 0, b)),
+                Step::NotThis,
+                "{b:?}"
+            );
         }
         for b in [
             // DNS query, STUN binding request, QUIC long header, 1-byte probe.

@@ -15,7 +15,9 @@
 //! lasts more than a minute and moves more than a megabyte (or many packets both ways) is flagged
 //! `tunnel_like=true` (port forwarding, SOCKS over `ssh -D`, VPN over SSH).
 
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 
 /// Detector entry: identification strings and the first KEXINIT, four payloads per direction.
 pub static SPEC: Spec = Spec {
@@ -70,14 +72,22 @@ pub fn parse_ident_line(b: &[u8]) -> Option<Ident<'_>> {
     let body = b.get(prefix_len..line_len)?;
     let sw_len = body.iter().position(|&c| c == b' ').unwrap_or(body.len());
     let software = body.get(..sw_len)?;
-    if software.is_empty() || !software.iter().all(|&c| (0x21..=0x7e).contains(&c) && c != b'-') {
+    if software.is_empty()
+        || !software
+            .iter()
+            .all(|&c| (0x21..=0x7e).contains(&c) && c != b'-')
+    {
         return None;
     }
     let comments = body.get(sw_len..).unwrap_or(&[]);
     if !comments.iter().all(|&c| (0x20..=0x7e).contains(&c)) {
         return None;
     }
-    Some(Ident { proto, software, end: lf + 1 })
+    Some(Ident {
+        proto,
+        software,
+        end: lf + 1,
+    })
 }
 
 /// Finds the identification string in the first payload of one side: at the start, or after
@@ -87,11 +97,17 @@ pub fn find_ident(b: &[u8]) -> Option<Ident<'_>> {
     while start < b.len().min(MAX_PREAMBLE) {
         let rest = b.get(start..)?;
         if let Some(id) = parse_ident_line(rest) {
-            return Some(Ident { end: id.end + start, ..id });
+            return Some(Ident {
+                end: id.end + start,
+                ..id
+            });
         }
         let lf = rest.iter().position(|&c| c == b'\n')?;
         let line = rest.get(..lf)?;
-        if !line.iter().all(|&c| c == b'\r' || c == b'\t' || (0x20..=0x7e).contains(&c)) {
+        if !line
+            .iter()
+            .all(|&c| c == b'\r' || c == b'\t' || (0x20..=0x7e).contains(&c))
+        {
             return None;
         }
         start += lf + 1;
@@ -106,7 +122,11 @@ pub fn is_kexinit(b: &[u8]) -> bool {
         return false;
     };
     let len = u32::from_be_bytes([l0, l1, l2, l3]);
-    if code != MSG_KEXINIT || !(4..=255).contains(&pad) || len > MAX_PACKET || len < u32::from(pad) + 1 + 16 + 4 * 10 + 1 + 4 {
+    if code != MSG_KEXINIT
+        || !(4..=255).contains(&pad)
+        || len > MAX_PACKET
+        || len < u32::from(pad) + 1 + 16 + 4 * 10 + 1 + 4
+    {
         return false;
     }
     // First name-list (kex_algorithms) after the 16-byte cookie.
@@ -116,8 +136,12 @@ pub fn is_kexinit(b: &[u8]) -> bool {
             if n == 0 || n >= len {
                 return false;
             }
-            let names = b.get(26..26 + (n as usize).min(64)).unwrap_or_else(|| b.get(26..).unwrap_or(&[]));
-            names.iter().all(|&c| c.is_ascii_alphanumeric() || b"@.,-_+".contains(&c))
+            let names = b
+                .get(26..26 + (n as usize).min(64))
+                .unwrap_or_else(|| b.get(26..).unwrap_or(&[]));
+            names
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || b"@.,-_+".contains(&c))
         }
         _ => true,
     }
@@ -150,7 +174,11 @@ impl Fingerprinter for State {
                 }
                 None => {
                     // Anything but an identification string (or pre-banner text) first: not SSH.
-                    let texty = p.bytes.iter().take(MAX_PREAMBLE).all(|&c| c == b'\r' || c == b'\n' || (0x20..=0x7e).contains(&c));
+                    let texty = p
+                        .bytes
+                        .iter()
+                        .take(MAX_PREAMBLE)
+                        .all(|&c| c == b'\r' || c == b'\n' || (0x20..=0x7e).contains(&c));
                     if !texty || p.nth_in_direction >= 1 {
                         return Step::NotThis;
                     }
@@ -169,7 +197,11 @@ impl Fingerprinter for State {
             (Some(_), None) | (None, Some(_)) => Confidence::OneMessage,
             (None, None) => return None,
         };
-        let proto = if server.software.is_some() { server.proto } else { client.proto };
+        let proto = if server.software.is_some() {
+            server.proto
+        } else {
+            client.proto
+        };
         let mut v = Verdict::new(confidence).fact("proto_version", proto);
         if let Some(s) = client.software.take() {
             v = v.fact("client_software", s);
@@ -179,9 +211,16 @@ impl Fingerprinter for State {
         }
         v = v.fact("kexinit", client.kexinit || server.kexinit);
         let bytes = flow.payload_bytes[0].saturating_add(flow.payload_bytes[1]);
-        let many_packets = flow.payload_packets.iter().all(|&n| n >= TUNNEL_MIN_PACKETS);
-        let tunnel_like = flow.duration_nanos > TUNNEL_MIN_NANOS && (bytes > TUNNEL_MIN_BYTES || many_packets);
-        v = v.fact("duration_s", flow.duration_nanos / 1_000_000_000).fact("payload_bytes", bytes).fact("tunnel_like", tunnel_like);
+        let many_packets = flow
+            .payload_packets
+            .iter()
+            .all(|&n| n >= TUNNEL_MIN_PACKETS);
+        let tunnel_like =
+            flow.duration_nanos > TUNNEL_MIN_NANOS && (bytes > TUNNEL_MIN_BYTES || many_packets);
+        v = v
+            .fact("duration_s", flow.duration_nanos / 1_000_000_000)
+            .fact("payload_bytes", bytes)
+            .fact("tunnel_like", tunnel_like);
         Some(v)
     }
 }
@@ -193,7 +232,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload { direction, nth_in_direction: nth, nth, transport: Transport::Tcp, client_port: 48020, server_port: 22, ts_nanos: 0, bytes }
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: Transport::Tcp,
+            client_port: 48020,
+            server_port: 22,
+            ts_nanos: 0,
+            bytes,
+        }
     }
 
     fn ctx(duration_s: i64, bytes: u64, packets: u64) -> FlowContext {
@@ -214,10 +262,11 @@ mod tests {
     const REVERSE_SERVER: &[u8] = b"SSH-2.0-AsyncSSH_2.8.1\r\n";
     /// reverse-ssh.pcap, frame 6: client identification followed by the start of its KEXINIT.
     const REVERSE_CLIENT: &[u8] = &[
-        0x53, 0x53, 0x48, 0x2d, 0x32, 0x2e, 0x30, 0x2d, 0x64, 0x72, 0x6f, 0x70, 0x62, 0x65, 0x61, 0x72, 0x5f, 0x32, 0x30, 0x31, 0x38, 0x2e,
-        0x37, 0x36, 0x0d, 0x0a, 0x00, 0x00, 0x01, 0xf4, 0x07, 0x14, 0x2f, 0x93, 0x3f, 0xf8, 0x79, 0xca, 0xa5, 0x31, 0x9b, 0x90, 0xa4, 0xe9,
-        0x6d, 0x2b, 0x10, 0x3f, 0x00, 0x00, 0x00, 0xbb, 0x63, 0x75, 0x72, 0x76, 0x65, 0x32, 0x35, 0x35, 0x31, 0x39, 0x2d, 0x73, 0x68, 0x61,
-        0x32, 0x35, 0x36, 0x2c,
+        0x53, 0x53, 0x48, 0x2d, 0x32, 0x2e, 0x30, 0x2d, 0x64, 0x72, 0x6f, 0x70, 0x62, 0x65, 0x61,
+        0x72, 0x5f, 0x32, 0x30, 0x31, 0x38, 0x2e, 0x37, 0x36, 0x0d, 0x0a, 0x00, 0x00, 0x01, 0xf4,
+        0x07, 0x14, 0x2f, 0x93, 0x3f, 0xf8, 0x79, 0xca, 0xa5, 0x31, 0x9b, 0x90, 0xa4, 0xe9, 0x6d,
+        0x2b, 0x10, 0x3f, 0x00, 0x00, 0x00, 0xbb, 0x63, 0x75, 0x72, 0x76, 0x65, 0x32, 0x35, 0x35,
+        0x31, 0x39, 0x2d, 0x73, 0x68, 0x61, 0x32, 0x35, 0x36, 0x2c,
     ];
     /// single-conn.pcap, frame 4: SSH-1.99 server ending with a bare LF.
     const SINGLE_SERVER: &[u8] = b"SSH-1.99-OpenSSH_3.9p1\n";
@@ -225,7 +274,10 @@ mod tests {
     #[test]
     fn idents_parse() {
         let id = parse_ident_line(REVERSE_SERVER).unwrap();
-        assert_eq!((id.proto, id.software, id.end), (&b"2.0"[..], &b"AsyncSSH_2.8.1"[..], 24));
+        assert_eq!(
+            (id.proto, id.software, id.end),
+            (&b"2.0"[..], &b"AsyncSSH_2.8.1"[..], 24)
+        );
         let id = parse_ident_line(SINGLE_SERVER).unwrap();
         assert_eq!(id.proto, b"1.99");
         let id = find_ident(REVERSE_CLIENT).unwrap();
@@ -238,13 +290,22 @@ mod tests {
     #[test]
     fn flow_with_both_banners_and_kexinit() {
         let mut s = State::default();
-        assert_eq!(s.observe(&pl(Direction::ToClient, 0, REVERSE_SERVER)), Step::NeedMore);
-        assert_eq!(s.observe(&pl(Direction::ToServer, 0, REVERSE_CLIENT)), Step::NeedMore);
+        assert_eq!(
+            s.observe(&pl(Direction::ToClient, 0, REVERSE_SERVER)),
+            Step::NeedMore
+        );
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, REVERSE_CLIENT)),
+            Step::NeedMore
+        );
         let v = s.conclude(&ctx(1, 10_000, 30)).unwrap();
         assert_eq!(v.confidence, Confidence::BothDirections);
         assert_eq!(v.evidence.get("kexinit"), Some(&true.into()));
         assert_eq!(v.evidence.get("tunnel_like"), Some(&false.into()));
-        assert_eq!(v.evidence.get("client_software"), Some(&"dropbear_2018.76".into()));
+        assert_eq!(
+            v.evidence.get("client_software"),
+            Some(&"dropbear_2018.76".into())
+        );
     }
 
     #[test]
@@ -273,7 +334,9 @@ mod tests {
             assert!(first == Step::NotThis || second == Step::NotThis, "{b:?}");
             assert!(s.conclude(&ctx(1, 100, 2)).is_none(), "{b:?}");
         }
-        assert!(!is_kexinit(b"\x00\x00\x01\xf4\x07\x15aaaaaaaaaaaaaaaaaaaaaaa"));
+        assert!(!is_kexinit(
+            b"\x00\x00\x01\xf4\x07\x15aaaaaaaaaaaaaaaaaaaaaaa"
+        ));
     }
 
     proptest! {

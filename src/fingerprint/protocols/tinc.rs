@@ -12,7 +12,9 @@
 //! one ID line followed on the same side by a well-formed METAKEY line (`OneMessage`). A single
 //! ID line never matches.
 
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 
 /// Detector entry: two payloads per direction.
 pub static SPEC: Spec = Spec {
@@ -52,7 +54,9 @@ pub fn parse_id_line(b: &[u8]) -> Option<IdLine> {
     let line = b.get(..lf)?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut fields = line.split(|&c| c == b' ');
-    let (Some(b"0"), Some(name), Some(version), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+    let (Some(b"0"), Some(name), Some(version), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
         return None;
     };
     let (invitation, body) = match name.strip_prefix(b"?") {
@@ -61,7 +65,11 @@ pub fn parse_id_line(b: &[u8]) -> Option<IdLine> {
     };
     let name_ok = !body.is_empty()
         && body.len() <= MAX_NAME
-        && body.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || (invitation && matches!(c, b'+' | b'/' | b'-' | b'=')));
+        && body.iter().all(|&c| {
+            c.is_ascii_alphanumeric()
+                || c == b'_'
+                || (invitation && matches!(c, b'+' | b'/' | b'-' | b'='))
+        });
     if !name_ok {
         return None;
     }
@@ -71,7 +79,12 @@ pub fn parse_id_line(b: &[u8]) -> Option<IdLine> {
         Some(m) => Some(small_number(m)?),
         None => None,
     };
-    (major == PROTOCOL_MAJOR).then_some(IdLine { major, minor, invitation, end: lf + 1 })
+    (major == PROTOCOL_MAJOR).then_some(IdLine {
+        major,
+        minor,
+        invitation,
+        end: lf + 1,
+    })
 }
 
 /// True when `b` starts with a METAKEY line: `1` and four numbers, then a hex key.
@@ -81,10 +94,20 @@ pub fn is_metakey_line(b: &[u8]) -> bool {
     };
     let line = b.get(..lf).unwrap_or(&[]);
     let mut f = line.split(|&c| c == b' ');
-    let (Some(b"1"), Some(a), Some(bb), Some(c), Some(d), Some(key), None) = (f.next(), f.next(), f.next(), f.next(), f.next(), f.next(), f.next()) else {
+    let (Some(b"1"), Some(a), Some(bb), Some(c), Some(d), Some(key), None) = (
+        f.next(),
+        f.next(),
+        f.next(),
+        f.next(),
+        f.next(),
+        f.next(),
+        f.next(),
+    ) else {
         return false;
     };
-    [a, bb, c, d].iter().all(|f| f.iter().all(u8::is_ascii_digit) && !f.is_empty() && f.len() <= 6)
+    [a, bb, c, d]
+        .iter()
+        .all(|f| f.iter().all(u8::is_ascii_digit) && !f.is_empty() && f.len() <= 6)
         && key.len() >= 32
         && key.len() % 2 == 0
         && key.iter().all(u8::is_ascii_hexdigit)
@@ -155,7 +178,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload { direction, nth_in_direction: nth, nth, transport: Transport::Tcp, client_port: 40000, server_port: 655, ts_nanos: 0, bytes }
+        Payload {
+            direction,
+            nth_in_direction: nth,
+            nth,
+            transport: Transport::Tcp,
+            client_port: 40000,
+            server_port: 655,
+            ts_nanos: 0,
+            bytes,
+        }
     }
 
     // No tinc capture exists in the dev corpus: these lines follow the protocol documentation's
@@ -163,7 +195,10 @@ mod tests {
     #[test]
     fn id_exchange_both_ways() {
         let mut s = State::default();
-        assert_eq!(s.observe(&pl(Direction::ToServer, 0, b"0 alpha 17.7\n")), Step::NeedMore);
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, b"0 alpha 17.7\n")),
+            Step::NeedMore
+        );
         match s.observe(&pl(Direction::ToClient, 0, b"0 beta 17.7\n")) {
             Step::Match(v) => {
                 assert_eq!(v.confidence, Confidence::BothDirections);
@@ -177,8 +212,14 @@ mod tests {
     fn tinc10_id_and_metakey() {
         let mut s = State::default();
         let msg = b"0 home_gw 17\n1 94 64 0 0 9A3B5C7D9A3B5C7D9A3B5C7D9A3B5C7D9A3B5C7D9A3B5C7D9A3B5C7D9A3B5C7D\n";
-        assert!(matches!(s.observe(&pl(Direction::ToServer, 0, msg)), Step::Match(v) if v.confidence == Confidence::OneMessage));
-        assert!(parse_id_line(b"0 ?ZmFrZWNvb2tpZQ 17.7\n").unwrap().invitation);
+        assert!(
+            matches!(s.observe(&pl(Direction::ToServer, 0, msg)), Step::Match(v) if v.confidence == Confidence::OneMessage)
+        );
+        assert!(
+            parse_id_line(b"0 ?ZmFrZWNvb2tpZQ 17.7\n")
+                .unwrap()
+                .invitation
+        );
     }
 
     #[test]
@@ -194,11 +235,21 @@ mod tests {
             b"\x16\x03\x01\x00\xa2\x01\x00",
         ] {
             let mut s = State::default();
-            assert_eq!(s.observe(&pl(Direction::ToServer, 0, b)), Step::NotThis, "{b:?}");
+            assert_eq!(
+                s.observe(&pl(Direction::ToServer, 0, b)),
+                Step::NotThis,
+                "{b:?}"
+            );
         }
         let mut s = State::default();
-        assert_eq!(s.observe(&pl(Direction::ToServer, 0, b"0 alpha 17\n")), Step::NeedMore);
-        assert_eq!(s.observe(&pl(Direction::ToClient, 0, b"HTTP/1.1 400 Bad Request\r\n")), Step::NotThis);
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, b"0 alpha 17\n")),
+            Step::NeedMore
+        );
+        assert_eq!(
+            s.observe(&pl(Direction::ToClient, 0, b"HTTP/1.1 400 Bad Request\r\n")),
+            Step::NotThis
+        );
     }
 
     proptest! {

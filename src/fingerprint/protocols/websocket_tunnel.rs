@@ -20,8 +20,12 @@
 //! tunnelled protocol is SSH, `application` is `ssh`: the carried application is observable
 //! because WebSocket framing is not encryption.
 
-use super::http::{evidence_text, head_end, header_lines, header_value, parse_request_line, parse_status_line};
-use crate::fingerprint::{rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict};
+use super::http::{
+    evidence_text, head_end, header_lines, header_value, parse_request_line, parse_status_line,
+};
+use crate::fingerprint::{
+    rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
+};
 use crate::flow::Direction;
 
 /// Detector entry: handshake plus the first frames, four payloads per direction.
@@ -70,15 +74,28 @@ pub fn parse_frame_header(b: &[u8]) -> Option<FrameHeader> {
         return None;
     }
     let rest = rest.get(used..)?;
-    let mask = if b1 & 0x80 != 0 { Some(*rest.first_chunk::<4>()?) } else { None };
+    let mask = if b1 & 0x80 != 0 {
+        Some(*rest.first_chunk::<4>()?)
+    } else {
+        None
+    };
     let header_len = 2 + used + if mask.is_some() { 4 } else { 0 };
-    Some(FrameHeader { fin: b0 & 0x80 != 0, opcode, mask, payload_len, header_len })
+    Some(FrameHeader {
+        fin: b0 & 0x80 != 0,
+        opcode,
+        mask,
+        payload_len,
+        header_len,
+    })
 }
 
 /// Unmasks (§5.3) the first bytes of a frame's payload into `out`; returns how many.
 pub fn peek_payload(b: &[u8], h: &FrameHeader, out: &mut [u8; PEEK]) -> usize {
     let avail = b.get(h.header_len..).unwrap_or(&[]);
-    let n = avail.len().min(PEEK).min(usize::try_from(h.payload_len).unwrap_or(usize::MAX));
+    let n = avail
+        .len()
+        .min(PEEK)
+        .min(usize::try_from(h.payload_len).unwrap_or(usize::MAX));
     for (i, (o, &c)) in out.iter_mut().zip(avail).take(n).enumerate() {
         *o = match h.mask {
             Some(k) => c ^ k[i % 4],
@@ -90,7 +107,13 @@ pub fn peek_payload(b: &[u8], h: &FrameHeader, out: &mut [u8; PEEK]) -> usize {
 
 /// SHA-1 (FIPS 180-4), only for the RFC 6455 accept check (input is 60 bytes).
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let bit_len = (data.len() as u64).wrapping_mul(8);
     let mut msg = data.to_vec();
     msg.push(0x80);
@@ -114,7 +137,12 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
                 _ => (b ^ c ^ d, 0xCA62_C1D6),
             };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(wi);
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -138,7 +166,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk.first().copied().unwrap_or(0), chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -188,20 +220,33 @@ pub fn expected_accept(key: &[u8]) -> String {
 
 /// True when a comma-separated header value lists `token` (ASCII case-insensitive).
 fn lists_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&c| c == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|&c| c == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// wstunnel's JWT claims: tunnel kind (`p`) and remote port (`rp`).
 fn wstunnel_claims(protocols: &[u8]) -> Option<(String, Option<u64>)> {
-    let start = protocols.windows(21).position(|w| w.eq_ignore_ascii_case(b"authorization.bearer."))? + 21;
+    let start = protocols
+        .windows(21)
+        .position(|w| w.eq_ignore_ascii_case(b"authorization.bearer."))?
+        + 21;
     let jwt = protocols.get(start..)?;
-    let jwt = jwt.get(..jwt.iter().position(|&c| c == b',' || c == b' ').unwrap_or(jwt.len()))?;
+    let jwt = jwt.get(
+        ..jwt
+            .iter()
+            .position(|&c| c == b',' || c == b' ')
+            .unwrap_or(jwt.len()),
+    )?;
     let mut parts = jwt.splitn(3, |&c| c == b'.');
     let (_, claims) = (parts.next()?, parts.next()?);
     let mut buf = [0u8; MAX_JWT];
     let n = base64_decode_into(claims, &mut buf);
     let json: serde_json::Value = serde_json::from_slice(buf.get(..n)?).ok()?;
-    let kind = json.get("p")?.as_str().map(|s| evidence_text(s.as_bytes(), 32))?;
+    let kind = json
+        .get("p")?
+        .as_str()
+        .map(|s| evidence_text(s.as_bytes(), 32))?;
     Some((kind, json.get("rp").and_then(serde_json::Value::as_u64)))
 }
 
@@ -310,16 +355,24 @@ impl Fingerprinter for State {
                 let Some(req) = parse_request_line(p.bytes) else {
                     return Step::NotThis;
                 };
-                let upgrade = header_value(p.bytes, req.line_end, "upgrade").is_some_and(|v| lists_token(v, b"websocket"));
-                let key = header_value(p.bytes, req.line_end, "sec-websocket-key").filter(|k| k.len() == 24);
+                let upgrade = header_value(p.bytes, req.line_end, "upgrade")
+                    .is_some_and(|v| lists_token(v, b"websocket"));
+                let key = header_value(p.bytes, req.line_end, "sec-websocket-key")
+                    .filter(|k| k.len() == 24);
                 let (true, Some(key), b"GET") = (upgrade, key, req.method) else {
                     return Step::NotThis;
                 };
                 self.accept = expected_accept(key);
-                self.path_events = req.target.split(|&c| c == b'?').next().is_some_and(|path| path.ends_with(b"/events"));
+                self.path_events = req
+                    .target
+                    .split(|&c| c == b'?')
+                    .next()
+                    .is_some_and(|path| path.ends_with(b"/events"));
                 self.wstunnel = header_lines(p.bytes, req.line_end)
                     .filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-protocol"))
-                    .find_map(|(_, v)| wstunnel_claims(v.get(..v.len().min(MAX_JWT * 2)).unwrap_or(v)));
+                    .find_map(|(_, v)| {
+                        wstunnel_claims(v.get(..v.len().min(MAX_JWT * 2)).unwrap_or(v))
+                    });
                 self.client_dir = Some(p.direction);
                 self.stage = Stage::Response;
                 Step::NeedMore
@@ -336,7 +389,9 @@ impl Fingerprinter for State {
                     return Step::NotThis;
                 }
                 self.stage = Stage::Frames;
-                let tail = head_end(p.bytes).and_then(|e| p.bytes.get(e..)).unwrap_or(&[]);
+                let tail = head_end(p.bytes)
+                    .and_then(|e| p.bytes.get(e..))
+                    .unwrap_or(&[]);
                 self.frames(p.direction, tail)
             }
             Stage::Frames => self.frames(p.direction, p.bytes),
@@ -370,8 +425,14 @@ mod tests {
     #[test]
     fn accept_is_rfc6455() {
         // RFC 6455 §1.3 example.
-        assert_eq!(expected_accept(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert_eq!(expected_accept(b"h3O8u2T2ddfJaexKyok0Pw=="), "RMj+HZNL5jRTQtDQs2hISOJs0JQ=");
+        assert_eq!(
+            expected_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(
+            expected_accept(b"h3O8u2T2ddfJaexKyok0Pw=="),
+            "RMj+HZNL5jRTQtDQs2hISOJs0JQ="
+        );
     }
 
     #[test]
@@ -392,7 +453,12 @@ mod tests {
     #[test]
     fn masked_client_frame_is_unmasked() {
         let mut frame = vec![0x82, 0x80 | 21, 1, 2, 3, 4];
-        frame.extend(b"SSH-2.0-OpenSSH_9.4\r\n".iter().enumerate().map(|(i, c)| c ^ [1, 2, 3, 4][i % 4]));
+        frame.extend(
+            b"SSH-2.0-OpenSSH_9.4\r\n"
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c ^ [1, 2, 3, 4][i % 4]),
+        );
         let h = parse_frame_header(&frame).unwrap();
         let mut buf = [0u8; PEEK];
         let n = peek_payload(&frame, &h, &mut buf);
@@ -405,7 +471,10 @@ mod tests {
         assert_eq!(s.observe(&pl(S, 0, VMESS_GET)), Step::NeedMore);
         assert_eq!(s.observe(&pl(C, 0, VMESS_101)), Step::NeedMore);
         assert_eq!(s.observe(&pl(S, 1, VMESS_FRAME)), Step::NeedMore);
-        assert_eq!(s.observe(&pl(C, 1, b"\x82\x7e\x08\x00\x2a\x51\x8d\xfb")), Step::NotThis);
+        assert_eq!(
+            s.observe(&pl(C, 1, b"\x82\x7e\x08\x00\x2a\x51\x8d\xfb")),
+            Step::NotThis
+        );
     }
 
     #[test]
@@ -414,7 +483,12 @@ mod tests {
         let mut s = State::default();
         s.observe(&pl(S, 0, VMESS_GET));
         assert_eq!(s.observe(&pl(C, 0, WS_101)), Step::NotThis);
-        for b in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"SSH-2.0-x\r\n", b"\x16\x03\x01\x00\xa2\x01\x00", b"\x05\x01\x00"] {
+        for b in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"SSH-2.0-x\r\n",
+            b"\x16\x03\x01\x00\xa2\x01\x00",
+            b"\x05\x01\x00",
+        ] {
             let mut s = State::default();
             assert_eq!(s.observe(&pl(S, 0, b)), Step::NotThis, "{b:?}");
         }
