@@ -276,7 +276,8 @@ mod parallel {
 
     impl Dispatcher {
         pub fn start(config: PipelineConfig) -> Self {
-            let n = config.threads.max(1);
+            // The calling thread reads and decodes; it counts as one of the threads.
+            let n = config.threads.saturating_sub(1).max(1);
             let flow = FlowConfig {
                 max_flows: (config.flow.max_flows / n).max(1),
                 ..config.flow

@@ -4,6 +4,7 @@
 //! 2 one or more inputs could not be read (or, under `--strict`, were read only in part).
 //! clap's own usage errors also exit 2.
 
+mod detection;
 mod output;
 
 use std::io::{self, IsTerminal, Write};
@@ -37,6 +38,39 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Print the full reasoning behind one flow's label.
     Explain(ExplainArgs),
+    /// Rebuild report.html (and figures) from an existing analyze output folder.
+    Report(ReportArgs),
+    /// Generate a capture of a scenario with a platform block and circumvention, plus its truth.
+    Synth(crate::synth::SynthArgs),
+    /// Receive NetFlow v5/v9 and IPFIX over UDP and analyse the flow records.
+    Collect(CollectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// An output folder of `tunnelwatch analyze` (holding report_data.json).
+    pub dir: PathBuf,
+    /// Also write each chart as a standalone SVG file into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub figures: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    /// Address to listen on (UDP), e.g. 127.0.0.1:4739 (IPFIX) or 0.0.0.0:2055 (NetFlow).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4739")]
+    pub listen: std::net::SocketAddr,
+    /// Stop after this long (e.g. 30s, 10m, 1h); without it, run until killed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub duration: Option<u32>,
+    /// Output directory for flows and the per-window tables.
+    #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub stats: StatsArgs,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Inputs and flow-table settings shared by every command that reads captures.
@@ -83,6 +117,19 @@ pub struct AnalyzeArgs {
     /// Output directory (created if missing).
     #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub stats: StatsArgs,
+    /// Also read flow records from nfdump CSV files (`TZ=UTC nfdump -r FILE -o csv`).
+    #[arg(long, value_name = "FILE")]
+    pub flow_log: Vec<PathBuf>,
+    /// Also write each chart of report.html as a standalone SVG file into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub figures: Option<PathBuf>,
+}
+
+/// Settings of the per-window statistics.
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
     /// Statistics window, e.g. 300s, 5m, 1h.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_secs)]
     pub window: u32,
@@ -97,6 +144,10 @@ pub struct AnalyzeArgs {
     /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`.
     #[arg(long, value_name = "FILE")]
     pub platforms: Option<PathBuf>,
+    /// Extra block events: CSV lines `country,platform,start,end,method,source` (added to the
+    /// built-in calendar).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     /// Formats of the per-window tables (hosts, series, series_protocols), comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "parquet")]
     pub tables: Vec<TableFormatArg>,
@@ -184,6 +235,13 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Flows(args) => run_flows(args),
         Command::Analyze(args) => run_analyze(args),
         Command::Explain(args) => run_explain(args),
+        Command::Report(args) => run_report(args),
+        Command::Synth(args) => {
+            let summary = crate::synth::run(&args).context("synth")?;
+            eprintln!("{summary}");
+            Ok(0)
+        }
+        Command::Collect(args) => run_collect(args),
     }
 }
 
@@ -194,7 +252,11 @@ impl InputArgs {
         if all.is_empty() {
             bail!("no input: name capture files or folders (or -r FILE)");
         }
-        let files = crate::ingest::expand_inputs(&all).context("reading inputs")?;
+        Ok(crate::ingest::expand_inputs(&all).context("reading inputs")?)
+    }
+
+    fn checked_files(&self) -> Result<Vec<PathBuf>> {
+        let files = self.files()?;
         if files.is_empty() {
             bail!("no capture files found in the given folders (looked for *.pcap, *.pcapng, *.cap, *.gz)");
         }
@@ -229,7 +291,7 @@ impl InputArgs {
 /// Runs every input through the pipeline and returns every flow (numbered) and the totals;
 /// reports file problems on stderr as they happen.
 pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> {
-    let files = input.files()?;
+    let files = input.checked_files()?;
     let total_bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -275,36 +337,106 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output folder {}", args.out.display()))?;
-    let (records, summary) = run_pipeline(&args.input)?;
-    let flows_path =
-        crate::stats::write_flows(&records, &args.out).context("writing flows table")?;
-    let stats_config = stats_config(&args)?;
-    let mut columns = crate::stats::FlowColumns::default();
-    for r in &records {
-        columns.push(r, &stats_config);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
+    let have_captures = !args.input.inputs.is_empty() || !args.input.read.is_empty();
+    let (mut records, summary) =
+        if have_captures || args.flow_log.is_empty() { run_pipeline(&args.input)? } else { (Vec::new(), RunSummary::default()) };
+    for log in &args.flow_log {
+        let (mut logged, stats) = crate::ingest::flowlog::read_nfdump_csv_file(log).with_context(|| format!("reading flow log {}", log.display()))?;
+        if !args.input.quiet {
+            eprintln!("flow log {}: {} records ({} lines unreadable)", log.display(), stats.records, stats.bad_lines);
+        }
+        records.append(&mut logged);
     }
-    let formats: Vec<crate::stats::TableFormat> = args.tables.iter().map(|f| (*f).into()).collect();
-    let (_metrics, _tables) =
-        crate::stats::write_window_tables(&columns, &stats_config, &args.out, &formats)
-            .context("writing per-window tables")?;
-    let protocol_counts = output::protocol_counts(&records);
-    let summary_path = args.out.join("summary.json");
-    report::write_summary_json(&summary, &protocol_counts, &summary_path)
-        .with_context(|| format!("writing {}", summary_path.display()))?;
-    if !args.input.quiet {
-        report::print_terminal_summary(&summary, &protocol_counts);
-        eprintln!(
-            "wrote {} and {}",
-            flows_path.display(),
-            summary_path.display()
-        );
-    }
+    crate::pipeline::number_flows(&mut records);
+    write_analysis(&records, &summary, &args.stats, &args.out, args.figures.as_deref(), args.input.quiet)?;
     Ok(args.input.exit_code(&summary))
 }
 
-fn stats_config(args: &AnalyzeArgs) -> Result<crate::stats::StatsConfig> {
+/// Everything `analyze` writes from finished flows: flows table, per-window tables, detection,
+/// summary.json, report.html (+ report_data.json, figures).
+fn write_analysis(
+    records: &[FlowRecord],
+    summary: &RunSummary,
+    stats_args: &StatsArgs,
+    out: &std::path::Path,
+    figures: Option<&std::path::Path>,
+    quiet: bool,
+) -> Result<()> {
+    let flows_path = crate::stats::write_flows(records, out).context("writing flows table")?;
+    let stats_config = stats_config(stats_args)?;
+    let mut columns = crate::stats::FlowColumns::default();
+    for r in records {
+        columns.push(r, &stats_config);
+    }
+    let formats: Vec<crate::stats::TableFormat> = stats_args.tables.iter().map(|f| (*f).into()).collect();
+    let (metrics, _tables) = crate::stats::write_window_tables(&columns, &stats_config, out, &formats)
+        .context("writing per-window tables")?;
+    let extra_events = match &stats_args.events {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            crate::detect::parse_events_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let detections = detection::run(&metrics, summary, &extra_events, out).context("detecting events")?;
+    let protocol_counts = output::protocol_counts(records);
+    let summary_path = out.join("summary.json");
+    report::write_summary_json(summary, &protocol_counts, &summary_path)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    let data = report::html::ReportData::from_run(summary, records, &metrics, &stats_config, detections);
+    data.write_json(&out.join("report_data.json")).context("writing report_data.json")?;
+    report::html::write_html(&data, &out.join("report.html")).context("writing report.html")?;
+    if let Some(dir) = figures {
+        report::html::write_figures(&data, dir).with_context(|| format!("writing figures into {}", dir.display()))?;
+    }
+    if !quiet {
+        report::print_terminal_summary(summary, &protocol_counts);
+        eprintln!("wrote {}, summary.json and report.html in {}", flows_path.display(), out.display());
+    }
+    Ok(())
+}
+
+fn run_report(args: ReportArgs) -> Result<i32> {
+    let data_path = args.dir.join("report_data.json");
+    let data = report::html::ReportData::read_json(&data_path).with_context(|| format!("reading {}", data_path.display()))?;
+    let html = args.dir.join("report.html");
+    report::html::write_html(&data, &html).with_context(|| format!("writing {}", html.display()))?;
+    if let Some(dir) = &args.figures {
+        report::html::write_figures(&data, dir).with_context(|| format!("writing figures into {}", dir.display()))?;
+    }
+    eprintln!("wrote {}", html.display());
+    Ok(0)
+}
+
+fn run_collect(args: CollectArgs) -> Result<i32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Some(secs) = args.duration {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(u64::from(secs)));
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    if !args.quiet {
+        eprintln!("collecting NetFlow/IPFIX on udp {}{}", args.listen, args.duration.map_or(String::new(), |d| format!(" for {d} s")));
+    }
+    let mut records = Vec::new();
+    let stats = crate::ingest::flowlog::collect(args.listen, stop, |batch| records.extend(batch))
+        .with_context(|| format!("collector on {}", args.listen))?;
+    crate::pipeline::number_flows(&mut records);
+    if !args.quiet {
+        eprintln!("collector: {stats:?}");
+    }
+    let summary = RunSummary { flows: records.len() as u64, ..RunSummary::default() };
+    write_analysis(&records, &summary, &args.stats, &args.out, None, args.quiet)?;
+    Ok(0)
+}
+
+fn stats_config(args: &StatsArgs) -> Result<crate::stats::StatsConfig> {
     let mut config = crate::stats::StatsConfig {
         window_secs: args.window,
         ..Default::default()

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::FlowFormat;
 use crate::flow::FlowRecord;
@@ -33,30 +33,64 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "evidence",
 ];
 
-/// One flow as the JSON object of `flows --format jsonl` (keys = [`FLOW_COLUMNS`]).
+/// One flow as serialised in `flows --format jsonl` (keys = [`FLOW_COLUMNS`], in that order).
+#[derive(serde::Serialize)]
+pub struct FlowRow<'a> {
+    id: u64,
+    first_ts: String,
+    last_ts: String,
+    transport: std::borrow::Cow<'static, str>,
+    client_ip: std::net::IpAddr,
+    client_port: u16,
+    server_ip: std::net::IpAddr,
+    server_port: u16,
+    packets_c2s: u64,
+    packets_s2c: u64,
+    bytes_c2s: u64,
+    bytes_s2c: u64,
+    outcome: &'static str,
+    protocol: &'static str,
+    application: &'static str,
+    provider: &'static str,
+    obfuscated: bool,
+    family: &'static str,
+    confidence: &'static str,
+    evidence: String,
+    #[serde(skip)]
+    _record: std::marker::PhantomData<&'a FlowRecord>,
+}
+
+impl<'a> From<&'a FlowRecord> for FlowRow<'a> {
+    fn from(r: &'a FlowRecord) -> Self {
+        FlowRow {
+            id: r.id,
+            first_ts: format_ts(r.first_ts),
+            last_ts: format_ts(r.last_ts),
+            transport: r.transport.name(),
+            client_ip: r.client_ip,
+            client_port: r.client_port,
+            server_ip: r.server_ip,
+            server_port: r.server_port,
+            packets_c2s: r.packets[0],
+            packets_s2c: r.packets[1],
+            bytes_c2s: r.bytes[0],
+            bytes_s2c: r.bytes[1],
+            outcome: r.outcome.name(),
+            protocol: r.label.protocol,
+            application: r.label.application.unwrap_or(""),
+            provider: r.label.provider.unwrap_or(""),
+            obfuscated: r.label.obfuscated,
+            family: r.label.family.name(),
+            confidence: r.label.confidence.map_or("", |c| c.name()),
+            evidence: r.label.evidence_text(),
+            _record: std::marker::PhantomData,
+        }
+    }
+}
+
+/// One flow as a JSON value (keys = [`FLOW_COLUMNS`]).
 pub fn flow_row_json(r: &FlowRecord) -> Value {
-    json!({
-        "id": r.id,
-        "first_ts": format_ts(r.first_ts),
-        "last_ts": format_ts(r.last_ts),
-        "transport": r.transport.name(),
-        "client_ip": r.client_ip.to_string(),
-        "client_port": r.client_port,
-        "server_ip": r.server_ip.to_string(),
-        "server_port": r.server_port,
-        "packets_c2s": r.packets[0],
-        "packets_s2c": r.packets[1],
-        "bytes_c2s": r.bytes[0],
-        "bytes_s2c": r.bytes[1],
-        "outcome": r.outcome.name(),
-        "protocol": r.label.protocol,
-        "application": r.label.application.unwrap_or(""),
-        "provider": r.label.provider.unwrap_or(""),
-        "obfuscated": r.label.obfuscated,
-        "family": r.label.family.name(),
-        "confidence": r.label.confidence.map_or("", |c| c.name()),
-        "evidence": r.label.evidence_text(),
-    })
+    serde_json::to_value(FlowRow::from(r)).unwrap_or(Value::Null)
 }
 
 fn row_strings(r: &FlowRecord) -> Vec<String> {
@@ -110,7 +144,7 @@ pub fn write_flows(
     match format {
         FlowFormat::Jsonl => {
             for r in rows {
-                serde_json::to_writer(&mut *out, &flow_row_json(r))?;
+                serde_json::to_writer(&mut *out, &FlowRow::from(r))?;
                 out.write_all(b"\n")?;
             }
         }

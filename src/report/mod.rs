@@ -1,5 +1,8 @@
 //! Report: the terminal summary, `summary.json` (versioned schema) and progress on stderr.
 
+pub mod charts;
+pub mod html;
+
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
@@ -19,7 +22,25 @@ pub fn format_ts(nanos: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, (sod % 3600) / 60, sod % 60);
+    }
+    // Hot in flow output: fixed-width digits without the formatting machinery.
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, i64::from(m));
+    put(8, 2, i64::from(d));
+    put(11, 2, sod / 3600);
+    put(14, 2, (sod % 3600) / 60);
+    put(17, 2, sod % 60);
+    put(20, 6, micros);
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -37,7 +58,11 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Writes `summary.json`: inputs, packets, skips by reason, flows, evictions, protocol counts.
-pub fn write_summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64>, path: &Path) -> io::Result<()> {
+pub fn write_summary_json(
+    summary: &RunSummary,
+    protocols: &BTreeMap<String, u64>,
+    path: &Path,
+) -> io::Result<()> {
     let files: Vec<_> = summary
         .files
         .iter()
@@ -92,7 +117,13 @@ pub fn write_summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64
 /// The one-screen summary printed on stderr at the end of every run.
 pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String, u64>) {
     let color = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
+    let bold = |s: &str| {
+        if color {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
     let mut e = io::stderr().lock();
     let _ = writeln!(e, "{}", bold("── tunnelwatch summary ──"));
     let _ = writeln!(
@@ -117,11 +148,19 @@ pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String,
         let _ = writeln!(e, "               {reason:<22} {n}");
     }
     let c = &summary.flow_counters;
-    let _ = writeln!(e, "  flows      {} ({} evicted at the cap, peak {} live)", summary.flows, c.evicted, c.peak_live);
+    let _ = writeln!(
+        e,
+        "  flows      {} ({} evicted at the cap, peak {} live)",
+        summary.flows, c.evicted, c.peak_live
+    );
     if !protocols.is_empty() {
         let mut by_count: Vec<_> = protocols.iter().collect();
         by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let line: Vec<String> = by_count.iter().take(12).map(|(p, n)| format!("{p} {n}")).collect();
+        let line: Vec<String> = by_count
+            .iter()
+            .take(12)
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
         let _ = writeln!(e, "  protocols  {}", line.join(", "));
     }
 }
@@ -139,7 +178,14 @@ pub struct Progress {
 impl Progress {
     pub fn new(total: u64, enabled: bool) -> Self {
         let now = Instant::now();
-        Progress { total, done: 0, enabled, started: now, last_draw: now, drawn: false }
+        Progress {
+            total,
+            done: 0,
+            enabled,
+            started: now,
+            last_draw: now,
+            drawn: false,
+        }
     }
 
     pub fn advance(&mut self, bytes: u64) {
@@ -150,8 +196,16 @@ impl Progress {
         self.last_draw = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = self.done as f64 / secs;
-        let frac = if self.total > 0 { (self.done as f64 / self.total as f64).min(1.0) } else { 0.0 };
-        let eta = if rate > 0.0 && self.total > self.done { (self.total - self.done) as f64 / rate } else { 0.0 };
+        let frac = if self.total > 0 {
+            (self.done as f64 / self.total as f64).min(1.0)
+        } else {
+            0.0
+        };
+        let eta = if rate > 0.0 && self.total > self.done {
+            (self.total - self.done) as f64 / rate
+        } else {
+            0.0
+        };
         let width = 30;
         let filled = (frac * width as f64) as usize;
         let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
@@ -183,7 +237,10 @@ mod tests {
     fn timestamps_format_as_rfc3339() {
         assert_eq!(format_ts(0), "1970-01-01T00:00:00.000000Z");
         // 2024-02-17T17:00:00Z = 1708189200
-        assert_eq!(format_ts(1_708_189_200_123_456_789), "2024-02-17T17:00:00.123456Z");
+        assert_eq!(
+            format_ts(1_708_189_200_123_456_789),
+            "2024-02-17T17:00:00.123456Z"
+        );
         assert_eq!(format_ts(-1_000), "1969-12-31T23:59:59.999999Z");
     }
 }

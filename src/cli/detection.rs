@@ -1,0 +1,116 @@
+//! Detection step of `analyze`: spikes and level shifts in circumvention use, platform blocks
+//! against control sites, and their alignment with the block-event calendar; writes
+//! `alerts.json` and hands the results to the report.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::detect::{self, Alert, BlockEvent, Series};
+use crate::pipeline::RunSummary;
+use crate::report::html::{AlertRow, AlignmentRow, Detections, EventRow};
+use crate::stats::MetricSeries;
+
+/// Metrics watched for surges (and drops) in circumvention use.
+const SURGE_METRICS: &[&str] = &["circumvention_host_share", "circumvention_hosts", "new_adopters"];
+
+/// Calendar events this close before the capture still count (their effect can outlast them).
+const EVENT_LOOKBACK_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
+
+fn series(metrics: &[MetricSeries], name: &str) -> Option<Series> {
+    metrics.iter().find(|m| m.metric == name).map(|m| Series {
+        start_ts_nanos: m.start_ts_nanos,
+        step_nanos: m.step_nanos,
+        values: m.values.clone(),
+    })
+}
+
+/// Runs the detectors over the per-window metrics and aligns alerts with calendar events
+/// (built-in plus `extra_events`) that overlap the analysed time span.
+pub fn run(metrics: &[MetricSeries], summary: &RunSummary, extra_events: &[BlockEvent], out: &Path) -> Result<Detections> {
+    let cfg = detect::DetectConfig::default();
+    let mut alerts: Vec<Alert> = Vec::new();
+    for name in SURGE_METRICS {
+        if let Some(s) = series(metrics, name) {
+            alerts.extend(detect::detect(&s, name, &cfg).alerts);
+        }
+    }
+    if let (Some(platform), Some(control)) = (series(metrics, "platform_success_ratio"), series(metrics, "control_success_ratio")) {
+        let attempts = series(metrics, "platform_attempts");
+        let input = detect::reachability::ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: attempts.as_ref(),
+            failures: &[],
+        };
+        alerts.extend(detect::detect_blocks(&input, "platform_success_ratio", &detect::BlockConfig::default()));
+    }
+    alerts.sort_by_key(|a| (a.start_ts, a.metric.clone()));
+
+    let mut events: Vec<BlockEvent> = detect::builtin_events();
+    events.extend(extra_events.iter().cloned());
+    if let (Some(first), Some(last)) = (summary.first_ts.or(metrics.first().map(|m| m.start_ts_nanos)), summary.last_ts) {
+        events.retain(|e| e.start_ts <= last && e.end_ts.is_none_or(|end| end >= first.saturating_sub(EVENT_LOOKBACK_NANOS)));
+    } else {
+        events.clear();
+    }
+    let report = detect::align(&events, &alerts, &detect::AlignConfig::default());
+
+    let doc = json!({
+        "schema_version": detect::ALERTS_SCHEMA_VERSION,
+        "alerts": alerts,
+        "events": events,
+        "alignments": report.alignments,
+        "events_without_alerts": report.events_without_alerts,
+        "alerts_without_events": report.alerts_without_events,
+    });
+    let path = out.join("alerts.json");
+    let tmp = path.with_extension("json.partial");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+
+    Ok(Detections {
+        events: events
+            .iter()
+            .map(|e| EventRow {
+                name: e.label(),
+                country: e.country.clone(),
+                platform: e.platform.clone(),
+                start_ts: e.start_ts,
+                end_ts: e.end_ts,
+                method: e.method.clone(),
+                source: e.source.clone(),
+                note: e.note.clone(),
+            })
+            .collect(),
+        alerts: alerts
+            .iter()
+            .map(|a| AlertRow {
+                kind: format!("{:?}", a.kind),
+                metric: a.metric.clone(),
+                start_ts: a.start_ts,
+                end_ts: a.end_ts,
+                peak_ts: a.peak_ts,
+                detected_ts: Some(a.detected_ts),
+                magnitude: a.magnitude,
+                score: a.score,
+                evidence: a.evidence.clone(),
+            })
+            .collect(),
+        alignments: report
+            .alignments
+            .iter()
+            .map(|al| AlignmentRow {
+                event_index: events.iter().position(|e| *e == al.event),
+                event_name: al.event.label(),
+                alert_index: alerts.iter().position(|a| *a == al.alert),
+                lag_seconds: al.lag_nanos as f64 / 1e9,
+                score: al.score,
+                magnitude: Some(al.magnitude),
+                pre_event_ratio: al.pre_event_ratio,
+                significance: al.significance,
+            })
+            .collect(),
+    })
+}
