@@ -13,7 +13,11 @@ use crate::report::html::{AlertRow, AlignmentRow, Detections, EventRow};
 use crate::stats::MetricSeries;
 
 /// Metrics watched for surges (and drops) in circumvention use.
-const SURGE_METRICS: &[&str] = &["circumvention_host_share", "circumvention_hosts", "new_adopters"];
+const SURGE_METRICS: &[&str] = &[
+    "circumvention_host_share",
+    "circumvention_hosts",
+    "new_adopters",
+];
 
 /// Calendar events this close before the capture still count (their effect can outlast them).
 const EVENT_LOOKBACK_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
@@ -28,7 +32,12 @@ fn series(metrics: &[MetricSeries], name: &str) -> Option<Series> {
 
 /// Runs the detectors over the per-window metrics and aligns alerts with calendar events
 /// (built-in plus `extra_events`) that overlap the analysed time span.
-pub fn run(metrics: &[MetricSeries], summary: &RunSummary, extra_events: &[BlockEvent], out: &Path) -> Result<Detections> {
+pub fn run(
+    metrics: &[MetricSeries],
+    summary: &RunSummary,
+    extra_events: &[BlockEvent],
+    out: &Path,
+) -> Result<Detections> {
     let cfg = detect::DetectConfig::default();
     let mut alerts: Vec<Alert> = Vec::new();
     for name in SURGE_METRICS {
@@ -36,7 +45,10 @@ pub fn run(metrics: &[MetricSeries], summary: &RunSummary, extra_events: &[Block
             alerts.extend(detect::detect(&s, name, &cfg).alerts);
         }
     }
-    if let (Some(platform), Some(control)) = (series(metrics, "platform_success_ratio"), series(metrics, "control_success_ratio")) {
+    if let (Some(platform), Some(control)) = (
+        series(metrics, "platform_success_ratio"),
+        series(metrics, "control_success_ratio"),
+    ) {
         let attempts = series(metrics, "platform_attempts");
         let input = detect::reachability::ReachabilityInput {
             platform_ratio: &platform,
@@ -44,14 +56,27 @@ pub fn run(metrics: &[MetricSeries], summary: &RunSummary, extra_events: &[Block
             platform_attempts: attempts.as_ref(),
             failures: &[],
         };
-        alerts.extend(detect::detect_blocks(&input, "platform_success_ratio", &detect::BlockConfig::default()));
+        alerts.extend(detect::detect_blocks(
+            &input,
+            "platform_success_ratio",
+            &detect::BlockConfig::default(),
+        ));
     }
     alerts.sort_by_key(|a| (a.start_ts, a.metric.clone()));
 
     let mut events: Vec<BlockEvent> = detect::builtin_events();
     events.extend(extra_events.iter().cloned());
-    if let (Some(first), Some(last)) = (summary.first_ts.or(metrics.first().map(|m| m.start_ts_nanos)), summary.last_ts) {
-        events.retain(|e| e.start_ts <= last && e.end_ts.is_none_or(|end| end >= first.saturating_sub(EVENT_LOOKBACK_NANOS)));
+    if let (Some(first), Some(last)) = (
+        summary
+            .first_ts
+            .or(metrics.first().map(|m| m.start_ts_nanos)),
+        summary.last_ts,
+    ) {
+        events.retain(|e| {
+            e.start_ts <= last
+                && e.end_ts
+                    .is_none_or(|end| end >= first.saturating_sub(EVENT_LOOKBACK_NANOS))
+        });
     } else {
         events.clear();
     }
@@ -67,7 +92,8 @@ pub fn run(metrics: &[MetricSeries], summary: &RunSummary, extra_events: &[Block
     });
     let path = out.join("alerts.json");
     let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
 
     Ok(Detections {

@@ -337,19 +337,36 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output folder {}", args.out.display()))?;
     let have_captures = !args.input.inputs.is_empty() || !args.input.read.is_empty();
-    let (mut records, summary) =
-        if have_captures || args.flow_log.is_empty() { run_pipeline(&args.input)? } else { (Vec::new(), RunSummary::default()) };
+    let (mut records, summary) = if have_captures || args.flow_log.is_empty() {
+        run_pipeline(&args.input)?
+    } else {
+        (Vec::new(), RunSummary::default())
+    };
     for log in &args.flow_log {
-        let (mut logged, stats) = crate::ingest::flowlog::read_nfdump_csv_file(log).with_context(|| format!("reading flow log {}", log.display()))?;
+        let (mut logged, stats) = crate::ingest::flowlog::read_nfdump_csv_file(log)
+            .with_context(|| format!("reading flow log {}", log.display()))?;
         if !args.input.quiet {
-            eprintln!("flow log {}: {} records ({} lines unreadable)", log.display(), stats.records, stats.bad_lines);
+            eprintln!(
+                "flow log {}: {} records ({} lines unreadable)",
+                log.display(),
+                stats.records,
+                stats.bad_lines
+            );
         }
         records.append(&mut logged);
     }
     crate::pipeline::number_flows(&mut records);
-    write_analysis(&records, &summary, &args.stats, &args.out, args.figures.as_deref(), args.input.quiet)?;
+    write_analysis(
+        &records,
+        &summary,
+        &args.stats,
+        &args.out,
+        args.figures.as_deref(),
+        args.input.quiet,
+    )?;
     Ok(args.input.exit_code(&summary))
 }
 
@@ -369,41 +386,56 @@ fn write_analysis(
     for r in records {
         columns.push(r, &stats_config);
     }
-    let formats: Vec<crate::stats::TableFormat> = stats_args.tables.iter().map(|f| (*f).into()).collect();
-    let (metrics, _tables) = crate::stats::write_window_tables(&columns, &stats_config, out, &formats)
-        .context("writing per-window tables")?;
+    let formats: Vec<crate::stats::TableFormat> =
+        stats_args.tables.iter().map(|f| (*f).into()).collect();
+    let (metrics, _tables) =
+        crate::stats::write_window_tables(&columns, &stats_config, out, &formats)
+            .context("writing per-window tables")?;
     let extra_events = match &stats_args.events {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            crate::detect::parse_events_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            crate::detect::parse_events_csv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => Vec::new(),
     };
-    let detections = detection::run(&metrics, summary, &extra_events, out).context("detecting events")?;
+    let detections =
+        detection::run(&metrics, summary, &extra_events, out).context("detecting events")?;
     let protocol_counts = output::protocol_counts(records);
     let summary_path = out.join("summary.json");
     report::write_summary_json(summary, &protocol_counts, &summary_path)
         .with_context(|| format!("writing {}", summary_path.display()))?;
-    let data = report::html::ReportData::from_run(summary, records, &metrics, &stats_config, detections);
-    data.write_json(&out.join("report_data.json")).context("writing report_data.json")?;
+    let data =
+        report::html::ReportData::from_run(summary, records, &metrics, &stats_config, detections);
+    data.write_json(&out.join("report_data.json"))
+        .context("writing report_data.json")?;
     report::html::write_html(&data, &out.join("report.html")).context("writing report.html")?;
     if let Some(dir) = figures {
-        report::html::write_figures(&data, dir).with_context(|| format!("writing figures into {}", dir.display()))?;
+        report::html::write_figures(&data, dir)
+            .with_context(|| format!("writing figures into {}", dir.display()))?;
     }
     if !quiet {
         report::print_terminal_summary(summary, &protocol_counts);
-        eprintln!("wrote {}, summary.json and report.html in {}", flows_path.display(), out.display());
+        eprintln!(
+            "wrote {}, summary.json and report.html in {}",
+            flows_path.display(),
+            out.display()
+        );
     }
     Ok(())
 }
 
 fn run_report(args: ReportArgs) -> Result<i32> {
     let data_path = args.dir.join("report_data.json");
-    let data = report::html::ReportData::read_json(&data_path).with_context(|| format!("reading {}", data_path.display()))?;
+    let data = report::html::ReportData::read_json(&data_path)
+        .with_context(|| format!("reading {}", data_path.display()))?;
     let html = args.dir.join("report.html");
-    report::html::write_html(&data, &html).with_context(|| format!("writing {}", html.display()))?;
+    report::html::write_html(&data, &html)
+        .with_context(|| format!("writing {}", html.display()))?;
     if let Some(dir) = &args.figures {
-        report::html::write_figures(&data, dir).with_context(|| format!("writing figures into {}", dir.display()))?;
+        report::html::write_figures(&data, dir)
+            .with_context(|| format!("writing figures into {}", dir.display()))?;
     }
     eprintln!("wrote {}", html.display());
     Ok(0)
@@ -412,7 +444,8 @@ fn run_report(args: ReportArgs) -> Result<i32> {
 fn run_collect(args: CollectArgs) -> Result<i32> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output folder {}", args.out.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     if let Some(secs) = args.duration {
         let stop = Arc::clone(&stop);
@@ -422,7 +455,12 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
         });
     }
     if !args.quiet {
-        eprintln!("collecting NetFlow/IPFIX on udp {}{}", args.listen, args.duration.map_or(String::new(), |d| format!(" for {d} s")));
+        eprintln!(
+            "collecting NetFlow/IPFIX on udp {}{}",
+            args.listen,
+            args.duration
+                .map_or(String::new(), |d| format!(" for {d} s"))
+        );
     }
     let mut records = Vec::new();
     let stats = crate::ingest::flowlog::collect(args.listen, stop, |batch| records.extend(batch))
@@ -431,7 +469,10 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
     if !args.quiet {
         eprintln!("collector: {stats:?}");
     }
-    let summary = RunSummary { flows: records.len() as u64, ..RunSummary::default() };
+    let summary = RunSummary {
+        flows: records.len() as u64,
+        ..RunSummary::default()
+    };
     write_analysis(&records, &summary, &args.stats, &args.out, None, args.quiet)?;
     Ok(0)
 }

@@ -34,7 +34,11 @@ pub struct AlignConfig {
 
 impl Default for AlignConfig {
     fn default() -> Self {
-        AlignConfig { before_nanos: 24 * HOUR, after_nanos: 72 * HOUR, good_lag_nanos: 48 * HOUR }
+        AlignConfig {
+            before_nanos: 24 * HOUR,
+            after_nanos: 72 * HOUR,
+            good_lag_nanos: 48 * HOUR,
+        }
     }
 }
 
@@ -104,10 +108,24 @@ pub fn align(events: &[BlockEvent], alerts: &[Alert], cfg: &AlignConfig) -> Alig
             events_without_alerts.push(event.clone());
         }
     }
-    alignments.sort_by(|a, b| a.event.start_ts.cmp(&b.event.start_ts).then(b.score.total_cmp(&a.score)));
-    let alerts_without_events =
-        alerts.iter().zip(&alert_used).filter(|(_, used)| !**used).map(|(a, _)| a.clone()).collect();
-    AlignmentReport { schema_version: ALERTS_SCHEMA_VERSION, alignments, events_without_alerts, alerts_without_events }
+    alignments.sort_by(|a, b| {
+        a.event
+            .start_ts
+            .cmp(&b.event.start_ts)
+            .then(b.score.total_cmp(&a.score))
+    });
+    let alerts_without_events = alerts
+        .iter()
+        .zip(&alert_used)
+        .filter(|(_, used)| !**used)
+        .map(|(a, _)| a.clone())
+        .collect();
+    AlignmentReport {
+        schema_version: ALERTS_SCHEMA_VERSION,
+        alignments,
+        events_without_alerts,
+        alerts_without_events,
+    }
 }
 
 /// Lag credit in `[0, 1]` (module docs).
@@ -141,8 +159,15 @@ pub fn magnitude_factor(magnitude: f64) -> f64 {
 /// and the per-window baseline the detector returned (`Detection::expected`).
 pub fn annotate(report: &mut AlignmentReport, metric: &str, series: &Series, expected: &[f64]) {
     const LOOKBACK: i64 = 28 * 24 * HOUR;
-    for al in report.alignments.iter_mut().filter(|a| a.alert.metric == metric) {
-        let peak = series.index_of(al.alert.peak_ts).and_then(|i| series.values.get(i)).copied();
+    for al in report
+        .alignments
+        .iter_mut()
+        .filter(|a| a.alert.metric == metric)
+    {
+        let peak = series
+            .index_of(al.alert.peak_ts)
+            .and_then(|i| series.values.get(i))
+            .copied();
         let from = al.event.start_ts.saturating_sub(LOOKBACK);
         let (sum, n) = series
             .values
@@ -151,11 +176,19 @@ pub fn annotate(report: &mut AlignmentReport, metric: &str, series: &Series, exp
             .filter(|(i, v)| v.is_finite() && (from..al.event.start_ts).contains(&series.ts(*i)))
             .fold((0.0, 0usize), |(s, n), (_, v)| (s + v, n + 1));
         al.pre_event_ratio = match peak {
-            Some(p) if n > 0 && p.is_finite() && (sum / n as f64).abs() > 1e-12 => Some(p / (sum / n as f64)),
+            Some(p) if n > 0 && p.is_finite() && (sum / n as f64).abs() > 1e-12 => {
+                Some(p / (sum / n as f64))
+            }
             _ => None,
         };
         // How often is a window elsewhere (outside this alert) at least as far from its baseline?
-        let up = !matches!(al.alert.kind, AlertKind::Dip | AlertKind::LevelShiftDown | AlertKind::BlockSuspected | AlertKind::Outage);
+        let up = !matches!(
+            al.alert.kind,
+            AlertKind::Dip
+                | AlertKind::LevelShiftDown
+                | AlertKind::BlockSuspected
+                | AlertKind::Outage
+        );
         let (start, end) = (al.alert.start_ts, al.alert.end_ts.unwrap_or(i64::MAX));
         let (mut hits, mut total) = (0usize, 0usize);
         for (i, (&v, &e)) in series.values.iter().zip(expected).enumerate() {
@@ -245,7 +278,14 @@ mod tests {
         assert_eq!(magnitude_factor(f64::NAN), 0.5);
         // Bigger is better at equal lag.
         let e = [event("2024-02-17T17:00Z")];
-        let r = align(&e, &[alert("2024-02-18T00:00Z", 1.5), alert("2024-02-18T00:00Z", 4.0)], &cfg);
+        let r = align(
+            &e,
+            &[
+                alert("2024-02-18T00:00Z", 1.5),
+                alert("2024-02-18T00:00Z", 4.0),
+            ],
+            &cfg,
+        );
         assert_eq!(r.alignments[0].magnitude, 4.0);
     }
 
@@ -257,7 +297,11 @@ mod tests {
         for v in values.iter_mut().skip(24 * 7 + 17) {
             *v = 34.0;
         }
-        let series = Series { start_ts_nanos: start, step_nanos: step, values };
+        let series = Series {
+            start_ts_nanos: start,
+            step_nanos: step,
+            values,
+        };
         let expected = vec![10.0; series.values.len()];
         let mut a = alert("2024-02-17T17:00Z", 3.4);
         a.peak_ts = series.ts(24 * 7 + 20);
@@ -265,7 +309,11 @@ mod tests {
         annotate(&mut r, "vpn_host_share", &series, &expected);
         let al = &r.alignments[0];
         assert!((al.pre_event_ratio.unwrap() - 3.4).abs() < 1e-9);
-        assert_eq!(al.significance, Some(0.0), "nothing outside the (open) alert is that large");
+        assert_eq!(
+            al.significance,
+            Some(0.0),
+            "nothing outside the (open) alert is that large"
+        );
         annotate(&mut r, "other_metric", &series, &[]);
     }
 }

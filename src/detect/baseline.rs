@@ -40,9 +40,13 @@ impl BaselineKind {
             return BaselineKind::Trailing;
         }
         let period = DAY_NANOS / step_nanos;
-        let covered = i64::try_from(len).unwrap_or(i64::MAX).saturating_mul(step_nanos);
+        let covered = i64::try_from(len)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(step_nanos);
         if period >= 2 && covered >= SEASONAL_MIN_DAYS.saturating_mul(DAY_NANOS) {
-            BaselineKind::Seasonal { period: usize::try_from(period).unwrap_or(usize::MAX) }
+            BaselineKind::Seasonal {
+                period: usize::try_from(period).unwrap_or(usize::MAX),
+            }
         } else {
             BaselineKind::Trailing
         }
@@ -76,7 +80,14 @@ pub struct BaselineConfig {
 
 impl Default for BaselineConfig {
     fn default() -> Self {
-        BaselineConfig { seasonal_days: 7, level_points: 12, trailing_points: 72, rel_scale_floor: 0.02, abs_scale_floor: 1e-9, min_residuals: 12 }
+        BaselineConfig {
+            seasonal_days: 7,
+            level_points: 12,
+            trailing_points: 72,
+            rel_scale_floor: 0.02,
+            abs_scale_floor: 1e-9,
+            min_residuals: 12,
+        }
     }
 }
 
@@ -128,12 +139,16 @@ impl Baseline {
                 if hist.len() >= 2 {
                     let from = hist.len().saturating_sub(self.cfg.seasonal_days.max(1));
                     self.scratch.clear();
-                    self.scratch.extend_from_slice(hist.get(from..).unwrap_or(&[]));
+                    self.scratch
+                        .extend_from_slice(hist.get(from..).unwrap_or(&[]));
                     return median(&mut self.scratch).map(|m| (m, "seasonal"));
                 }
             }
         }
-        let mut from = self.accepted.len().saturating_sub(self.cfg.level_points.max(1));
+        let mut from = self
+            .accepted
+            .len()
+            .saturating_sub(self.cfg.level_points.max(1));
         if !frozen {
             let horizon = index.saturating_sub(self.cfg.level_points.max(1).saturating_mul(2));
             from = from.max(self.accepted_at.partition_point(|&at| at < horizon));
@@ -152,10 +167,12 @@ impl Baseline {
             return Some((level, "trailing"));
         }
         self.scratch.clear();
-        self.scratch.extend_from_slice(recent.get(..half).unwrap_or(&[]));
+        self.scratch
+            .extend_from_slice(recent.get(..half).unwrap_or(&[]));
         let older = median(&mut self.scratch);
         self.scratch.clear();
-        self.scratch.extend_from_slice(recent.get(recent.len() - half..).unwrap_or(&[]));
+        self.scratch
+            .extend_from_slice(recent.get(recent.len() - half..).unwrap_or(&[]));
         let newer = median(&mut self.scratch);
         let slope = match (older, newer) {
             (Some(o), Some(n)) => (n - o) / (recent.len() - half) as f64,
@@ -170,9 +187,13 @@ impl Baseline {
         if self.residuals.len() < self.cfg.min_residuals.max(1) {
             return None;
         }
-        let from = self.residuals.len().saturating_sub(self.cfg.trailing_points.max(self.cfg.min_residuals).max(1));
+        let from = self
+            .residuals
+            .len()
+            .saturating_sub(self.cfg.trailing_points.max(self.cfg.min_residuals).max(1));
         self.scratch.clear();
-        self.scratch.extend_from_slice(self.residuals.get(from..).unwrap_or(&[]));
+        self.scratch
+            .extend_from_slice(self.residuals.get(from..).unwrap_or(&[]));
         let mad = mad(&mut self.scratch)?;
         let floor = (self.cfg.rel_scale_floor * expected.abs()).max(self.cfg.abs_scale_floor);
         Some((1.4826 * mad).max(floor))
@@ -246,9 +267,18 @@ mod tests {
     #[test]
     fn kind_depends_on_coverage_and_step() {
         let five_min = 300_000_000_000;
-        assert_eq!(BaselineKind::for_series(288 * 3, five_min), BaselineKind::Seasonal { period: 288 });
-        assert_eq!(BaselineKind::for_series(288 * 3 - 1, five_min), BaselineKind::Trailing);
-        assert_eq!(BaselineKind::for_series(10_000, 7_000_000_000), BaselineKind::Trailing);
+        assert_eq!(
+            BaselineKind::for_series(288 * 3, five_min),
+            BaselineKind::Seasonal { period: 288 }
+        );
+        assert_eq!(
+            BaselineKind::for_series(288 * 3 - 1, five_min),
+            BaselineKind::Trailing
+        );
+        assert_eq!(
+            BaselineKind::for_series(10_000, 7_000_000_000),
+            BaselineKind::Trailing
+        );
         assert_eq!(BaselineKind::for_series(10_000, 0), BaselineKind::Trailing);
         assert_eq!(BaselineKind::for_series(10_000, -5), BaselineKind::Trailing);
     }
@@ -272,8 +302,15 @@ mod tests {
         }
         // Windows 50.. are not accepted (an event is open): the expectation stays at 10.
         assert_eq!(b.expected(500, true).map(|x| x.0), Some(10.0));
-        assert_eq!(b.expected(500, false), None, "after a gap the trailing model warms up again");
+        assert_eq!(
+            b.expected(500, false),
+            None,
+            "after a gap the trailing model warms up again"
+        );
         let s = b.scale(10.0).unwrap();
-        assert!((s - 0.2).abs() < 1e-12, "relative floor applies to a constant series: {s}");
+        assert!(
+            (s - 0.2).abs() < 1e-12,
+            "relative floor applies to a constant series: {s}"
+        );
     }
 }

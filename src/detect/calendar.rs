@@ -36,12 +36,19 @@ pub struct BlockEvent {
 impl BlockEvent {
     /// Short label, e.g. `PK x 2024-02-17T17:00:00Z`.
     pub fn label(&self) -> String {
-        format!("{} {} {}", self.country, self.platform, format_utc(self.start_ts))
+        format!(
+            "{} {} {}",
+            self.country,
+            self.platform,
+            format_utc(self.start_ts)
+        )
     }
 
     /// Whether the event concerns `platform` (one of its `;`-separated tokens, case-insensitive).
     pub fn has_platform(&self, platform: &str) -> bool {
-        self.platform.split(';').any(|p| p.trim().eq_ignore_ascii_case(platform.trim()))
+        self.platform
+            .split(';')
+            .any(|p| p.trim().eq_ignore_ascii_case(platform.trim()))
     }
 }
 
@@ -91,11 +98,18 @@ pub fn parse_events_csv(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let err = |message: String| CalendarError { line: line_no, message };
+        let err = |message: String| CalendarError {
+            line: line_no,
+            message,
+        };
         let fields = split_csv_line(line).map_err(err)?;
         let first = !seen_content;
         seen_content = true;
-        if first && fields.first().is_some_and(|f| f.trim().eq_ignore_ascii_case("country")) {
+        if first
+            && fields
+                .first()
+                .is_some_and(|f| f.trim().eq_ignore_ascii_case("country"))
+        {
             continue;
         }
         if fields.len() < 6 || fields.len() > 7 {
@@ -107,14 +121,22 @@ pub fn parse_events_csv(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
         let f = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
         let country = f(0);
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(err(format!("country: expected a two-letter ISO code, found {country:?}")));
+            return Err(err(format!(
+                "country: expected a two-letter ISO code, found {country:?}"
+            )));
         }
         let platform = f(1);
         if platform.is_empty() || platform.split(';').any(|p| p.trim().is_empty()) {
-            return Err(err(format!("platform: expected one or more `;`-separated tokens, found {platform:?}")));
+            return Err(err(format!(
+                "platform: expected one or more `;`-separated tokens, found {platform:?}"
+            )));
         }
         let start = parse_timestamp(f(2)).map_err(|m| err(format!("start: {m}")))?;
-        let end = if f(3).is_empty() { None } else { Some(parse_timestamp(f(3)).map_err(|m| err(format!("end: {m}")))?) };
+        let end = if f(3).is_empty() {
+            None
+        } else {
+            Some(parse_timestamp(f(3)).map_err(|m| err(format!("end: {m}")))?)
+        };
         if let Some(e) = end {
             if e < start {
                 return Err(err(format!("end {} is before start {}", f(3), f(2))));
@@ -122,11 +144,17 @@ pub fn parse_events_csv(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
         }
         let source = f(5);
         if source.is_empty() {
-            return Err(err("source: required (where the facts come from, e.g. a URL)".to_string()));
+            return Err(err(
+                "source: required (where the facts come from, e.g. a URL)".to_string(),
+            ));
         }
         out.push(BlockEvent {
             country: country.to_ascii_uppercase(),
-            platform: platform.split(';').map(|p| p.trim().to_lowercase()).collect::<Vec<_>>().join(";"),
+            platform: platform
+                .split(';')
+                .map(|p| p.trim().to_lowercase())
+                .collect::<Vec<_>>()
+                .join(";"),
             start_ts: start,
             end_ts: end,
             method: f(4).to_string(),
@@ -161,13 +189,19 @@ fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
             was_quoted = false;
         } else if c == '"' {
             if was_quoted || !cur.trim().is_empty() {
-                return Err(format!("field {}: a quote may only open a field", fields.len() + 1));
+                return Err(format!(
+                    "field {}: a quote may only open a field",
+                    fields.len() + 1
+                ));
             }
             cur.clear();
             in_quotes = true;
             was_quoted = true;
         } else if was_quoted && !c.is_whitespace() {
-            return Err(format!("field {}: text after the closing quote", fields.len() + 1));
+            return Err(format!(
+                "field {}: text after the closing quote",
+                fields.len() + 1
+            ));
         } else {
             cur.push(c);
         }
@@ -222,7 +256,9 @@ fn num(s: &str, what: &str, max: u32) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{what}: expected digits, found {s:?}"));
     }
-    let v: u32 = s.parse().map_err(|_| format!("{what}: out of range: {s:?}"))?;
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{what}: out of range: {s:?}"))?;
     if v > max {
         return Err(format!("{what}: {v} is out of range (max {max})"));
     }
@@ -238,7 +274,9 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
         None => (s, ""),
     };
     let mut parts = date.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
@@ -261,8 +299,14 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
             let (t, off) = rest.split_at(p);
             let sign = if off.starts_with('-') { -1 } else { 1 };
             let off = off.get(1..).unwrap_or("");
-            let (oh, om) = off.split_once(':').ok_or_else(|| format!("offset: expected ±HH:MM, found {off:?}"))?;
-            (t, sign * (i64::from(num(oh, "offset hours", 23)?) * 3600 + i64::from(num(om, "offset minutes", 59)?) * 60))
+            let (oh, om) = off
+                .split_once(':')
+                .ok_or_else(|| format!("offset: expected ±HH:MM, found {off:?}"))?;
+            (
+                t,
+                sign * (i64::from(num(oh, "offset hours", 23)?) * 3600
+                    + i64::from(num(om, "offset minutes", 59)?) * 60),
+            )
         } else {
             (rest, 0)
         };
@@ -286,7 +330,9 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
         }
         secs += i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss) - offset;
     }
-    secs.checked_mul(NANOS_PER_SEC).and_then(|n| n.checked_add(frac_nanos)).ok_or_else(bad)
+    secs.checked_mul(NANOS_PER_SEC)
+        .and_then(|n| n.checked_add(frac_nanos))
+        .ok_or_else(bad)
 }
 
 /// Formats UTC ns as `YYYY-MM-DDTHH:MM:SSZ` (sub-second part dropped).
@@ -295,7 +341,12 @@ pub fn format_utc(nanos: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 #[cfg(test)]
@@ -306,13 +357,40 @@ mod tests {
     #[test]
     fn timestamps_parse_and_format() {
         assert_eq!(parse_timestamp("1970-01-01"), Ok(0));
-        assert_eq!(parse_timestamp("2024-02-17T17:00Z").map(format_utc), Ok("2024-02-17T17:00:00Z".to_string()));
-        assert_eq!(parse_timestamp("2024-02-17 22:00:00+05:00").map(format_utc), Ok("2024-02-17T17:00:00Z".to_string()));
-        assert_eq!(parse_timestamp("2024-08-08T21:00-04:00").map(format_utc), Ok("2024-08-09T01:00:00Z".to_string()));
-        assert_eq!(parse_timestamp("2014-04-10 07:15:00.000000").map(format_utc), Ok("2014-04-10T07:15:00Z".to_string()));
-        assert_eq!(parse_timestamp("2000-02-29"), Ok(951_782_400 * NANOS_PER_SEC));
+        assert_eq!(
+            parse_timestamp("2024-02-17T17:00Z").map(format_utc),
+            Ok("2024-02-17T17:00:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2024-02-17 22:00:00+05:00").map(format_utc),
+            Ok("2024-02-17T17:00:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2024-08-08T21:00-04:00").map(format_utc),
+            Ok("2024-08-09T01:00:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2014-04-10 07:15:00.000000").map(format_utc),
+            Ok("2014-04-10T07:15:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2000-02-29"),
+            Ok(951_782_400 * NANOS_PER_SEC)
+        );
         assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Ok(-NANOS_PER_SEC));
-        for bad in ["", "2024", "2024-13-01", "2023-02-29", "2024-02-30", "24-02-01", "2024-02-17T25:00", "2024-02-17T10", "2024-02-17Tab:cd", "2024-02-17T10:00+0500", "2024-02-17T10:00:00:00"] {
+        for bad in [
+            "",
+            "2024",
+            "2024-13-01",
+            "2023-02-29",
+            "2024-02-30",
+            "24-02-01",
+            "2024-02-17T25:00",
+            "2024-02-17T10",
+            "2024-02-17Tab:cd",
+            "2024-02-17T10:00+0500",
+            "2024-02-17T10:00:00:00",
+        ] {
             assert!(parse_timestamp(bad).is_err(), "{bad:?} should not parse");
         }
     }
@@ -331,13 +409,21 @@ mod tests {
         assert_eq!(builtin_events(), events);
         let find = |c: &str, p: &str, start: &str| {
             let ts = parse_timestamp(start).unwrap();
-            events.iter().find(|e| e.country == c && e.has_platform(p) && e.start_ts / 86_400_000_000_000 == ts / 86_400_000_000_000)
+            events.iter().find(|e| {
+                e.country == c
+                    && e.has_platform(p)
+                    && e.start_ts / 86_400_000_000_000 == ts / 86_400_000_000_000
+            })
         };
         let pk = find("PK", "x", "2024-02-17").expect("Pakistan X");
         assert_eq!(format_utc(pk.start_ts), "2024-02-17T17:00:00Z");
-        assert_eq!(pk.end_ts.map(format_utc).as_deref(), Some("2025-05-07T00:00:00Z"));
+        assert_eq!(
+            pk.end_ts.map(format_utc).as_deref(),
+            Some("2025-05-07T00:00:00Z")
+        );
         assert!(find("PK", "youtube", "2023-05-09").is_some());
-        assert!(find("BR", "x", "2024-08-30").is_some_and(|e| e.end_ts == parse_timestamp("2024-10-08").ok()));
+        assert!(find("BR", "x", "2024-08-30")
+            .is_some_and(|e| e.end_ts == parse_timestamp("2024-10-08").ok()));
         assert!(find("VE", "x", "2024-08-09").is_some());
         assert!(find("TR", "x", "2023-02-08").is_some());
         assert!(find("TR", "instagram", "2024-08-02").is_some());
@@ -348,7 +434,11 @@ mod tests {
         assert!(find("NG", "x", "2021-06-05").is_some());
         assert!(find("MU", "facebook", "2024-11-01").is_some());
         for e in &events {
-            assert!(e.source.starts_with("http"), "{} has no source URL", e.label());
+            assert!(
+                e.source.starts_with("http"),
+                "{} has no source URL",
+                e.label()
+            );
             assert!(e.end_ts.is_none_or(|end| end >= e.start_ts));
         }
     }
@@ -376,22 +466,40 @@ mod tests {
     fn user_csv_bad_lines_say_line_and_field() {
         let cases = [
             ("PK,x,2024-02-17,,block", 1, "expected 6 or 7 fields"),
-            ("country,platform,start,end,method,source\nPK,x,2024-02-30,,block,src", 2, "start: no such date"),
+            (
+                "country,platform,start,end,method,source\nPK,x,2024-02-30,,block,src",
+                2,
+                "start: no such date",
+            ),
             ("PK,x,2024-02-17,yesterday,block,src", 1, "end: expected"),
             ("PK,x,2024-02-17,2024-01-01,block,src", 1, "is before start"),
-            ("Pakistan,x,2024-02-17,,block,src", 1, "country: expected a two-letter ISO code"),
+            (
+                "Pakistan,x,2024-02-17,,block,src",
+                1,
+                "country: expected a two-letter ISO code",
+            ),
             ("PK,,2024-02-17,,block,src", 1, "platform:"),
             ("PK,x;,2024-02-17,,block,src", 1, "platform:"),
             ("PK,x,2024-02-17,,block,", 1, "source: required"),
             ("\n\nPK,x,2024-02-17,,block,\"src", 3, "unterminated quote"),
-            ("PK,x,2024-02-17,,bl\"ock,src", 1, "a quote may only open a field"),
-            ("PK,x,2024-02-17,,\"block\"x,src", 1, "text after the closing quote"),
+            (
+                "PK,x,2024-02-17,,bl\"ock,src",
+                1,
+                "a quote may only open a field",
+            ),
+            (
+                "PK,x,2024-02-17,,\"block\"x,src",
+                1,
+                "text after the closing quote",
+            ),
         ];
         for (text, line, want) in cases {
             let e = parse_events_csv(text).expect_err(text);
             assert_eq!(e.line, line, "{text:?}: {e}");
             assert!(e.to_string().contains(want), "{text:?}: {e}");
-            assert!(e.to_string().starts_with(&format!("events file line {line}: ")));
+            assert!(e
+                .to_string()
+                .starts_with(&format!("events file line {line}: ")));
         }
     }
 

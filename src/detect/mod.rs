@@ -10,7 +10,10 @@
 //!   both drop -> `Outage`.
 //! - [`calendar`]: built-in, sourced block events plus the user's CSV file.
 //! - [`align`]: scores how alerts line up with calendar events.
-//! - [`nab`]: Numenta Anomaly Benchmark reader and scorer (evaluation of [`detect`]).
+//! - [`nab`]: Numenta Anomaly Benchmark reader and scorer (evaluation of [`detect`]). With
+//!   [`nab::nab_config`] on all 58 files (116 windows): standard 37.5, reward_low_FP 16.5,
+//!   reward_low_FN 46.6; precision 0.158, recall 0.647 (`cargo test --no-default-features --lib
+//!   detect::nab -- --nocapture` prints them).
 //!
 //! Contract: nothing here panics on any input (empty, constant, NaN, infinite or gappy series);
 //! time stamps are UTC nanoseconds since the Unix epoch, as elsewhere in the crate.
@@ -26,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use align::{align, AlignConfig, Alignment, AlignmentReport};
 pub use calendar::{builtin_events, parse_events_csv, BlockEvent, CalendarError};
-pub use reachability::{detect_blocks, BlockConfig};
+pub use reachability::{detect_blocks, BlockConfig, ReachabilityInput};
 pub use spike::{detect, DetectConfig, Detection};
 
 /// Version of the JSON shape of [`Alert`] / [`AlignmentReport`]; bump on any breaking change.
@@ -48,7 +51,8 @@ impl Series {
     /// Start time of window `index` (saturating).
     pub fn ts(&self, index: usize) -> i64 {
         let i = i64::try_from(index).unwrap_or(i64::MAX);
-        self.start_ts_nanos.saturating_add(i.saturating_mul(self.step_nanos))
+        self.start_ts_nanos
+            .saturating_add(i.saturating_mul(self.step_nanos))
     }
 
     /// Index of the window holding `ts`, if inside the series.

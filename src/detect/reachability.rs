@@ -34,7 +34,12 @@ pub struct BlockConfig {
 
 impl Default for BlockConfig {
     fn default() -> Self {
-        BlockConfig { detect: DetectConfig::default(), min_attempts: 5.0, outage_fraction: 0.5, control_min_drop: 0.1 }
+        BlockConfig {
+            detect: DetectConfig::default(),
+            min_attempts: 5.0,
+            outage_fraction: 0.5,
+            control_min_drop: 0.1,
+        }
     }
 }
 
@@ -57,8 +62,12 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
     if let Some(attempts) = input.platform_attempts {
         for (i, v) in platform.values.iter_mut().enumerate() {
             let ts = input.platform_ratio.ts(i);
-            let a = attempts.index_of(ts).and_then(|j| attempts.values.get(j)).copied().unwrap_or(f64::NAN);
-            if !(a >= cfg.min_attempts) {
+            let a = attempts
+                .index_of(ts)
+                .and_then(|j| attempts.values.get(j))
+                .copied()
+                .unwrap_or(f64::NAN);
+            if a.is_nan() || a < cfg.min_attempts {
                 *v = f64::NAN;
             }
         }
@@ -70,20 +79,39 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
             continue;
         }
         let start = platform.index_of(alert.start_ts).unwrap_or(0);
-        let stop = alert.end_ts.and_then(|t| platform.index_of(t)).unwrap_or(platform.values.len()).max(start + 1);
-        let end_ts = alert.end_ts.unwrap_or_else(|| platform.ts(platform.values.len()));
+        let stop = alert
+            .end_ts
+            .and_then(|t| platform.index_of(t))
+            .unwrap_or(platform.values.len())
+            .max(start + 1);
+        let end_ts = alert
+            .end_ts
+            .unwrap_or_else(|| platform.ts(platform.values.len()));
         let p_before = det.expected.get(start).copied().unwrap_or(f64::NAN);
-        let p_during = mean(platform.values.get(start..stop).unwrap_or(&[]).iter().copied());
+        let p_during = mean(
+            platform
+                .values
+                .get(start..stop)
+                .unwrap_or(&[])
+                .iter()
+                .copied(),
+        );
         let p_drop = rel_drop(p_before, p_during);
 
         let control = input.control_ratio;
         let c_during = mean(values_between(control, alert.start_ts, end_ts));
         let lookback = cfg.detect.baseline.trailing_points.max(1);
-        let c_start = control.index_of(alert.start_ts).unwrap_or_else(|| {
-            if alert.start_ts < control.start_ts_nanos { 0 } else { control.values.len() }
-        });
-        let mut before: Vec<f64> =
-            control.values.get(c_start.saturating_sub(lookback)..c_start).unwrap_or(&[]).to_vec();
+        let outside = if alert.start_ts < control.start_ts_nanos {
+            0
+        } else {
+            control.values.len()
+        };
+        let c_start = control.index_of(alert.start_ts).unwrap_or(outside);
+        let mut before: Vec<f64> = control
+            .values
+            .get(c_start.saturating_sub(lookback)..c_start)
+            .unwrap_or(&[])
+            .to_vec();
         let c_before = median(&mut before).unwrap_or(f64::NAN);
         let c_drop = rel_drop(c_before, c_during);
 
@@ -95,7 +123,9 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
             evidence.push(("control_before".into(), fmt(c_before)));
             evidence.push(("control_mean_during".into(), fmt(c_during)));
             evidence.push(("control_drop".into(), fmt(c_drop)));
-            let threshold = cfg.control_min_drop.max(cfg.outage_fraction * p_drop.max(0.0));
+            let threshold = cfg
+                .control_min_drop
+                .max(cfg.outage_fraction * p_drop.max(0.0));
             if c_drop >= threshold {
                 AlertKind::Outage
             } else {
@@ -117,18 +147,29 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
         if let Some((name, _)) = dominant {
             evidence.push(("dominant_failure".into(), name.to_string()));
         }
-        out.push(Alert { kind, evidence, ..alert });
+        out.push(Alert {
+            kind,
+            evidence,
+            ..alert
+        });
     }
     out
 }
 
 /// Finite values of `s` in windows starting in `[from, to)`.
 fn values_between(s: &Series, from: i64, to: i64) -> impl Iterator<Item = f64> + '_ {
-    s.values.iter().enumerate().filter(move |(i, _)| (from..to).contains(&s.ts(*i))).map(|(_, v)| *v).filter(|v| v.is_finite())
+    s.values
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| (from..to).contains(&s.ts(*i)))
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
 }
 
 fn mean(it: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = it.filter(|v| v.is_finite()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    let (sum, n) = it
+        .filter(|v| v.is_finite())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 {
         f64::NAN
     } else {
@@ -160,16 +201,25 @@ mod tests {
     const STEP: i64 = 300_000_000_000;
 
     fn series(values: Vec<f64>) -> Series {
-        Series { start_ts_nanos: 1_708_000_000_000_000_000, step_nanos: STEP, values }
+        Series {
+            start_ts_nanos: 1_708_000_000_000_000_000,
+            step_nanos: STEP,
+            values,
+        }
     }
 
     /// Ratio around `level` with a small deterministic wobble.
     fn ratio(n: usize, level: f64) -> Vec<f64> {
-        (0..n).map(|i| level + 0.01 * ((i * 7919 % 13) as f64 / 13.0 - 0.5)).collect()
+        (0..n)
+            .map(|i| level + 0.01 * ((i * 7919 % 13) as f64 / 13.0 - 0.5))
+            .collect()
     }
 
     fn ev<'a>(a: &'a Alert, key: &str) -> Option<&'a str> {
-        a.evidence.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        a.evidence
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -188,15 +238,26 @@ mod tests {
         }
         let (resets, dns) = (series(resets), series(dns));
         let failures = [("dns_failure", &dns), ("reset_after_client_hello", &resets)];
-        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: None, failures: &failures };
+        let input = ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: None,
+            failures: &failures,
+        };
         let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         let a = &alerts[0];
         assert_eq!(a.kind, AlertKind::BlockSuspected);
-        assert!((a.start_ts - platform.ts(400)).abs() <= STEP, "onset within one window");
+        assert!(
+            (a.start_ts - platform.ts(400)).abs() <= STEP,
+            "onset within one window"
+        );
         assert_eq!(a.end_ts, None);
         assert_eq!(ev(a, "dominant_failure"), Some("reset_after_client_hello"));
-        assert_eq!(ev(a, "failures_reset_after_client_hello"), Some("8000.0000"));
+        assert_eq!(
+            ev(a, "failures_reset_after_client_hello"),
+            Some("8000.0000")
+        );
         assert!(a.magnitude < 0.1);
     }
 
@@ -209,9 +270,18 @@ mod tests {
             c[i] = 0.2;
         }
         let (platform, control) = (series(p), series(c));
-        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: None, failures: &[] };
+        let input = ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: None,
+            failures: &[],
+        };
         let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
-        assert_eq!(alerts.iter().map(|a| a.kind).collect::<Vec<_>>(), vec![AlertKind::Outage], "{alerts:?}");
+        assert_eq!(
+            alerts.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            vec![AlertKind::Outage],
+            "{alerts:?}"
+        );
         assert!(alerts[0].end_ts.is_some());
     }
 
@@ -225,9 +295,17 @@ mod tests {
         }
         let (platform, attempts) = (series(p), series(attempts));
         let control = series(vec![f64::NAN; 600]);
-        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: Some(&attempts), failures: &[] };
+        let input = ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: Some(&attempts),
+            failures: &[],
+        };
         assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
-        let input = ReachabilityInput { platform_attempts: None, ..input };
+        let input = ReachabilityInput {
+            platform_attempts: None,
+            ..input
+        };
         let alerts = detect_blocks(&input, "x", &BlockConfig::default());
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].kind, AlertKind::BlockSuspected);
@@ -241,7 +319,12 @@ mod tests {
             *v = 0.99;
         }
         let (platform, control) = (series(p), series(ratio(600, 0.98)));
-        let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: None, failures: &[] };
+        let input = ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: None,
+            failures: &[],
+        };
         assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
     }
 

@@ -18,6 +18,8 @@
 //!    many windows, when its windows are learnt as the new level.
 //! 5. **Minimum counts**: a window only counts as anomalous when `|x - e| >= min_abs_delta` and
 //!    `max(|x|, |e|) >= min_value`, so "2 hosts instead of 1" never alarms.
+//! 6. **Quiet period** (`cooldown_points`, default off): after an alert, no new alert for that
+//!    many windows.
 
 use super::baseline::{Baseline, BaselineConfig, BaselineKind};
 use super::{format_ts, Alert, AlertKind, Series};
@@ -110,9 +112,21 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
     let (mut s_up, mut s_dn, mut onset_up, mut onset_dn) = (0.0f64, 0.0f64, 0usize, 0usize);
     let mut last_detected: Option<usize> = None;
     let k = cfg.cusum_k.max(0.0);
-    let h = if cfg.cusum_h.is_finite() && cfg.cusum_h > 0.0 { cfg.cusum_h } else { 8.0 };
-    let spike_z = if cfg.spike_z.is_finite() && cfg.spike_z > 0.0 { cfg.spike_z } else { 6.0 };
-    let clip = if cfg.cusum_clip.is_finite() && cfg.cusum_clip > 0.0 { cfg.cusum_clip } else { 4.0 };
+    let h = if cfg.cusum_h.is_finite() && cfg.cusum_h > 0.0 {
+        cfg.cusum_h
+    } else {
+        8.0
+    };
+    let spike_z = if cfg.spike_z.is_finite() && cfg.spike_z > 0.0 {
+        cfg.spike_z
+    } else {
+        6.0
+    };
+    let clip = if cfg.cusum_clip.is_finite() && cfg.cusum_clip > 0.0 {
+        cfg.cusum_clip
+    } else {
+        4.0
+    };
 
     for (i, &x) in series.values.iter().enumerate() {
         if !x.is_finite() {
@@ -133,7 +147,8 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
             *slot = s;
         }
         let z = (x - e) / s;
-        let significant = (x - e).abs() >= cfg.min_abs_delta && x.abs().max(e.abs()) >= cfg.min_value;
+        let significant =
+            (x - e).abs() >= cfg.min_abs_delta && x.abs().max(e.abs()) >= cfg.min_value;
 
         // An open shift: judge against the frozen baseline, learn nothing.
         if let Some(mut ev) = shift.take() {
@@ -161,10 +176,22 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
                     }
                 }
                 let end = series.ts(ev.recover_start);
-                alerts.push(finish(series, metric, &ev, Some(end), "recovered", &expected, &scale, cfg));
+                alerts.push(finish(
+                    series,
+                    metric,
+                    &ev,
+                    Some(end),
+                    "recovered",
+                    &expected,
+                    &scale,
+                    cfg,
+                ));
                 s_up = 0.0;
                 s_dn = 0.0;
-            } else if cfg.max_freeze_points.is_some_and(|m| i.saturating_sub(ev.start) >= m) {
+            } else if cfg
+                .max_freeze_points
+                .is_some_and(|m| i.saturating_sub(ev.start) >= m)
+            {
                 // Held long enough: learn the new level (not its residuals, which would inflate
                 // the scale) and start afresh.
                 for j in ev.start..=i {
@@ -173,7 +200,16 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
                     }
                 }
                 let end = series.ts(i + 1);
-                alerts.push(finish(series, metric, &ev, Some(end), "released after max_freeze_points", &expected, &scale, cfg));
+                alerts.push(finish(
+                    series,
+                    metric,
+                    &ev,
+                    Some(end),
+                    "released after max_freeze_points",
+                    &expected,
+                    &scale,
+                    cfg,
+                ));
                 s_up = 0.0;
                 s_dn = 0.0;
             } else {
@@ -193,7 +229,11 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
             }
             continue;
         }
-        let r = if significant { z.clamp(-clip, clip) } else { 0.0 };
+        let r = if significant {
+            z.clamp(-clip, clip)
+        } else {
+            0.0
+        };
         if s_up == 0.0 {
             onset_up = i;
         }
@@ -217,11 +257,24 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
                 _ => {
                     if let Some(old) = spike.take() {
                         let end = series.ts(old.last + 1);
-                        alerts.push(finish(series, metric, &old, Some(end), "ended", &expected, &scale, cfg));
+                        alerts.push(finish(
+                            series,
+                            metric,
+                            &old,
+                            Some(end),
+                            "ended",
+                            &expected,
+                            &scale,
+                            cfg,
+                        ));
                     }
                     last_detected = Some(i);
                     spike = Some(Open {
-                        kind: if dir > 0.0 { AlertKind::Spike } else { AlertKind::Dip },
+                        kind: if dir > 0.0 {
+                            AlertKind::Spike
+                        } else {
+                            AlertKind::Dip
+                        },
                         dir,
                         start: i,
                         last: i,
@@ -238,14 +291,31 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
             }
         } else if let Some(old) = spike.take() {
             let end = series.ts(old.last + 1);
-            alerts.push(finish(series, metric, &old, Some(end), "ended", &expected, &scale, cfg));
+            alerts.push(finish(
+                series,
+                metric,
+                &old,
+                Some(end),
+                "ended",
+                &expected,
+                &scale,
+                cfg,
+            ));
         }
 
         if s_up > h || s_dn > h {
             let up = s_up > h;
-            let (dir, onset, stat) = if up { (1.0, onset_up, s_up) } else { (-1.0, onset_dn, s_dn) };
+            let (dir, onset, stat) = if up {
+                (1.0, onset_up, s_up)
+            } else {
+                (-1.0, onset_dn, s_dn)
+            };
             let mut ev = Open {
-                kind: if up { AlertKind::LevelShiftUp } else { AlertKind::LevelShiftDown },
+                kind: if up {
+                    AlertKind::LevelShiftUp
+                } else {
+                    AlertKind::LevelShiftDown
+                },
                 dir,
                 start: onset,
                 last: i,
@@ -259,7 +329,9 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
                 model,
             };
             for j in onset..=i {
-                if let (Some(&v), Some(&ej), Some(&sj)) = (series.values.get(j), expected.get(j), scale.get(j)) {
+                if let (Some(&v), Some(&ej), Some(&sj)) =
+                    (series.values.get(j), expected.get(j), scale.get(j))
+                {
                     let dz = (v - ej) / sj * dir;
                     if dz.is_finite() && dz > ev.peak_dev {
                         ev.peak_dev = dz;
@@ -273,7 +345,16 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
                     ev.detected = ev.detected.min(sp.detected);
                 } else {
                     let end = series.ts(sp.last + 1);
-                    alerts.push(finish(series, metric, &sp, Some(end), "ended", &expected, &scale, cfg));
+                    alerts.push(finish(
+                        series,
+                        metric,
+                        &sp,
+                        Some(end),
+                        "ended",
+                        &expected,
+                        &scale,
+                        cfg,
+                    ));
                 }
             }
             last_detected = Some(ev.detected);
@@ -288,19 +369,50 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
     }
     if let Some(sp) = spike.take() {
         let end = series.ts(sp.last + 1);
-        alerts.push(finish(series, metric, &sp, Some(end), "ended", &expected, &scale, cfg));
+        alerts.push(finish(
+            series,
+            metric,
+            &sp,
+            Some(end),
+            "ended",
+            &expected,
+            &scale,
+            cfg,
+        ));
     }
     if let Some(ev) = shift.take() {
-        alerts.push(finish(series, metric, &ev, None, "open at end of series", &expected, &scale, cfg));
+        alerts.push(finish(
+            series,
+            metric,
+            &ev,
+            None,
+            "open at end of series",
+            &expected,
+            &scale,
+            cfg,
+        ));
     }
     alerts.sort_by_key(|a| (a.detected_ts, a.start_ts));
-    Detection { alerts, expected, scale, baseline_kind: kind }
+    Detection {
+        alerts,
+        expected,
+        scale,
+        baseline_kind: kind,
+    }
 }
 
 /// `value / expected`, with the denominator floored away from zero (keeps its sign).
 pub fn ratio(value: f64, expected: f64, floor: f64) -> f64 {
-    let floor = if floor.is_finite() && floor > 0.0 { floor } else { 1e-9 };
-    let denom = if expected.abs() >= floor { expected } else { floor };
+    let floor = if floor.is_finite() && floor > 0.0 {
+        floor
+    } else {
+        1e-9
+    };
+    let denom = if expected.abs() >= floor {
+        expected
+    } else {
+        floor
+    };
     value / denom
 }
 
@@ -331,14 +443,25 @@ fn finish(
     ];
     match ev.kind {
         AlertKind::LevelShiftUp | AlertKind::LevelShiftDown => {
-            let stop = end_ts.and_then(|t| series.index_of(t)).unwrap_or(series.values.len());
-            let during: Vec<f64> =
-                series.values.get(ev.start..stop).unwrap_or(&[]).iter().copied().filter(|v| v.is_finite()).collect();
+            let stop = end_ts
+                .and_then(|t| series.index_of(t))
+                .unwrap_or(series.values.len());
+            let during: Vec<f64> = series
+                .values
+                .get(ev.start..stop)
+                .unwrap_or(&[])
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
             let before = get(expected, ev.start);
             if !during.is_empty() {
                 let mean = during.iter().sum::<f64>() / during.len() as f64;
                 evidence.push(("mean_during".to_string(), fmt(mean)));
-                evidence.push(("mean_ratio_to_baseline".to_string(), fmt(ratio(mean, before, floor))));
+                evidence.push((
+                    "mean_ratio_to_baseline".to_string(),
+                    fmt(ratio(mean, before, floor)),
+                ));
             }
             evidence.push(("expected_at_onset".to_string(), fmt(before)));
             evidence.push(("cusum_k".to_string(), fmt(cfg.cusum_k)));
@@ -354,7 +477,11 @@ fn finish(
         end_ts,
         peak_ts: series.ts(ev.peak),
         detected_ts: series.ts(ev.detected),
-        magnitude: if magnitude.is_finite() { magnitude } else { 0.0 },
+        magnitude: if magnitude.is_finite() {
+            magnitude
+        } else {
+            0.0
+        },
         score: if ev.score.is_finite() { ev.score } else { 0.0 },
         evidence,
     }
@@ -362,7 +489,10 @@ fn finish(
 
 fn fmt(v: f64) -> String {
     if v.is_finite() {
-        format!("{v:.6}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     } else {
         "NaN".to_string()
     }
@@ -401,7 +531,11 @@ mod tests {
     }
 
     fn series(values: Vec<f64>) -> Series {
-        Series { start_ts_nanos: 1_700_000_000_000_000_000, step_nanos: STEP, values }
+        Series {
+            start_ts_nanos: 1_700_000_000_000_000_000,
+            step_nanos: STEP,
+            values,
+        }
     }
 
     fn kinds(d: &Detection) -> Vec<AlertKind> {
@@ -414,7 +548,10 @@ mod tests {
             let s = series(daily(DAY * 6, 100.0, 5.0, seed));
             let d = detect(&s, "vpn_hosts", &DetectConfig::default());
             assert!(d.alerts.is_empty(), "seed {seed}: {:?}", d.alerts);
-            assert!(matches!(d.baseline_kind, BaselineKind::Seasonal { period: 288 }));
+            assert!(matches!(
+                d.baseline_kind,
+                BaselineKind::Seasonal { period: 288 }
+            ));
         }
         // Short series: trailing baseline.
         let s = series(noise(200, 9).into_iter().map(|v| 50.0 + 3.0 * v).collect());
@@ -464,7 +601,12 @@ mod tests {
         let d = detect(&s, "vpn_hosts", &DetectConfig::default());
         assert_eq!(kinds(&d), vec![AlertKind::LevelShiftUp], "{:?}", d.alerts);
         let a = &d.alerts[0];
-        assert!((a.start_ts - s.ts(at)).abs() <= STEP, "onset {} vs {}", a.start_ts, s.ts(at));
+        assert!(
+            (a.start_ts - s.ts(at)).abs() <= STEP,
+            "onset {} vs {}",
+            a.start_ts,
+            s.ts(at)
+        );
         assert!(a.detected_ts <= s.ts(at + 2));
         assert_eq!(a.end_ts, None, "still open: the baseline is frozen");
         assert!(a.magnitude > 2.5 && a.magnitude < 4.0, "{}", a.magnitude);
@@ -511,8 +653,17 @@ mod tests {
         let d = detect(&s, "vpn_hosts", &DetectConfig::default());
         let first = d.alerts.first().expect("ramp found");
         assert_eq!(first.kind, AlertKind::LevelShiftUp, "{:?}", d.alerts);
-        assert!(first.start_ts >= s.ts(at - 12) && first.detected_ts <= s.ts(at + 72), "{first:?}");
-        assert!(d.alerts.iter().all(|a| a.kind == AlertKind::LevelShiftUp || a.kind == AlertKind::Spike), "{:?}", d.alerts);
+        assert!(
+            first.start_ts >= s.ts(at - 12) && first.detected_ts <= s.ts(at + 72),
+            "{first:?}"
+        );
+        assert!(
+            d.alerts
+                .iter()
+                .all(|a| a.kind == AlertKind::LevelShiftUp || a.kind == AlertKind::Spike),
+            "{:?}",
+            d.alerts
+        );
     }
 
     #[test]
@@ -523,7 +674,11 @@ mod tests {
         v[251] = 3.0;
         v[252] = 3.0;
         let s = series(v);
-        let cfg = DetectConfig { min_value: 5.0, min_abs_delta: 3.0, ..DetectConfig::default() };
+        let cfg = DetectConfig {
+            min_value: 5.0,
+            min_abs_delta: 3.0,
+            ..DetectConfig::default()
+        };
         assert!(detect(&s, "new_adopters", &cfg).alerts.is_empty());
         let loud = detect(&s, "new_adopters", &DetectConfig::default());
         assert!(!loud.alerts.is_empty(), "without floors it alarms");
@@ -536,7 +691,10 @@ mod tests {
             *x += 20.0;
         }
         let s = series(v);
-        let cfg = DetectConfig { max_freeze_points: Some(100), ..DetectConfig::default() };
+        let cfg = DetectConfig {
+            max_freeze_points: Some(100),
+            ..DetectConfig::default()
+        };
         let d = detect(&s, "m", &cfg);
         assert_eq!(kinds(&d), vec![AlertKind::LevelShiftUp], "{:?}", d.alerts);
         assert!(d.alerts[0].end_ts.is_some());
@@ -544,14 +702,26 @@ mod tests {
 
     #[test]
     fn gaps_constant_and_empty_series_are_fine() {
-        assert!(detect(&series(vec![]), "m", &DetectConfig::default()).alerts.is_empty());
-        assert!(detect(&series(vec![5.0; 1000]), "m", &DetectConfig::default()).alerts.is_empty());
+        assert!(detect(&series(vec![]), "m", &DetectConfig::default())
+            .alerts
+            .is_empty());
+        assert!(
+            detect(&series(vec![5.0; 1000]), "m", &DetectConfig::default())
+                .alerts
+                .is_empty()
+        );
         let mut v = daily(DAY * 4, 100.0, 3.0, 12);
         for x in v.iter_mut().skip(300).take(200) {
             *x = f64::NAN;
         }
-        assert!(detect(&series(v), "m", &DetectConfig::default()).alerts.is_empty());
-        let weird = Series { start_ts_nanos: i64::MAX - 5, step_nanos: -1, values: vec![1.0, f64::INFINITY, 1e308, -1e308, 0.0] };
+        assert!(detect(&series(v), "m", &DetectConfig::default())
+            .alerts
+            .is_empty());
+        let weird = Series {
+            start_ts_nanos: i64::MAX - 5,
+            step_nanos: -1,
+            values: vec![1.0, f64::INFINITY, 1e308, -1e308, 0.0],
+        };
         let _ = detect(&weird, "m", &DetectConfig::default());
     }
 

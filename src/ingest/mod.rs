@@ -4,6 +4,7 @@
 //! or refused with a one-line reason (an error); nothing is silently dropped.
 
 pub mod capture;
+pub mod flowlog;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};

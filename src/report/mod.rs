@@ -23,7 +23,12 @@ pub fn format_ts(nanos: i64) -> String {
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     if !(0..=9999).contains(&y) {
-        return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, (sod % 3600) / 60, sod % 60);
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        );
     }
     // Hot in flow output: fixed-width digits without the formatting machinery.
     let mut b = *b"0000-00-00T00:00:00.000000Z";

@@ -45,13 +45,62 @@ const WIKI6: Option<(Ipv6Addr, u8)> = Some((Ipv6Addr::new(0x2620, 0, 0x860, 0, 0
 
 /// X (Twitter) endpoints: all inside 104.244.40.0/21, registered to AS13414.
 pub static PLATFORM: &[Site] = &[
-    Site { name: "x.com", app: "x", kind: Kind::Web, v4: v4(104, 244, 42, 0, 24), v6: None, weight: 3.0 },
-    Site { name: "api.x.com", app: "x", kind: Kind::Api, v4: v4(104, 244, 42, 0, 24), v6: None, weight: 4.0 },
-    Site { name: "twitter.com", app: "x", kind: Kind::Web, v4: v4(104, 244, 42, 0, 24), v6: None, weight: 0.7 },
-    Site { name: "pbs.twimg.com", app: "x", kind: Kind::Web, v4: v4(104, 244, 43, 0, 24), v6: None, weight: 3.0 },
-    Site { name: "abs.twimg.com", app: "x", kind: Kind::Api, v4: v4(104, 244, 43, 0, 24), v6: None, weight: 1.0 },
-    Site { name: "video.twimg.com", app: "x", kind: Kind::Video, v4: v4(104, 244, 43, 0, 24), v6: None, weight: 1.2 },
-    Site { name: "t.co", app: "x", kind: Kind::Api, v4: v4(104, 244, 42, 0, 24), v6: None, weight: 1.0 },
+    Site {
+        name: "x.com",
+        app: "x",
+        kind: Kind::Web,
+        v4: v4(104, 244, 42, 0, 24),
+        v6: None,
+        weight: 3.0,
+    },
+    Site {
+        name: "api.x.com",
+        app: "x",
+        kind: Kind::Api,
+        v4: v4(104, 244, 42, 0, 24),
+        v6: None,
+        weight: 4.0,
+    },
+    Site {
+        name: "twitter.com",
+        app: "x",
+        kind: Kind::Web,
+        v4: v4(104, 244, 42, 0, 24),
+        v6: None,
+        weight: 0.7,
+    },
+    Site {
+        name: "pbs.twimg.com",
+        app: "x",
+        kind: Kind::Web,
+        v4: v4(104, 244, 43, 0, 24),
+        v6: None,
+        weight: 3.0,
+    },
+    Site {
+        name: "abs.twimg.com",
+        app: "x",
+        kind: Kind::Api,
+        v4: v4(104, 244, 43, 0, 24),
+        v6: None,
+        weight: 1.0,
+    },
+    Site {
+        name: "video.twimg.com",
+        app: "x",
+        kind: Kind::Video,
+        v4: v4(104, 244, 43, 0, 24),
+        v6: None,
+        weight: 1.2,
+    },
+    Site {
+        name: "t.co",
+        app: "x",
+        kind: Kind::Api,
+        v4: v4(104, 244, 42, 0, 24),
+        v6: None,
+        weight: 1.0,
+    },
 ];
 
 /// The platform's domains and prefixes, as written to the events file.
@@ -59,32 +108,144 @@ pub const PLATFORM_DOMAINS: &[&str] = &["x.com", "twitter.com", "twimg.com", "t.
 pub const PLATFORM_PREFIXES: &[&str] = &["104.244.40.0/21"];
 
 pub static SITES: &[Site] = &[
-    Site { name: "www.google.com", app: "google", kind: Kind::Web, v4: v4(142, 250, 0, 0, 15), v6: GOOGLE6, weight: 8.0 },
-    Site { name: "clients4.google.com", app: "google", kind: Kind::Api, v4: v4(142, 250, 0, 0, 15), v6: GOOGLE6, weight: 2.0 },
-    Site { name: "www.youtube.com", app: "youtube", kind: Kind::Web, v4: v4(142, 250, 0, 0, 15), v6: GOOGLE6, weight: 3.0 },
-    Site { name: "rr4---sn-hju7enll.googlevideo.com", app: "youtube", kind: Kind::Video, v4: v4(173, 194, 0, 0, 16), v6: GOOGLE6, weight: 3.0 },
-    Site { name: "www.facebook.com", app: "facebook", kind: Kind::Web, v4: v4(157, 240, 0, 0, 16), v6: META6, weight: 5.0 },
-    Site { name: "graph.facebook.com", app: "facebook", kind: Kind::Api, v4: v4(157, 240, 0, 0, 16), v6: META6, weight: 2.0 },
-    Site { name: "g.whatsapp.net", app: "whatsapp", kind: Kind::Api, v4: v4(157, 240, 0, 0, 16), v6: META6, weight: 4.0 },
-    Site { name: "www.instagram.com", app: "instagram", kind: Kind::Web, v4: v4(157, 240, 0, 0, 16), v6: META6, weight: 3.0 },
-    Site { name: "www.tiktok.com", app: "tiktok", kind: Kind::Web, v4: v4(23, 32, 0, 0, 11), v6: None, weight: 3.0 },
-    Site { name: "en.wikipedia.org", app: "wikipedia", kind: Kind::Web, v4: v4(208, 80, 152, 0, 22), v6: WIKI6, weight: 1.0 },
-    Site { name: "www.dawn.com", app: "web", kind: Kind::Web, v4: v4(104, 16, 0, 0, 13), v6: CF6, weight: 1.5 },
-    Site { name: "www.daraz.pk", app: "web", kind: Kind::Web, v4: v4(104, 16, 0, 0, 13), v6: CF6, weight: 1.0 },
-    Site { name: "www.netflix.com", app: "netflix", kind: Kind::Web, v4: v4(52, 0, 0, 0, 11), v6: None, weight: 0.5 },
-    Site { name: "outlook.office.com", app: "microsoft", kind: Kind::Web, v4: v4(52, 96, 0, 0, 14), v6: None, weight: 1.0 },
-    Site { name: "www.msftconnecttest.com", app: "microsoft", kind: Kind::Http, v4: v4(13, 107, 4, 52, 32), v6: None, weight: 1.0 },
-    Site { name: "neverssl.com", app: "web", kind: Kind::Http, v4: v4(34, 223, 124, 45, 32), v6: None, weight: 0.4 },
+    Site {
+        name: "www.google.com",
+        app: "google",
+        kind: Kind::Web,
+        v4: v4(142, 250, 0, 0, 15),
+        v6: GOOGLE6,
+        weight: 8.0,
+    },
+    Site {
+        name: "clients4.google.com",
+        app: "google",
+        kind: Kind::Api,
+        v4: v4(142, 250, 0, 0, 15),
+        v6: GOOGLE6,
+        weight: 2.0,
+    },
+    Site {
+        name: "www.youtube.com",
+        app: "youtube",
+        kind: Kind::Web,
+        v4: v4(142, 250, 0, 0, 15),
+        v6: GOOGLE6,
+        weight: 3.0,
+    },
+    Site {
+        name: "rr4---sn-hju7enll.googlevideo.com",
+        app: "youtube",
+        kind: Kind::Video,
+        v4: v4(173, 194, 0, 0, 16),
+        v6: GOOGLE6,
+        weight: 3.0,
+    },
+    Site {
+        name: "www.facebook.com",
+        app: "facebook",
+        kind: Kind::Web,
+        v4: v4(157, 240, 0, 0, 16),
+        v6: META6,
+        weight: 5.0,
+    },
+    Site {
+        name: "graph.facebook.com",
+        app: "facebook",
+        kind: Kind::Api,
+        v4: v4(157, 240, 0, 0, 16),
+        v6: META6,
+        weight: 2.0,
+    },
+    Site {
+        name: "g.whatsapp.net",
+        app: "whatsapp",
+        kind: Kind::Api,
+        v4: v4(157, 240, 0, 0, 16),
+        v6: META6,
+        weight: 4.0,
+    },
+    Site {
+        name: "www.instagram.com",
+        app: "instagram",
+        kind: Kind::Web,
+        v4: v4(157, 240, 0, 0, 16),
+        v6: META6,
+        weight: 3.0,
+    },
+    Site {
+        name: "www.tiktok.com",
+        app: "tiktok",
+        kind: Kind::Web,
+        v4: v4(23, 32, 0, 0, 11),
+        v6: None,
+        weight: 3.0,
+    },
+    Site {
+        name: "en.wikipedia.org",
+        app: "wikipedia",
+        kind: Kind::Web,
+        v4: v4(208, 80, 152, 0, 22),
+        v6: WIKI6,
+        weight: 1.0,
+    },
+    Site {
+        name: "www.dawn.com",
+        app: "web",
+        kind: Kind::Web,
+        v4: v4(104, 16, 0, 0, 13),
+        v6: CF6,
+        weight: 1.5,
+    },
+    Site {
+        name: "www.daraz.pk",
+        app: "web",
+        kind: Kind::Web,
+        v4: v4(104, 16, 0, 0, 13),
+        v6: CF6,
+        weight: 1.0,
+    },
+    Site {
+        name: "www.netflix.com",
+        app: "netflix",
+        kind: Kind::Web,
+        v4: v4(52, 0, 0, 0, 11),
+        v6: None,
+        weight: 0.5,
+    },
+    Site {
+        name: "outlook.office.com",
+        app: "microsoft",
+        kind: Kind::Web,
+        v4: v4(52, 96, 0, 0, 14),
+        v6: None,
+        weight: 1.0,
+    },
+    Site {
+        name: "www.msftconnecttest.com",
+        app: "microsoft",
+        kind: Kind::Http,
+        v4: v4(13, 107, 4, 52, 32),
+        v6: None,
+        weight: 1.0,
+    },
+    Site {
+        name: "neverssl.com",
+        app: "web",
+        kind: Kind::Http,
+        v4: v4(34, 223, 124, 45, 32),
+        v6: None,
+        weight: 0.4,
+    },
 ];
 
 /// VPS ranges used for self-hosted tunnels, proxies and commercial VPN servers.
 pub static VPS: &[(Ipv4Addr, u8)] = &[
-    v4(159, 89, 0, 0, 16),   // DigitalOcean
-    v4(167, 99, 0, 0, 16),   // DigitalOcean
-    v4(95, 216, 0, 0, 16),   // Hetzner
-    v4(172, 104, 0, 0, 15),  // Linode
-    v4(45, 76, 0, 0, 16),    // Vultr
-    v4(51, 75, 0, 0, 16),    // OVH
+    v4(159, 89, 0, 0, 16),  // DigitalOcean
+    v4(167, 99, 0, 0, 16),  // DigitalOcean
+    v4(95, 216, 0, 0, 16),  // Hetzner
+    v4(172, 104, 0, 0, 15), // Linode
+    v4(45, 76, 0, 0, 16),   // Vultr
+    v4(51, 75, 0, 0, 16),   // OVH
 ];
 
 /// Tor relays (185.220.100.0/22 hosts many relays).
@@ -122,7 +283,11 @@ pub fn addr_v4(prefix: (Ipv4Addr, u8), name: &str, k: u64) -> Ipv4Addr {
 pub fn addr_v6(prefix: (Ipv6Addr, u8), name: &str, k: u64) -> Ipv6Addr {
     let (base, len) = prefix;
     let free = 128 - u32::from(len.min(128));
-    let mask = if free >= 64 { u64::MAX } else { (1u64 << free) - 1 };
+    let mask = if free >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << free) - 1
+    };
     let host = (mix(name, k) & mask & 0xFFFF_FFFF_0000_FFFF) | 0x2;
     Ipv6Addr::from(u128::from(base) | u128::from(host))
 }

@@ -36,7 +36,7 @@ use pcap_writer::{PcapWriter, Sink};
 /// `tunnelwatch synth`: write a synthetic capture with its truth files.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// Scenario preset: pk-x-2024-small (committed sample), pk-x-2024 (a week, 2000 hosts),
+    /// Scenario preset: pk-x-2024-small (committed sample), pk-x-2024 (a week, 1000 hosts),
     /// bench (throughput runs).
     #[arg(long, default_value = "pk-x-2024-small", value_name = "NAME")]
     pub preset: String,
@@ -75,7 +75,11 @@ pub enum SynthError {
     #[error("unknown preset {0:?} (known: {known})", known = PRESETS.join(", "))]
     UnknownPreset(String),
     #[error("invalid --{arg} {value:?}: {why}")]
-    BadArg { arg: &'static str, value: String, why: &'static str },
+    BadArg {
+        arg: &'static str,
+        value: String,
+        why: &'static str,
+    },
     #[error("cannot write {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
@@ -98,8 +102,16 @@ pub struct SynthSummary {
 
 impl fmt::Display for SynthSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "preset {} (seed {}): {} hosts, {} adopters", self.preset, self.seed, self.hosts, self.adopters)?;
-        writeln!(f, "wrote {} packets in {} flows, {} bytes of pcap", self.packets, self.flows, self.bytes)?;
+        writeln!(
+            f,
+            "preset {} (seed {}): {} hosts, {} adopters",
+            self.preset, self.seed, self.hosts, self.adopters
+        )?;
+        writeln!(
+            f,
+            "wrote {} packets in {} flows, {} bytes of pcap",
+            self.packets, self.flows, self.bytes
+        )?;
         writeln!(f, "  capture: {}", self.pcap.display())?;
         writeln!(f, "  truth:   {}", self.truth.display())?;
         write!(f, "  events:  {}", self.events.display())
@@ -126,23 +138,36 @@ fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
 
 /// The scenario for `args`: the preset with the command-line overrides applied.
 pub fn config(args: &SynthArgs) -> Result<Config, SynthError> {
-    let mut cfg = scenario::preset(&args.preset).ok_or_else(|| SynthError::UnknownPreset(args.preset.clone()))?;
+    let mut cfg = scenario::preset(&args.preset)
+        .ok_or_else(|| SynthError::UnknownPreset(args.preset.clone()))?;
     cfg.seed = args.seed;
     if let Some(n) = args.hosts {
         if n == 0 {
-            return Err(SynthError::BadArg { arg: "hosts", value: n.to_string(), why: "must be at least 1" });
+            return Err(SynthError::BadArg {
+                arg: "hosts",
+                value: n.to_string(),
+                why: "must be at least 1",
+            });
         }
         cfg.hosts = n;
     }
     if let Some(d) = args.days {
         if !(d.is_finite() && d > 0.0 && d <= 366.0) {
-            return Err(SynthError::BadArg { arg: "days", value: d.to_string(), why: "must be in (0, 366]" });
+            return Err(SynthError::BadArg {
+                arg: "days",
+                value: d.to_string(),
+                why: "must be in (0, 366]",
+            });
         }
         cfg.days = d;
     }
     if let Some(s) = &args.adoption_share {
         if !(0.0..=1.0).contains(s) {
-            return Err(SynthError::BadArg { arg: "adoption-share", value: s.to_string(), why: "must be in [0, 1]" });
+            return Err(SynthError::BadArg {
+                arg: "adoption-share",
+                value: s.to_string(),
+                why: "must be in [0, 1]",
+            });
         }
         cfg.adoption_share = *s;
     }
@@ -155,8 +180,15 @@ pub fn config(args: &SynthArgs) -> Result<Config, SynthError> {
                 value: b.clone(),
                 why: "expected hours after the start or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]",
             })?;
-            let methods = cfg.block.as_ref().map_or_else(|| vec![BlockMethod::Reset], |x| x.methods.clone());
-            cfg.block = Some(scenario::BlockCfg { start_s: start, end_s: None, methods });
+            let methods = cfg
+                .block
+                .as_ref()
+                .map_or_else(|| vec![BlockMethod::Reset], |x| x.methods.clone());
+            cfg.block = Some(scenario::BlockCfg {
+                start_s: start,
+                end_s: None,
+                methods,
+            });
         }
     }
     if let Some(e) = &args.block_end {
@@ -167,7 +199,13 @@ pub fn config(args: &SynthArgs) -> Result<Config, SynthError> {
         })?;
         match cfg.block.as_mut() {
             Some(b) if end > b.start_s => b.end_s = Some(end),
-            _ => return Err(SynthError::BadArg { arg: "block-end", value: e.clone(), why: "must follow the block start" }),
+            _ => {
+                return Err(SynthError::BadArg {
+                    arg: "block-end",
+                    value: e.clone(),
+                    why: "must follow the block start",
+                })
+            }
         }
     }
     if !args.block_method.is_empty() {
@@ -183,7 +221,9 @@ fn dry_run(cfg: &Config, hosts: u32) -> u64 {
     let mut c = cfg.clone();
     c.hosts = hosts;
     let mut pop = scenario::population(&c);
-    let Ok(mut w) = PcapWriter::new(Sink::Null) else { return 0 };
+    let Ok(mut w) = PcapWriter::new(Sink::Null) else {
+        return 0;
+    };
     scenario::generate(&c, &mut pop, &mut w, &mut io::sink()).map_or(0, |n| n.packets)
 }
 
@@ -211,8 +251,14 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary, SynthError> {
     let counts = scenario::generate(&cfg, &mut hosts, &mut pcap, &mut truth).map_err(|e| {
         // Tell which file failed: try flushing the truth file to see if it is the culprit.
         match truth.flush() {
-            Err(t) => SynthError::Io { path: truth_path.clone(), source: t },
-            Ok(()) => SynthError::Io { path: args.out.clone(), source: e },
+            Err(t) => SynthError::Io {
+                path: truth_path.clone(),
+                source: t,
+            },
+            Ok(()) => SynthError::Io {
+                path: args.out.clone(),
+                source: e,
+            },
         }
     })?;
     truth.flush().map_err(io_err(&truth_path))?;

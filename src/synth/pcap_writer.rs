@@ -30,8 +30,14 @@ impl Sink {
     /// A file sink; a path ending in `.gz` is gzip-compressed.
     pub fn create(path: &Path) -> io::Result<Sink> {
         let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-        let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-        Ok(if gz { Sink::Gzip(GzEncoder::new(file, Compression::fast())) } else { Sink::Plain(file) })
+        let gz = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        Ok(if gz {
+            Sink::Gzip(GzEncoder::new(file, Compression::fast()))
+        } else {
+            Sink::Plain(file)
+        })
     }
 
     /// Flush everything (and write the gzip trailer).
@@ -80,19 +86,28 @@ impl<W: Write> PcapWriter<W> {
         h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
         h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
         out.write_all(&h)?;
-        Ok(PcapWriter { out, packets: 0, bytes: 24 })
+        Ok(PcapWriter {
+            out,
+            packets: 0,
+            bytes: 24,
+        })
     }
 
     /// Appends one frame captured at `ts_us` microseconds since the Unix epoch.
     pub fn write_packet(&mut self, ts_us: u64, frame: &[u8]) -> io::Result<()> {
         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX).min(SNAPLEN);
         let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&u32::try_from(ts_us / 1_000_000).unwrap_or(u32::MAX).to_le_bytes());
+        h[0..4].copy_from_slice(
+            &u32::try_from(ts_us / 1_000_000)
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
         h[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
         h[8..12].copy_from_slice(&len.to_le_bytes());
         h[12..16].copy_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_le_bytes());
         self.out.write_all(&h)?;
-        self.out.write_all(frame.get(..len as usize).unwrap_or(frame))?;
+        self.out
+            .write_all(frame.get(..len as usize).unwrap_or(frame))?;
         self.packets += 1;
         self.bytes += 16 + u64::from(len);
         Ok(())
@@ -125,7 +140,10 @@ mod tests {
         assert_eq!(u16::from_le_bytes([v[4], v[5]]), 2);
         assert_eq!(u16::from_le_bytes([v[6], v[7]]), 4);
         assert_eq!(u32::from_le_bytes([v[20], v[21], v[22], v[23]]), 1);
-        assert_eq!(u32::from_le_bytes([v[24], v[25], v[26], v[27]]), 1_700_000_000);
+        assert_eq!(
+            u32::from_le_bytes([v[24], v[25], v[26], v[27]]),
+            1_700_000_000
+        );
         assert_eq!(u32::from_le_bytes([v[28], v[29], v[30], v[31]]), 123_456);
         assert_eq!(u32::from_le_bytes([v[32], v[33], v[34], v[35]]), 3);
         assert_eq!(&v[40..], &[1, 2, 3]);

@@ -130,7 +130,9 @@ impl Rng {
 
     /// A lower-case ASCII label of `len` letters.
     pub fn label(&mut self, len: usize) -> String {
-        (0..len).map(|_| char::from(b'a' + self.below(26) as u8)).collect()
+        (0..len)
+            .map(|_| char::from(b'a' + self.below(26) as u8))
+            .collect()
     }
 }
 

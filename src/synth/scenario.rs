@@ -69,12 +69,16 @@ impl Config {
     fn block_us(&self) -> Option<(u64, u64)> {
         let b = self.block.as_ref()?;
         let s = u64::try_from(b.start_s).unwrap_or(0) * 1_000_000;
-        let e = b.end_s.map_or(u64::MAX, |e| u64::try_from(e).unwrap_or(0) * 1_000_000);
+        let e = b
+            .end_s
+            .map_or(u64::MAX, |e| u64::try_from(e).unwrap_or(0) * 1_000_000);
         Some((s, e))
     }
 }
 
-/// Named presets.
+/// Named presets. Sizes with seed 1: `pk-x-2024-small` about 10 k packets / 4.5 MB (the
+/// committed sample); `pk-x-2024` a week of 1000 hosts; `bench` is meant for
+/// `--packets-target` (1 M packets in about 5 s, release build).
 pub const PRESETS: &[&str] = &["pk-x-2024-small", "pk-x-2024", "bench"];
 
 /// Pakistan, 17 February 2024: X became unreachable in the evening (PKT = UTC+5).
@@ -90,10 +94,14 @@ pub fn preset(name: &str) -> Option<Config> {
         hosts: 200,
         ipv6_share: 0.15,
         cgnat_share: 0.5,
-        sessions_per_day: 1.2,
+        sessions_per_day: 1.0,
         x_user_share: 0.4,
         x_session_share: 0.3,
-        session: SessionCfg { volume: 0.02, dns_share: 0.6, throttle_factor: 25.0 },
+        session: SessionCfg {
+            volume: 0.02,
+            dns_share: 0.6,
+            throttle_factor: 25.0,
+        },
         block: Some(BlockCfg {
             start_s: PK_2024_02_17_PKT + 20 * 3600,
             end_s: None,
@@ -105,16 +113,19 @@ pub fn preset(name: &str) -> Option<Config> {
         baseline_share: 0.03,
         mix: Tool::MIX,
         tunnel_use: 0.7,
-        tunnel_median_s: 240.0,
+        tunnel_median_s: 180.0,
     };
     match name {
         "pk-x-2024-small" => Some(base),
         "pk-x-2024" => Some(Config {
             start_s: PK_2024_02_17_PKT - 3 * 86_400,
             days: 7.0,
-            hosts: 2_000,
-            sessions_per_day: 25.0,
-            session: SessionCfg { volume: 0.3, ..base.session },
+            hosts: 1_000,
+            sessions_per_day: 8.0,
+            session: SessionCfg {
+                volume: 0.08,
+                ..base.session
+            },
             block: Some(BlockCfg {
                 start_s: PK_2024_02_17_PKT + 20 * 3600,
                 end_s: None,
@@ -128,9 +139,16 @@ pub fn preset(name: &str) -> Option<Config> {
             start_s: PK_2024_02_17_PKT,
             days: 1.0,
             hosts: 2_000,
-            sessions_per_day: 30.0,
-            session: SessionCfg { volume: 0.5, ..base.session },
-            block: Some(BlockCfg { start_s: PK_2024_02_17_PKT + 12 * 3600, end_s: None, methods: vec![BlockMethod::Reset] }),
+            sessions_per_day: 40.0,
+            session: SessionCfg {
+                volume: 0.2,
+                ..base.session
+            },
+            block: Some(BlockCfg {
+                start_s: PK_2024_02_17_PKT + 12 * 3600,
+                end_s: None,
+                methods: vec![BlockMethod::Reset],
+            }),
             ramp_median_h: 3.0,
             tunnel_median_s: 300.0,
             ..base
@@ -141,8 +159,8 @@ pub fn preset(name: &str) -> Option<Config> {
 
 /// Relative activity per local hour (quiet 02–06, evening peak 20–22).
 const HOURLY: [f64; 24] = [
-    0.30, 0.18, 0.10, 0.06, 0.05, 0.06, 0.12, 0.25, 0.40, 0.50, 0.55, 0.58, 0.60, 0.60, 0.58, 0.58, 0.62, 0.70, 0.80,
-    0.90, 1.00, 1.00, 0.85, 0.55,
+    0.30, 0.18, 0.10, 0.06, 0.05, 0.06, 0.12, 0.25, 0.40, 0.50, 0.55, 0.58, 0.60, 0.60, 0.58, 0.58,
+    0.62, 0.70, 0.80, 0.90, 1.00, 1.00, 0.85, 0.55,
 ];
 /// Relative activity per weekday, Sunday first (Friday midday prayers lower Friday a little).
 const WEEKLY: [f64; 7] = [1.08, 0.97, 0.96, 0.96, 0.98, 0.93, 1.05];
@@ -210,7 +228,16 @@ pub fn population(cfg: &Config) -> Vec<Host> {
             };
             let v6 = rng.chance(cfg.ipv6_share).then(|| {
                 let r = rng.next_u64();
-                Ipv6Addr::new(0xfd00, 0x5c1a, (i >> 16) as u16, i as u16, (r >> 48) as u16, (r >> 32) as u16, (r >> 16) as u16, r as u16 | 1)
+                Ipv6Addr::new(
+                    0xfd00,
+                    0x5c1a,
+                    (i >> 16) as u16,
+                    i as u16,
+                    (r >> 48) as u16,
+                    (r >> 32) as u16,
+                    (r >> 16) as u16,
+                    r as u16 | 1,
+                )
             });
             let resolver = match v6 {
                 Some(_) if rng.chance(0.5) => IpAddr::V6(catalog::ISP_RESOLVER6),
@@ -222,7 +249,14 @@ pub fn population(cfg: &Config) -> Vec<Host> {
                 idx: i,
                 v4,
                 v6,
-                mac: [0x02, 0x1A, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                mac: [
+                    0x02,
+                    0x1A,
+                    (i >> 24) as u8,
+                    (i >> 16) as u8,
+                    (i >> 8) as u8,
+                    i as u8,
+                ],
                 ttl: if rng.chance(0.6) { 128 } else { 64 },
                 rate_peak: cfg.sessions_per_day / hourly_sum * rng.lognormal(1.0, 0.6),
                 phase_h: rng.normal().clamp(-3.0, 3.0),
@@ -249,7 +283,13 @@ pub fn population(cfg: &Config) -> Vec<Host> {
                 let tool = Tool::ALL[rng.weighted(if baseline { &baseline_mix } else { &cfg.mix })];
                 let server = session::tool_server(tool, i, &mut rng);
                 let server_port = session::tool_port(tool, &mut rng);
-                host.adoption = Some(Adoption { at, tool, baseline, server, server_port });
+                host.adoption = Some(Adoption {
+                    at,
+                    tool,
+                    baseline,
+                    server,
+                    server_port,
+                });
             }
             host.rng = Rng::new(rng.next_u64());
             host
@@ -262,7 +302,9 @@ fn tunnel_share(cfg: &Config, a: &Adoption, t: u64) -> f64 {
     let base: f64 = if a.baseline { 0.25 } else { 0.0 };
     match cfg.block_us() {
         Some((bs, be)) if t >= bs && t < be => cfg.tunnel_use,
-        Some((_, be)) if t >= be => base.max(cfg.tunnel_use * (-((t - be) as f64) / 172_800e6).exp()),
+        Some((_, be)) if t >= be => {
+            base.max(cfg.tunnel_use * (-((t - be) as f64) / 172_800e6).exp())
+        }
         _ => base,
     }
 }
@@ -280,7 +322,11 @@ fn session(cfg: &Config, h: &mut Host, t: u64) -> Vec<NewFlow> {
     if let Some((bs, _)) = block {
         let adopted = h.adoption.is_some_and(|a| t >= a.at);
         // Blocked users try less and less; adopters use X through the tunnel instead.
-        p_x *= if adopted { 0.15 } else { (-((t - bs) as f64) / 129_600e6).exp().max(0.2) };
+        p_x *= if adopted {
+            0.15
+        } else {
+            (-((t - bs) as f64) / 129_600e6).exp().max(0.2)
+        };
     }
     if h.rng.chance(p_x) {
         let w: Vec<f64> = PLATFORM.iter().map(|s| s.weight).collect();
@@ -289,7 +335,11 @@ fn session(cfg: &Config, h: &mut Host, t: u64) -> Vec<NewFlow> {
             .block
             .as_ref()
             .filter(|_| block.is_some())
-            .and_then(|b| b.methods.get(h.rng.below(b.methods.len() as u64) as usize).copied());
+            .and_then(|b| {
+                b.methods
+                    .get(h.rng.below(b.methods.len() as u64) as usize)
+                    .copied()
+            });
         session::visit(h, t, site, method, &cfg.session)
     } else {
         let w: Vec<f64> = SITES.iter().map(|s| s.weight).collect();
@@ -311,7 +361,8 @@ pub struct Counts {
     pub flows: u64,
 }
 
-pub const TRUTH_HEADER: &str = "flow_id,start_us,start_utc,host,client_ip,client_port,server_ip,server_port,\
+pub const TRUTH_HEADER: &str =
+    "flow_id,start_us,start_utc,host,client_ip,client_port,server_ip,server_port,\
 transport,protocol,application,family,outcome,server_name,packets,payload_bytes";
 
 fn truth_row<W: Write>(out: &mut W, id: u64, host: u32, nf: &NewFlow) -> io::Result<()> {
@@ -359,11 +410,15 @@ pub fn generate<W: Write, T: Write>(
     while let Some(Reverse((t, _, ev))) = heap.pop() {
         match ev {
             Ev::Wake(i) => {
-                let Some(h) = hosts.get_mut(i as usize) else { continue };
+                let Some(h) = hosts.get_mut(i as usize) else {
+                    continue;
+                };
                 for nf in session(cfg, h, t) {
                     truth_row(truth, counts.flows, i, &nf)?;
                     counts.flows += 1;
-                    let Some(first) = nf.flow.next_time() else { continue };
+                    let Some(first) = nf.flow.next_time() else {
+                        continue;
+                    };
                     let slot = match free.pop() {
                         Some(s) => {
                             if let Some(x) = slab.get_mut(s as usize) {
@@ -385,7 +440,9 @@ pub fn generate<W: Write, T: Write>(
                 }
             }
             Ev::Packet(slot) => {
-                let Some(Some(flow)) = slab.get_mut(slot as usize) else { continue };
+                let Some(Some(flow)) = slab.get_mut(slot as usize) else {
+                    continue;
+                };
                 if let Some(ts) = flow.emit(&mut frame, &mut scratch) {
                     pcap.write_packet(ts, &frame)?;
                     counts.packets += 1;

@@ -158,7 +158,11 @@ pub struct Host {
 impl Host {
     fn ephemeral(&mut self) -> u16 {
         let step = 1 + self.rng.below(9) as u16;
-        self.port = if self.port > 60_990 { 32_768 + self.rng.below(100) as u16 } else { self.port + step };
+        self.port = if self.port > 60_990 {
+            32_768 + self.rng.below(100) as u16
+        } else {
+            self.port + step
+        };
         self.port
     }
 
@@ -171,7 +175,16 @@ impl Host {
             (IpAddr::V6(_), None) => IpAddr::V4(catalog::SINKHOLE),
             _ => server,
         };
-        Ends { client, cport, server, sport, client_mac: self.mac, srv_rtt, cli_rtt: self.cli_rtt, client_ttl: self.ttl }
+        Ends {
+            client,
+            cport,
+            server,
+            sport,
+            client_mac: self.mac,
+            srv_rtt,
+            cli_rtt: self.cli_rtt,
+            client_ttl: self.ttl,
+        }
     }
 
     /// Microseconds to send one full segment at this host's bandwidth.
@@ -207,6 +220,7 @@ fn server_rtt(rng: &mut Rng) -> u64 {
     (rng.lognormal(70_000.0, 0.5) as u64).clamp(8_000, 400_000)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     p: Plan,
     transport: Transport,
@@ -234,16 +248,27 @@ fn finish(
 
 /// A DNS lookup of `name` (A, plus AAAA for dual-stack hosts) answered with `answer`, or with
 /// NXDOMAIN when `nxdomain`.
-pub fn dns_lookup(h: &mut Host, t: u64, name: &str, answer: &[IpAddr], nxdomain: bool, outcome: &'static str) -> NewFlow {
+pub fn dns_lookup(
+    h: &mut Host,
+    t: u64,
+    name: &str,
+    answer: &[IpAddr],
+    nxdomain: bool,
+    outcome: &'static str,
+) -> NewFlow {
     let resolver = h.resolver;
     let cport = h.ephemeral();
-    let rtt = if resolver.is_ipv4() && catalog::PUBLIC_RESOLVERS.iter().any(|r| IpAddr::V4(*r) == resolver) {
+    let rtt = if resolver.is_ipv4()
+        && catalog::PUBLIC_RESOLVERS
+            .iter()
+            .any(|r| IpAddr::V4(*r) == resolver)
+    {
         h.rng.range(20_000, 60_000)
     } else {
         h.rng.range(1_000, 8_000)
     };
     let mut ends = h.ends(resolver, cport, 53, rtt);
-    if let IpAddr::V6(_) = resolver {
+    if resolver.is_ipv6() {
         ends.client = h.v6.map_or(IpAddr::V4(h.v4), IpAddr::V6);
     }
     let mut p = Plan::new(ends, t);
@@ -255,14 +280,32 @@ pub fn dns_lookup(h: &mut Host, t: u64, name: &str, answer: &[IpAddr], nxdomain:
     let ttl = 60 + h.rng.below(240) as u32;
     let ids: Vec<u16> = qtypes.iter().map(|_| h.rng.next_u32() as u16).collect();
     for (i, (q, id)) in qtypes.iter().zip(&ids).enumerate() {
-        p.dgram(Side::Client, if i == 0 { 0 } else { 80 }, Payload::Bytes(dns::query(*id, name, *q)));
+        p.dgram(
+            Side::Client,
+            if i == 0 { 0 } else { 80 },
+            Payload::Bytes(dns::query(*id, name, *q)),
+        );
     }
     p.wait(rtt);
     for (i, (q, id)) in qtypes.iter().zip(&ids).enumerate() {
         let r = dns::response(*id, name, *q, answer, ttl, rcode);
-        p.dgram(Side::Server, if i == 0 { 0 } else { 150 }, Payload::Bytes(r));
+        p.dgram(
+            Side::Server,
+            if i == 0 { 0 } else { 150 },
+            Payload::Bytes(r),
+        );
     }
-    finish(p, Transport::Udp, &mut h.rng, "dns", "", "other", outcome, name, LazyState::default())
+    finish(
+        p,
+        Transport::Udp,
+        &mut h.rng,
+        "dns",
+        "",
+        "other",
+        outcome,
+        name,
+        LazyState::default(),
+    )
 }
 
 /// What the path does to a TLS connection.
@@ -289,7 +332,11 @@ fn tls_conn(
     throttle: f64,
 ) -> (Plan, &'static str) {
     let cport = h.ephemeral();
-    let srv_rtt = if effect == Effect::Sinkhole { 1_500 } else { server_rtt(&mut h.rng) };
+    let srv_rtt = if effect == Effect::Sinkhole {
+        1_500
+    } else {
+        server_rtt(&mut h.rng)
+    };
     let ends = h.ends(server, cport, sport, srv_rtt);
     let mut p = Plan::new(ends, t);
     match effect {
@@ -306,7 +353,11 @@ fn tls_conn(
         _ => {}
     }
     p.tcp_open(true);
-    let alpn: &[&str] = if profile == tls::Profile::Tor { &[] } else { &["h2", "http/1.1"] };
+    let alpn: &[&str] = if profile == tls::Profile::Tor {
+        &[]
+    } else {
+        &["h2", "http/1.1"]
+    };
     let (ch, sid) = tls::client_hello(&mut h.rng, sni, alpn, profile);
     p.send_now(Side::Client, Payload::Bytes(ch));
     if effect == Effect::Reset {
@@ -317,7 +368,11 @@ fn tls_conn(
         p.push(Side::Client, flags::RST, Payload::None);
         return (p, "reset");
     }
-    let slow = if effect == Effect::Throttle { throttle.max(1.0) } else { 1.0 };
+    let slow = if effect == Effect::Throttle {
+        throttle.max(1.0)
+    } else {
+        1.0
+    };
     let mut first = tls::server_hello(&mut h.rng, &sid);
     let cert = h.rng.range(1_000, 3_200) as usize;
     let in_first = cert.min(SEG - first.len());
@@ -325,7 +380,11 @@ fn tls_conn(
     p.send(Side::Server, Payload::Bytes(first));
     if cert > in_first {
         p.wait((h.seg_gap() as f64 * slow) as u64);
-        p.push(Side::Server, flags::PSH | flags::ACK, Lazy::TlsRecord.payload(cert - in_first));
+        p.push(
+            Side::Server,
+            flags::PSH | flags::ACK,
+            Lazy::TlsRecord.payload(cert - in_first),
+        );
     }
     let mut fin = tls::change_cipher_spec().to_vec();
     tls::app_data(&mut fin, &mut h.rng, 58);
@@ -337,7 +396,14 @@ fn tls_conn(
         p.tcp_bulk(Side::Server, *resp, Lazy::TlsRecord, SEG, gap);
     }
     p.tcp_close();
-    (p, if effect == Effect::Throttle { "throttled" } else { "ok" })
+    (
+        p,
+        if effect == Effect::Throttle {
+            "throttled"
+        } else {
+            "ok"
+        },
+    )
 }
 
 fn scaled(x: f64, volume: f64) -> usize {
@@ -348,15 +414,35 @@ fn scaled(x: f64, volume: f64) -> usize {
 fn exchanges(kind: Kind, rng: &mut Rng, volume: f64) -> Vec<(usize, usize, u64)> {
     match kind {
         Kind::Api => (0..1 + rng.below(3))
-            .map(|_| (rng.range(120, 700) as usize, scaled(rng.lognormal(2_500.0, 0.8), volume), rng.range(50_000, 3_000_000)))
+            .map(|_| {
+                (
+                    rng.range(120, 700) as usize,
+                    scaled(rng.lognormal(2_500.0, 0.8), volume),
+                    rng.range(50_000, 3_000_000),
+                )
+            })
             .collect(),
         Kind::Web | Kind::Http => (0..1 + rng.below(if volume < 0.1 { 3 } else { 6 }))
-            .map(|_| (rng.range(300, 1_100) as usize, scaled(rng.lognormal(18_000.0, 1.0), volume), rng.range(100_000, 8_000_000)))
+            .map(|_| {
+                (
+                    rng.range(300, 1_100) as usize,
+                    scaled(rng.lognormal(18_000.0, 1.0), volume),
+                    rng.range(100_000, 8_000_000),
+                )
+            })
             .collect(),
         Kind::Video => {
-            let chunks = ((rng.range(3, 25) as f64) * volume.min(1.0)).ceil().max(1.0) as u64;
+            let chunks = ((rng.range(3, 25) as f64) * volume.min(1.0))
+                .ceil()
+                .max(1.0) as u64;
             (0..chunks)
-                .map(|_| (rng.range(400, 800) as usize, scaled(rng.lognormal(700_000.0, 0.5), volume), rng.range(1_500_000, 9_000_000)))
+                .map(|_| {
+                    (
+                        rng.range(400, 800) as usize,
+                        scaled(rng.lognormal(700_000.0, 0.5), volume),
+                        rng.range(1_500_000, 9_000_000),
+                    )
+                })
                 .collect()
         }
     }
@@ -369,9 +455,17 @@ fn http_conn(h: &mut Host, t: u64, site: &Site, server: IpAddr, volume: f64) -> 
     let ends = h.ends(server, cport, 80, rtt);
     let mut p = Plan::new(ends, t);
     p.tcp_open(true);
-    let path = if site.name.contains("msftconnecttest") { "/connecttest.txt" } else { "/" };
+    let path = if site.name.contains("msftconnecttest") {
+        "/connecttest.txt"
+    } else {
+        "/"
+    };
     p.send_now(Side::Client, Payload::Bytes(http::request(site.name, path)));
-    let body = if path == "/" { scaled(h.rng.lognormal(6_000.0, 0.6), volume) } else { 22 };
+    let body = if path == "/" {
+        scaled(h.rng.lognormal(6_000.0, 0.6), volume)
+    } else {
+        22
+    };
     let resp = http::response(&mut h.rng, "text/plain", body);
     let gap = h.seg_gap();
     p.wait(p.turn(Side::Server));
@@ -387,11 +481,27 @@ fn http_conn(h: &mut Host, t: u64, site: &Site, server: IpAddr, volume: f64) -> 
     }
     p.wait(p.ends.cli_rtt + 100);
     p.tcp_close();
-    finish(p, Transport::Tcp, &mut h.rng, "http", site.app, "web", "ok", site.name, LazyState::default())
+    finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        "http",
+        site.app,
+        "web",
+        "ok",
+        site.name,
+        LazyState::default(),
+    )
 }
 
 /// An ordinary visit to `site`; `block` is the method hitting it (platform sites under block).
-pub fn visit(h: &mut Host, t: u64, site: &Site, block: Option<BlockMethod>, cfg: &SessionCfg) -> Vec<NewFlow> {
+pub fn visit(
+    h: &mut Host,
+    t: u64,
+    site: &Site,
+    block: Option<BlockMethod>,
+    cfg: &SessionCfg,
+) -> Vec<NewFlow> {
     let mut out = Vec::new();
     let v6 = h.v6.is_some();
     let addr = catalog::site_addr(site, v6, &mut h.rng);
@@ -399,13 +509,20 @@ pub fn visit(h: &mut Host, t: u64, site: &Site, block: Option<BlockMethod>, cfg:
     let outcome = block.map_or("ok", BlockMethod::outcome);
     let mut connect_to = addr;
     // Blocked-by-DNS attempts always ask (negative answers are cached only briefly).
-    let ask = matches!(block, Some(BlockMethod::Dns | BlockMethod::DnsBogus)) || h.rng.chance(cfg.dns_share);
+    let ask = matches!(block, Some(BlockMethod::Dns | BlockMethod::DnsBogus))
+        || h.rng.chance(cfg.dns_share);
     if ask {
         let (answer, nx, dns_outcome) = match block {
             Some(BlockMethod::Dns) => (vec![], true, "nxdomain"),
-            Some(BlockMethod::DnsBogus) => (vec![IpAddr::V4(catalog::SINKHOLE)], false, "dns-bogus"),
+            Some(BlockMethod::DnsBogus) => {
+                (vec![IpAddr::V4(catalog::SINKHOLE)], false, "dns-bogus")
+            }
             _ => {
-                let mut a = vec![IpAddr::V4(catalog::addr_v4(site.v4, site.name, h.rng.below(4)))];
+                let mut a = vec![IpAddr::V4(catalog::addr_v4(
+                    site.v4,
+                    site.name,
+                    h.rng.below(4),
+                ))];
                 if let (Some(p6), true) = (site.v6, v6) {
                     a.push(IpAddr::V6(catalog::addr_v6(p6, site.name, h.rng.below(4))));
                 }
@@ -438,9 +555,28 @@ pub fn visit(h: &mut Host, t: u64, site: &Site, block: Option<BlockMethod>, cfg:
     let ex = exchanges(site.kind, &mut h.rng, cfg.volume);
     let attempts = if effect == Effect::Reset { 2 } else { 1 };
     for _ in 0..attempts {
-        let (p, oc) =
-            tls_conn(h, t, connect_to, 443, Some(site.name), tls::Profile::Browser, &ex, effect, cfg.throttle_factor);
-        let f = finish(p, Transport::Tcp, &mut h.rng, "tls", site.app, "web", oc, site.name, LazyState::default());
+        let (p, oc) = tls_conn(
+            h,
+            t,
+            connect_to,
+            443,
+            Some(site.name),
+            tls::Profile::Browser,
+            &ex,
+            effect,
+            cfg.throttle_factor,
+        );
+        let f = finish(
+            p,
+            Transport::Tcp,
+            &mut h.rng,
+            "tls",
+            site.app,
+            "web",
+            oc,
+            site.name,
+            LazyState::default(),
+        );
         t = f.end + h.rng.range(300_000, 2_000_000);
         out.push(f);
     }
@@ -448,14 +584,32 @@ pub fn visit(h: &mut Host, t: u64, site: &Site, block: Option<BlockMethod>, cfg:
     out
 }
 
+/// Longest silence inside a tunnel session, µs: below common NAT/flow-table UDP timeouts
+/// (120 s), as apps keep tunnels alive.
+const MAX_IDLE: u64 = 90_000_000;
+
+/// Mean gap between bursts: `base` µs at full volume, sparser (up to 40 s) in small samples.
+fn burst_gap(base: f64, volume: f64) -> f64 {
+    (base / volume.max(1e-4).sqrt()).min(40e6)
+}
+
 /// Bursts of tunnelled traffic over UDP until `until`: a few client packets, then a run of
 /// full-size server packets with a small client packet (inner TCP ACK) for every second one.
 #[allow(clippy::too_many_arguments)]
-fn udp_bursts(p: &mut Plan, rng: &mut Rng, until: u64, volume: f64, kind: Lazy, full: usize, ack: usize, wg_rekey: bool) {
-    let mean_gap = 8_000_000.0 / volume.max(0.01);
+fn udp_bursts(
+    p: &mut Plan,
+    rng: &mut Rng,
+    until: u64,
+    volume: f64,
+    kind: Lazy,
+    full: usize,
+    ack: usize,
+    wg_rekey: bool,
+) {
+    let mean_gap = burst_gap(8e6, volume);
     let mut last_hs = p.t;
     loop {
-        p.wait(rng.exp(mean_gap) as u64 + 1_000);
+        p.wait((rng.exp(mean_gap) as u64 + 1_000).min(MAX_IDLE));
         if p.t > until {
             break;
         }
@@ -469,12 +623,20 @@ fn udp_bursts(p: &mut Plan, rng: &mut Rng, until: u64, volume: f64, kind: Lazy, 
             last_hs = p.t;
         }
         for _ in 0..1 + rng.below(2) {
-            p.dgram(Side::Client, rng.range(30, 3_000), kind.payload(rng.range(ack as u64, 700) as usize));
+            p.dgram(
+                Side::Client,
+                rng.range(30, 3_000),
+                kind.payload(rng.range(ack as u64, 700) as usize),
+            );
         }
         p.wait(p.ends.srv_rtt);
-        let n = 1 + rng.below(8);
+        let n = 1 + rng.below((8.0 * volume.sqrt()).clamp(1.0, 8.0) as u64);
         for i in 0..n {
-            p.dgram(Side::Server, rng.range(200, 1_500), kind.payload(full - rng.below(3) as usize * 16));
+            p.dgram(
+                Side::Server,
+                rng.range(200, 1_500),
+                kind.payload(full - rng.below(3) as usize * 16),
+            );
             if i % 2 == 1 {
                 let at = p.t + p.ends.cli_rtt;
                 p.push_at(at, Side::Client, 0, kind.payload(ack));
@@ -485,10 +647,18 @@ fn udp_bursts(p: &mut Plan, rng: &mut Rng, until: u64, volume: f64, kind: Lazy, 
 }
 
 /// Bursts of tunnelled traffic over an open TCP connection until `until`.
-fn tcp_bursts(p: &mut Plan, rng: &mut Rng, until: u64, volume: f64, kind: Lazy, seg_len: usize, gap: u64) {
-    let mean_gap = 10_000_000.0 / volume.max(0.01);
+fn tcp_bursts(
+    p: &mut Plan,
+    rng: &mut Rng,
+    until: u64,
+    volume: f64,
+    kind: Lazy,
+    seg_len: usize,
+    gap: u64,
+) {
+    let mean_gap = burst_gap(10e6, volume);
     loop {
-        p.wait(rng.exp(mean_gap) as u64 + 1_000);
+        p.wait((rng.exp(mean_gap) as u64 + 1_000).min(MAX_IDLE));
         if p.t > until {
             break;
         }
@@ -500,13 +670,44 @@ fn tcp_bursts(p: &mut Plan, rng: &mut Rng, until: u64, volume: f64, kind: Lazy, 
 
 /// A small TLS API call to a VPN provider's API (recognisable by SNI).
 fn provider_api(h: &mut Host, t: u64, sni: &str, app: &str, volume: f64) -> NewFlow {
-    let server = IpAddr::V4(catalog::addr_v4((Ipv4Addr::new(104, 16, 0, 0), 13), sni, h.rng.below(4)));
+    let server = IpAddr::V4(catalog::addr_v4(
+        (Ipv4Addr::new(104, 16, 0, 0), 13),
+        sni,
+        h.rng.below(4),
+    ));
     let ex = vec![(300, scaled(3_000.0, volume.max(0.5)), 50_000)];
-    let (p, oc) = tls_conn(h, t, server, 443, Some(sni), tls::Profile::Library, &ex, Effect::None, 1.0);
-    finish(p, Transport::Tcp, &mut h.rng, "tls", app, "vpn", oc, sni, LazyState::default())
+    let (p, oc) = tls_conn(
+        h,
+        t,
+        server,
+        443,
+        Some(sni),
+        tls::Profile::Library,
+        &ex,
+        Effect::None,
+        1.0,
+    );
+    finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        "tls",
+        app,
+        "vpn",
+        oc,
+        sni,
+        LazyState::default(),
+    )
 }
 
-fn wireguard_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64, app: &str) -> NewFlow {
+fn wireguard_flow(
+    h: &mut Host,
+    t: u64,
+    a: &Adoption,
+    until: u64,
+    volume: f64,
+    app: &str,
+) -> NewFlow {
     let cport = h.ephemeral();
     let rtt = server_rtt(&mut h.rng);
     let ends = h.ends(IpAddr::V4(a.server), cport, a.server_port, rtt);
@@ -517,8 +718,27 @@ fn wireguard_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64, a
     p.dgram(Side::Client, c, Lazy::WgData.payload(32));
     let full = wireguard::data_len(wireguard::MAX_INNER);
     let ack = wireguard::data_len(52);
-    udp_bursts(&mut p, &mut h.rng, until, volume, Lazy::WgData, full, ack, true);
-    finish(p, Transport::Udp, &mut h.rng, "wireguard", app, "vpn", "ok", "", LazyState::default())
+    udp_bursts(
+        &mut p,
+        &mut h.rng,
+        until,
+        volume,
+        Lazy::WgData,
+        full,
+        ack,
+        true,
+    );
+    finish(
+        p,
+        Transport::Udp,
+        &mut h.rng,
+        "wireguard",
+        app,
+        "vpn",
+        "ok",
+        "",
+        LazyState::default(),
+    )
 }
 
 /// OpenVPN over UDP: hard resets with echoed session ids, a TLS handshake in P_CONTROL_V1
@@ -531,42 +751,100 @@ fn openvpn_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64, app
     let r = &mut h.rng;
     let (cs, ss) = (r.next_u64(), r.next_u64());
     let now = (t / 1_000_000) as u32;
-    let ctl = |r: &mut Rng, opcode, sid, pid, acks: &[u32], rsid, msg: Option<u32>, payload: &[u8]| {
-        let c = openvpn::Control {
-            opcode,
-            key_id: 0,
-            session_id: sid,
-            packet_id: pid,
-            net_time: now,
-            acks,
-            remote_session_id: rsid,
-            message_id: msg,
-            payload,
+    let ctl =
+        |r: &mut Rng, opcode, sid, pid, acks: &[u32], rsid, msg: Option<u32>, payload: &[u8]| {
+            let c = openvpn::Control {
+                opcode,
+                key_id: 0,
+                session_id: sid,
+                packet_id: pid,
+                net_time: now,
+                acks,
+                remote_session_id: rsid,
+                message_id: msg,
+                payload,
+            };
+            Payload::Bytes(openvpn::control(r, &c))
         };
-        Payload::Bytes(openvpn::control(r, &c))
+    use openvpn::{
+        P_ACK_V1, P_CONTROL_HARD_RESET_CLIENT_V2 as HRC, P_CONTROL_HARD_RESET_SERVER_V2 as HRS,
+        P_CONTROL_V1,
     };
-    use openvpn::{P_ACK_V1, P_CONTROL_HARD_RESET_CLIENT_V2 as HRC, P_CONTROL_HARD_RESET_SERVER_V2 as HRS, P_CONTROL_V1};
     let c = p.ends.cli_rtt;
     p.dgram(Side::Client, 0, ctl(r, HRC, cs, 1, &[], 0, Some(0), &[]));
-    p.dgram(Side::Server, rtt, ctl(r, HRS, ss, 1, &[0], cs, Some(0), &[]));
+    p.dgram(
+        Side::Server,
+        rtt,
+        ctl(r, HRS, ss, 1, &[0], cs, Some(0), &[]),
+    );
     let (ch, sid) = tls::client_hello(r, None, &[], tls::Profile::Library);
-    p.dgram(Side::Client, c, ctl(r, P_CONTROL_V1, cs, 2, &[0], ss, Some(1), &ch));
+    p.dgram(
+        Side::Client,
+        c,
+        ctl(r, P_CONTROL_V1, cs, 2, &[0], ss, Some(1), &ch),
+    );
     let sh = tls::server_hello(r, &sid);
-    p.dgram(Side::Server, rtt, ctl(r, P_CONTROL_V1, ss, 2, &[1], cs, Some(1), &sh));
+    p.dgram(
+        Side::Server,
+        rtt,
+        ctl(r, P_CONTROL_V1, ss, 2, &[1], cs, Some(1), &sh),
+    );
     let mut certs = Vec::new();
     tls::app_data(&mut certs, r, 1_050);
-    p.dgram(Side::Server, 200, ctl(r, P_CONTROL_V1, ss, 3, &[], cs, Some(2), &certs));
-    p.dgram(Side::Client, c, ctl(r, P_ACK_V1, cs, 3, &[1, 2], ss, None, &[]));
+    p.dgram(
+        Side::Server,
+        200,
+        ctl(r, P_CONTROL_V1, ss, 3, &[], cs, Some(2), &certs),
+    );
+    p.dgram(
+        Side::Client,
+        c,
+        ctl(r, P_ACK_V1, cs, 3, &[1, 2], ss, None, &[]),
+    );
     let mut fin = tls::change_cipher_spec().to_vec();
     tls::app_data(&mut fin, r, 58);
-    p.dgram(Side::Client, 100, ctl(r, P_CONTROL_V1, cs, 4, &[], ss, Some(2), &fin));
+    p.dgram(
+        Side::Client,
+        100,
+        ctl(r, P_CONTROL_V1, cs, 4, &[], ss, Some(2), &fin),
+    );
     let mut push = Vec::new();
     tls::app_data(&mut push, r, 350);
-    p.dgram(Side::Server, rtt, ctl(r, P_CONTROL_V1, ss, 4, &[2], cs, Some(3), &push));
-    p.dgram(Side::Client, c, ctl(r, P_ACK_V1, cs, 5, &[3], ss, None, &[]));
-    let lazy = LazyState { ovpn_peer_id: r.below(64) as u32, ..LazyState::default() };
-    udp_bursts(&mut p, &mut h.rng, until, volume, Lazy::OvpnData, 1_424, 100, false);
-    finish(p, Transport::Udp, &mut h.rng, "openvpn", app, "vpn", "ok", "", lazy)
+    p.dgram(
+        Side::Server,
+        rtt,
+        ctl(r, P_CONTROL_V1, ss, 4, &[2], cs, Some(3), &push),
+    );
+    p.dgram(
+        Side::Client,
+        c,
+        ctl(r, P_ACK_V1, cs, 5, &[3], ss, None, &[]),
+    );
+    let lazy = LazyState {
+        ovpn_peer_id: r.below(64) as u32,
+        ..LazyState::default()
+    };
+    udp_bursts(
+        &mut p,
+        &mut h.rng,
+        until,
+        volume,
+        Lazy::OvpnData,
+        1_424,
+        100,
+        false,
+    );
+    finish(
+        p,
+        Transport::Udp,
+        &mut h.rng,
+        "openvpn",
+        app,
+        "vpn",
+        "ok",
+        "",
+        lazy,
+    )
 }
 
 /// IKEv2: IKE_SA_INIT on UDP 500, then IKE_AUTH and ESP-in-UDP on 4500.
@@ -576,20 +854,68 @@ fn ikev2_flows(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> V
     let ends = h.ends(server, 500, 500, rtt);
     let mut p = Plan::new(ends, t);
     let (spi_i, spi_r) = (h.rng.next_u64() | 1, h.rng.next_u64() | 1);
-    p.dgram(Side::Client, 0, Payload::Bytes(ike::sa_init_request(&mut h.rng, spi_i)));
-    p.dgram(Side::Server, rtt, Payload::Bytes(ike::sa_init_response(&mut h.rng, spi_i, spi_r)));
-    let init = finish(p, Transport::Udp, &mut h.rng, "ipsec_ike", "", "vpn", "ok", "", LazyState::default());
+    p.dgram(
+        Side::Client,
+        0,
+        Payload::Bytes(ike::sa_init_request(&mut h.rng, spi_i)),
+    );
+    p.dgram(
+        Side::Server,
+        rtt,
+        Payload::Bytes(ike::sa_init_response(&mut h.rng, spi_i, spi_r)),
+    );
+    let init = finish(
+        p,
+        Transport::Udp,
+        &mut h.rng,
+        "ipsec_ike",
+        "",
+        "vpn",
+        "ok",
+        "",
+        LazyState::default(),
+    );
     let t2 = init.end + h.cli_rtt + 2_000;
     let ends = h.ends(server, 4500, 4500, rtt);
     let mut p = Plan::new(ends, t2);
     let enc_i = h.rng.range(300, 700) as usize;
     let enc_r = h.rng.range(900, 1_300) as usize;
-    p.dgram(Side::Client, 0, Payload::Bytes(ike::auth(&mut h.rng, spi_i, spi_r, false, enc_i)));
-    p.dgram(Side::Server, rtt, Payload::Bytes(ike::auth(&mut h.rng, spi_i, spi_r, true, enc_r)));
+    p.dgram(
+        Side::Client,
+        0,
+        Payload::Bytes(ike::auth(&mut h.rng, spi_i, spi_r, false, enc_i)),
+    );
+    p.dgram(
+        Side::Server,
+        rtt,
+        Payload::Bytes(ike::auth(&mut h.rng, spi_i, spi_r, true, enc_r)),
+    );
     let spi = |r: &mut Rng| 0x100 + (r.next_u32() % 0xFFFF_FE00);
-    let lazy = LazyState { esp_spi: [spi(&mut h.rng), spi(&mut h.rng)], ..LazyState::default() };
-    udp_bursts(&mut p, &mut h.rng, until, volume, Lazy::Esp, 1_436, 92, false);
-    let auth = finish(p, Transport::Udp, &mut h.rng, "ipsec_esp", "", "vpn", "ok", "", lazy);
+    let lazy = LazyState {
+        esp_spi: [spi(&mut h.rng), spi(&mut h.rng)],
+        ..LazyState::default()
+    };
+    udp_bursts(
+        &mut p,
+        &mut h.rng,
+        until,
+        volume,
+        Lazy::Esp,
+        1_436,
+        92,
+        false,
+    );
+    let auth = finish(
+        p,
+        Transport::Udp,
+        &mut h.rng,
+        "ipsec_esp",
+        "",
+        "vpn",
+        "ok",
+        "",
+        lazy,
+    );
     vec![init, auth]
 }
 
@@ -601,17 +927,41 @@ fn ssh_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> NewF
     p.tcp_open(true);
     p.send(Side::Server, Payload::Bytes(ssh::SERVER_BANNER.to_vec()));
     p.send_now(Side::Client, Payload::Bytes(ssh::CLIENT_BANNER.to_vec()));
-    p.send_now(Side::Client, Payload::Bytes(ssh::kexinit(&mut h.rng, false)));
+    p.send_now(
+        Side::Client,
+        Payload::Bytes(ssh::kexinit(&mut h.rng, false)),
+    );
     p.send(Side::Server, Payload::Bytes(ssh::kexinit(&mut h.rng, true)));
     p.send(Side::Client, Payload::Bytes(ssh::ecdh_init(&mut h.rng)));
-    p.send(Side::Server, Payload::Bytes(ssh::ecdh_reply_newkeys(&mut h.rng)));
+    p.send(
+        Side::Server,
+        Payload::Bytes(ssh::ecdh_reply_newkeys(&mut h.rng)),
+    );
     p.send(Side::Client, Payload::Bytes(ssh::newkeys(&mut h.rng)));
     p.send_now(Side::Client, Lazy::SshEncrypted.payload(52));
     p.send(Side::Server, Lazy::SshEncrypted.payload(52));
     let gap = h.seg_gap();
-    tcp_bursts(&mut p, &mut h.rng, until, volume, Lazy::SshEncrypted, 1_444, gap);
+    tcp_bursts(
+        &mut p,
+        &mut h.rng,
+        until,
+        volume,
+        Lazy::SshEncrypted,
+        1_444,
+        gap,
+    );
     p.tcp_close();
-    finish(p, Transport::Tcp, &mut h.rng, "ssh", "", "tunnel", "ok", "", LazyState::default())
+    finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        "ssh",
+        "",
+        "tunnel",
+        "ok",
+        "",
+        LazyState::default(),
+    )
 }
 
 fn socks_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> NewFlow {
@@ -623,8 +973,16 @@ fn socks_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> Ne
     p.send_now(Side::Client, Payload::Bytes(socks::GREETING.to_vec()));
     p.send(Side::Server, Payload::Bytes(socks::CHOICE.to_vec()));
     p.send(Side::Client, Payload::Bytes(socks::connect("x.com", 443)));
-    p.send(Side::Server, Payload::Bytes(socks::reply(a.server, h.rng.range(30_000, 60_000) as u16)));
-    let (ch, sid) = tls::client_hello(&mut h.rng, Some("x.com"), &["h2", "http/1.1"], tls::Profile::Browser);
+    p.send(
+        Side::Server,
+        Payload::Bytes(socks::reply(a.server, h.rng.range(30_000, 60_000) as u16)),
+    );
+    let (ch, sid) = tls::client_hello(
+        &mut h.rng,
+        Some("x.com"),
+        &["h2", "http/1.1"],
+        tls::Profile::Browser,
+    );
     p.send(Side::Client, Payload::Bytes(ch));
     let mut first = tls::server_hello(&mut h.rng, &sid);
     tls::app_data(&mut first, &mut h.rng, 1_200);
@@ -635,48 +993,108 @@ fn socks_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> Ne
     let gap = h.seg_gap();
     tcp_bursts(&mut p, &mut h.rng, until, volume, Lazy::TlsRecord, SEG, gap);
     p.tcp_close();
-    finish(p, Transport::Tcp, &mut h.rng, "socks", "x", "proxy", "ok", "x.com", LazyState::default())
+    finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        "socks",
+        "x",
+        "proxy",
+        "ok",
+        "x.com",
+        LazyState::default(),
+    )
 }
 
 /// Tor link TLS to a relay: random `www.<letters>.com` SNI, then 514-byte cells in records.
 fn tor_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> NewFlow {
     let n = h.rng.range(8, 20) as usize;
     let sni = format!("www.{}.com", h.rng.label(n));
-    let (mut p, _) = tls_conn(h, t, IpAddr::V4(a.server), a.server_port, Some(&sni), tls::Profile::Tor, &[], Effect::None, 1.0);
+    let (mut p, _) = tls_conn(
+        h,
+        t,
+        IpAddr::V4(a.server),
+        a.server_port,
+        Some(&sni),
+        tls::Profile::Tor,
+        &[],
+        Effect::None,
+        1.0,
+    );
     // Drop the FIN close planned by tls_conn; the circuit stays open for the session.
     p.steps.truncate(p.steps.len() - 3);
     p.t = p.steps.last().map_or(t, |s| s.t);
     // Three cells in one record: 3 * 514 + 22 bytes of record overhead.
     let cell_rec = 3 * 514 + 22;
     let gap = h.seg_gap();
-    let mean_gap = 10_000_000.0 / volume.max(0.01);
+    let mean_gap = burst_gap(10e6, volume);
     loop {
-        p.wait(h.rng.exp(mean_gap) as u64 + 1_000);
+        p.wait((h.rng.exp(mean_gap) as u64 + 1_000).min(MAX_IDLE));
         if p.t > until {
             break;
         }
         p.send_now(Side::Client, Lazy::TlsRecord.payload(514 + 22));
         let cells = 1 + h.rng.below((20.0 * volume.sqrt()).max(1.0) as u64) as usize;
-        p.tcp_bulk(Side::Server, cells * 1_264, Lazy::TlsRecord, cell_rec.min(SEG), gap);
+        p.tcp_bulk(
+            Side::Server,
+            cells * 1_264,
+            Lazy::TlsRecord,
+            cell_rec.min(SEG),
+            gap,
+        );
     }
     p.tcp_close();
-    finish(p, Transport::Tcp, &mut h.rng, "tor", "tor", "tor", "ok", &sni, LazyState::default())
+    finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        "tor",
+        "tor",
+        "tor",
+        "ok",
+        &sni,
+        LazyState::default(),
+    )
 }
 
 /// A fully encrypted stream (Shadowsocks, Psiphon OSSH): no plaintext at any offset.
-fn encrypted_stream(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64, protocol: &'static str, app: &str) -> NewFlow {
+fn encrypted_stream(
+    h: &mut Host,
+    t: u64,
+    a: &Adoption,
+    until: u64,
+    volume: f64,
+    protocol: &'static str,
+    app: &str,
+) -> NewFlow {
     let cport = h.ephemeral();
     let rtt = server_rtt(&mut h.rng);
     let ends = h.ends(IpAddr::V4(a.server), cport, a.server_port, rtt);
     let mut p = Plan::new(ends, t);
     p.tcp_open(true);
     let inner = h.rng.range(100, 500) as usize;
-    p.send_now(Side::Client, Lazy::FullyEncrypted.payload(socks::shadowsocks_first_len(inner)));
-    p.send(Side::Server, Lazy::Random.payload(h.rng.range(80, 1_400) as usize));
+    p.send_now(
+        Side::Client,
+        Lazy::FullyEncrypted.payload(socks::shadowsocks_first_len(inner)),
+    );
+    p.send(
+        Side::Server,
+        Lazy::Random.payload(h.rng.range(80, 1_400) as usize),
+    );
     let gap = h.seg_gap();
     tcp_bursts(&mut p, &mut h.rng, until, volume, Lazy::Random, SEG, gap);
     p.tcp_close();
-    finish(p, Transport::Tcp, &mut h.rng, protocol, app, "obfuscated", "ok", "", LazyState::default())
+    finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        protocol,
+        app,
+        "obfuscated",
+        "ok",
+        "",
+        LazyState::default(),
+    )
 }
 
 /// One tunnel session of the host's adopted tool, lasting about `duration` µs.
@@ -703,7 +1121,10 @@ pub fn tunnel(h: &mut Host, t: u64, a: &Adoption, duration: u64, volume: f64) ->
         Tool::Psiphon => {
             let api = provider_api(h, t, "psiphon.ca", "psiphon", volume);
             let start = api.end + 50_000;
-            vec![api, encrypted_stream(h, start, a, until, volume, "obfuscated", "psiphon")]
+            vec![
+                api,
+                encrypted_stream(h, start, a, until, volume, "obfuscated", "psiphon"),
+            ]
         }
     }
 }

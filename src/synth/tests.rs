@@ -17,6 +17,8 @@ fn small_cfg(seed: u64) -> Config {
     c.adoption_share = 0.8;
     c.ramp_median_h = 1.0;
     c.mix = [1.0; 10];
+    c.sessions_per_day = 10.0;
+    c.tunnel_use = 0.9;
     c
 }
 
@@ -49,16 +51,36 @@ type Key = (IpAddr, u16, IpAddr, u16, u8);
 fn tuple(frame: &[u8]) -> Option<(Key, Key, Vec<u8>)> {
     let p = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
     let (src, dst): (IpAddr, IpAddr) = match p.net? {
-        etherparse::InternetSlice::Ipv4(v) => (v.header().source_addr().into(), v.header().destination_addr().into()),
-        etherparse::InternetSlice::Ipv6(v) => (v.header().source_addr().into(), v.header().destination_addr().into()),
+        etherparse::InternetSlice::Ipv4(v) => (
+            v.header().source_addr().into(),
+            v.header().destination_addr().into(),
+        ),
+        etherparse::InternetSlice::Ipv6(v) => (
+            v.header().source_addr().into(),
+            v.header().destination_addr().into(),
+        ),
         _ => return None,
     };
     let (sp, dp, proto, payload) = match p.transport? {
-        etherparse::TransportSlice::Tcp(t) => (t.source_port(), t.destination_port(), 6, t.payload().to_vec()),
-        etherparse::TransportSlice::Udp(u) => (u.source_port(), u.destination_port(), 17, u.payload().to_vec()),
+        etherparse::TransportSlice::Tcp(t) => (
+            t.source_port(),
+            t.destination_port(),
+            6,
+            t.payload().to_vec(),
+        ),
+        etherparse::TransportSlice::Udp(u) => (
+            u.source_port(),
+            u.destination_port(),
+            17,
+            u.payload().to_vec(),
+        ),
         _ => return None,
     };
-    Some(((src, sp, dst, dp, proto), (dst, dp, src, sp, proto), payload))
+    Some((
+        (src, sp, dst, dp, proto),
+        (dst, dp, src, sp, proto),
+        payload,
+    ))
 }
 
 #[test]
@@ -97,7 +119,13 @@ fn truth_matches_packets() {
         let c: Vec<&str> = line.split(',').collect();
         assert_eq!(c.len(), 16, "{line}");
         let proto = if c[8] == "tcp" { 6 } else { 17 };
-        let key = (c[4].parse().unwrap(), c[5].parse().unwrap(), c[6].parse().unwrap(), c[7].parse().unwrap(), proto);
+        let key = (
+            c[4].parse().unwrap(),
+            c[5].parse().unwrap(),
+            c[6].parse().unwrap(),
+            c[7].parse().unwrap(),
+            proto,
+        );
         let e = expect.entry(key).or_default();
         e.0 += c[14].parse::<u64>().unwrap();
         e.1 += c[15].parse::<u64>().unwrap();
@@ -112,15 +140,31 @@ fn truth_matches_packets() {
         e.1 += payload.len() as u64;
     }
     assert_eq!(seen, expect);
-    for p in ["dns", "tls", "wireguard", "openvpn", "ipsec_ike", "ipsec_esp", "ssh", "socks", "tor", "shadowsocks"] {
-        assert!(protocols.get(p).copied().unwrap_or(0) > 0, "no {p} flow in {protocols:?}");
+    for p in [
+        "dns",
+        "tls",
+        "wireguard",
+        "openvpn",
+        "ipsec_ike",
+        "ipsec_esp",
+        "ssh",
+        "socks",
+        "tor",
+        "shadowsocks",
+    ] {
+        assert!(
+            protocols.get(p).copied().unwrap_or(0) > 0,
+            "no {p} flow in {protocols:?}"
+        );
     }
 }
 
 /// Subscriber addresses: 10/8, 100.64/10, fd00::/8.
 fn is_client(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(a) => a.octets()[0] == 10 || (a.octets()[0] == 100 && a.octets()[1] & 0xC0 == 64),
+        IpAddr::V4(a) => {
+            a.octets()[0] == 10 || (a.octets()[0] == 100 && a.octets()[1] & 0xC0 == 64)
+        }
         IpAddr::V6(a) => a.octets()[0] == 0xfd,
     }
 }
@@ -130,7 +174,9 @@ fn is_client(ip: IpAddr) -> bool {
 fn udp_flows(pcap: &[u8], port: u16) -> HashMap<Key, Vec<(bool, Vec<u8>)>> {
     let mut flows: HashMap<Key, Vec<(bool, Vec<u8>)>> = HashMap::new();
     for (_, f) in records(pcap) {
-        let Some((fwd, rev, payload)) = tuple(f) else { continue };
+        let Some((fwd, rev, payload)) = tuple(f) else {
+            continue;
+        };
         if fwd.4 != 17 || (fwd.3 != port && fwd.1 != port) {
             continue;
         }
@@ -167,7 +213,11 @@ fn wireguard_handshakes_follow_the_whitepaper() {
                 2 => {
                     assert!(!*to_server);
                     assert_eq!(p.len(), 92);
-                    assert_eq!(Some(le32(&p[8..])), init_idx, "response echoes the initiator index");
+                    assert_eq!(
+                        Some(le32(&p[8..])),
+                        init_idx,
+                        "response echoes the initiator index"
+                    );
                     resp_idx = Some(le32(&p[4..]));
                 }
                 4 => {
@@ -185,7 +235,10 @@ fn wireguard_handshakes_follow_the_whitepaper() {
             }
         }
         assert_eq!(pkts[0].1[0], 1, "flows start with an initiation");
-        assert_eq!(pkts[2].1[0], 4, "the initiator sends the first data message");
+        assert_eq!(
+            pkts[2].1[0], 4,
+            "the initiator sends the first data message"
+        );
         assert!(pkts[2].0);
     }
 }
@@ -204,13 +257,21 @@ fn openvpn_hard_resets_echo_session_ids() {
         assert_eq!(s0.1[0] >> 3, 8, "P_CONTROL_HARD_RESET_SERVER_V2");
         assert_eq!(s0.1[37], 1, "one ack");
         assert_eq!(&s0.1[38..42], &[0, 0, 0, 0], "acks message 0");
-        assert_eq!(&s0.1[42..50], &c0.1[1..9], "server echoes the client session id");
+        assert_eq!(
+            &s0.1[42..50],
+            &c0.1[1..9],
+            "server echoes the client session id"
+        );
         // tls-auth replay packet ids rise per direction.
         assert_eq!(&c0.1[29..33], &[0, 0, 0, 1]);
         let c1 = &pkts[2].1;
         assert_eq!(c1[0] >> 3, 4);
         assert_eq!(&c1[29..33], &[0, 0, 0, 2]);
-        assert_eq!(&c1[42..50], &s0.1[1..9], "client acks with the server's session id");
+        assert_eq!(
+            &c1[42..50],
+            &s0.1[1..9],
+            "client acks with the server's session id"
+        );
         assert_eq!(c1[54], 22, "a TLS handshake record follows");
         let mut data_ids = [0u32, 0];
         for (to_server, p) in pkts.iter().filter(|p| p.1[0] >> 3 == 9) {
@@ -230,13 +291,20 @@ fn ike_and_esp_fields() {
     assert!(!init.is_empty());
     for pkts in init.values() {
         let (req, resp) = (&pkts[0].1, &pkts[1].1);
-        assert_eq!(u32::from_be_bytes(req[24..28].try_into().unwrap()) as usize, req.len());
+        assert_eq!(
+            u32::from_be_bytes(req[24..28].try_into().unwrap()) as usize,
+            req.len()
+        );
         assert_eq!(&req[8..16], &[0; 8]);
         assert_eq!(&resp[..8], &req[..8]);
         assert_eq!((req[18], req[19], resp[19]), (34, 0x08, 0x20));
     }
     for pkts in udp_flows(&pcap, 4_500).values() {
-        assert_eq!(&pkts[0].1[..4], &[0; 4], "IKE_AUTH behind the non-ESP marker");
+        assert_eq!(
+            &pkts[0].1[..4],
+            &[0; 4],
+            "IKE_AUTH behind the non-ESP marker"
+        );
         let mut seq: HashMap<u32, u32> = HashMap::new();
         for (_, p) in pkts.iter().filter(|p| p.1[..4] != [0; 4]) {
             let spi = u32::from_be_bytes(p[..4].try_into().unwrap());
@@ -252,7 +320,12 @@ fn ike_and_esp_fields() {
 #[test]
 fn block_effects_and_events() {
     let mut cfg = small_cfg(21);
-    cfg.block.as_mut().unwrap().methods = vec![BlockMethod::Reset, BlockMethod::Dns, BlockMethod::Drop, BlockMethod::DnsBogus];
+    cfg.block.as_mut().unwrap().methods = vec![
+        BlockMethod::Reset,
+        BlockMethod::Dns,
+        BlockMethod::Drop,
+        BlockMethod::DnsBogus,
+    ];
     cfg.x_session_share = 0.5;
     cfg.x_user_share = 1.0;
     cfg.adoption_share = 0.1;
@@ -309,12 +382,19 @@ fn run_writes_files_and_gzip() {
     std::io::Read::read_to_end(&mut gz, &mut raw).unwrap();
     assert_eq!(raw.len() as u64, s.bytes);
     assert_eq!(records(&raw).len() as u64, s.packets);
-    let ev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&s.events).unwrap()).unwrap();
+    let ev: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.events).unwrap()).unwrap();
     assert_eq!(ev["block"]["methods"][0], "throttle");
     assert!(ev["block"]["end"].is_string());
-    let bad = SynthArgs { preset: "nope".into(), ..args.clone() };
+    let bad = SynthArgs {
+        preset: "nope".into(),
+        ..args.clone()
+    };
     assert!(matches!(run(&bad), Err(SynthError::UnknownPreset(_))));
-    let bad = SynthArgs { block_start: Some("soon".into()), ..args };
+    let bad = SynthArgs {
+        block_start: Some("soon".into()),
+        ..args
+    };
     assert!(matches!(run(&bad), Err(SynthError::BadArg { .. })));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -334,7 +414,9 @@ fn diurnal_curve_is_quiet_at_night() {
 #[test]
 #[ignore = "writes a capture to $SYNTH_OUT"]
 fn write_preset() {
-    let Ok(out) = std::env::var("SYNTH_OUT") else { return };
+    let Ok(out) = std::env::var("SYNTH_OUT") else {
+        return;
+    };
     let env = |k: &str| std::env::var(k).ok();
     let args = SynthArgs {
         preset: env("SYNTH_PRESET").unwrap_or_else(|| "pk-x-2024-small".into()),
@@ -345,7 +427,11 @@ fn write_preset() {
         block_start: env("SYNTH_BLOCK_START"),
         block_end: env("SYNTH_BLOCK_END"),
         block_method: env("SYNTH_METHODS")
-            .map(|m| m.split(',').filter_map(|x| clap::ValueEnum::from_str(x, true).ok()).collect())
+            .map(|m| {
+                m.split(',')
+                    .filter_map(|x| clap::ValueEnum::from_str(x, true).ok())
+                    .collect()
+            })
             .unwrap_or_default(),
         adoption_share: env("SYNTH_ADOPTION").and_then(|s| s.parse().ok()),
         packets_target: env("SYNTH_PACKETS").and_then(|s| s.parse().ok()),

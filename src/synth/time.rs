@@ -30,14 +30,25 @@ pub fn rfc3339_us(us: u64) -> String {
     let secs = (us / 1_000_000) as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", s / 3600, s / 60 % 60, s % 60, us % 1_000_000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        us % 1_000_000
+    )
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
 pub fn rfc3339_s(secs: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -101,10 +112,16 @@ mod tests {
     fn round_trips() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(parse_datetime("2024-02-17T20:00:00+05:00"), Some(1_708_182_000));
+        assert_eq!(
+            parse_datetime("2024-02-17T20:00:00+05:00"),
+            Some(1_708_182_000)
+        );
         assert_eq!(parse_datetime("2024-02-17 15:00Z"), Some(1_708_182_000));
         assert_eq!(rfc3339_s(1_708_182_000), "2024-02-17T15:00:00Z");
-        assert_eq!(rfc3339_us(1_708_182_000_000_001), "2024-02-17T15:00:00.000001Z");
+        assert_eq!(
+            rfc3339_us(1_708_182_000_000_001),
+            "2024-02-17T15:00:00.000001Z"
+        );
         assert_eq!(parse_moment("20h", 100), Some(100 + 72_000));
         assert_eq!(parse_moment("1.5", 0), Some(5_400));
         assert_eq!(parse_moment("nonsense", 0), None);

@@ -24,8 +24,18 @@ pub const TCP_SYN_OPTS_LEN: usize = 12;
 /// The transport header of one packet.
 #[derive(Debug, Clone, Copy)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, window: u16 },
-    Udp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
 }
 
 /// IP-level fields that vary per packet.
@@ -69,7 +79,10 @@ fn pseudo_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
             acc = sum16(acc, &v6_octets(src));
             acc = sum16(acc, &v6_octets(dst));
             let l = len as u32;
-            acc = acc.wrapping_add(l >> 16).wrapping_add(l & 0xFFFF).wrapping_add(u32::from(proto));
+            acc = acc
+                .wrapping_add(l >> 16)
+                .wrapping_add(l & 0xFFFF)
+                .wrapping_add(u32::from(proto));
         }
     }
     acc
@@ -145,7 +158,14 @@ pub fn build(
     }
     let l4_start = buf.len();
     match *l4 {
-        L4::Tcp { sport, dport, seq, ack, flags: f, window } => {
+        L4::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags: f,
+            window,
+        } => {
             let hlen = l4_header_len(l4);
             buf.extend_from_slice(&sport.to_be_bytes());
             buf.extend_from_slice(&dport.to_be_bytes());
@@ -196,13 +216,23 @@ pub fn verify(frame: &[u8]) -> Option<bool> {
             let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
             let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), *ip.get(9)?, ip.get(ihl..total)?)
+            (
+                IpAddr::from(s),
+                IpAddr::from(d),
+                *ip.get(9)?,
+                ip.get(ihl..total)?,
+            )
         }
         0x86DD => {
             let plen = usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
             let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), *ip.get(6)?, ip.get(IPV6_LEN..IPV6_LEN + plen)?)
+            (
+                IpAddr::from(s),
+                IpAddr::from(d),
+                *ip.get(6)?,
+                ip.get(IPV6_LEN..IPV6_LEN + plen)?,
+            )
         }
         _ => return None,
     };
@@ -217,7 +247,11 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const META: IpMeta = IpMeta { ttl: 64, ip_id: 0x1234, flow_label: 0xABCDE };
+    const META: IpMeta = IpMeta {
+        ttl: 64,
+        ip_id: 0x1234,
+        flow_label: 0xABCDE,
+    };
 
     #[test]
     fn rfc1071_example() {
@@ -233,8 +267,18 @@ mod tests {
         let b4 = IpAddr::V4(Ipv4Addr::new(104, 244, 42, 1));
         let a6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2));
         let b6 = IpAddr::V6(Ipv6Addr::new(0x2a00, 0x1450, 0, 0, 0, 0, 0, 0x200e));
-        let tcp = L4::Tcp { sport: 40000, dport: 443, seq: 1, ack: 2, flags: flags::SYN, window: 64240 };
-        let udp = L4::Udp { sport: 5353, dport: 53 };
+        let tcp = L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            seq: 1,
+            ack: 2,
+            flags: flags::SYN,
+            window: 64240,
+        };
+        let udp = L4::Udp {
+            sport: 5353,
+            dport: 53,
+        };
         for (s, d) in [(a4, b4), (a6, b6)] {
             for l4 in [tcp, udp] {
                 for payload in [&b""[..], b"odd", b"even"] {
@@ -252,7 +296,14 @@ mod tests {
     #[test]
     fn etherparse_agrees() {
         let mut buf = Vec::new();
-        let l4 = L4::Tcp { sport: 1, dport: 2, seq: 3, ack: 4, flags: flags::SYN | flags::ACK, window: 5 };
+        let l4 = L4::Tcp {
+            sport: 1,
+            dport: 2,
+            seq: 3,
+            ack: 4,
+            flags: flags::SYN | flags::ACK,
+            window: 5,
+        };
         let s = IpAddr::V4(Ipv4Addr::new(100, 64, 0, 9));
         let d = IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8));
         build(&mut buf, [2; 6], [4; 6], s, d, META, &l4, b"hello");

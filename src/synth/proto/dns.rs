@@ -13,7 +13,11 @@ const CLASS_IN: u16 = 1;
 pub const RCODE_NXDOMAIN: u8 = 3;
 
 fn put_name(out: &mut Vec<u8>, name: &str) {
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         let l = &label.as_bytes()[..label.len().min(63)];
         out.push(l.len() as u8);
         out.extend_from_slice(l);

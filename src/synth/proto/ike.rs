@@ -27,7 +27,15 @@ pub const FLAG_INITIATOR: u8 = 0x08;
 pub const FLAG_RESPONSE: u8 = 0x20;
 pub const HEADER_LEN: usize = 28;
 
-fn header(out: &mut Vec<u8>, spi_i: u64, spi_r: u64, next: u8, exchange: u8, flags: u8, msg_id: u32) {
+fn header(
+    out: &mut Vec<u8>,
+    spi_i: u64,
+    spi_r: u64,
+    next: u8,
+    exchange: u8,
+    flags: u8,
+    msg_id: u32,
+) {
     out.extend_from_slice(&spi_i.to_be_bytes());
     out.extend_from_slice(&spi_r.to_be_bytes());
     out.extend_from_slice(&[next, 0x20, exchange, flags]);
@@ -113,7 +121,11 @@ pub fn sa_init_response(rng: &mut Rng, spi_i: u64, spi_r: u64) -> Vec<u8> {
 pub fn auth(rng: &mut Rng, spi_i: u64, spi_r: u64, response: bool, enc_len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + 32 + enc_len);
     out.extend_from_slice(&[0, 0, 0, 0]);
-    let flags = if response { FLAG_RESPONSE } else { FLAG_INITIATOR };
+    let flags = if response {
+        FLAG_RESPONSE
+    } else {
+        FLAG_INITIATOR
+    };
     header(&mut out, spi_i, spi_r, PL_SK, IKE_AUTH, flags, 1);
     let mut sk = vec![0u8; 8 + enc_len + 16]; // IV, ciphertext, ICV
     rng.fill(&mut sk);
@@ -159,10 +171,16 @@ mod tests {
     fn sa_init_structure() {
         let mut rng = Rng::new(11);
         let req = sa_init_request(&mut rng, 0x0102_0304_0506_0708);
-        assert_eq!(u32::from_be_bytes(req[24..28].try_into().unwrap()) as usize, req.len());
+        assert_eq!(
+            u32::from_be_bytes(req[24..28].try_into().unwrap()) as usize,
+            req.len()
+        );
         assert_eq!(&req[8..16], &[0; 8]);
         assert_eq!(&req[17..20], &[0x20, 34, 0x08]);
-        assert_eq!(chain(&req), vec![PL_SA, PL_KE, PL_NONCE, PL_NOTIFY, PL_NOTIFY]);
+        assert_eq!(
+            chain(&req),
+            vec![PL_SA, PL_KE, PL_NONCE, PL_NOTIFY, PL_NOTIFY]
+        );
         // SA payload: proposal length covers its transforms.
         let sa_len = u16::from_be_bytes([req[30], req[31]]) as usize;
         let prop_len = u16::from_be_bytes([req[34], req[35]]) as usize;

@@ -106,7 +106,11 @@ mod tests {
         assert_eq!(s.len(), 54);
         assert_eq!(s[0], 0x40);
         assert_eq!(s[37], 1, "one ack");
-        assert_eq!(&s[42..50], &c[1..9], "remote session id echoes the client's");
+        assert_eq!(
+            &s[42..50],
+            &c[1..9],
+            "remote session id echoes the client's"
+        );
         let mut d = Vec::new();
         data_v2(&mut d, &mut rng, 0x00AB_CDEF, 5, 100);
         assert_eq!(d.len(), 100);

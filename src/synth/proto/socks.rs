@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn socks5_messages() {
         assert_eq!(connect("x.com", 443), b"\x05\x01\x00\x03\x05x.com\x01\xbb");
-        assert_eq!(reply(Ipv4Addr::new(1, 2, 3, 4), 1080), [5, 0, 0, 1, 1, 2, 3, 4, 4, 0x38]);
+        assert_eq!(
+            reply(Ipv4Addr::new(1, 2, 3, 4), 1080),
+            [5, 0, 0, 1, 1, 2, 3, 4, 4, 0x38]
+        );
         let mut rng = Rng::new(1);
         for _ in 0..50 {
             let mut v = Vec::new();

@@ -45,11 +45,15 @@ pub fn kexinit(rng: &mut Rng, server: bool) -> Vec<u8> {
     } else {
         b"curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group14-sha256,ext-info-c"
     };
-    let ciphers: &[u8] = b"chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr";
+    let ciphers: &[u8] =
+        b"chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr";
     let macs: &[u8] = b"hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256";
     let comp: &[u8] = b"none,zlib@openssh.com";
     string(&mut p, kex);
-    string(&mut p, b"ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256");
+    string(
+        &mut p,
+        b"ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256",
+    );
     string(&mut p, ciphers);
     string(&mut p, ciphers);
     string(&mut p, macs);
@@ -119,7 +123,11 @@ mod tests {
     #[test]
     fn binary_packets_are_block_aligned() {
         let mut rng = Rng::new(2);
-        for p in [kexinit(&mut rng, false), ecdh_init(&mut rng), newkeys(&mut rng)] {
+        for p in [
+            kexinit(&mut rng, false),
+            ecdh_init(&mut rng),
+            newkeys(&mut rng),
+        ] {
             let len = u32::from_be_bytes(p[..4].try_into().unwrap()) as usize;
             assert_eq!(len + 4, p.len());
             assert_eq!(p.len() % 8, 0);

@@ -46,7 +46,12 @@ fn u16s(list: &[u16]) -> Vec<u8> {
 
 /// A full record (`22 03 01 len`) holding one ClientHello. The 32-byte legacy_session_id is
 /// returned so the ServerHello can echo it (RFC 8446 §4.1.3).
-pub fn client_hello(rng: &mut Rng, sni: Option<&str>, alpn: &[&str], profile: Profile) -> (Vec<u8>, [u8; 32]) {
+pub fn client_hello(
+    rng: &mut Rng,
+    sni: Option<&str>,
+    alpn: &[&str],
+    profile: Profile,
+) -> (Vec<u8>, [u8; 32]) {
     let session_id: [u8; 32] = rng.bytes();
     let grease = profile == Profile::Browser;
     let g = |rng: &mut Rng| GREASE[rng.below(16) as usize];
@@ -59,7 +64,9 @@ pub fn client_hello(rng: &mut Rng, sni: Option<&str>, alpn: &[&str], profile: Pr
     if grease {
         suites.push(g(rng));
     }
-    suites.extend_from_slice(&[0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8]);
+    suites.extend_from_slice(&[
+        0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8,
+    ]);
     if profile != Profile::Tor {
         suites.extend_from_slice(&[0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035]);
     }
@@ -101,7 +108,13 @@ pub fn client_hello(rng: &mut Rng, sni: Option<&str>, alpn: &[&str], profile: Pr
     if profile == Profile::Browser {
         ext(&mut exts, 5, &[1, 0, 0, 0, 0]); // status_request: ocsp
     }
-    ext(&mut exts, 13, &u16s(&[0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]));
+    ext(
+        &mut exts,
+        13,
+        &u16s(&[
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ]),
+    );
     if profile == Profile::Browser {
         ext(&mut exts, 18, &[]); // signed_certificate_timestamp
     }
@@ -129,7 +142,7 @@ pub fn client_hello(rng: &mut Rng, sni: Option<&str>, alpn: &[&str], profile: Pr
     ext(&mut exts, 43, &sv); // supported_versions
     if profile == Profile::Browser {
         ext(&mut exts, 27, &[2, 0, 2]); // compress_certificate: brotli
-        // RFC 7685: pad the ClientHello message (4-byte header + body) to 512 bytes.
+                                        // RFC 7685: pad the ClientHello message (4-byte header + body) to 512 bytes.
         let unpadded = 4 + body.len() + 2 + exts.len();
         if unpadded + 4 < 512 {
             let pad = vec![0u8; 512 - unpadded - 4];
@@ -219,7 +232,12 @@ mod tests {
     #[test]
     fn client_hello_lengths_and_extensions() {
         let mut rng = Rng::new(3);
-        let (ch, sid) = client_hello(&mut rng, Some("x.com"), &["h2", "http/1.1"], Profile::Browser);
+        let (ch, sid) = client_hello(
+            &mut rng,
+            Some("x.com"),
+            &["h2", "http/1.1"],
+            Profile::Browser,
+        );
         assert_eq!(&ch[..3], &[22, 3, 1]);
         assert_eq!(u16::from_be_bytes([ch[3], ch[4]]) as usize, ch.len() - 5);
         assert_eq!(ch[5], 1);

@@ -70,7 +70,11 @@ mod tests {
         let r = response(&mut rng, 0x0102_0304, 0xA1B2_C3D4);
         assert_eq!(r.len(), 92);
         assert_eq!(&r[..4], &[2, 0, 0, 0]);
-        assert_eq!(u32::from_le_bytes([r[8], r[9], r[10], r[11]]), 0xA1B2_C3D4, "index echo");
+        assert_eq!(
+            u32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+            0xA1B2_C3D4,
+            "index echo"
+        );
         let mut d = Vec::new();
         data(&mut d, &mut rng, 0x0102_0304, 7, data_len(100));
         assert_eq!(d.len() % 16, 0);
