@@ -22,6 +22,25 @@ const SURGE_METRICS: &[&str] = &[
 /// Calendar events this close before the capture still count (their effect can outlast them).
 const EVENT_LOOKBACK_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
 
+/// Detector settings per metric: minimum absolute changes so that a handful of hosts in a
+/// quiet window does not alarm, a magnitude floor (one host, one percentage point) so ratios to
+/// an empty baseline stay meaningful, and a short cool-down against alert storms.
+fn metric_config(metric: &str) -> detect::DetectConfig {
+    let mut cfg = detect::DetectConfig {
+        cooldown_points: 6,
+        ..detect::DetectConfig::default()
+    };
+    if metric.ends_with("_share") {
+        cfg.min_abs_delta = 0.02;
+        cfg.baseline.abs_scale_floor = 0.01;
+    } else {
+        cfg.min_abs_delta = 3.0;
+        cfg.min_value = 3.0;
+        cfg.baseline.abs_scale_floor = 1.0;
+    }
+    cfg
+}
+
 fn series(metrics: &[MetricSeries], name: &str) -> Option<Series> {
     metrics.iter().find(|m| m.metric == name).map(|m| Series {
         start_ts_nanos: m.start_ts_nanos,
@@ -38,11 +57,10 @@ pub fn run(
     extra_events: &[BlockEvent],
     out: &Path,
 ) -> Result<Detections> {
-    let cfg = detect::DetectConfig::default();
     let mut alerts: Vec<Alert> = Vec::new();
     for name in SURGE_METRICS {
         if let Some(s) = series(metrics, name) {
-            alerts.extend(detect::detect(&s, name, &cfg).alerts);
+            alerts.extend(detect::detect(&s, name, &metric_config(name)).alerts);
         }
     }
     if let (Some(platform), Some(control)) = (
