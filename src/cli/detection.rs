@@ -19,7 +19,7 @@ const SURGE_METRICS: &[&str] = &[
     "new_adopters",
 ];
 
-/// Calendar events this close before the capture still count (their effect can outlast them).
+/// Calendar events that began this long before the capture still count (effects linger).
 const EVENT_LOOKBACK_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
 
 /// Detector settings per metric: minimum absolute changes so that a handful of hosts in a
@@ -90,10 +90,10 @@ pub fn run(
             .or(metrics.first().map(|m| m.start_ts_nanos)),
         summary.last_ts,
     ) {
+        // Events that began in the analysed span or shortly before it: an open-ended block that
+        // began years earlier explains no change inside this capture.
         events.retain(|e| {
-            e.start_ts <= last
-                && e.end_ts
-                    .is_none_or(|end| end >= first.saturating_sub(EVENT_LOOKBACK_NANOS))
+            e.start_ts <= last && e.start_ts >= first.saturating_sub(EVENT_LOOKBACK_NANOS)
         });
     } else {
         events.clear();
