@@ -252,7 +252,7 @@ impl InputArgs {
         if all.is_empty() {
             bail!("no input: name capture files or folders (or -r FILE)");
         }
-        Ok(crate::ingest::expand_inputs(&all).context("reading inputs")?)
+        crate::ingest::expand_inputs(&all).context("reading inputs")
     }
 
     fn checked_files(&self) -> Result<Vec<PathBuf>> {

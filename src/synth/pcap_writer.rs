@@ -22,7 +22,7 @@ pub const SNAPLEN: u32 = 65_535;
 /// Where bytes go: a plain file, a gzip stream, or nowhere (dry runs that only count).
 pub enum Sink {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
     Null,
 }
 
@@ -34,7 +34,7 @@ impl Sink {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
         Ok(if gz {
-            Sink::Gzip(GzEncoder::new(file, Compression::fast()))
+            Sink::Gzip(Box::new(GzEncoder::new(file, Compression::fast())))
         } else {
             Sink::Plain(file)
         })
