@@ -28,10 +28,13 @@ command -v tshark >/dev/null && add tshark "tshark -q" "tshark -q -r $cap"
 command -v tcpdump >/dev/null && add tcpdump "tcpdump -w /dev/null" "tcpdump -r $cap -w /dev/null"
 
 declare -A secs rss
+tfile=$(mktemp)
+trap 'rm -f "$tfile"' EXIT
 for k in "${order[@]}"; do
   times=(); mems=()
   for _ in $(seq "$runs"); do
-    out=$( { /usr/bin/time -f "%e %M" ${cmd[$k]} >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$tfile" -f "%e %M" ${cmd[$k]} >/dev/null 2>&1 || true
+    out=$(tail -1 "$tfile")
     times+=("${out% *}"); mems+=("${out#* }")
   done
   secs[$k]=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')

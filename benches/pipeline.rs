@@ -92,5 +92,52 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(pipeline, benches);
+/// The fingerprint driver on real VPN/proxy traffic: every dev-corpus capture (in memory)
+/// through flows with and without the detectors; the difference is the driver's cost.
+fn corpus_benches(c: &mut Criterion) {
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/dev");
+    let Ok(entries) = std::fs::read_dir(&dev) else {
+        eprintln!("../shared/corpus/dev absent: skipping the fingerprint driver bench");
+        return;
+    };
+    let mut captures: Vec<Vec<u8>> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x != "csv"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .collect();
+    captures.sort();
+    let packets: u64 = captures.iter().map(|c| count_packets(c)).sum();
+    let mut group = c.benchmark_group("fingerprint_driver");
+    group.throughput(Throughput::Elements(packets));
+    group.sample_size(10);
+    for (name, registry) in [
+        ("flows_only", &[][..]),
+        (
+            "all_detectors",
+            tunnelwatch::fingerprint::registry::REGISTRY,
+        ),
+    ] {
+        group.bench_function(format!("dev_corpus/{name}"), |b| {
+            b.iter(|| {
+                let mut flows = 0u64;
+                for bytes in &captures {
+                    let Ok(mut r) = CaptureReader::new(&bytes[..]) else {
+                        continue;
+                    };
+                    let mut table = FlowTable::new(FlowConfig::default(), registry);
+                    while let Ok(Some(p)) = r.next_packet() {
+                        if let Ok(d) = decode::decode(p.link_type, p.data) {
+                            table.process(p.ts_nanos, &d, &mut |_| flows += 1);
+                        }
+                    }
+                    table.finish_all(&mut |_| flows += 1);
+                }
+                flows
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(pipeline, benches, corpus_benches);
 criterion_main!(pipeline);

@@ -44,6 +44,62 @@ pub enum Command {
     Synth(crate::synth::SynthArgs),
     /// Receive NetFlow v5/v9 and IPFIX over UDP and analyse the flow records.
     Collect(CollectArgs),
+    /// Capture live from a network interface (libpcap) and write the analysis window by window.
+    #[cfg(feature = "live")]
+    Capture(CaptureArgs),
+    /// List the block-event calendar (built in, plus --events FILE).
+    Events(EventsArgs),
+    /// Score the spike/shift detector on the Numenta Anomaly Benchmark.
+    EvalNab(EvalNabArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Extra events: CSV lines `country,platform,start,end,method,source[,note]`.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalNabArgs {
+    /// The NAB folder (holding data/ and labels/).
+    #[arg(default_value = "../shared/timeseries/nab")]
+    pub nab: PathBuf,
+}
+
+/// `tunnelwatch capture`: tcpdump-like capture options plus the analysis settings.
+#[cfg(feature = "live")]
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Interface to capture on (as tcpdump -i), e.g. eth0 or lo.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: String,
+    /// BPF filter expression (tcpdump syntax), e.g. "tcp or udp".
+    #[arg(short = 'f', long = "filter", value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Stop after this long (e.g. 30, 30s, 10m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub duration: Option<u32>,
+    /// Stop once this file exists (open flows and the last window are written first).
+    #[arg(long, value_name = "FILE")]
+    pub stop_file: Option<PathBuf>,
+    /// Bytes kept of each frame (as tcpdump -s).
+    #[arg(short = 's', long, value_name = "N", default_value_t = 262_144)]
+    pub snaplen: i32,
+    /// Put the interface into promiscuous mode (off by default).
+    #[arg(long)]
+    pub promisc: bool,
+    /// Output directory: one `window-<unix start>` folder per window, and the whole run at the end.
+    #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub stats: StatsArgs,
+    /// No per-window lines or summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +298,10 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Collect(args) => run_collect(args),
+        Command::Events(args) => run_events(args),
+        Command::EvalNab(args) => run_eval_nab(args),
+        #[cfg(feature = "live")]
+        Command::Capture(args) => run_capture(args),
     }
 }
 
@@ -426,6 +486,71 @@ fn write_analysis(
     Ok(())
 }
 
+fn run_events(args: EventsArgs) -> Result<i32> {
+    let mut events = crate::detect::builtin_events();
+    if let Some(path) = &args.events {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        events.extend(
+            crate::detect::parse_events_csv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+    }
+    events.sort_by_key(|e| e.start_ts);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &events)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{:<8} {:<22} {:<21} {:<21} {:<12} source",
+            "country", "platform", "start (UTC)", "end (UTC)", "method"
+        )?;
+        for e in &events {
+            writeln!(
+                out,
+                "{:<8} {:<22} {:<21} {:<21} {:<12} {}",
+                e.country,
+                e.platform,
+                crate::detect::format_ts(e.start_ts),
+                e.end_ts
+                    .map_or_else(|| "open".to_string(), crate::detect::format_ts),
+                e.method,
+                e.source
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn run_eval_nab(args: EvalNabArgs) -> Result<i32> {
+    use crate::detect::nab;
+    let files =
+        nab::load_corpus(&args.nab).map_err(|e| anyhow::anyhow!("{}: {e}", args.nab.display()))?;
+    let summaries = nab::evaluate(&files, &nab::nab_config(), &nab::builtin_profiles());
+    println!(
+        "NAB: {} series, detector config nab_config() (see src/detect/nab.rs)",
+        files.len()
+    );
+    println!(
+        "{:<24} {:>8} {:>10} {:>10}",
+        "profile", "score", "recall", "precision"
+    );
+    for s in &summaries {
+        let recall = s.detected_windows as f64 / s.windows.max(1) as f64;
+        let precision = s.detections_in_windows as f64 / s.detections.max(1) as f64;
+        println!(
+            "{:<24} {:>8.1} {:>10.3} {:>10.3}",
+            s.profile, s.score, recall, precision
+        );
+    }
+    println!("published standard-profile scores: Twitter ADVec 47.1, Numenta HTM ~70, ARTime 74.9");
+    Ok(0)
+}
+
 fn run_report(args: ReportArgs) -> Result<i32> {
     let data_path = args.dir.join("report_data.json");
     let data = report::html::ReportData::read_json(&data_path)
@@ -474,6 +599,74 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
         ..RunSummary::default()
     };
     write_analysis(&records, &summary, &args.stats, &args.out, None, args.quiet)?;
+    Ok(0)
+}
+
+/// Live capture: each window's finished flows go to `OUT/window-<unix start>/` (the same files as
+/// `analyze`), and at the stop every flow of the run goes to `OUT/`.
+#[cfg(feature = "live")]
+fn run_capture(args: CaptureArgs) -> Result<i32> {
+    use crate::ingest::live;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output folder {}", args.out.display()))?;
+    let config = live::LiveConfig {
+        filter: args.filter.clone(),
+        snaplen: args.snaplen,
+        promisc: args.promisc,
+        window_secs: args.stats.window,
+        ..live::LiveConfig::new(&args.interface)
+    };
+    let capture = live::LiveCapture::open(&config)?;
+    if !args.quiet {
+        eprintln!(
+            "capturing on {} (link type {}){}; windows of {} s into {}",
+            args.interface,
+            capture.link_type(),
+            args.duration
+                .map_or(String::new(), |d| format!(" for {d} s")),
+            args.stats.window,
+            args.out.display()
+        );
+        if args.duration.is_none() && args.stop_file.is_none() {
+            eprintln!("no --duration or --stop-file: an interrupt loses the open window");
+        }
+    }
+    let duration = args
+        .duration
+        .map(|d| std::time::Duration::from_secs(u64::from(d)));
+    let mut stop = live::StopWhen::new(None, duration, args.stop_file.clone());
+    let mut all = Vec::new();
+    let totals = capture.run(&mut stop, args.quiet, &mut |window, mut records| {
+        crate::pipeline::number_flows(&mut records);
+        let dir = args.out.join(format!("window-{}", window.start_secs()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating output folder {}", dir.display()))?;
+        write_analysis(
+            &records,
+            &window.run_summary(),
+            &args.stats,
+            &dir,
+            None,
+            true,
+        )?;
+        all.extend(records);
+        Ok(())
+    })?;
+    crate::pipeline::number_flows(&mut all);
+    if !args.quiet {
+        eprintln!(
+            "capture: {} windows; kernel: {} received, {} dropped, {} dropped by interface",
+            totals.windows, totals.kernel.received, totals.kernel.dropped, totals.kernel.if_dropped
+        );
+    }
+    write_analysis(
+        &all,
+        &totals.summary,
+        &args.stats,
+        &args.out,
+        None,
+        args.quiet,
+    )?;
     Ok(0)
 }
 

@@ -565,8 +565,15 @@ pub fn window_series_from_columns(
     let mut bounds: Option<(i64, i64)> = None;
     let mut extend =
         |ts: i64| bounds = Some(bounds.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))));
-    for &ts in &cols.window_start {
-        extend(ts);
+    // The metric series cover the stretch of windows that carries the data (stats skips years of
+    // nothing between merged captures); chart that stretch, and all flows only without metrics.
+    let metrics_on_grid = metrics
+        .iter()
+        .any(|m| m.step_nanos == base_step && !m.values.is_empty());
+    if !metrics_on_grid {
+        for &ts in &cols.window_start {
+            extend(ts);
+        }
     }
     for m in metrics
         .iter()

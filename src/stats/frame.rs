@@ -294,6 +294,29 @@ const DETECTOR_METRICS: &[&str] = &[
     "control_success_ratio",
 ];
 
+/// Gaps longer than this (no flow at all) split a run into separate segments.
+const SEGMENT_GAP_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
+
+/// The (first, last) window of the contiguous stretch with the most windows. Captures merged
+/// from different years would otherwise make one dense series of millions of empty windows;
+/// detection runs on the stretch that carries the data.
+fn busiest_segment(windows: &[i64], step: i64) -> Option<(i64, i64)> {
+    let mut best: Option<(usize, i64, i64)> = None;
+    let mut start = 0;
+    for i in 0..windows.len() {
+        let ends =
+            i + 1 == windows.len() || windows[i + 1] - windows[i] > SEGMENT_GAP_NANOS.max(step);
+        if ends {
+            let count = i + 1 - start;
+            if best.is_none_or(|(c, _, _)| count > c) {
+                best = Some((count, windows[start], windows[i]));
+            }
+            start = i + 1;
+        }
+    }
+    best.map(|(_, a, b)| (a, b))
+}
+
 fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<MetricSeries>> {
     let step = i64::from(window_secs.max(1)) * 1_000_000_000;
     let windows_col = series.column("window_start")?.cast(&DataType::Int64)?;
@@ -301,7 +324,7 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
     let windows: Vec<i64> = (0..windows_ca.len())
         .map(|i| windows_ca.get(i).unwrap_or(0))
         .collect();
-    let (Some(&first), Some(&last)) = (windows.first(), windows.last()) else {
+    let Some((first, last)) = busiest_segment(&windows, step) else {
         return Ok(Vec::new());
     };
     let n = usize::try_from((last - first) / step + 1).unwrap_or(0);
@@ -311,6 +334,9 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
         let mut values = vec![f64::NAN; n];
         let ca = col.f64()?;
         for (w, v) in windows.iter().zip((0..ca.len()).map(|i| ca.get(i))) {
+            if *w < first || *w > last {
+                continue;
+            }
             let i = usize::try_from((w - first) / step).unwrap_or(usize::MAX);
             if let (Some(slot), Some(v)) = (values.get_mut(i), v) {
                 *slot = v;
@@ -474,6 +500,25 @@ mod tests {
             .unwrap();
         assert_eq!(share.values.len(), 2);
         assert!((share.values[1] - 2.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn busiest_segment_skips_years_of_nothing() {
+        let day = 86_400_000_000_000i64;
+        let step = 300_000_000_000;
+        let windows = [
+            0,
+            step,
+            3000 * day,
+            3000 * day + step,
+            3000 * day + 2 * step,
+            9000 * day,
+        ];
+        assert_eq!(
+            busiest_segment(&windows, step),
+            Some((3000 * day, 3000 * day + 2 * step))
+        );
+        assert_eq!(busiest_segment(&[], step), None);
     }
 
     #[test]

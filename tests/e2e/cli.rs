@@ -239,3 +239,48 @@ fn check_capture(path: &std::path::Path, expected_packets: u64) {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn events_lists_the_calendar_and_user_events() {
+    let dir = scratch("events");
+    let file = dir.join("mine.csv");
+    std::fs::write(
+        &file,
+        "XX,signal,2025-01-02T03:00:00Z,,dns,https://example.org/report\n",
+    )
+    .unwrap();
+    let out = run(&["events", "--events", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines().any(|l| l.starts_with("PK")
+            && l.contains("2024-02-17T17:00:00Z")
+            && l.contains("2025-05-07")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("XX") && l.contains("signal")),
+        "{text}"
+    );
+    std::fs::write(&file, "XX,signal,2025-02-30,,dns,src\n").unwrap();
+    let bad = run(&["events", "--events", file.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("line 1"), "{}", stderr(&bad));
+}
+
+#[test]
+fn no_progress_line_when_stderr_is_not_a_terminal() {
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !err.contains('\r') && !err.contains("ETA"),
+        "progress drawn on a pipe: {err:?}"
+    );
+    assert!(!stdout(&out).contains("ETA"));
+}

@@ -4,5 +4,6 @@
 mod bad_input;
 mod cli;
 mod corpus;
+mod hostile;
 mod report;
 mod util;
