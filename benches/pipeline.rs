@@ -84,7 +84,7 @@ fn benches(c: &mut Criterion) {
                 });
                 let mut report = FileReport::new(Path::new(&name));
                 let reader = CaptureReader::new(&bytes[..]).expect("valid capture");
-                p.feed_reader(reader, &mut report, &mut |_| {});
+                p.feed_reader(reader, &mut report, &mut |_, _| {});
                 p.finish().0.len()
             })
         });

@@ -134,8 +134,9 @@ impl Pipeline {
         }
     }
 
-    /// Reads one capture file. `progress` is told the bytes consumed.
-    pub fn feed_file(&mut self, path: &Path, progress: &mut impl FnMut(u64)) -> &FileReport {
+    /// Reads one capture file. `progress` is told the bytes and packets consumed since its last
+    /// call (every few thousand packets).
+    pub fn feed_file(&mut self, path: &Path, progress: &mut impl FnMut(u64, u64)) -> &FileReport {
         let mut report = FileReport::new(path);
         match ingest::open_capture(path) {
             Err(OpenError::Io(e)) => report.status = FileStatus::Failed(e.to_string()),
@@ -151,10 +152,10 @@ impl Pipeline {
         &mut self,
         mut reader: CaptureReader<R>,
         report: &mut FileReport,
-        progress: &mut impl FnMut(u64),
+        progress: &mut impl FnMut(u64, u64),
     ) {
         report.format = Some(reader.format());
-        let mut last_progress = 0u64;
+        let (mut last_progress, mut last_packets) = (0u64, 0u64);
         loop {
             match reader.next_packet() {
                 Ok(Some(packet)) => {
@@ -174,8 +175,9 @@ impl Pipeline {
                     }
                     if report.packets % 4096 == 0 {
                         let off = reader.offset();
-                        progress(off - last_progress);
+                        progress(off - last_progress, report.packets - last_packets);
                         last_progress = off;
+                        last_packets = report.packets;
                     }
                 }
                 Ok(None) => break,
@@ -186,7 +188,7 @@ impl Pipeline {
             }
         }
         report.bytes = reader.offset();
-        progress(report.bytes - last_progress);
+        progress(report.bytes - last_progress, report.packets - last_packets);
     }
 
     /// Ends all live flows; returns every flow, numbered in order of (first packet time,
@@ -406,7 +408,7 @@ mod tests {
         });
         let mut report = FileReport::new(Path::new("test"));
         let reader = CaptureReader::new(bytes).expect("valid header");
-        p.feed_reader(reader, &mut report, &mut |_| {});
+        p.feed_reader(reader, &mut report, &mut |_, _| {});
         let (records, summary) = p.finish();
         let in_flows = records.iter().map(|r| r.packets[0] + r.packets[1]).sum();
         (records, summary, in_flows)

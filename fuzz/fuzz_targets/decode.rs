@@ -4,8 +4,16 @@ use libfuzzer_sys::fuzz_target;
 use tunnelwatch::decode::{decode, link};
 
 const LINKS: [u16; 10] = [
-    link::NULL, link::ETHERNET, link::PPP, link::RAW, link::LOOP, link::LINUX_SLL,
-    link::IPV4, link::IPV6, link::LINUX_SLL2, link::PPP_HDLC,
+    link::NULL,
+    link::ETHERNET,
+    link::PPP,
+    link::RAW,
+    link::LOOP,
+    link::LINUX_SLL,
+    link::IPV4,
+    link::IPV6,
+    link::LINUX_SLL2,
+    link::PPP_HDLC,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,9 @@ use tunnelwatch::fingerprint::{FingerprintState, FlowContext, Payload};
 use tunnelwatch::flow::{Direction, Transport};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, mut rest)) = data.split_first() else { return };
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
     let transport = match selector % 5 {
         0 => Transport::Tcp,
         1 => Transport::Udp,
@@ -23,19 +25,26 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(len).min(tail.len());
         let (bytes, tail) = tail.split_at(len);
         rest = tail;
-        let direction = if nth % 2 == 0 { Direction::ToServer } else { Direction::ToClient };
+        let direction = if nth % 2 == 0 {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
         let d = direction.index();
         if !bytes.is_empty() {
-            state.observe(REGISTRY, &Payload {
-                direction,
-                nth_in_direction: counts[d],
-                nth,
-                transport,
-                client_port: 40000,
-                server_port,
-                ts_nanos: i64::from(nth) * 1_000_000,
-                bytes,
-            });
+            state.observe(
+                REGISTRY,
+                &Payload {
+                    direction,
+                    nth_in_direction: counts[d],
+                    nth,
+                    transport,
+                    client_port: 40000,
+                    server_port,
+                    ts_nanos: i64::from(nth) * 1_000_000,
+                    bytes,
+                },
+            );
             counts[d] = counts[d].saturating_add(1);
             nth = nth.saturating_add(1);
         }

@@ -152,6 +152,10 @@ pub struct InputArgs {
     /// No summary on stderr (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
+    /// End-of-run summary as JSON (the summary.json document) instead of the table: on stdout
+    /// for `analyze`, on stderr where stdout carries data.
+    #[arg(long)]
+    pub json: bool,
     /// Worker threads (default: all cores). Output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -361,7 +365,8 @@ pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> 
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
     let mut pipeline = Pipeline::new(input.config());
     for file in &files {
-        let report = pipeline.feed_file(file, &mut |bytes| progress.advance(bytes));
+        let report =
+            pipeline.feed_file(file, &mut |bytes, packets| progress.advance(bytes, packets));
         let label = if input.strict { "error" } else { "warning" };
         match &report.status {
             FileStatus::Complete => {}
@@ -390,7 +395,12 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
     let mut writer = io::BufWriter::new(stdout.lock());
     output::write_flows(&mut writer, &records, args.format)?;
     writer.flush()?;
-    if !args.input.quiet {
+    if args.input.json {
+        eprintln!(
+            "{}",
+            report::summary_json(&summary, &output::protocol_counts(&records))
+        );
+    } else if !args.input.quiet {
         report::print_terminal_summary(&summary, &output::protocol_counts(&records));
     }
     Ok(args.input.exit_code(&summary))
@@ -425,8 +435,14 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         &args.stats,
         &args.out,
         args.figures.as_deref(),
-        args.input.quiet,
+        args.input.quiet || args.input.json,
     )?;
+    if args.input.json {
+        println!(
+            "{}",
+            report::summary_json(&summary, &output::protocol_counts(&records))
+        );
+    }
     Ok(args.input.exit_code(&summary))
 }
 

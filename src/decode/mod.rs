@@ -260,7 +260,21 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             let mut first = true;
-            for ext in v6.extensions().clone() {
+            // etherparse 0.21's extension iterator reads past the validated bytes (unchecked)
+            // when lax parsing stopped at a bad extension header: never ask it for more than
+            // the headers that were validated (found by fuzzing; tests/e2e/hostile.rs).
+            let exts = v6.extensions();
+            let (total, mut seen) = (exts.slice().len(), 0);
+            let mut iter = exts.clone().into_iter();
+            while seen < total {
+                let Some(ext) = iter.next() else { break };
+                seen += match &ext {
+                    Ipv6ExtensionSlice::HopByHop(s)
+                    | Ipv6ExtensionSlice::Routing(s)
+                    | Ipv6ExtensionSlice::DestinationOptions(s) => s.slice().len(),
+                    Ipv6ExtensionSlice::Fragment(s) => s.slice().len(),
+                    Ipv6ExtensionSlice::Authentication(s) => s.slice().len(),
+                };
                 if let Ipv6ExtensionSlice::Fragment(frag) = ext {
                     first = frag.fragment_offset().value() == 0;
                 }

@@ -5,6 +5,8 @@
 
 pub mod capture;
 pub mod flowlog;
+#[cfg(feature = "live")]
+pub mod live;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};

@@ -62,12 +62,9 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes `summary.json`: inputs, packets, skips by reason, flows, evictions, protocol counts.
-pub fn write_summary_json(
-    summary: &RunSummary,
-    protocols: &BTreeMap<String, u64>,
-    path: &Path,
-) -> io::Result<()> {
+/// The run summary as the `summary.json` document: inputs, packets, skips by reason, flows,
+/// evictions, protocol counts.
+pub fn summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64>) -> serde_json::Value {
     let files: Vec<_> = summary
         .files
         .iter()
@@ -89,7 +86,7 @@ pub fn write_summary_json(
         .collect();
     let skipped: BTreeMap<&str, u64> = summary.skipped.nonzero().collect();
     let c = &summary.flow_counters;
-    let doc = json!({
+    json!({
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "tool_version": env!("CARGO_PKG_VERSION"),
         "files": files,
@@ -108,7 +105,16 @@ pub fn write_summary_json(
         "first_ts": summary.first_ts.map(format_ts),
         "last_ts": summary.last_ts.map(format_ts),
         "protocols": protocols,
-    });
+    })
+}
+
+/// Writes `summary.json` (see [`summary_json`]).
+pub fn write_summary_json(
+    summary: &RunSummary,
+    protocols: &BTreeMap<String, u64>,
+    path: &Path,
+) -> io::Result<()> {
+    let doc = summary_json(summary, protocols);
     let tmp = path.with_extension("json.tmp");
     {
         let mut f = io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -174,6 +180,7 @@ pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String,
 pub struct Progress {
     total: u64,
     done: u64,
+    packets: u64,
     enabled: bool,
     started: Instant,
     last_draw: Instant,
@@ -186,6 +193,7 @@ impl Progress {
         Progress {
             total,
             done: 0,
+            packets: 0,
             enabled,
             started: now,
             last_draw: now,
@@ -193,8 +201,9 @@ impl Progress {
         }
     }
 
-    pub fn advance(&mut self, bytes: u64) {
+    pub fn advance(&mut self, bytes: u64, packets: u64) {
         self.done += bytes;
+        self.packets += packets;
         if !self.enabled || self.last_draw.elapsed().as_millis() < 200 {
             return;
         }
@@ -215,11 +224,13 @@ impl Progress {
         let filled = (frac * width as f64) as usize;
         let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
         eprint!(
-            "\r[{bar}] {:5.1}%  {:.1}/{:.1} MB  {:.1} MB/s  ETA {:.0}s ",
+            "\r[{bar}] {:5.1}%  {:.1}/{:.1} MB  {:.1} MB/s  {} packets ({:.0} k/s)  ETA {:.0}s ",
             frac * 100.0,
             self.done as f64 / 1e6,
             self.total as f64 / 1e6,
             rate / 1e6,
+            self.packets,
+            self.packets as f64 / secs / 1e3,
             eta
         );
         self.drawn = true;

@@ -284,3 +284,33 @@ fn no_progress_line_when_stderr_is_not_a_terminal() {
     );
     assert!(!stdout(&out).contains("ETA"));
 }
+
+#[test]
+fn json_summary_for_machines() {
+    let dir = scratch("json");
+    let out = run(&[
+        "analyze",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).expect("one JSON document on stdout");
+    assert_eq!(doc["packets_read"], 3);
+    assert!(
+        !stderr(&out).contains("tunnelwatch summary"),
+        "no table with --json"
+    );
+    let flows = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--json",
+    ]);
+    let last = stderr(&flows).lines().last().unwrap_or("").to_string();
+    let doc: serde_json::Value = serde_json::from_str(&last).expect("summary JSON on stderr");
+    assert_eq!(doc["flows"], 2);
+}

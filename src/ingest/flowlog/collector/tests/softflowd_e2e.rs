@@ -63,7 +63,7 @@ fn totals(flows: &[FlowRecord]) -> Totals {
 
 fn pipeline_flows(pcap: &Path) -> Vec<FlowRecord> {
     let mut p = Pipeline::new(PipelineConfig::default());
-    p.feed_file(pcap, &mut |_| {});
+    p.feed_file(pcap, &mut |_, _| {});
     p.finish().0
 }
 

@@ -1,0 +1,29 @@
+//! The remaining VPN parsers: GRE and PPP (protocols/gre.rs), L2TP (l2tp.rs), PPTP control
+//! (pptp.rs), ZeroTier (zerotier.rs), SoftEther packs and NAT-T replies (softether.rs); then
+//! their detectors. Byte 0 of the input also picks the detector flow's transport.
+#![no_main]
+#[path = "common/mod.rs"]
+mod common;
+use libfuzzer_sys::fuzz_target;
+use tunnelwatch::fingerprint::protocols::{gre, l2tp, pptp, softether, zerotier};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = gre::parse_gre(data);
+    let _ = gre::parse_ppp(data);
+    let _ = l2tp::parse_l2tp(data);
+    let _ = pptp::parse_control(data);
+    let _ = zerotier::is_fragment(data);
+    let _ = zerotier::parse_packet(data);
+    let _ = softether::parse_pack(data);
+    let _ = softether::parse_wpc_body(data);
+    let _ = softether::parse_nat_t_reply(data);
+    for spec in [
+        &gre::SPEC,
+        &l2tp::SPEC,
+        &pptp::SPEC,
+        &zerotier::SPEC,
+        &softether::SPEC,
+    ] {
+        common::drive(spec, data);
+    }
+});
