@@ -156,6 +156,13 @@ pub struct InputArgs {
     /// for `analyze`, on stderr where stdout carries data.
     #[arg(long)]
     pub json: bool,
+    /// Tor relay addresses (a network-status consensus or one address per line): flows to them
+    /// are labelled `tor` with confidence `endpoint_list`.
+    #[arg(long, value_name = "FILE")]
+    pub tor_relays: Option<PathBuf>,
+    /// VPN provider/app address ranges: lines `PREFIX,TOKEN` (e.g. `198.51.100.0/24,mullvad`).
+    #[arg(long, value_name = "FILE")]
+    pub endpoints: Option<PathBuf>,
     /// Worker threads (default: all cores). Output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -356,6 +363,7 @@ impl InputArgs {
 /// reports file problems on stderr as they happen.
 pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> {
     let files = input.checked_files()?;
+    install_endpoint_lists(input)?;
     let total_bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -387,6 +395,27 @@ pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> 
     let result = pipeline.finish();
     progress.clear();
     Ok(result)
+}
+
+/// Loads the user's endpoint lists (if any) for the endpoint-list detectors.
+fn install_endpoint_lists(input: &InputArgs) -> Result<()> {
+    let mut list = crate::intel::endpoints::EndpointList::default();
+    if let Some(path) = &input.tor_relays {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        list.load_tor_relays(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &input.endpoints {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        list.load_endpoints(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if !list.is_empty() {
+        crate::intel::endpoints::install(list);
+    }
+    Ok(())
 }
 
 fn run_flows(args: FlowsArgs) -> Result<i32> {

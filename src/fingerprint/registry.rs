@@ -36,4 +36,6 @@ pub static REGISTRY: &[&Spec] = &[
     &dns::SPEC,
     &dns_tunnel::SPEC,
     &icmp_tunnel::SPEC,
+    &endpoint_list::TOR_RELAY_SPEC,
+    &endpoint_list::VPN_ENDPOINT_SPEC,
 ];

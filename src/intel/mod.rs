@@ -6,6 +6,7 @@
 //! provider's own documentation or published server/API names.
 
 pub mod cidr;
+pub mod endpoints;
 pub mod platforms;
 
 /// True when `host` is `suffix` or ends with `.suffix` (ASCII case-insensitive, trailing dot

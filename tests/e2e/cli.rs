@@ -314,3 +314,53 @@ fn json_summary_for_machines() {
     let doc: serde_json::Value = serde_json::from_str(&last).expect("summary JSON on stderr");
     assert_eq!(doc["flows"], 2);
 }
+
+#[test]
+fn user_endpoint_lists_label_relays_and_providers() {
+    let dir = scratch("endpoints");
+    let relays = dir.join("consensus.txt");
+    std::fs::write(&relays, "network-status-version 3\nr relay1 AAAA BBBB 2024-02-17 12:00:00 10.0.0.2 9001 0\ns Fast Running Valid\n").unwrap();
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-q",
+        "--tor-relays",
+        relays.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for line in stdout(&out).lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (row["protocol"].as_str(), row["confidence"].as_str()),
+            (Some("tor"), Some("endpoint_list"))
+        );
+    }
+    let ranges = dir.join("vpn.csv");
+    std::fs::write(&ranges, "10.0.0.0/30,mullvad\n").unwrap();
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-q",
+        "--endpoints",
+        ranges.to_str().unwrap(),
+    ]);
+    let row: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (row["provider"].as_str(), row["family"].as_str()),
+        (Some("mullvad"), Some("vpn"))
+    );
+    std::fs::write(&ranges, "not-a-prefix,mullvad\n").unwrap();
+    let bad = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "--endpoints",
+        ranges.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("vpn.csv: line 1"), "{}", stderr(&bad));
+}

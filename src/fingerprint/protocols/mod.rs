@@ -2,6 +2,7 @@
 pub mod dns;
 pub mod dns_tunnel;
 pub mod dtls;
+pub mod endpoint_list;
 pub mod fully_encrypted;
 pub mod gre;
 pub mod http;
