@@ -6,6 +6,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::decode::{self, SkipCounts};
 use crate::fingerprint::registry::REGISTRY;
@@ -86,6 +88,8 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     sink: Sink,
     summary: RunSummary,
+    /// Flows created so far, for progress displays (updated every few thousand packets).
+    flows_seen: Arc<AtomicU64>,
 }
 
 enum Sink {
@@ -120,18 +124,25 @@ impl FileReport {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
+        let flows_seen = Arc::new(AtomicU64::new(0));
         let sink = if config.threads <= 1 {
             Sink::Local {
                 table: Box::new(FlowTable::new(config.flow, REGISTRY)),
                 records: Vec::new(),
             }
         } else {
-            Sink::Workers(parallel::Dispatcher::start(config))
+            Sink::Workers(parallel::Dispatcher::start(config, Arc::clone(&flows_seen)))
         };
         Pipeline {
             sink,
             summary: RunSummary::default(),
+            flows_seen,
         }
+    }
+
+    /// A counter of the flows created so far (approximate while workers run), for progress.
+    pub fn flows_seen(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.flows_seen)
     }
 
     /// Reads one capture file. `progress` is told the bytes and packets consumed since its last
@@ -175,6 +186,10 @@ impl Pipeline {
                     }
                     if report.packets % 4096 == 0 {
                         let off = reader.offset();
+                        if let Sink::Local { table, .. } = &self.sink {
+                            self.flows_seen
+                                .store(table.counters().flows_created, Ordering::Relaxed);
+                        }
                         progress(off - last_progress, report.packets - last_packets);
                         last_progress = off;
                         last_packets = report.packets;
@@ -245,7 +260,9 @@ mod parallel {
     //! Dispatch of packets to worker threads by flow hash, in recycled batches.
 
     use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+    use std::sync::Arc;
     use std::thread::JoinHandle;
 
     use super::PipelineConfig;
@@ -277,7 +294,7 @@ mod parallel {
     }
 
     impl Dispatcher {
-        pub fn start(config: PipelineConfig) -> Self {
+        pub fn start(config: PipelineConfig, flows_seen: Arc<AtomicU64>) -> Self {
             // The calling thread reads and decodes; it counts as one of the threads.
             let n = config.threads.saturating_sub(1).max(1);
             let flow = FlowConfig {
@@ -291,7 +308,9 @@ mod parallel {
                     for _ in 0..BATCHES_IN_FLIGHT {
                         let _ = to_reader.send(Batch::default());
                     }
-                    let handle = std::thread::spawn(move || work(flow, from_reader, to_reader));
+                    let flows_seen = Arc::clone(&flows_seen);
+                    let handle =
+                        std::thread::spawn(move || work(flow, from_reader, to_reader, &flows_seen));
                     Worker {
                         current: Batch::default(),
                         to_worker,
@@ -352,9 +371,11 @@ mod parallel {
         flow: FlowConfig,
         batches: Receiver<Batch>,
         recycle: SyncSender<Batch>,
+        flows_seen: &AtomicU64,
     ) -> (Vec<FlowRecord>, FlowCounters) {
         let mut table = FlowTable::new(flow, REGISTRY);
         let mut records = Vec::new();
+        let mut reported = 0u64;
         for mut batch in batches {
             for &(ts, link_type, start, len) in &batch.frames {
                 let frame = &batch.bytes[start..start + len];
@@ -363,6 +384,9 @@ mod parallel {
                     table.process(ts, &pkt, &mut |r| records.push(r));
                 }
             }
+            let created = table.counters().flows_created;
+            flows_seen.fetch_add(created - reported, Ordering::Relaxed);
+            reported = created;
             batch.bytes.clear();
             batch.frames.clear();
             let _ = recycle.try_send(batch);

@@ -372,9 +372,15 @@ pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> 
     let mut progress =
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
     let mut pipeline = Pipeline::new(input.config());
+    let flows = pipeline.flows_seen();
     for file in &files {
-        let report =
-            pipeline.feed_file(file, &mut |bytes, packets| progress.advance(bytes, packets));
+        let report = pipeline.feed_file(file, &mut |bytes, packets| {
+            progress.advance(
+                bytes,
+                packets,
+                flows.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        });
         let label = if input.strict { "error" } else { "warning" };
         match &report.status {
             FileStatus::Complete => {}

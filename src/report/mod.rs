@@ -181,6 +181,7 @@ pub struct Progress {
     total: u64,
     done: u64,
     packets: u64,
+    flows: u64,
     enabled: bool,
     started: Instant,
     last_draw: Instant,
@@ -194,6 +195,7 @@ impl Progress {
             total,
             done: 0,
             packets: 0,
+            flows: 0,
             enabled,
             started: now,
             last_draw: now,
@@ -201,9 +203,10 @@ impl Progress {
         }
     }
 
-    pub fn advance(&mut self, bytes: u64, packets: u64) {
+    pub fn advance(&mut self, bytes: u64, packets: u64, flows: u64) {
         self.done += bytes;
         self.packets += packets;
+        self.flows = flows;
         if !self.enabled || self.last_draw.elapsed().as_millis() < 200 {
             return;
         }
@@ -224,13 +227,14 @@ impl Progress {
         let filled = (frac * width as f64) as usize;
         let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
         eprint!(
-            "\r[{bar}] {:5.1}%  {:.1}/{:.1} MB  {:.1} MB/s  {} packets ({:.0} k/s)  ETA {:.0}s ",
+            "\r[{bar}] {:5.1}%  {:.1}/{:.1} MB  {:.1} MB/s  {} packets ({:.0} k/s)  {} flows  ETA {:.0}s ",
             frac * 100.0,
             self.done as f64 / 1e6,
             self.total as f64 / 1e6,
             rate / 1e6,
             self.packets,
             self.packets as f64 / secs / 1e3,
+            self.flows,
             eta
         );
         self.drawn = true;
