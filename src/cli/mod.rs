@@ -49,8 +49,20 @@ pub enum Command {
     Capture(CaptureArgs),
     /// List the block-event calendar (built in, plus --events FILE).
     Events(EventsArgs),
+    /// Re-run detection on an analyze output folder (its series.parquet), without the captures;
+    /// rewrites alerts.json and the report.
+    Detect(DetectArgs),
     /// Score the spike/shift detector on the Numenta Anomaly Benchmark.
     EvalNab(EvalNabArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// An output folder of `tunnelwatch analyze`.
+    pub dir: PathBuf,
+    /// Extra block events: CSV lines `country,platform,start,end,method,source`.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -310,6 +322,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Collect(args) => run_collect(args),
         Command::Events(args) => run_events(args),
+        Command::Detect(args) => run_detect(args),
         Command::EvalNab(args) => run_eval_nab(args),
         #[cfg(feature = "live")]
         Command::Capture(args) => run_capture(args),
@@ -535,6 +548,50 @@ fn write_analysis(
         );
     }
     Ok(())
+}
+
+fn read_user_events(path: Option<&std::path::Path>) -> Result<Vec<crate::detect::BlockEvent>> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            crate::detect::parse_events_csv(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+fn run_detect(args: DetectArgs) -> Result<i32> {
+    let series = args.dir.join("series.parquet");
+    let metrics = crate::stats::read_metric_series(&series, 300)
+        .with_context(|| format!("reading {}", series.display()))?;
+    let data_path = args.dir.join("report_data.json");
+    let mut data = report::html::ReportData::read_json(&data_path)
+        .with_context(|| format!("reading {}", data_path.display()))?;
+    let summary = RunSummary {
+        first_ts: data.first_ts,
+        last_ts: data.last_ts,
+        ..RunSummary::default()
+    };
+    let extra = read_user_events(args.events.as_deref())?;
+    let detections =
+        detection::run(&metrics, &summary, &extra, &args.dir).context("detecting events")?;
+    eprintln!(
+        "{} alerts, {} calendar events, {} alignments; wrote alerts.json and report.html in {}",
+        detections.alerts.len(),
+        detections.events.len(),
+        detections.alignments.len(),
+        args.dir.display()
+    );
+    data.events = detections.events;
+    data.alerts = detections.alerts;
+    data.alignments = detections.alignments;
+    data.write_json(&data_path)
+        .context("writing report_data.json")?;
+    report::html::write_html(&data, &args.dir.join("report.html"))
+        .context("writing report.html")?;
+    Ok(0)
 }
 
 fn run_events(args: EventsArgs) -> Result<i32> {

@@ -361,6 +361,32 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
     Ok(out)
 }
 
+/// The detector's metric series from a `series.parquet` written earlier (the window length is
+/// the smallest spacing of its windows, or `default_window_secs` for a single window).
+pub fn read_metric_series(path: &Path, default_window_secs: u32) -> io::Result<Vec<MetricSeries>> {
+    use polars_io::parquet::read::ParquetReader;
+    use polars_io::SerReader;
+    let file = std::fs::File::open(path)?;
+    let df = ParquetReader::new(file).finish().map_err(to_io)?;
+    let windows_col = df
+        .column("window_start")
+        .map_err(to_io)?
+        .cast(&DataType::Int64)
+        .map_err(to_io)?;
+    let ca = windows_col.i64().map_err(to_io)?;
+    let mut windows: Vec<i64> = (0..ca.len()).filter_map(|i| ca.get(i)).collect();
+    windows.sort_unstable();
+    let step = windows
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .min();
+    let window_secs = step.map_or(default_window_secs, |s| {
+        u32::try_from(s / 1_000_000_000).unwrap_or(u32::MAX).max(1)
+    });
+    metric_series(&df, window_secs).map_err(to_io)
+}
+
 pub fn write_window_tables(
     cols: &FlowColumns,
     config: &StatsConfig,

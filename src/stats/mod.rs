@@ -250,6 +250,22 @@ pub fn write_window_tables(
     }
 }
 
+/// Reads the per-window metrics back from a `series.parquet` (for re-running detection).
+pub fn read_metric_series(path: &Path, default_window_secs: u32) -> io::Result<Vec<MetricSeries>> {
+    #[cfg(feature = "polars-out")]
+    {
+        frame::read_metric_series(path, default_window_secs)
+    }
+    #[cfg(not(feature = "polars-out"))]
+    {
+        let _ = default_window_secs;
+        Err(io::Error::other(format!(
+            "{}: reading Parquet needs the polars-out feature (the default build)",
+            path.display()
+        )))
+    }
+}
+
 /// Writes to `path` through a temporary name, so an interrupted run leaves no half file.
 pub(crate) fn write_atomically(
     path: &Path,

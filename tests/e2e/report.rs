@@ -250,3 +250,20 @@ fn synth_is_deterministic_and_writes_truth() {
             .sum::<u64>()
     });
 }
+
+#[test]
+fn detect_reruns_on_saved_series_with_the_same_alerts() {
+    let dir = analyze_samples("detect");
+    let before = std::fs::read_to_string(dir.join("alerts.json")).unwrap();
+    std::fs::remove_file(dir.join("alerts.json")).unwrap();
+    let out = run(&["detect", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let a: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("alerts.json")).unwrap()).unwrap();
+    assert_eq!(
+        a["alerts"], b["alerts"],
+        "series.parquet carries everything detection needs"
+    );
+    assert!(dir.join("report.html").is_file());
+}
