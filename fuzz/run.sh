@@ -38,18 +38,18 @@ for target in "${targets[@]}"; do
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         2>"$logs/$target.log"; then
         # The panic message or sanitizer report, then libFuzzer's reproduction hints.
-        grep -E -A4 "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" "$logs/$target.log" | head -n 30
+        grep -E -A4 "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer|^error" "$logs/$target.log" | head -n 30 || true
         grep -E "^(Failing input|	artifacts/)|cargo fuzz (run|tmin)" "$logs/$target.log" || true
         summary+=("$target: CRASH (see fuzz/artifacts/$target/)")
         status=1
         continue
     fi
     # Last status line of libFuzzer, e.g. "#123456 DONE cov: 812 ft: 2301 corp: 190/40Kb ... exec/s: 2049"
-    last=$(grep -E '^#[0-9]+' "$logs/$target.log" | tail -n 1)
+    last=$(grep -E '^#[0-9]+' "$logs/$target.log" | tail -n 1 || true)
     cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
     corp=$(sed -nE 's/.* corp: ([0-9]+).*/\1/p' <<<"$last")
-    execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$logs/$target.log" | tail -n 1)
+    execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$logs/$target.log" | tail -n 1 || true)
     rate=$(sed -nE 's/.* exec\/s: ([0-9]+).*/\1/p' <<<"$last")
     summary+=("$target: ${execs:-?} runs, ${rate:-?} exec/s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}")
 done
