@@ -912,6 +912,33 @@ fn alert_spans(data: &ReportData, group: AlertGroup) -> Vec<Span> {
         .collect()
 }
 
+/// One stacked area per circumvention family plus the total as a line on top.
+fn stacked_families<'a>(
+    names: &'a [&'static str],
+    values: &'a [Vec<f64>],
+    total_name: &'static str,
+    total: &'a [f64],
+) -> Vec<Plot<'a>> {
+    let mut plots: Vec<Plot<'a>> = names
+        .iter()
+        .zip(values)
+        .zip(FAMILY_COLORS)
+        .map(|((name, values), color)| Plot {
+            name,
+            values,
+            color,
+            kind: PlotKind::StackedArea,
+        })
+        .collect();
+    plots.push(Plot {
+        name: total_name,
+        values: total,
+        color: charts::COLOR_TOTAL,
+        kind: PlotKind::Line,
+    });
+    plots
+}
+
 /// Every chart of the report, in page order: `chart-protocol-mix`, `chart-vpn-share`,
 /// `chart-vpn-hosts`, `chart-reachability`, `chart-failures`, `chart-adoption`.
 pub fn figures(data: &ReportData) -> Vec<Figure> {
@@ -1014,23 +1041,12 @@ pub fn figures(data: &ReportData) -> Vec<Figure> {
         .collect();
     let total_share = s.values_or_nan("circumvention_host_share");
     let vpn_alerts = alert_spans(data, AlertGroup::Vpn);
-    let mut plots: Vec<Plot<'_>> = FAMILY_SHARE_SERIES
-        .iter()
-        .zip(&fam_shares)
-        .zip(FAMILY_COLORS)
-        .map(|((name, values), color)| Plot {
-            name,
-            values,
-            color,
-            kind: PlotKind::StackedArea,
-        })
-        .collect();
-    plots.push(Plot {
-        name: "circumvention_host_share",
-        values: &total_share,
-        color: charts::COLOR_TOTAL,
-        kind: PlotKind::Line,
-    });
+    let plots = stacked_families(
+        &FAMILY_SHARE_SERIES,
+        &fam_shares,
+        "circumvention_host_share",
+        &total_share,
+    );
     let names: Vec<&str> = plots.iter().map(|p| p.name).collect();
     let chart = TimeChart {
         plots,
@@ -1049,23 +1065,12 @@ pub fn figures(data: &ReportData) -> Vec<Figure> {
         .map(|n| s.values_or_nan(n))
         .collect();
     let circ_hosts = s.values_or_nan("circumvention_hosts");
-    let mut plots: Vec<Plot<'_>> = FAMILY_HOST_SERIES
-        .iter()
-        .zip(&fam_hosts)
-        .zip(FAMILY_COLORS)
-        .map(|((name, values), color)| Plot {
-            name,
-            values,
-            color,
-            kind: PlotKind::StackedArea,
-        })
-        .collect();
-    plots.push(Plot {
-        name: "circumvention_hosts",
-        values: &circ_hosts,
-        color: charts::COLOR_TOTAL,
-        kind: PlotKind::Line,
-    });
+    let plots = stacked_families(
+        &FAMILY_HOST_SERIES,
+        &fam_hosts,
+        "circumvention_hosts",
+        &circ_hosts,
+    );
     let names: Vec<&str> = plots.iter().map(|p| p.name).collect();
     let chart = TimeChart {
         plots,
