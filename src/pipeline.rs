@@ -270,7 +270,7 @@ mod parallel {
     use crate::fingerprint::registry::REGISTRY;
     use crate::flow::{FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
 
-    const BATCH_PACKETS: usize = 512;
+    const BATCH_PACKETS: usize = 4096;
     /// Batches in flight per worker (bounds memory and keeps workers busy).
     const BATCHES_IN_FLIGHT: usize = 4;
 

@@ -175,7 +175,8 @@ pub struct InputArgs {
     /// VPN provider/app address ranges: lines `PREFIX,TOKEN` (e.g. `198.51.100.0/24,mullvad`).
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
-    /// Worker threads (default: all cores). Output does not depend on it.
+    /// Threads (default: all cores on machines with more than 2, else 1 — on 2 cores the reader
+    /// plus one worker measured slower than one thread). Output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -355,10 +356,7 @@ impl InputArgs {
                 max_flows: self.max_flows,
                 ..FlowConfig::default()
             },
-            threads: self
-                .threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1),
+            threads: self.threads.unwrap_or_else(default_threads).max(1),
         }
     }
 
@@ -369,6 +367,15 @@ impl InputArgs {
         } else {
             0
         }
+    }
+}
+
+/// All cores where there are more than two; one thread otherwise (measured with
+/// benches/compare.sh on 2 cores: reader + 1 worker is slower than the single-threaded path).
+fn default_threads() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        n if n > 2 => n,
+        _ => 1,
     }
 }
 
