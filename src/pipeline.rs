@@ -4,7 +4,7 @@
 //! cannot be opened is reported and the run goes on; a file that breaks mid-way keeps every
 //! complete record and reports where it stopped.
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -159,7 +159,7 @@ impl Pipeline {
     }
 
     /// Reads every record of an open capture, filling in `report`.
-    pub fn feed_reader<R: Read>(
+    pub fn feed_reader<R: BufRead>(
         &mut self,
         mut reader: CaptureReader<R>,
         report: &mut FileReport,

@@ -14,7 +14,7 @@
 //!   Interface Description (1) gives link type and `if_tsresol` (option 9); Enhanced Packet (6),
 //!   Simple Packet (3) and the obsolete Packet block (2) carry frames. Other blocks are skipped.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use thiserror::Error;
 
@@ -116,15 +116,17 @@ enum State {
 }
 
 /// Streaming capture reader: `next_packet` lends one frame at a time.
-pub struct CaptureReader<R: Read> {
+pub struct CaptureReader<R: BufRead> {
     inner: R,
     buf: Vec<u8>,
+    /// Bytes of `inner`'s buffer lent out as the last packet, consumed at the next call.
+    lent: usize,
     /// Byte offset of the next unread byte in the (decompressed) stream.
     offset: u64,
     state: State,
 }
 
-impl<R: Read> CaptureReader<R> {
+impl<R: BufRead> CaptureReader<R> {
     /// Reads the file header (pcap) or first Section Header Block (pcapng).
     pub fn new(mut inner: R) -> Result<Self, CaptureError> {
         let mut magic = [0u8; 4];
@@ -141,6 +143,7 @@ impl<R: Read> CaptureReader<R> {
         let mut reader = CaptureReader {
             inner,
             buf: Vec::with_capacity(64 * 1024),
+            lent: 0,
             offset: 4,
             state: State::Pcap {
                 big_endian: false,
@@ -263,6 +266,7 @@ impl<R: Read> CaptureReader<R> {
 
     /// The next frame, `Ok(None)` at a clean end of file.
     pub fn next_packet(&mut self) -> Result<Option<CapturedPacket<'_>>, CaptureError> {
+        self.inner.consume(std::mem::take(&mut self.lent));
         match self.state {
             State::Pcap {
                 big_endian,
@@ -294,17 +298,42 @@ impl<R: Read> CaptureReader<R> {
                 what: format!("record claims {caplen} captured bytes (limit {MAX_RECORD_LEN})"),
             });
         }
-        self.fill_buf(caplen as usize, "pcap record data")?;
+        let caplen = caplen as usize;
         let frac_nanos = if nanos {
             i64::from(ts_frac)
         } else {
             i64::from(ts_frac) * 1000
         };
         let ts_nanos = i64::from(ts_sec) * 1_000_000_000 + frac_nanos;
+        // The hot path: a record that sits whole in the buffered reader is lent from there
+        // (no copy) and consumed at the next call; one that straddles the buffer is copied.
+        let buffered = self
+            .inner
+            .fill_buf()
+            .map_err(|source| CaptureError::Io {
+                offset: self.offset,
+                source,
+            })?
+            .len();
+        if buffered >= caplen {
+            self.lent = caplen;
+            self.offset += caplen as u64;
+            let data = &self.inner.fill_buf().map_err(|source| CaptureError::Io {
+                offset: self.offset,
+                source,
+            })?[..caplen];
+            return Ok(Some(CapturedPacket {
+                ts_nanos,
+                link_type,
+                data,
+                orig_len,
+            }));
+        }
+        self.fill_buf(caplen, "pcap record data")?;
         Ok(Some(CapturedPacket {
             ts_nanos,
             link_type,
-            data: &self.buf[..caplen as usize],
+            data: &self.buf[..caplen],
             orig_len,
         }))
     }

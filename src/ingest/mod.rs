@@ -9,7 +9,7 @@ pub mod flowlog;
 pub mod live;
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 pub use capture::{CaptureError, CaptureFormat, CaptureReader, CapturedPacket};
@@ -52,15 +52,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 }
 
 /// Opens a capture file, transparently decompressing gzip (detected by its magic `1f 8b`).
-pub fn open_capture(path: &Path) -> Result<CaptureReader<Box<dyn Read + Send>>, OpenError> {
+pub fn open_capture(path: &Path) -> Result<CaptureReader<Box<dyn BufRead + Send>>, OpenError> {
     let file = File::open(path).map_err(OpenError::Io)?;
     let mut buffered = BufReader::with_capacity(256 * 1024, file);
     let is_gzip = {
-        use std::io::BufRead;
         let head = buffered.fill_buf().map_err(OpenError::Io)?;
         head.starts_with(&[0x1f, 0x8b])
     };
-    let stream: Box<dyn Read + Send> = if is_gzip {
+    let stream: Box<dyn BufRead + Send> = if is_gzip {
         Box::new(BufReader::with_capacity(
             256 * 1024,
             flate2::read::MultiGzDecoder::new(buffered),
