@@ -175,8 +175,8 @@ pub struct InputArgs {
     /// VPN provider/app address ranges: lines `PREFIX,TOKEN` (e.g. `198.51.100.0/24,mullvad`).
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
-    /// Threads (default: all cores on machines with more than 2, else 1 — on 2 cores the reader
-    /// plus one worker measured slower than one thread). Output does not depend on it.
+    /// Threads (default: all cores): one reads and dispatches, the others own flow tables.
+    /// Output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -370,13 +370,9 @@ impl InputArgs {
     }
 }
 
-/// All cores where there are more than two; one thread otherwise (measured with
-/// benches/compare.sh on 2 cores: reader + 1 worker is slower than the single-threaded path).
+/// All cores (the calling thread reads; the others own flow tables).
 fn default_threads() -> usize {
-    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
-        n if n > 2 => n,
-        _ => 1,
-    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Runs every input through the pipeline and returns every flow (numbered) and the totals;
