@@ -17,7 +17,7 @@ use crate::flow::{FlowConfig, FlowRecord};
 use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
 use crate::report;
 
-pub use output::{flow_row_json, FLOW_COLUMNS};
+pub use output::{flow_row_json, write_flows, FLOW_COLUMNS};
 
 #[derive(Parser, Debug)]
 #[command(

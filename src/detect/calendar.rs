@@ -213,34 +213,9 @@ fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
+pub use crate::civil::{civil_from_days, days_from_civil, format_seconds as format_utc};
+
 const NANOS_PER_SEC: i64 = 1_000_000_000;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the usual era-based civil calendar
-/// arithmetic: 400-year eras of 146 097 days, years starting in March).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
 
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
@@ -333,20 +308,6 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     secs.checked_mul(NANOS_PER_SEC)
         .and_then(|n| n.checked_add(frac_nanos))
         .ok_or_else(bad)
-}
-
-/// Formats UTC ns as `YYYY-MM-DDTHH:MM:SSZ` (sub-second part dropped).
-pub fn format_utc(nanos: i64) -> String {
-    let secs = nanos.div_euclid(NANOS_PER_SEC);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! branch.
 
 use super::{Confidence, Family, FlowContext, Payload, Spec, Step, Verdict};
-use crate::flow::Transport;
 
 struct Candidate {
     spec: &'static Spec,
@@ -243,16 +242,11 @@ impl Label {
     }
 }
 
-/// Whether a transport is offered to anything at all (fast path for flows of no interest).
-pub fn any_spec_for(registry: &[&Spec], t: Transport) -> bool {
-    registry.iter().any(|s| s.transports.contains(t))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fingerprint::{rank, Fingerprinter, Transports};
-    use crate::flow::Direction;
+    use crate::flow::{Direction, Transport};
 
     struct MagicAt0;
     impl Fingerprinter for MagicAt0 {

@@ -41,14 +41,6 @@ impl Outcome {
             Outcome::OneWay => "one_way",
         }
     }
-
-    /// True when the flow shows the destination could not be used.
-    pub fn is_failure(self) -> bool {
-        matches!(
-            self,
-            Outcome::ResetAfterSyn | Outcome::ResetAfterClientData | Outcome::NoReply
-        )
-    }
 }
 
 /// Why the flow left the table.

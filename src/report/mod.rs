@@ -12,55 +12,10 @@ use serde_json::json;
 
 use crate::pipeline::{FileStatus, RunSummary};
 
+pub use crate::civil::{civil_from_days, format_ts};
+
 /// Version of the `summary.json` schema; bumped on any incompatible change.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
-
-/// RFC 3339 UTC with microseconds, e.g. `2024-02-17T17:02:03.123456Z`.
-pub fn format_ts(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let micros = nanos.rem_euclid(1_000_000_000) / 1000;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        return format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            sod / 3600,
-            (sod % 3600) / 60,
-            sod % 60
-        );
-    }
-    // Hot in flow output: fixed-width digits without the formatting machinery.
-    let mut b = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (0..width).rev() {
-            b[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, y);
-    put(5, 2, i64::from(m));
-    put(8, 2, i64::from(d));
-    put(11, 2, sod / 3600);
-    put(14, 2, (sod % 3600) / 60);
-    put(17, 2, sod % 60);
-    put(20, 6, micros);
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// The run summary as the `summary.json` document: inputs, packets, skips by reason, flows,
 /// evictions, protocol counts.

@@ -286,21 +286,7 @@ fn write_flows_csv(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
     let path = dir.join("flows.csv");
     write_atomically(&path, |f| {
         let mut w = io::BufWriter::new(f);
-        writeln!(w, "{}", crate::cli::FLOW_COLUMNS.join(","))?;
-        for r in records {
-            let row = crate::cli::flow_row_json(r);
-            let fields: Vec<String> = crate::cli::FLOW_COLUMNS
-                .iter()
-                .map(|c| match &row[*c] {
-                    serde_json::Value::String(s) if s.contains([',', '"', '\n']) => {
-                        format!("\"{}\"", s.replace('"', "\"\""))
-                    }
-                    serde_json::Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                })
-                .collect();
-            writeln!(w, "{}", fields.join(","))?;
-        }
+        crate::cli::write_flows(&mut w, records, crate::cli::FlowFormat::Csv)?;
         w.flush()
     })?;
     Ok(path)

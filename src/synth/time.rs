@@ -1,54 +1,16 @@
 //! Civil time <-> Unix time for the scenario clock (proleptic Gregorian, after H. Hinnant's
 //! `days_from_civil` algorithm), and the `--block-start` syntax.
 
-/// Days since 1970-01-01 for a civil date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Civil date for days since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+pub use crate::civil::{civil_from_days, days_from_civil};
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for microseconds since the epoch.
 pub fn rfc3339_us(us: u64) -> String {
-    let secs = (us / 1_000_000) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        us % 1_000_000
-    )
+    crate::civil::format_ts(i64::try_from(us).unwrap_or(i64::MAX).saturating_mul(1000))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
 pub fn rfc3339_s(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    crate::civil::format_seconds(secs.saturating_mul(1_000_000_000))
 }
 
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {

@@ -80,18 +80,6 @@ impl Columns {
     }
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date (civil calendar arithmetic with
-/// 400-year eras of 146097 days, March-based years so leap days fall last).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`) as UTC Unix nanoseconds.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -126,7 +114,11 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         }
         frac_ns = frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32);
     }
-    let secs = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + se;
+    let secs = crate::civil::days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(da).ok()?)
+        * 86_400
+        + h * 3600
+        + mi * 60
+        + se;
     secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
 }
 
