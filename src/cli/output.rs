@@ -35,7 +35,7 @@ pub const FLOW_COLUMNS: &[&str] = &[
 
 /// One flow as serialised in `flows --format jsonl` (keys = [`FLOW_COLUMNS`], in that order).
 #[derive(serde::Serialize)]
-pub struct FlowRow<'a> {
+pub struct FlowRow {
     id: u64,
     first_ts: String,
     last_ts: String,
@@ -56,12 +56,10 @@ pub struct FlowRow<'a> {
     family: &'static str,
     confidence: &'static str,
     evidence: String,
-    #[serde(skip)]
-    _record: std::marker::PhantomData<&'a FlowRecord>,
 }
 
-impl<'a> From<&'a FlowRecord> for FlowRow<'a> {
-    fn from(r: &'a FlowRecord) -> Self {
+impl From<&FlowRecord> for FlowRow {
+    fn from(r: &FlowRecord) -> Self {
         FlowRow {
             id: r.id,
             first_ts: format_ts(r.first_ts),
@@ -83,7 +81,6 @@ impl<'a> From<&'a FlowRecord> for FlowRow<'a> {
             family: r.label.family.name(),
             confidence: r.label.confidence.map_or("", |c| c.name()),
             evidence: r.label.evidence_text(),
-            _record: std::marker::PhantomData,
         }
     }
 }
