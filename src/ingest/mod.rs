@@ -7,12 +7,14 @@ pub mod capture;
 pub mod flowlog;
 #[cfg(feature = "live")]
 pub mod live;
+pub mod mapped;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 pub use capture::{CaptureError, CaptureFormat, CaptureReader, CapturedPacket};
+pub use mapped::MappedCapture;
 
 /// File name endings that a folder walk picks up.
 pub const CAPTURE_EXTENSIONS: &[&str] = &["pcap", "pcapng", "cap", "gz"];
@@ -51,9 +53,32 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens a capture file, transparently decompressing gzip (detected by its magic `1f 8b`).
-pub fn open_capture(path: &Path) -> Result<CaptureReader<Box<dyn BufRead + Send>>, OpenError> {
+/// An opened capture file: mapped into memory (plain files), or streamed (gzip, pipes, devices).
+pub enum CaptureInput {
+    Mapped(MappedCapture),
+    Stream(CaptureReader<Box<dyn BufRead + Send>>),
+}
+
+/// Opens a capture file for reading: plain files are memory-mapped, gzip (magic `1f 8b`) and
+/// anything that cannot be mapped is streamed. A mapped file's header is checked by the
+/// caller's `CaptureReader::new(mapped.bytes())`.
+pub fn open_input(path: &Path) -> Result<CaptureInput, OpenError> {
     let file = File::open(path).map_err(OpenError::Io)?;
+    if let Some(mapped) = MappedCapture::open(&file) {
+        if !mapped.bytes().starts_with(&[0x1f, 0x8b]) {
+            return Ok(CaptureInput::Mapped(mapped));
+        }
+    }
+    stream_capture(file).map(CaptureInput::Stream)
+}
+
+/// Opens a capture file as a stream, transparently decompressing gzip (detected by its magic
+/// `1f 8b`).
+pub fn open_capture(path: &Path) -> Result<CaptureReader<Box<dyn BufRead + Send>>, OpenError> {
+    stream_capture(File::open(path).map_err(OpenError::Io)?)
+}
+
+fn stream_capture(file: File) -> Result<CaptureReader<Box<dyn BufRead + Send>>, OpenError> {
     let mut buffered = BufReader::with_capacity(256 * 1024, file);
     let is_gzip = {
         let head = buffered.fill_buf().map_err(OpenError::Io)?;
