@@ -18,6 +18,15 @@
 //! response sender = receiver of the initiator's next transport message. Size alone never decides.
 //! Every payload of the flow must parse as a WireGuard message (Tailscale disco messages sharing
 //! the socket are skipped); anything else excludes the flow.
+//!
+//! **Cloudflare WARP** runs WireGuard with the three reserved bytes set to a per-device client
+//! id that Cloudflare's edge routes on (the `client_id` of the WARP registration API; third-party
+//! WARP clients call it "reserved" and must copy it into every message, and a stock kernel peer
+//! needs it cleared on receipt because the specification requires zeros). Messages with
+//! non-zero reserved bytes are therefore accepted only when each direction keeps one value
+//! throughout the flow and the flow proves itself both ways (index echo or two transport
+//! streams); the verdict then names the application `warp`. Size or a one-way stream alone
+//! never decides such a flow.
 
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
@@ -88,10 +97,19 @@ fn le64(b: &[u8], at: usize) -> Option<u64> {
 /// 1..4, lengths as in the module table, non-zero indexes (they are random, §5.4.2), counter
 /// below 2^60. Returns `None` for anything else.
 pub fn parse_message(b: &[u8]) -> Option<Message> {
+    parse_with_reserved(b).and_then(|(m, reserved)| (reserved == [0, 0, 0]).then_some(m))
+}
+
+/// [`parse_message`] that accepts any value in the reserved bytes 1..4 and returns it (WARP
+/// puts its client id there; see the module notes).
+pub fn parse_with_reserved(b: &[u8]) -> Option<(Message, [u8; 3])> {
     let head = b.get(..4)?;
-    if head[1..] != [0, 0, 0] {
-        return None;
-    }
+    let reserved = [head[1], head[2], head[3]];
+    parse_fields(b).map(|m| (m, reserved))
+}
+
+fn parse_fields(b: &[u8]) -> Option<Message> {
+    let head = b.get(..4)?;
     let len = b.len();
     let variant_ok =
         |std_len: usize| len == std_len || (len > std_len && len <= std_len + VARIANT_EXTRA_MAX);
@@ -162,6 +180,8 @@ pub struct State {
     echoed: Option<(Direction, u32)>,
     streams: [Stream; 2],
     standard_initiations: u8,
+    /// Reserved bytes seen in each direction (each must keep one value).
+    reserved: [Option<[u8; 3]>; 2],
 }
 
 impl State {
@@ -183,15 +203,56 @@ impl State {
     }
 }
 
+impl State {
+    /// True when either direction carries non-zero reserved bytes (WARP's client id).
+    fn client_id_in_reserved(&self) -> bool {
+        self.reserved.iter().flatten().any(|r| *r != [0, 0, 0])
+    }
+
+    /// Names WARP on a both-ways verdict whose messages carry a client id.
+    fn warp(&self, mut v: Verdict) -> Verdict {
+        if self.client_id_in_reserved() {
+            v = v.fact("reserved_bytes", "nonzero_constant");
+            v.application = Some("warp");
+        }
+        v
+    }
+}
+
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
+        match self.observe_message(p) {
+            Step::Match(v) if v.confidence == Confidence::BothDirections => {
+                Step::Match(self.warp(v))
+            }
+            // One-way evidence with non-zero reserved bytes is too weak to call.
+            Step::Match(_) if self.client_id_in_reserved() => Step::NotThis,
+            step => step,
+        }
+    }
+
+    fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+        if self.client_id_in_reserved() {
+            return None;
+        }
+        self.conclude_standard()
+    }
+}
+
+impl State {
+    fn observe_message(&mut self, p: &Payload<'_>) -> Step {
         if p.bytes.starts_with(DISCO_MAGIC) {
             return Step::NeedMore;
         }
-        let Some(msg) = parse_message(p.bytes) else {
+        let Some((msg, reserved)) = parse_with_reserved(p.bytes) else {
             return Step::NotThis;
         };
         let dir = p.direction.index();
+        match self.reserved[dir] {
+            Some(seen) if seen != reserved => return Step::NotThis,
+            Some(_) => {}
+            None => self.reserved[dir] = Some(reserved),
+        }
         let other = p.direction.reverse().index();
         match msg {
             Message::Initiation { sender, standard } => {
@@ -249,7 +310,7 @@ impl Fingerprinter for State {
         Step::NeedMore
     }
 
-    fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+    fn conclude_standard(&self) -> Option<Verdict> {
         let best_run = self.streams.iter().map(|s| s.run).max().unwrap_or(0);
         if best_run >= 3 {
             return Some(
@@ -507,6 +568,45 @@ mod tests {
         assert!(parse_message(&MV_C1[..90]).is_none());
         // A non-WireGuard payload after a handshake message excludes the flow.
         assert!(run(&[(C, &INITIATION), (S, dns)]).is_none());
+    }
+
+    /// A message with WARP's client id written into the reserved bytes.
+    fn with_client_id(msg: &[u8]) -> Vec<u8> {
+        let mut v = msg.to_vec();
+        v[1..4].copy_from_slice(&[0x5c, 0x1e, 0x93]);
+        v
+    }
+
+    #[test]
+    fn warp_client_id_in_reserved_bytes_names_warp_on_a_full_handshake() {
+        let (init, resp) = (with_client_id(&INITIATION), with_client_id(&RESPONSE));
+        let v = run(&[(C, &init), (S, &resp)]).expect("match");
+        assert_eq!(v.confidence, Confidence::BothDirections);
+        assert_eq!(v.application, Some("warp"));
+        // Also when only the client's messages carry it.
+        let v = run(&[(C, &init), (S, &RESPONSE)]).expect("match");
+        assert_eq!(v.application, Some("warp"));
+        // Transport streams both ways, mid-flow.
+        let seq = [MV_C1.as_slice(), &MV_S1, &MV_C2, &MV_S2].map(with_client_id);
+        let v = run(&[(C, &seq[0]), (S, &seq[1]), (C, &seq[2]), (S, &seq[3])]).expect("match");
+        assert_eq!(v.application, Some("warp"));
+        // Standard WireGuard names no application.
+        let v = run(&[(C, &INITIATION), (S, &RESPONSE)]).expect("match");
+        assert_eq!(v.application, None);
+    }
+
+    #[test]
+    fn nonzero_reserved_bytes_need_both_directions_and_one_value() {
+        let init = with_client_id(&INITIATION);
+        // A lone initiation (or a one-way stream) with non-zero reserved bytes: no verdict.
+        assert!(run(&[(C, &init)]).is_none());
+        let c = [MV_C1.as_slice(), &MV_C2].map(with_client_id);
+        assert!(run(&[(C, &c[0]), (C, &c[1]), (C, &c[0]), (C, &c[1])]).is_none());
+        // The value changes within a direction: not WireGuard.
+        let mut other = with_client_id(&MV_C2);
+        other[3] ^= 0xff;
+        let s = [MV_S1.as_slice(), &MV_S2].map(with_client_id);
+        assert!(run(&[(C, &c[0]), (S, &s[0]), (C, &other), (S, &s[1])]).is_none());
     }
 
     #[test]
