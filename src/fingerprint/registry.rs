@@ -25,6 +25,7 @@ pub static REGISTRY: &[&Spec] = &[
     &gre::SPEC,
     &l2tp::SPEC,
     &pptp::SPEC,
+    &sstp::SPEC,
     &ipsec_ike::SPEC,
     &ipsec_esp::SPEC,
     &ipsec_ah::SPEC,

@@ -20,6 +20,7 @@ pub mod quic;
 pub mod socks;
 pub mod softether;
 pub mod ssh;
+pub mod sstp;
 pub mod stun;
 pub mod tailscale;
 pub mod tinc;
