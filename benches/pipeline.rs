@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --no-default-features --bench pipeline` (no polars: faster build; the
 //! measured path does not use polars). Criterion prints time per iteration and packets/s
-//! (its "elements" throughput).
+//! (its "elements" throughput). The `collector` group decodes IPFIX and NetFlow v9 datagrams
+//! as an exporter sends them (30 records each, template first) and reports records/s.
 
 use std::io::Read;
 use std::path::Path;
@@ -139,5 +140,152 @@ fn corpus_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(pipeline, benches, corpus_benches);
+/// An IPFIX (RFC 7011) or NetFlow v9 (RFC 3954) message: header, then the given sets.
+fn export_message(version: u16, seq: u32, sets: &[(u16, Vec<u8>)], records: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (id, content) in sets {
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(&((content.len() + 4) as u16).to_be_bytes());
+        body.extend_from_slice(content);
+    }
+    let mut m = Vec::new();
+    m.extend_from_slice(&version.to_be_bytes());
+    if version == 10 {
+        // Version, length, export time, sequence, observation domain (RFC 7011 §3.1).
+        m.extend_from_slice(&((body.len() + 16) as u16).to_be_bytes());
+        m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&1u32.to_be_bytes());
+    } else {
+        // Version, count, uptime, unix secs, sequence, source id (RFC 3954 §5.1).
+        m.extend_from_slice(&records.to_be_bytes());
+        m.extend_from_slice(&3_600_000u32.to_be_bytes());
+        m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&1u32.to_be_bytes());
+    }
+    m.extend_from_slice(&body);
+    m
+}
+
+/// Datagrams of 30 flow records each (5-tuple, packets, bytes, start/end), the first carrying
+/// the template, as softflowd and routers send them.
+fn export_datagrams(version: u16, datagrams: u32) -> Vec<Vec<u8>> {
+    const PER_DATAGRAM: u16 = 30;
+    // (element id, length): src/dst IPv4, src/dst port, protocol, packets, octets, start, end.
+    let ipfix_fields: [(u16, u16); 9] = [
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (2, 8),
+        (1, 8),
+        (152, 8),
+        (153, 8),
+    ];
+    // NetFlow v9 times are sysUptime milliseconds (FIRST_SWITCHED 22, LAST_SWITCHED 21).
+    let v9_fields: [(u16, u16); 9] = [
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (2, 8),
+        (1, 8),
+        (22, 4),
+        (21, 4),
+    ];
+    let fields: &[(u16, u16)] = if version == 10 {
+        &ipfix_fields
+    } else {
+        &v9_fields
+    };
+    let mut template = Vec::new();
+    template.extend_from_slice(&256u16.to_be_bytes());
+    template.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (id, len) in fields {
+        template.extend_from_slice(&id.to_be_bytes());
+        template.extend_from_slice(&len.to_be_bytes());
+    }
+    let template_set_id = if version == 10 { 2 } else { 0 };
+    (0..datagrams)
+        .map(|d| {
+            let mut data = Vec::new();
+            for i in 0..u32::from(PER_DATAGRAM) {
+                let n = d * u32::from(PER_DATAGRAM) + i;
+                data.extend_from_slice(&(0x0a00_0000 | (n % 5000)).to_be_bytes());
+                data.extend_from_slice(&(0xc000_0200 | (n % 200)).to_be_bytes());
+                data.extend_from_slice(&(40000 + (n % 20000) as u16).to_be_bytes());
+                data.extend_from_slice(&[0x01, 0xbb, 17]);
+                data.extend_from_slice(&u64::from(n % 90 + 1).to_be_bytes());
+                data.extend_from_slice(&u64::from(n % 9000 + 60).to_be_bytes());
+                if version == 10 {
+                    let start = 1_700_000_000_000u64 + u64::from(n);
+                    data.extend_from_slice(&start.to_be_bytes());
+                    data.extend_from_slice(&(start + 500).to_be_bytes());
+                } else {
+                    data.extend_from_slice(&(3_000_000 + n % 500_000).to_be_bytes());
+                    data.extend_from_slice(&(3_000_500 + n % 500_000).to_be_bytes());
+                }
+            }
+            let mut sets = Vec::new();
+            if d == 0 {
+                sets.push((template_set_id, template.clone()));
+            }
+            sets.push((256, data));
+            let records = PER_DATAGRAM + u16::from(d == 0);
+            export_message(
+                version,
+                if version == 10 {
+                    d * u32::from(PER_DATAGRAM)
+                } else {
+                    d
+                },
+                &sets,
+                records,
+            )
+        })
+        .collect()
+}
+
+fn collector_benches(c: &mut Criterion) {
+    use tunnelwatch::ingest::flowlog::collector::Collector;
+    let from: std::net::SocketAddr = "127.0.0.1:9995".parse().expect("address");
+    let mut group = c.benchmark_group("collector");
+    group.sample_size(10);
+    for (name, version) in [("ipfix", 10u16), ("netflow_v9", 9)] {
+        let datagrams = export_datagrams(version, 2000);
+        let mut probe = Collector::new();
+        let mut out = Vec::new();
+        for d in &datagrams {
+            probe.handle_datagram(from, d, &mut out);
+        }
+        assert_eq!(out.len(), 60_000, "{name}: every generated record decodes");
+        group.throughput(Throughput::Elements(out.len() as u64));
+        group.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| {
+                let mut collector = Collector::new();
+                let mut out = Vec::with_capacity(60_000);
+                for d in &datagrams {
+                    collector.handle_datagram(from, d, &mut out);
+                }
+                out.len()
+            })
+        });
+        group.bench_function(format!("decode+flow_records/{name}"), |b| {
+            b.iter(|| {
+                let mut collector = Collector::new();
+                let mut out = Vec::with_capacity(60_000);
+                for d in &datagrams {
+                    collector.handle_datagram(from, d, &mut out);
+                }
+                collector.flow_records(&out).len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(pipeline, benches, corpus_benches, collector_benches);
 criterion_main!(pipeline);
