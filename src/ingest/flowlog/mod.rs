@@ -27,6 +27,7 @@
 
 pub mod collector;
 pub mod convert;
+pub mod flow_table;
 pub mod ipfix;
 pub mod netflow_v5;
 pub mod netflow_v9;
@@ -37,6 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use collector::{collect, collect_on, Collector, CollectorStats};
 pub use convert::{label_for, to_flow_record};
+pub use flow_table::{read_flow_table_csv, read_flow_table_csv_file, TableStats};
 pub use nfdump_csv::{read_nfdump_csv, read_nfdump_csv_file, CsvStats};
 
 /// One flow as exported (any format), before conversion to a [`FlowRecord`](crate::flow::FlowRecord).
@@ -96,6 +98,8 @@ pub enum FlowLogError {
     },
     #[error("not an nfdump CSV file: {0}")]
     NotNfdumpCsv(String),
+    #[error("not a tunnelwatch flow table: {0}")]
+    NotFlowTable(String),
 }
 
 /// Big-endian unsigned integer of 1..=8 bytes (RFC 7011 §6.2 reduced-size encoding).

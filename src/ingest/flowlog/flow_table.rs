@@ -1,0 +1,451 @@
+//! Flow tables in tunnelwatch's own schema (README, "Flows table"), so archived flows, or an
+//! ISP's flow data converted to that schema, can be replayed through `analyze --flow-log`.
+//!
+//! Columns are found by name in the header; extra columns are ignored, so the CSV that
+//! `tunnelwatch flows --format csv` or `analyze --tables csv` wrote reads back, and so does a
+//! hand-made table with just the required columns:
+//!
+//! | required | meaning |
+//! |---|---|
+//! | `first_ts`, `last_ts` | RFC 3339 (`2024-02-17T17:02:00.123456Z`) or `YYYY-MM-DD hh:mm:ss[.frac]`, UTC |
+//! | `transport` | `tcp`, `udp`, `icmp`, `gre`, `esp`, `ah` or `ipN` |
+//! | `client_ip`, `client_port`, `server_ip`, `server_port` | endpoints (ports 0 when portless) |
+//! | `packets_c2s`, `packets_s2c`, `bytes_c2s`, `bytes_s2c` | counters per direction |
+//!
+//! Optional: `outcome` (as written by tunnelwatch; default `established` when both directions
+//! have packets, else `one_way`), and the label columns `protocol`, `application`, `provider`,
+//! `obfuscated`, `family`, `confidence`, `evidence`. A `protocol` that names a detector of this
+//! build (or a token a detector reports) is restored with its confidence and the archived
+//! evidence; otherwise the flow gets what its IP protocol and server port support, marked
+//! `port_only` (as flow exports are). Lines that do not parse are counted, never fatal.
+
+use std::io::BufRead;
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::convert::label_for;
+use super::nfdump_csv::parse_timestamp;
+use super::FlowLogError;
+use crate::fingerprint::driver::Match;
+use crate::fingerprint::registry::REGISTRY;
+use crate::fingerprint::{Confidence, Family, Label, Verdict};
+use crate::flow::{EndReason, FlowRecord, Outcome, Transport};
+
+/// Columns every flow table must have.
+pub const REQUIRED_COLUMNS: &[&str] = &[
+    "first_ts",
+    "last_ts",
+    "transport",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+];
+
+/// What reading a flow table found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub records: u64,
+    pub bad_lines: u64,
+    /// Line number and reason of the first line that did not parse.
+    pub first_bad_line: Option<(u64, String)>,
+    /// Flows whose archived `protocol` was restored.
+    pub labels_restored: u64,
+    /// Flows labelled from IP protocol and port only (no or unknown `protocol`).
+    pub labels_from_ports: u64,
+}
+
+impl TableStats {
+    /// Counts one parsed row (numbering and keeping its flow) or one bad line.
+    fn tally(
+        &mut self,
+        line: u64,
+        row: Result<(FlowRecord, bool), &'static str>,
+        flows: &mut Vec<FlowRecord>,
+    ) {
+        match row {
+            Ok((mut flow, restored)) => {
+                flow.id = flows.len() as u64;
+                flows.push(flow);
+                self.records += 1;
+                if restored {
+                    self.labels_restored += 1;
+                } else {
+                    self.labels_from_ports += 1;
+                }
+            }
+            Err(reason) => {
+                self.bad_lines += 1;
+                if self.first_bad_line.is_none() {
+                    self.first_bad_line = Some((line, reason.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Column positions by name.
+#[derive(Debug, Clone)]
+pub struct TableColumns {
+    required: [usize; 11],
+    outcome: Option<usize>,
+    protocol: Option<usize>,
+    application: Option<usize>,
+    provider: Option<usize>,
+    obfuscated: Option<usize>,
+    family: Option<usize>,
+    confidence: Option<usize>,
+    evidence: Option<usize>,
+}
+
+impl TableColumns {
+    /// Finds the columns in a header; `Err` names the first required column missing.
+    pub fn from_header(names: &[String]) -> Result<TableColumns, String> {
+        let find = |n: &str| names.iter().position(|c| c.trim().eq_ignore_ascii_case(n));
+        let mut required = [0; 11];
+        for (slot, name) in required.iter_mut().zip(REQUIRED_COLUMNS) {
+            *slot = find(name).ok_or_else(|| format!("no column `{name}` in the header"))?;
+        }
+        Ok(TableColumns {
+            required,
+            outcome: find("outcome"),
+            protocol: find("protocol"),
+            application: find("application"),
+            provider: find("provider"),
+            obfuscated: find("obfuscated"),
+            family: find("family"),
+            confidence: find("confidence"),
+            evidence: find("evidence"),
+        })
+    }
+}
+
+/// True when a header line looks like a tunnelwatch flow table (all required columns).
+pub fn is_flow_table_header(line: &str) -> bool {
+    split_csv_line(line).is_some_and(|names| TableColumns::from_header(&names).is_ok())
+}
+
+/// Splits one CSV line (RFC 4180 quoting: `"a,b"`, `""` inside quotes). `None` when a quote
+/// is left open (a field spanning lines, which flow tables do not have).
+pub fn split_csv_line(line: &str) -> Option<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => fields.push(std::mem::take(&mut field)),
+            (_, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return None;
+    }
+    fields.push(field);
+    Some(fields)
+}
+
+fn parse_ts(s: &str) -> Option<i64> {
+    // RFC 3339 as tunnelwatch writes it: a trailing `Z` (UTC).
+    parse_timestamp(s.trim().trim_end_matches(['Z', 'z']))
+}
+
+fn parse_transport(s: &str, ipv6: bool) -> Option<(Transport, u8)> {
+    let proto = match s.trim().to_ascii_lowercase().as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" if ipv6 => 58,
+        "icmp" => 1,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        other => other.strip_prefix("ip")?.parse().ok()?,
+    };
+    Some((Transport::from_ip_proto(proto), proto))
+}
+
+fn parse_outcome(s: &str) -> Option<Outcome> {
+    Some(match s.trim() {
+        "established" => Outcome::Established,
+        "completed" => Outcome::Completed,
+        "reset_after_syn" => Outcome::ResetAfterSyn,
+        "reset_after_client_data" => Outcome::ResetAfterClientData,
+        "reset_after_server_data" => Outcome::ResetAfterServerData,
+        "reset_by_client" => Outcome::ResetByClient,
+        "no_reply" => Outcome::NoReply,
+        "one_way" => Outcome::OneWay,
+        _ => return None,
+    })
+}
+
+fn parse_confidence(s: &str) -> Option<Confidence> {
+    Some(match s.trim() {
+        "port_only" => Confidence::PortOnly,
+        "endpoint_list" => Confidence::EndpointList,
+        "statistical" => Confidence::Statistical,
+        "one_message" => Confidence::OneMessage,
+        "both_directions" => Confidence::BothDirections,
+        _ => return None,
+    })
+}
+
+fn parse_family(s: &str) -> Option<Family> {
+    Some(match s.trim() {
+        "vpn" => Family::Vpn,
+        "proxy" => Family::Proxy,
+        "tor" => Family::Tor,
+        "obfuscated" => Family::Obfuscated,
+        "tunnel" => Family::Tunnel,
+        "web" => Family::Web,
+        "other" => Family::Other,
+        _ => return None,
+    })
+}
+
+/// Protocol tokens that detectors report under another spec's name (the spec that reports them).
+const REPORTED_AS: &[(&str, &str)] = &[("shadowsocks", "fully_encrypted")];
+
+/// The archived label, when its protocol is one this build knows.
+fn restore_label(
+    cols: &TableColumns,
+    get: &dyn Fn(Option<usize>) -> Option<String>,
+) -> Option<Label> {
+    let protocol = get(cols.protocol)?;
+    let protocol = protocol.trim();
+    let (spec, renamed) = match REGISTRY.iter().find(|s| s.name == protocol) {
+        Some(spec) => (*spec, None),
+        None => {
+            let (token, via) = REPORTED_AS.iter().find(|(t, _)| *t == protocol)?;
+            (*REGISTRY.iter().find(|s| s.name == *via)?, Some(*token))
+        }
+    };
+    let confidence = get(cols.confidence)
+        .and_then(|c| parse_confidence(&c))
+        .unwrap_or(Confidence::PortOnly);
+    let mut verdict = Verdict::new(confidence).fact("source", "flow_table");
+    if let Some(evidence) = get(cols.evidence).filter(|e| !e.trim().is_empty()) {
+        verdict = verdict.fact("archived_evidence", evidence);
+    }
+    verdict.protocol = renamed;
+    verdict.application = get(cols.application).and_then(|a| {
+        crate::intel::APPLICATION_TOKENS
+            .iter()
+            .copied()
+            .find(|t| *t == a.trim())
+    });
+    verdict.provider = get(cols.provider).and_then(|p| {
+        let p = p.trim().to_string();
+        crate::intel::NAME_RULES
+            .iter()
+            .filter_map(|r| r.provider)
+            .chain(crate::intel::ORG_RULES.iter().filter_map(|r| r.provider))
+            .find(|t| *t == p)
+    });
+    verdict.obfuscated = get(cols.obfuscated).is_some_and(|o| o.trim() == "true");
+    verdict.family = get(cols.family)
+        .and_then(|f| parse_family(&f))
+        .filter(|f| *f != spec.family);
+    Some(Label::merge(vec![Match { spec, verdict }]))
+}
+
+/// One row as a [`FlowRecord`] (id 0) and whether its label was restored. Err is a short reason.
+pub fn parse_row(
+    cols: &TableColumns,
+    fields: &[String],
+) -> Result<(FlowRecord, bool), &'static str> {
+    let get = |i: Option<usize>| i.and_then(|i| fields.get(i)).cloned();
+    let req = |k: usize| {
+        fields
+            .get(cols.required[k])
+            .map(String::as_str)
+            .ok_or("too few columns")
+    };
+    let first_ts = parse_ts(req(0)?).ok_or("bad first_ts")?;
+    let last_ts = parse_ts(req(1)?).ok_or("bad last_ts")?;
+    let client_ip: IpAddr = req(3)?.trim().parse().map_err(|_| "bad client_ip")?;
+    let server_ip: IpAddr = req(5)?.trim().parse().map_err(|_| "bad server_ip")?;
+    let (transport, ip_proto) =
+        parse_transport(req(2)?, client_ip.is_ipv6()).ok_or("bad transport")?;
+    let port = |k: usize| req(k)?.trim().parse::<u16>().map_err(|_| "bad port");
+    let count = |k: usize| req(k)?.trim().parse::<u64>().map_err(|_| "bad counter");
+    let packets = [count(7)?, count(8)?];
+    let bytes = [count(9)?, count(10)?];
+    let outcome = get(cols.outcome).and_then(|o| parse_outcome(&o)).unwrap_or(
+        if packets[0] > 0 && packets[1] > 0 {
+            Outcome::Established
+        } else {
+            Outcome::OneWay
+        },
+    );
+    let server_port = port(6)?;
+    let restored = restore_label(cols, &get);
+    let was_restored = restored.is_some();
+    let label = restored.unwrap_or_else(|| label_for(transport, ip_proto, server_port));
+    Ok((
+        FlowRecord {
+            id: 0,
+            first_ts: first_ts.min(last_ts),
+            last_ts: last_ts.max(first_ts),
+            transport,
+            ip_proto,
+            client_ip,
+            client_port: port(4)?,
+            server_ip,
+            server_port,
+            packets,
+            bytes,
+            payload_bytes: [0, 0],
+            tcp_flags: [0, 0],
+            outcome,
+            end_reason: EndReason::EndOfInput,
+            label,
+        },
+        was_restored,
+    ))
+}
+
+/// Reads a flow table in CSV. A missing required column is an error; bad lines are counted.
+pub fn read_flow_table_csv<R: BufRead>(
+    reader: R,
+) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
+    let mut stats = TableStats::default();
+    let mut flows = Vec::new();
+    let mut cols: Option<TableColumns> = None;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = split_csv_line(line.trim_end_matches('\r'));
+        let Some(c) = &cols else {
+            let names =
+                parsed.ok_or_else(|| FlowLogError::NotFlowTable("unreadable header".into()))?;
+            cols = Some(TableColumns::from_header(&names).map_err(FlowLogError::NotFlowTable)?);
+            continue;
+        };
+        let row = parsed
+            .ok_or("unbalanced quotes")
+            .and_then(|f| parse_row(c, &f));
+        stats.tally(n as u64 + 1, row, &mut flows);
+    }
+    if cols.is_none() {
+        return Err(FlowLogError::NotFlowTable("empty input".into()));
+    }
+    Ok((flows, stats))
+}
+
+/// A flow table already split into a header and rows (e.g. read from Parquet).
+pub fn read_flow_table_rows(
+    names: &[String],
+    rows: &[Vec<String>],
+) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
+    let cols = TableColumns::from_header(names).map_err(FlowLogError::NotFlowTable)?;
+    let mut stats = TableStats::default();
+    let mut flows = Vec::with_capacity(rows.len());
+    for (n, fields) in rows.iter().enumerate() {
+        stats.tally(n as u64 + 1, parse_row(&cols, fields), &mut flows);
+    }
+    Ok((flows, stats))
+}
+
+/// [`read_flow_table_csv`] on a file.
+pub fn read_flow_table_csv_file(
+    path: &Path,
+) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
+    let file = std::fs::File::open(path).map_err(|source| FlowLogError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_flow_table_csv(std::io::BufReader::new(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Two rows as `tunnelwatch flows --format csv` writes them (evidence quoted: it has commas).
+    const TABLE: &str = "id,first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,application,provider,obfuscated,family,confidence,evidence
+0,2024-02-17T17:02:00.000001Z,2024-02-17T17:05:00.5Z,udp,10.0.0.7,51820,198.51.100.4,2408,40,38,9000,8000,established,wireguard,warp,,false,vpn,both_directions,\"wireguard: handshake=initiation+response, reserved_bytes=nonzero_constant\"
+1,2024-02-17T17:03:00Z,2024-02-17T17:03:01Z,tcp,10.0.0.8,40000,203.0.113.9,443,3,0,180,0,no_reply,unknown,,,false,other,,
+";
+
+    #[test]
+    fn reads_back_what_tunnelwatch_writes() {
+        let (flows, stats) = read_flow_table_csv(TABLE.as_bytes()).expect("table");
+        assert_eq!(stats.records, 2);
+        assert_eq!(stats.bad_lines, 0);
+        assert_eq!(stats.labels_restored, 1);
+        let wg = &flows[0];
+        assert_eq!(wg.label.protocol, "wireguard");
+        assert_eq!(wg.label.application, Some("warp"));
+        assert_eq!(wg.label.family, Family::Vpn);
+        assert_eq!(wg.label.confidence, Some(Confidence::BothDirections));
+        assert_eq!(wg.transport, Transport::Udp);
+        assert_eq!(wg.packets, [40, 38]);
+        assert_eq!(wg.last_ts - wg.first_ts, 180_499_999_000);
+        assert_eq!(flows[1].outcome, Outcome::NoReply);
+        // `unknown` is not a detector: the flow gets what port 443/tcp supports (nothing here).
+        assert_eq!(flows[1].label.protocol, "unknown");
+    }
+
+    #[test]
+    fn minimal_isp_table_gets_port_and_protocol_labels() {
+        let table = "first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c
+2024-02-17 17:00:00,2024-02-17 17:10:00,esp,10.1.1.1,0,192.0.2.1,0,500,480,600000,550000
+2024-02-17 17:00:00,2024-02-17 17:10:00,udp,10.1.1.2,50000,192.0.2.2,1194,50,40,6000,5000
+not,a,row
+";
+        let (flows, stats) = read_flow_table_csv(table.as_bytes()).expect("table");
+        assert_eq!(stats.records, 2);
+        assert_eq!(stats.bad_lines, 1);
+        assert_eq!(stats.labels_from_ports, 2);
+        assert_eq!(flows[0].label.protocol, "ipsec_esp");
+        assert_eq!(flows[0].outcome, Outcome::Established);
+        assert_eq!(flows[0].label.confidence, Some(Confidence::PortOnly));
+    }
+
+    #[test]
+    fn headers_without_required_columns_are_refused_by_name() {
+        let err = read_flow_table_csv("first_ts,last_ts,transport\n".as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("client_ip"), "{err}");
+        assert!(read_flow_table_csv("".as_bytes()).is_err());
+        assert!(!is_flow_table_header("ts,te,td,sa,da,sp,dp,pr"));
+        assert!(is_flow_table_header(
+            TABLE.lines().next().unwrap_or_default()
+        ));
+    }
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(
+            split_csv_line("a,\"b,c\",\"d\"\"e\",").expect("balanced"),
+            vec!["a", "b,c", "d\"e", ""]
+        );
+        assert!(split_csv_line("a,\"open").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_lines_never_panic(lines in proptest::collection::vec("[ -~]{0,120}", 0..20)) {
+            let mut text = TABLE.lines().next().unwrap_or_default().to_string();
+            for l in &lines {
+                text.push('\n');
+                text.push_str(l);
+            }
+            let (flows, stats) = read_flow_table_csv(text.as_bytes()).expect("header is valid");
+            prop_assert_eq!(flows.len() as u64, stats.records);
+            prop_assert_eq!(stats.records + stats.bad_lines, lines.iter().filter(|l| !l.trim().is_empty()).count() as u64);
+        }
+    }
+}
