@@ -12,6 +12,7 @@
 //! ```
 //! [`pipeline`] wires the first four together; [`cli`] is the command-line edge.
 
+pub mod atomic_file;
 pub mod civil;
 pub mod cli;
 pub mod decode;

@@ -19,6 +19,10 @@ const SURGE_METRICS: &[&str] = &[
     "new_adopters",
 ];
 
+/// Share metrics are left out (missing) in windows with fewer active hosts than this: at night
+/// one VPN user among five active hosts is a 20 % share, which says nothing about a surge.
+const MIN_HOSTS_FOR_SHARE: f64 = 20.0;
+
 /// Calendar events that began this long before the capture still count (effects linger).
 const EVENT_LOOKBACK_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
 
@@ -58,8 +62,23 @@ pub fn run(
     out: &Path,
 ) -> Result<Detections> {
     let mut alerts: Vec<Alert> = Vec::new();
+    let active = series(metrics, "active_hosts");
     for name in SURGE_METRICS {
-        if let Some(s) = series(metrics, name) {
+        if let Some(mut s) = series(metrics, name) {
+            if let (true, Some(active)) = (name.ends_with("_share"), &active) {
+                let (start, step) = (s.start_ts_nanos, s.step_nanos);
+                for (i, v) in s.values.iter_mut().enumerate() {
+                    let ts = start.saturating_add(step.saturating_mul(i as i64));
+                    let hosts = active
+                        .index_of(ts)
+                        .and_then(|j| active.values.get(j))
+                        .copied()
+                        .unwrap_or(0.0);
+                    if !(hosts >= MIN_HOSTS_FOR_SHARE) {
+                        *v = f64::NAN;
+                    }
+                }
+            }
             alerts.extend(detect::detect(&s, name, &metric_config(name)).alerts);
         }
     }
@@ -68,11 +87,20 @@ pub fn run(
         series(metrics, "control_success_ratio"),
     ) {
         let attempts = series(metrics, "platform_attempts");
+        let control_attempts = series(metrics, "control_attempts");
+        let failure_series: Vec<(&str, Series)> = crate::stats::FAILURE_KINDS
+            .iter()
+            .filter_map(|k| {
+                series(metrics, &format!("platform_{}", k.name())).map(|s| (k.name(), s))
+            })
+            .collect();
+        let failures: Vec<(&str, &Series)> = failure_series.iter().map(|(n, s)| (*n, s)).collect();
         let input = detect::reachability::ReachabilityInput {
             platform_ratio: &platform,
             control_ratio: &control,
             platform_attempts: attempts.as_ref(),
-            failures: &[],
+            control_attempts: control_attempts.as_ref(),
+            failures: &failures,
         };
         alerts.extend(detect::detect_blocks(
             &input,
@@ -109,10 +137,11 @@ pub fn run(
         "alerts_without_events": report.alerts_without_events,
     });
     let path = out.join("alerts.json");
-    let tmp = path.with_extension("json.partial");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&doc)? + "\n")
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    crate::atomic_file::write_bytes_atomically(
+        &path,
+        (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
 
     Ok(Detections {
         events: events

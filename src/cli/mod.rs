@@ -104,6 +104,19 @@ pub struct CaptureArgs {
     /// Put the interface into promiscuous mode (off by default).
     #[arg(long)]
     pub promisc: bool,
+    /// Serve Prometheus metrics on this address (GET /metrics), e.g. 127.0.0.1:9108; port 0
+    /// picks a free port (printed at start).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Hard cap on live flows; the least recently seen flow is evicted beyond it.
+    #[arg(long, default_value_t = FlowConfig::default().max_flows, value_name = "N")]
+    pub max_flows: usize,
+    /// Idle timeout of TCP flows, in seconds.
+    #[arg(long, default_value_t = FlowConfig::default().tcp_idle_secs, value_name = "SECS")]
+    pub tcp_timeout: u32,
+    /// Idle timeout of UDP and other flows, in seconds.
+    #[arg(long, default_value_t = FlowConfig::default().udp_idle_secs, value_name = "SECS")]
+    pub udp_timeout: u32,
     /// Output directory: one `window-<unix start>` folder per window, and the whole run at the end.
     #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
     pub out: PathBuf,
@@ -199,7 +212,8 @@ pub struct AnalyzeArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub stats: StatsArgs,
-    /// Also read flow records from nfdump CSV files (`TZ=UTC nfdump -r FILE -o csv`).
+    /// Also read flow records: nfdump CSV (`TZ=UTC nfdump -r FILE -o csv`), or a flow table in
+    /// tunnelwatch's schema as CSV or Parquet (README, "Flow logs"); the format is detected.
     #[arg(long, value_name = "FILE")]
     pub flow_log: Vec<PathBuf>,
     /// Also write each chart of report.html as a standalone SVG file into this folder.
@@ -316,6 +330,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Analyze(args) => run_analyze(args),
         Command::Explain(args) => run_explain(args),
         Command::Report(args) => run_report(args),
+        Command::Synth(args) if args.print_preset.is_some() => {
+            let text = crate::synth::print_preset(&args).context("synth")?;
+            io::stdout().write_all(text.as_bytes())?;
+            Ok(0)
+        }
         Command::Synth(args) => {
             let summary = crate::synth::run(&args).context("synth")?;
             eprintln!("{summary}");
@@ -370,7 +389,7 @@ impl InputArgs {
     }
 }
 
-/// All cores (the calling thread reads; the others own flow tables).
+/// All cores (the calling thread reads and owns a share of the flows; the others own the rest).
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -444,7 +463,8 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
     let stdout = io::stdout();
     let (records, summary) = run_pipeline(&args.input)?;
     let mut writer = io::BufWriter::new(stdout.lock());
-    output::write_flows(&mut writer, &records, args.format)?;
+    let threads = args.input.config().threads;
+    output::write_flows_threads(&mut writer, &records, args.format, threads)?;
     writer.flush()?;
     if args.input.json {
         eprintln!(
@@ -461,27 +481,27 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating output folder {}", args.out.display()))?;
     let have_captures = !args.input.inputs.is_empty() || !args.input.read.is_empty();
-    let (mut records, summary) = if have_captures || args.flow_log.is_empty() {
+    let (mut records, mut summary) = if have_captures || args.flow_log.is_empty() {
         run_pipeline(&args.input)?
     } else {
         (Vec::new(), RunSummary::default())
     };
     for log in &args.flow_log {
-        let (mut logged, stats) = crate::ingest::flowlog::read_nfdump_csv_file(log)
-            .with_context(|| format!("reading flow log {}", log.display()))?;
+        let (mut logged, note) =
+            read_flow_log(log).with_context(|| format!("reading flow log {}", log.display()))?;
         if !args.input.quiet {
-            eprintln!(
-                "flow log {}: {} records ({} lines unreadable)",
-                log.display(),
-                stats.records,
-                stats.bad_lines
-            );
+            eprintln!("flow log {}: {note}", log.display());
+        }
+        for r in &logged {
+            summary.first_ts = Some(summary.first_ts.map_or(r.first_ts, |t| t.min(r.first_ts)));
+            summary.last_ts = Some(summary.last_ts.map_or(r.last_ts, |t| t.max(r.last_ts)));
         }
         records.append(&mut logged);
     }
+    summary.flows = records.len() as u64;
     crate::pipeline::number_flows(&mut records);
     write_analysis(
-        &records,
+        &mut records,
         &summary,
         &args.stats,
         &args.out,
@@ -497,20 +517,52 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     Ok(args.input.exit_code(&summary))
 }
 
+/// Reads one flow log, detecting its format: Parquet (magic `PAR1`) or CSV with tunnelwatch's
+/// flow-table header (both [`crate::ingest::flowlog::flow_table`]), else nfdump CSV. Returns the
+/// flows and a one-line account of what was read.
+fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
+    use crate::ingest::flowlog::{self, flow_table};
+    use std::io::{BufRead, Read};
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 4];
+    let is_parquet = file.read_exact(&mut magic).is_ok() && &magic == b"PAR1";
+    let table = |(flows, stats): (Vec<FlowRecord>, flowlog::TableStats)| {
+        let note = format!(
+            "{} flows ({} with archived labels, {} labelled by port), {} rows unreadable",
+            stats.records, stats.labels_restored, stats.labels_from_ports, stats.bad_lines
+        );
+        (flows, note)
+    };
+    if is_parquet {
+        let (names, rows) = crate::stats::read_parquet_as_text(path)?;
+        return Ok(table(flow_table::read_flow_table_rows(&names, &rows)?));
+    }
+    let mut first_line = String::new();
+    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut first_line)?;
+    if flow_table::is_flow_table_header(first_line.trim_end()) {
+        return Ok(table(flowlog::read_flow_table_csv_file(path)?));
+    }
+    let (flows, stats) = flowlog::read_nfdump_csv_file(path)?;
+    let note = format!(
+        "{} records ({} lines unreadable)",
+        stats.records, stats.bad_lines
+    );
+    Ok((flows, note))
+}
+
 /// Everything `analyze` writes from finished flows: flows table, per-window tables, detection,
 /// summary.json, report.html (+ report_data.json, figures).
 fn write_analysis(
-    records: &[FlowRecord],
+    records: &mut [FlowRecord],
     summary: &RunSummary,
     stats_args: &StatsArgs,
     out: &std::path::Path,
     figures: Option<&std::path::Path>,
     quiet: bool,
 ) -> Result<()> {
-    let flows_path = crate::stats::write_flows(records, out).context("writing flows table")?;
     let stats_config = stats_config(stats_args)?;
     let mut columns = crate::stats::FlowColumns::default();
-    for r in records {
+    for r in records.iter() {
         columns.push(r, &stats_config);
     }
     let formats: Vec<crate::stats::TableFormat> =
@@ -538,6 +590,9 @@ fn write_analysis(
     data.write_json(&out.join("report_data.json"))
         .context("writing report_data.json")?;
     report::html::write_html(&data, &out.join("report.html")).context("writing report.html")?;
+    // Last, once statistics and report are done: the flows table with anonymised hosts.
+    crate::stats::anonymize_flow_hosts(records, &stats_config);
+    let flows_path = crate::stats::write_flows(records, out).context("writing flows table")?;
     if let Some(dir) = figures {
         report::html::write_figures(&data, dir)
             .with_context(|| format!("writing figures into {}", dir.display()))?;
@@ -641,24 +696,45 @@ fn run_eval_nab(args: EvalNabArgs) -> Result<i32> {
     use crate::detect::nab;
     let files =
         nab::load_corpus(&args.nab).map_err(|e| anyhow::anyhow!("{}: {e}", args.nab.display()))?;
-    let summaries = nab::evaluate(&files, &nab::nab_config(), &nab::builtin_profiles());
+    // NAB's own profiles.json when the folder has one; the published cost matrices otherwise.
+    let profiles = std::fs::read_to_string(args.nab.join("profiles.json"))
+        .ok()
+        .and_then(|t| nab::parse_profiles(&t).ok())
+        .unwrap_or_else(nab::builtin_profiles);
+    let summaries = nab::evaluate(&files, &nab::nab_config(), &profiles);
     println!(
-        "NAB: {} series, detector config nab_config() (see src/detect/nab.rs)",
-        files.len()
+        "NAB: {} series, {} windows, detector config nab_config() (see src/detect/nab.rs)",
+        files.len(),
+        summaries.first().map_or(0, |s| s.labelled_windows)
     );
-    println!(
-        "{:<24} {:>8} {:>10} {:>10}",
+    print!(
+        "{:<20} {:>8} {:>8} {:>10}",
         "profile", "score", "recall", "precision"
     );
-    for s in &summaries {
-        let recall = s.detected_windows as f64 / s.windows.max(1) as f64;
-        let precision = s.detections_in_windows as f64 / s.detections.max(1) as f64;
-        println!(
-            "{:<24} {:>8.1} {:>10.3} {:>10.3}",
-            s.profile, s.score, recall, precision
-        );
+    for (name, _) in nab::PUBLISHED {
+        print!(" {:>18}", name);
     }
-    println!("published standard-profile scores: Twitter ADVec 47.1, Numenta HTM ~70, ARTime 74.9");
+    println!();
+    let order = ["standard", "reward_low_FP_rate", "reward_low_FN_rate"];
+    let rank = |name: &str| order.iter().position(|o| *o == name).unwrap_or(order.len());
+    let mut summaries = summaries;
+    summaries.sort_by_key(|s| rank(&s.profile));
+    for s in &summaries {
+        print!(
+            "{:<20} {:>8.1} {:>8.3} {:>10.3}",
+            s.profile,
+            s.score,
+            s.recall(),
+            s.precision()
+        );
+        if let Some(col) = order.iter().position(|o| *o == s.profile) {
+            for (_, scores) in nab::PUBLISHED {
+                print!(" {:>18.1}", scores.get(col).copied().unwrap_or(f64::NAN));
+            }
+        }
+        println!();
+    }
+    println!("published: numenta/NAB results/final_results.json (NAB v1.1)");
     Ok(0)
 }
 
@@ -709,59 +785,92 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
         flows: records.len() as u64,
         ..RunSummary::default()
     };
-    write_analysis(&records, &summary, &args.stats, &args.out, None, args.quiet)?;
+    write_analysis(
+        &mut records,
+        &summary,
+        &args.stats,
+        &args.out,
+        None,
+        args.quiet,
+    )?;
     Ok(0)
 }
 
 /// Live capture: each window's finished flows go to `OUT/window-<unix start>/` (the same files as
-/// `analyze`), and at the stop every flow of the run goes to `OUT/`.
+/// `analyze`, plus `capture.json` with the window's packet and kernel drop counters); after each
+/// window the detectors re-run over the series so far and replace `OUT/alerts.json`; at the stop
+/// (SIGINT, SIGTERM, `--duration`, `--stop-file`) every flow of the run goes to `OUT/`.
 #[cfg(feature = "live")]
 fn run_capture(args: CaptureArgs) -> Result<i32> {
     use crate::ingest::live;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating output folder {}", args.out.display()))?;
+    let stats_config = stats_config(&args.stats)?;
+    let extra_events = read_user_events(args.stats.events.as_deref())?;
     let config = live::LiveConfig {
         filter: args.filter.clone(),
         snaplen: args.snaplen,
         promisc: args.promisc,
         window_secs: args.stats.window,
+        flow: FlowConfig {
+            tcp_idle_secs: args.tcp_timeout,
+            udp_idle_secs: args.udp_timeout,
+            max_flows: args.max_flows,
+            ..FlowConfig::default()
+        },
         ..live::LiveConfig::new(&args.interface)
     };
     let capture = live::LiveCapture::open(&config)?;
-    if !args.quiet {
-        eprintln!(
-            "capturing on {} (link type {}){}; windows of {} s into {}",
-            args.interface,
-            capture.link_type(),
-            args.duration
-                .map_or(String::new(), |d| format!(" for {d} s")),
-            args.stats.window,
-            args.out.display()
-        );
-        if args.duration.is_none() && args.stop_file.is_none() {
-            eprintln!("no --duration or --stop-file: an interrupt loses the open window");
-        }
-    }
-    let duration = args
-        .duration
-        .map(|d| std::time::Duration::from_secs(u64::from(d)));
-    let mut stop = live::StopWhen::new(None, duration, args.stop_file.clone());
+    let options = live::ServiceOptions {
+        duration: args
+            .duration
+            .map(|d| std::time::Duration::from_secs(u64::from(d))),
+        stop_file: args.stop_file.clone(),
+        metrics_addr: args.metrics,
+        home_net: stats_config.home_net.clone(),
+        handle_signals: true,
+        quiet: args.quiet,
+    };
     let mut all = Vec::new();
-    let totals = capture.run(&mut stop, args.quiet, &mut |window, mut records| {
+    // The run so far as statistics columns: each window adds its flows, and the detectors see
+    // every window's series recomputed (a flow is counted in the window it started in, which
+    // may be earlier than the window it finished in).
+    let mut columns = crate::stats::FlowColumns::default();
+    let mut so_far = RunSummary::default();
+    let totals = live::serve(capture, &options, &mut |window, mut records| {
         crate::pipeline::number_flows(&mut records);
         let dir = args.out.join(format!("window-{}", window.start_secs()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating output folder {}", dir.display()))?;
         write_analysis(
-            &records,
+            &mut records,
             &window.run_summary(),
             &args.stats,
             &dir,
             None,
             true,
         )?;
+        write_json_atomically(&dir.join("capture.json"), &window.to_json())?;
+        for r in &records {
+            columns.push(r, &stats_config);
+        }
+        so_far.first_ts = so_far.first_ts.or(window.first_ts);
+        so_far.last_ts = window.last_ts.or(so_far.last_ts);
+        // No table formats: only the metric series are wanted; the run's tables are written
+        // once at the stop.
+        let (metrics, _) =
+            crate::stats::write_window_tables(&columns, &stats_config, &args.out, &[])
+                .context("per-window statistics of the run so far")?;
+        let detections = detection::run(&metrics, &so_far, &extra_events, &args.out)
+            .context("detecting events over the run so far")?;
         all.extend(records);
-        Ok(())
+        Ok(live::WindowWritten {
+            open_alerts: detections
+                .alerts
+                .iter()
+                .filter(|a| a.end_ts.is_none())
+                .count() as u64,
+        })
     })?;
     crate::pipeline::number_flows(&mut all);
     if !args.quiet {
@@ -771,14 +880,38 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         );
     }
     write_analysis(
-        &all,
+        &mut all,
         &totals.summary,
         &args.stats,
         &args.out,
         None,
         args.quiet,
     )?;
+    let run_doc = serde_json::json!({
+        "schema_version": live::CAPTURE_JSON_SCHEMA_VERSION,
+        "interface": args.interface,
+        "filter": args.filter,
+        "windows": totals.windows,
+        "packets": totals.summary.packets_read,
+        "flows": totals.summary.flows,
+        "kernel": {
+            "received": totals.kernel.received,
+            "dropped": totals.kernel.dropped,
+            "if_dropped": totals.kernel.if_dropped,
+        },
+    });
+    write_json_atomically(&args.out.join("capture.json"), &run_doc)?;
     Ok(0)
+}
+
+/// Writes `doc` to `path` through a temporary name, so a reader never sees half a file.
+#[cfg(feature = "live")]
+fn write_json_atomically(path: &std::path::Path, doc: &serde_json::Value) -> Result<()> {
+    crate::atomic_file::write_bytes_atomically(
+        path,
+        (serde_json::to_string_pretty(doc)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 fn stats_config(args: &StatsArgs) -> Result<crate::stats::StatsConfig> {

@@ -224,6 +224,118 @@ impl Baseline {
     }
 }
 
+/// The last `capacity` finite values of a stream, kept in arrival order and sorted, so that the
+/// median, MAD and quantiles of the window cost O(log w) comparisons each (a push costs two
+/// binary searches and a shift of at most `w` floats). The streaming (NAB-mode) detector keeps
+/// several of these per series; the batch [`median`] / [`mad`] would cost O(w) per point.
+#[derive(Debug, Clone)]
+pub struct TrailingWindow {
+    capacity: usize,
+    order: std::collections::VecDeque<f64>,
+    sorted: Vec<f64>,
+}
+
+impl TrailingWindow {
+    /// An empty window holding at most `capacity` values (at least one).
+    pub fn new(capacity: usize) -> TrailingWindow {
+        let capacity = capacity.max(1);
+        TrailingWindow {
+            capacity,
+            order: std::collections::VecDeque::with_capacity(capacity),
+            sorted: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Values held.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// True when nothing is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    /// Adds `x`, dropping the oldest value when full; non-finite values are ignored.
+    pub fn push(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                let at = self.sorted.partition_point(|v| v.total_cmp(&old).is_lt());
+                if at < self.sorted.len() {
+                    self.sorted.remove(at);
+                }
+            }
+        }
+        self.order.push_back(x);
+        let at = self.sorted.partition_point(|v| v.total_cmp(&x).is_lt());
+        self.sorted.insert(at, x);
+    }
+
+    /// Median of the window; `None` when empty.
+    pub fn median(&self) -> Option<f64> {
+        let n = self.sorted.len();
+        let upper = *self.sorted.get(n / 2)?;
+        if n % 2 == 1 {
+            return Some(upper);
+        }
+        Some((self.sorted.get(n / 2 - 1)? + upper) / 2.0)
+    }
+
+    /// Median absolute deviation from the median; `None` when empty.
+    pub fn mad(&self) -> Option<f64> {
+        let m = self.median()?;
+        let n = self.sorted.len();
+        let upper = self.kth_distance(m, n / 2)?;
+        if n % 2 == 1 {
+            return Some(upper);
+        }
+        Some((self.kth_distance(m, n / 2 - 1)? + upper) / 2.0)
+    }
+
+    /// The `q`-quantile (nearest rank, `q` clamped to [0, 1]); `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.sorted.len();
+        if n == 0 {
+            return None;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        let at = ((q * (n - 1) as f64).round() as usize).min(n - 1);
+        self.sorted.get(at).copied()
+    }
+
+    /// The `k`-th smallest (0-based) of `|v - m|` over the window. The distances below `m`
+    /// (read leftwards from the split) and above it (read rightwards) are two sorted runs; the
+    /// k-th of their union is found by bisecting how many come from the lower run.
+    fn kth_distance(&self, m: f64, k: usize) -> Option<f64> {
+        let a = &self.sorted;
+        let split = a.partition_point(|v| *v < m);
+        let (n_lo, n_hi) = (split, a.len() - split);
+        if k >= a.len() {
+            return None;
+        }
+        let lo_dist = |i: usize| a.get(split.checked_sub(i + 1)?).map(|v| m - v);
+        let hi_dist = |j: usize| a.get(split + j).map(|v| v - m);
+        // Take `i` from the lower run and `k + 1 - i` from the upper one.
+        let (mut lo, mut hi) = ((k + 1).saturating_sub(n_hi), (k + 1).min(n_lo));
+        while lo < hi {
+            let i = lo + (hi - lo) / 2;
+            match (lo_dist(i), hi_dist(k - i)) {
+                (Some(l), Some(h)) if l < h => lo = i + 1,
+                _ => hi = i,
+            }
+        }
+        let from_lo = lo.checked_sub(1).and_then(lo_dist);
+        let from_hi = (k + 1 - lo).checked_sub(1).and_then(hi_dist);
+        match (from_lo, from_hi) {
+            (Some(l), Some(h)) => Some(l.max(h)),
+            (l, h) => l.or(h),
+        }
+    }
+}
+
 /// Median of the finite values in `v` (reorders `v`); `None` when there are none.
 pub fn median(v: &mut Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
@@ -262,6 +374,45 @@ mod tests {
         assert_eq!(median(&mut vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&mut vec![1.0, f64::NAN, 5.0]), Some(3.0));
         assert_eq!(mad(&mut vec![1.0, 2.0, 3.0, 4.0, 100.0]), Some(1.0));
+    }
+
+    #[test]
+    fn trailing_window_matches_batch_median_mad_and_quantile() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for capacity in [1usize, 2, 3, 8, 41] {
+            let mut w = TrailingWindow::new(capacity);
+            let mut all = Vec::new();
+            for step in 0..400 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Few distinct values, so ties (the hard case for the MAD bisection) are common.
+                let x = (state % 23) as f64 * 0.5 - 3.0;
+                w.push(x);
+                all.push(x);
+                if step % 50 == 0 {
+                    w.push(f64::NAN);
+                }
+                let tail = &all[all.len().saturating_sub(capacity)..];
+                assert_eq!(w.len(), tail.len());
+                assert_eq!(w.median(), median(&mut tail.to_vec()), "cap {capacity}");
+                assert_eq!(
+                    w.mad(),
+                    mad(&mut tail.to_vec()),
+                    "cap {capacity} step {step}"
+                );
+                let mut sorted = tail.to_vec();
+                sorted.sort_by(f64::total_cmp);
+                assert_eq!(w.quantile(1.0), sorted.last().copied());
+                assert_eq!(w.quantile(0.0), sorted.first().copied());
+            }
+        }
+        let empty = TrailingWindow::new(0);
+        assert!(empty.is_empty());
+        assert_eq!(
+            (empty.median(), empty.mad(), empty.quantile(0.5)),
+            (None, None, None)
+        );
     }
 
     #[test]

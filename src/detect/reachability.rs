@@ -6,13 +6,23 @@
 //!    candidate over `[start, end)` (open candidates run to the end of the series).
 //! 3. The relative drop of each side is `1 - mean(during) / before`, where `before` is, for the
 //!    platform, the detector's baseline at the onset and, for the controls, the median of the
-//!    control ratio over the `trailing_points` windows before the onset.
+//!    control ratio over the `trailing_points` windows before the onset. With control attempt
+//!    counts, both control figures are pooled instead (successes / attempts over the windows),
+//!    so a window with one control attempt weighs one attempt, not a whole window; fewer than
+//!    `min_control_attempts` during the interval is too little to judge (`control = too few
+//!    attempts`, stays `BlockSuspected`).
 //! 4. If the controls dropped by at least `max(control_min_drop, outage_fraction x platform
 //!    drop)`, both sides fell together: `Outage` (a network outage, not a block). Otherwise
 //!    `BlockSuspected`. Without control data in the interval it stays `BlockSuspected` and the
 //!    evidence says `control = no data`.
 //! 5. Failure kinds (DNS failure, reset after SYN / ClientHello, no reply, throttled...) are
 //!    summed over the interval and given as evidence, the largest named `dominant_failure`.
+//! 6. A dip and a level shift that overlap describe one event: only the longer is kept.
+//!
+//! The success ratio of a handful of attempts moves in big steps (one failure in eleven is nine
+//! points), while its baseline sits at or near 1 with no spread; so the detector on the ratio
+//! gets a scale floor of 5 points and ignores moves under 10 points, and windows need
+//! `min_attempts` (10) attempts. Blocks move it by tens of points.
 
 use super::baseline::median;
 use super::spike::{detect, DetectConfig};
@@ -30,15 +40,21 @@ pub struct BlockConfig {
     pub outage_fraction: f64,
     /// ...and at least this absolute relative drop.
     pub control_min_drop: f64,
+    /// Control attempts needed in an interval to call it an outage (with attempt counts).
+    pub min_control_attempts: f64,
 }
 
 impl Default for BlockConfig {
     fn default() -> Self {
+        let mut detect = DetectConfig::default();
+        detect.baseline.abs_scale_floor = 0.05;
+        detect.min_abs_delta = 0.1;
         BlockConfig {
-            detect: DetectConfig::default(),
-            min_attempts: 5.0,
+            detect,
+            min_attempts: 10.0,
             outage_fraction: 0.5,
             control_min_drop: 0.1,
+            min_control_attempts: 10.0,
         }
     }
 }
@@ -52,6 +68,8 @@ pub struct ReachabilityInput<'a> {
     pub control_ratio: &'a Series,
     /// Platform attempts per window (for `min_attempts`); `None` = do not filter.
     pub platform_attempts: Option<&'a Series>,
+    /// Control attempts per window (pooled control ratios); `None` = mean of window ratios.
+    pub control_attempts: Option<&'a Series>,
     /// Failure counts per window by kind, e.g. `("reset_after_client_hello", &series)`.
     pub failures: &'a [(&'a str, &'a Series)],
 }
@@ -73,11 +91,26 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
         }
     }
     let det = detect(&platform, metric, &cfg.detect);
-    let mut out = Vec::new();
-    for alert in det.alerts {
-        if !matches!(alert.kind, AlertKind::LevelShiftDown | AlertKind::Dip) {
-            continue;
+    let mut candidates: Vec<&Alert> = det
+        .alerts
+        .iter()
+        .filter(|a| matches!(a.kind, AlertKind::LevelShiftDown | AlertKind::Dip))
+        .collect();
+    let span = |a: &Alert| a.end_ts.unwrap_or(i64::MAX).saturating_sub(a.start_ts);
+    let overlaps = |a: &Alert, b: &Alert| {
+        a.start_ts < b.end_ts.unwrap_or(i64::MAX) && b.start_ts < a.end_ts.unwrap_or(i64::MAX)
+    };
+    // Longest first, so a dip inside a shift is the one dropped.
+    candidates.sort_by_key(|a| (std::cmp::Reverse(span(a)), a.start_ts));
+    let mut kept: Vec<&Alert> = Vec::new();
+    for a in candidates {
+        if !kept.iter().any(|k| overlaps(k, a)) {
+            kept.push(a);
         }
+    }
+    kept.sort_by_key(|a| (a.detected_ts, a.start_ts));
+    let mut out = Vec::new();
+    for alert in kept.into_iter().cloned() {
         let start = platform.index_of(alert.start_ts).unwrap_or(0);
         let stop = alert
             .end_ts
@@ -99,27 +132,51 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
         let p_drop = rel_drop(p_before, p_during);
 
         let control = input.control_ratio;
-        let c_during = mean(values_between(control, alert.start_ts, end_ts));
         let lookback = cfg.detect.baseline.trailing_points.max(1);
-        let outside = if alert.start_ts < control.start_ts_nanos {
-            0
-        } else {
-            control.values.len()
+        let lookback_nanos = control
+            .step_nanos
+            .saturating_mul(i64::try_from(lookback).unwrap_or(i64::MAX));
+        let (c_before, c_during, c_attempts) = match input.control_attempts {
+            Some(attempts) => {
+                let before_from = alert.start_ts.saturating_sub(lookback_nanos);
+                let (b, _) = pooled(control, attempts, before_from, alert.start_ts);
+                let (d, n) = pooled(control, attempts, alert.start_ts, end_ts);
+                (b, d, Some(n))
+            }
+            None => {
+                let outside = if alert.start_ts < control.start_ts_nanos {
+                    0
+                } else {
+                    control.values.len()
+                };
+                let c_start = control.index_of(alert.start_ts).unwrap_or(outside);
+                let mut before: Vec<f64> = control
+                    .values
+                    .get(c_start.saturating_sub(lookback)..c_start)
+                    .unwrap_or(&[])
+                    .to_vec();
+                let b = median(&mut before).unwrap_or(f64::NAN);
+                (
+                    b,
+                    mean(values_between(control, alert.start_ts, end_ts)),
+                    None,
+                )
+            }
         };
-        let c_start = control.index_of(alert.start_ts).unwrap_or(outside);
-        let mut before: Vec<f64> = control
-            .values
-            .get(c_start.saturating_sub(lookback)..c_start)
-            .unwrap_or(&[])
-            .to_vec();
-        let c_before = median(&mut before).unwrap_or(f64::NAN);
         let c_drop = rel_drop(c_before, c_during);
+        let too_few = c_attempts.is_some_and(|n| n < cfg.min_control_attempts);
 
         let mut evidence = alert.evidence.clone();
         evidence.push(("platform_before".into(), fmt(p_before)));
         evidence.push(("platform_mean_during".into(), fmt(p_during)));
         evidence.push(("platform_drop".into(), fmt(p_drop)));
-        let kind = if c_drop.is_finite() {
+        if let Some(n) = c_attempts {
+            evidence.push(("control_attempts_during".into(), fmt(n)));
+        }
+        let kind = if too_few {
+            evidence.push(("control".into(), "too few attempts".into()));
+            AlertKind::BlockSuspected
+        } else if c_drop.is_finite() {
             evidence.push(("control_before".into(), fmt(c_before)));
             evidence.push(("control_mean_during".into(), fmt(c_during)));
             evidence.push(("control_drop".into(), fmt(c_drop)));
@@ -154,6 +211,26 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
         });
     }
     out
+}
+
+/// Successes / attempts pooled over windows starting in `[from, to)`, and the attempts.
+fn pooled(ratio: &Series, attempts: &Series, from: i64, to: i64) -> (f64, f64) {
+    let (mut ok, mut n) = (0.0, 0.0);
+    for (i, r) in ratio.values.iter().enumerate() {
+        let ts = ratio.ts(i);
+        if !(from..to).contains(&ts) || !r.is_finite() {
+            continue;
+        }
+        let a = attempts
+            .index_of(ts)
+            .and_then(|j| attempts.values.get(j))
+            .copied()
+            .filter(|a| a.is_finite() && *a > 0.0)
+            .unwrap_or(0.0);
+        ok += r * a;
+        n += a;
+    }
+    (if n > 0.0 { ok / n } else { f64::NAN }, n)
 }
 
 /// Finite values of `s` in windows starting in `[from, to)`.
@@ -242,6 +319,7 @@ mod tests {
             platform_ratio: &platform,
             control_ratio: &control,
             platform_attempts: None,
+            control_attempts: None,
             failures: &failures,
         };
         let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
@@ -274,6 +352,7 @@ mod tests {
             platform_ratio: &platform,
             control_ratio: &control,
             platform_attempts: None,
+            control_attempts: None,
             failures: &[],
         };
         let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
@@ -299,6 +378,7 @@ mod tests {
             platform_ratio: &platform,
             control_ratio: &control,
             platform_attempts: Some(&attempts),
+            control_attempts: None,
             failures: &[],
         };
         assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
@@ -323,6 +403,7 @@ mod tests {
             platform_ratio: &platform,
             control_ratio: &control,
             platform_attempts: None,
+            control_attempts: None,
             failures: &[],
         };
         assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
@@ -337,7 +418,7 @@ mod tests {
             let control = Series { start_ts_nanos: platform.start_ts_nanos + shift * STEP, ..series(c) };
             let fail = control.clone();
             let failures = [("f", &fail)];
-            let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: Some(&control), failures: &failures };
+            let input = ReachabilityInput { platform_ratio: &platform, control_ratio: &control, platform_attempts: Some(&control), control_attempts: Some(&fail), failures: &failures };
             let _ = detect_blocks(&input, "x", &BlockConfig::default());
         }
     }

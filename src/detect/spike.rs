@@ -20,8 +20,19 @@
 //!    `max(|x|, |e|) >= min_value`, so "2 hosts instead of 1" never alarms.
 //! 6. **Quiet period** (`cooldown_points`, default off): after an alert, no new alert for that
 //!    many windows.
+//!
+//! **Novelty mode** ([`DetectConfig::novelty`], off by default; used for the NAB evaluation,
+//! see [`super::nab::nab_config`]) replaces steps 1-4 with a cheaper streaming scorer for
+//! series whose "normal" is unknown and whose anomalies are episodes: each point's score is the
+//! larger of two robust z-scores, of its level against the median/MAD of the last `window`
+//! values and of its first difference against the median/MAD of the last `window` differences
+//! (so both a jump and an unusual level count); an alert is the onset of an episode, raised when
+//! the score reaches an **adaptive threshold**, `max(min_z, factor x quantile of the series' own
+//! recent scores)`, i.e. only what is rarer than this series' usual bursts; then the quiet
+//! period suppresses repeats. Each step is O(log w) (sorted trailing windows,
+//! [`super::baseline::TrailingWindow`]).
 
-use super::baseline::{Baseline, BaselineConfig, BaselineKind};
+use super::baseline::{Baseline, BaselineConfig, BaselineKind, TrailingWindow};
 use super::{format_ts, Alert, AlertKind, Series};
 
 /// Detector tuning. [`Default`] is meant for 5-minute windows of host counts and shares.
@@ -50,6 +61,32 @@ pub struct DetectConfig {
     /// After an alert is raised, no new alert is raised for this many windows (anomalous
     /// windows are still kept out of the baseline). 0 = off.
     pub cooldown_points: usize,
+    /// Novelty mode (module docs) instead of the baseline + spike + CUSUM detectors; `None`
+    /// (the default) keeps those. `spike_z`, the CUSUM settings and `baseline` are then unused;
+    /// `min_value`, `min_abs_delta` and `cooldown_points` still apply.
+    pub novelty: Option<NoveltyConfig>,
+}
+
+/// Tuning of novelty mode (module docs). All counts are in windows (rows).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoveltyConfig {
+    /// Trailing window of the level and first-difference medians and MADs.
+    pub window: usize,
+    /// Values needed in a trailing window before its z-score is given.
+    pub min_points: usize,
+    /// Weight of the first-difference z-score against the level z-score (0 = levels only).
+    pub diff_weight: f64,
+    /// Scale floor as a fraction of the range (max - min) seen so far, so a flat stretch does
+    /// not turn every wiggle into an infinite z-score.
+    pub range_floor: f64,
+    /// The threshold never falls below this score.
+    pub min_z: f64,
+    /// Past scores (trailing) that the adaptive threshold is learnt from; 0 = fixed `min_z`.
+    pub history_points: usize,
+    /// Quantile of those past scores...
+    pub history_quantile: f64,
+    /// ...times this factor is the adaptive threshold.
+    pub history_factor: f64,
 }
 
 impl Default for DetectConfig {
@@ -66,6 +103,7 @@ impl Default for DetectConfig {
             min_abs_delta: 0.0,
             max_freeze_points: None,
             cooldown_points: 0,
+            novelty: None,
         }
     }
 }
@@ -101,6 +139,9 @@ struct Open {
 
 /// Runs the spike and shift detectors over `series`, naming alerts after `metric`.
 pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
+    if let Some(novelty) = &cfg.novelty {
+        return detect_novelty(series, metric, cfg, novelty);
+    }
     let n = series.values.len();
     let kind = BaselineKind::for_series(n, series.step_nanos);
     let mut base = Baseline::new(kind, cfg.baseline);
@@ -398,6 +439,186 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
         expected,
         scale,
         baseline_kind: kind,
+    }
+}
+
+/// Novelty mode (module docs): one pass, each point scored on the values before it only.
+fn detect_novelty(
+    series: &Series,
+    metric: &str,
+    cfg: &DetectConfig,
+    nc: &NoveltyConfig,
+) -> Detection {
+    let n = series.values.len();
+    let mut expected = vec![f64::NAN; n];
+    let mut scale = vec![f64::NAN; n];
+    let mut alerts = Vec::new();
+    let mut levels = TrailingWindow::new(nc.window);
+    let mut diffs = TrailingWindow::new(nc.window);
+    let mut past_scores = TrailingWindow::new(nc.history_points);
+    let min_points = nc.min_points.max(2);
+    let min_z = if nc.min_z.is_finite() && nc.min_z > 0.0 {
+        nc.min_z
+    } else {
+        6.0
+    };
+    let diff_weight = if nc.diff_weight.is_finite() {
+        nc.diff_weight.max(0.0)
+    } else {
+        0.0
+    };
+    let abs_floor = if cfg.baseline.abs_scale_floor.is_finite() {
+        cfg.baseline.abs_scale_floor.max(1e-12)
+    } else {
+        1e-9
+    };
+    let (mut lowest, mut highest) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut previous: Option<f64> = None;
+    let mut last_alert: Option<usize> = None;
+    for (i, &x) in series.values.iter().enumerate() {
+        if !x.is_finite() {
+            continue;
+        }
+        let range = if highest >= lowest {
+            highest - lowest
+        } else {
+            0.0
+        };
+        let floor = (nc.range_floor * range).max(abs_floor);
+        let floor = if floor.is_finite() { floor } else { abs_floor };
+        let robust_z = |w: &TrailingWindow, v: f64| -> Option<(f64, f64, f64)> {
+            if w.len() < min_points {
+                return None;
+            }
+            let (m, mad) = (w.median()?, w.mad()?);
+            let s = (1.4826 * mad).max(floor);
+            let z = (v - m) / s;
+            z.is_finite().then_some((z, m, s))
+        };
+        let level = robust_z(&levels, x);
+        let diff = previous.map(|p| x - p).filter(|d| d.is_finite());
+        let jump = diff.and_then(|d| robust_z(&diffs, d));
+        let mut score = 0.0f64;
+        let mut sign = 1.0;
+        if let Some((z, m, s)) = level {
+            score = z.abs();
+            sign = z.signum();
+            if let (Some(e), Some(sc)) = (expected.get_mut(i), scale.get_mut(i)) {
+                *e = m;
+                *sc = s;
+            }
+        }
+        if let Some((z, _, _)) = jump {
+            if diff_weight * z.abs() > score {
+                score = diff_weight * z.abs();
+                sign = z.signum();
+            }
+        }
+        let e = level.map_or(x, |(_, m, _)| m);
+        let significant =
+            (x - e).abs() >= cfg.min_abs_delta && x.abs().max(e.abs()) >= cfg.min_value;
+        if !significant {
+            score = 0.0;
+        }
+        let adaptive = if nc.history_points > 0 {
+            past_scores
+                .quantile(nc.history_quantile)
+                .map_or(0.0, |q| nc.history_factor * q)
+        } else {
+            0.0
+        };
+        let threshold = if adaptive.is_finite() {
+            min_z.max(adaptive)
+        } else {
+            min_z
+        };
+        let cooling = last_alert.is_some_and(|l| i < l.saturating_add(cfg.cooldown_points));
+        if score >= threshold && !cooling {
+            last_alert = Some(i);
+            alerts.push(novelty_alert(
+                series, metric, i, sign, score, threshold, level, jump, nc,
+            ));
+        }
+        levels.push(x);
+        if let Some(d) = diff {
+            diffs.push(d);
+        }
+        past_scores.push(score);
+        previous = Some(x);
+        lowest = lowest.min(x);
+        highest = highest.max(x);
+    }
+    Detection {
+        alerts,
+        expected,
+        scale,
+        baseline_kind: BaselineKind::Trailing,
+    }
+}
+
+/// The alert of a novelty-mode onset at window `i`.
+#[allow(clippy::too_many_arguments)]
+fn novelty_alert(
+    series: &Series,
+    metric: &str,
+    i: usize,
+    sign: f64,
+    score: f64,
+    threshold: f64,
+    level: Option<(f64, f64, f64)>,
+    jump: Option<(f64, f64, f64)>,
+    nc: &NoveltyConfig,
+) -> Alert {
+    let x = series.values.get(i).copied().unwrap_or(f64::NAN);
+    let e = level.map_or(f64::NAN, |(_, m, _)| m);
+    let magnitude = ratio(x, e, 1e-9);
+    let at = format_ts(series.ts(i));
+    let evidence = vec![
+        ("baseline".to_string(), "trailing_median".to_string()),
+        ("expected_at_peak".to_string(), fmt(e)),
+        ("observed_at_peak".to_string(), fmt(x)),
+        (
+            "scale_at_peak".to_string(),
+            fmt(level.map_or(f64::NAN, |(_, _, s)| s)),
+        ),
+        (
+            "z_level".to_string(),
+            fmt(level.map_or(f64::NAN, |(z, _, _)| z)),
+        ),
+        (
+            "z_first_difference".to_string(),
+            fmt(jump.map_or(f64::NAN, |(z, _, _)| z)),
+        ),
+        ("threshold".to_string(), fmt(threshold)),
+        ("window".to_string(), nc.window.to_string()),
+        ("detected_ts".to_string(), at),
+        (
+            "closed_by".to_string(),
+            "onset only (novelty mode)".to_string(),
+        ),
+    ];
+    Alert {
+        kind: if sign < 0.0 {
+            AlertKind::Dip
+        } else {
+            AlertKind::Spike
+        },
+        metric: metric.to_string(),
+        start_ts: series.ts(i),
+        end_ts: Some(series.ts(i.saturating_add(1))),
+        peak_ts: series.ts(i),
+        detected_ts: series.ts(i),
+        magnitude: if magnitude.is_finite() {
+            magnitude
+        } else {
+            0.0
+        },
+        score: if (score / threshold).is_finite() {
+            score / threshold
+        } else {
+            0.0
+        },
+        evidence,
     }
 }
 
@@ -725,19 +946,186 @@ mod tests {
         let _ = detect(&weird, "m", &DetectConfig::default());
     }
 
+    /// Novelty mode with small windows, so hand-made series of a few hundred points suffice.
+    fn novelty_cfg(cooldown: usize) -> DetectConfig {
+        DetectConfig {
+            cooldown_points: cooldown,
+            novelty: Some(NoveltyConfig {
+                window: 50,
+                min_points: 20,
+                diff_weight: 1.0,
+                range_floor: 0.01,
+                min_z: 6.0,
+                history_points: 100,
+                history_quantile: 0.99,
+                history_factor: 1.1,
+            }),
+            ..DetectConfig::default()
+        }
+    }
+
+    fn onsets(d: &Detection, s: &Series) -> Vec<usize> {
+        d.alerts
+            .iter()
+            .filter_map(|a| s.index_of(a.detected_ts))
+            .collect()
+    }
+
+    #[test]
+    fn novelty_finds_a_spike_and_a_dip_at_their_rows() {
+        let mut v: Vec<f64> = noise(400, 21).into_iter().map(|n| 50.0 + n).collect();
+        v[200] = 90.0;
+        v[320] = 10.0;
+        let s = series(v);
+        // The quiet period swallows the jump back (a first difference as large as the spike).
+        let d = detect(&s, "m", &novelty_cfg(5));
+        assert_eq!(onsets(&d, &s), vec![200, 320], "{:?}", d.alerts);
+        assert_eq!(kinds(&d), vec![AlertKind::Spike, AlertKind::Dip]);
+        assert!(d
+            .alerts
+            .iter()
+            .all(|a| a.score >= 1.0 && a.end_ts.is_some()));
+        // Nothing is judged before the trailing window holds min_points values.
+        assert!(d.expected[..20].iter().all(|e| e.is_nan()));
+        assert!((d.expected[100] - 50.0).abs() < 1.0, "{}", d.expected[100]);
+    }
+
+    #[test]
+    fn novelty_reports_the_onset_of_an_episode_once() {
+        // A step that stays: the first row of the new level alarms, the following rows fall in
+        // the quiet period and, once it is over, the new level is no longer novel.
+        let mut v: Vec<f64> = noise(600, 22).into_iter().map(|n| 10.0 + n).collect();
+        for x in v.iter_mut().skip(300) {
+            *x += 30.0;
+        }
+        let s = series(v.clone());
+        let d = detect(&s, "m", &novelty_cfg(60));
+        assert_eq!(onsets(&d, &s), vec![300], "{:?}", d.alerts);
+        // Without the quiet period the episode keeps alarming while the window still holds the
+        // old level: the quiet period is what makes it one alert.
+        let loud = detect(&s, "m", &novelty_cfg(0));
+        assert!(loud.alerts.len() > 1, "{:?}", loud.alerts);
+    }
+
+    #[test]
+    fn novelty_first_differences_catch_a_jump_inside_the_usual_range() {
+        // A slow wave between 0 and 100 (period 200 rows): a sudden 30-unit jump at mid-level
+        // is not unusual as a level against a window spanning much of the wave, but its first
+        // difference (about 20x the wave's steepest step) is.
+        let nz = noise(400, 26);
+        let mut v: Vec<f64> = (0..400)
+            .map(|i| 50.0 + 50.0 * (i as f64 / 200.0 * std::f64::consts::TAU).sin() + 0.3 * nz[i])
+            .collect();
+        for x in v.iter_mut().skip(300).take(3) {
+            *x += 30.0;
+        }
+        let s = series(v);
+        let mut cfg = novelty_cfg(10);
+        if let Some(nc) = cfg.novelty.as_mut() {
+            nc.window = 120;
+        }
+        let with_diffs = detect(&s, "m", &cfg);
+        assert_eq!(
+            onsets(&with_diffs, &s),
+            vec![300],
+            "{:?}",
+            with_diffs.alerts
+        );
+        assert_eq!(kinds(&with_diffs), vec![AlertKind::Spike]);
+        if let Some(nc) = cfg.novelty.as_mut() {
+            nc.diff_weight = 0.0;
+        }
+        let levels_only = detect(&s, "m", &cfg);
+        assert!(levels_only.alerts.is_empty(), "{:?}", levels_only.alerts);
+    }
+
+    #[test]
+    fn novelty_adaptive_threshold_ignores_routine_bursts() {
+        // A burst every 40 rows is this series' normal: once a few are in the score history,
+        // only a burst well above the usual ones alarms. With a fixed threshold every burst
+        // would.
+        let mut v: Vec<f64> = noise(600, 23).into_iter().map(|n| 20.0 + n).collect();
+        for i in (45..600).step_by(40) {
+            v[i] = 40.0;
+        }
+        v[505] = 120.0;
+        let s = series(v);
+        let mut cfg = novelty_cfg(5);
+        if let Some(nc) = cfg.novelty.as_mut() {
+            nc.history_factor = 1.5;
+        }
+        let adaptive = detect(&s, "m", &cfg);
+        let late: Vec<usize> = onsets(&adaptive, &s)
+            .into_iter()
+            .filter(|&i| i > 300)
+            .collect();
+        assert_eq!(late, vec![505], "{:?}", adaptive.alerts);
+        if let Some(nc) = cfg.novelty.as_mut() {
+            nc.history_points = 0;
+        }
+        let every = detect(&s, "m", &cfg);
+        assert!(every.alerts.len() > 10, "{}", every.alerts.len());
+    }
+
+    #[test]
+    fn novelty_is_quiet_on_noise_constant_and_gappy_series() {
+        let cfg = novelty_cfg(10);
+        let noisy = series(noise(2000, 24).into_iter().map(|n| 5.0 + n).collect());
+        assert!(detect(&noisy, "m", &cfg).alerts.is_empty());
+        assert!(detect(&series(vec![7.0; 500]), "m", &cfg).alerts.is_empty());
+        assert!(detect(&series(vec![]), "m", &cfg).alerts.is_empty());
+        let mut gappy: Vec<f64> = noise(500, 25).into_iter().map(|n| 5.0 + n).collect();
+        for x in gappy.iter_mut().skip(100).take(150) {
+            *x = f64::NAN;
+        }
+        let d = detect(&series(gappy), "m", &cfg);
+        assert!(d.alerts.is_empty(), "{:?}", d.alerts);
+        assert!(d.expected[150].is_nan());
+        // The product default is unaffected by the new field.
+        assert_eq!(DetectConfig::default().novelty, None);
+    }
+
     proptest! {
         #[test]
         fn never_panics(values in proptest::collection::vec(prop_oneof![
-                Just(f64::NAN), Just(0.0), Just(f64::MAX), Just(f64::MIN), -1e6f64..1e6], 0..700),
+                Just(f64::NAN), Just(0.0), Just(f64::MAX), Just(f64::MIN), Just(f64::INFINITY),
+                Just(1e-300), -1e6f64..1e6], 0..700),
             step in prop_oneof![Just(0i64), Just(-1), Just(STEP), 1i64..i64::MAX],
-            start in any::<i64>()) {
+            start in any::<i64>(),
+            novelty in any::<bool>(),
+            window in 0usize..80,
+            cooldown in 0usize..50) {
             let s = Series { start_ts_nanos: start, step_nanos: step, values };
-            let d = detect(&s, "m", &DetectConfig::default());
+            let cfg = if novelty {
+                let mut c = novelty_cfg(cooldown);
+                if let Some(nc) = c.novelty.as_mut() {
+                    nc.window = window;
+                    nc.min_points = window / 2;
+                    nc.history_points = window;
+                }
+                c
+            } else {
+                DetectConfig::default()
+            };
+            let d = detect(&s, "m", &cfg);
             prop_assert_eq!(d.expected.len(), s.values.len());
+            prop_assert_eq!(d.scale.len(), s.values.len());
             for a in &d.alerts {
                 prop_assert!(a.magnitude.is_finite() && a.score.is_finite());
                 prop_assert!(serde_json::to_string(a).is_ok());
             }
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn never_panics_on_constant_runs(level in prop_oneof![Just(0.0), Just(f64::MAX),
+                Just(-1e300), -1e9f64..1e9], len in 0usize..600, novelty in any::<bool>()) {
+            let cfg = if novelty { novelty_cfg(5) } else { DetectConfig::default() };
+            let d = detect(&series(vec![level; len]), "m", &cfg);
+            prop_assert!(d.alerts.is_empty(), "{:?}", d.alerts);
         }
     }
 }

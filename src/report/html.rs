@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::charts::{
     self, escape, fmt_utc, BarChart, Measure, Plot, PlotKind, Span, TimeChart, ValueFormat,
 };
+use crate::atomic_file::write_bytes_atomically;
 use crate::fingerprint::Family;
 use crate::flow::FlowRecord;
 use crate::pipeline::{FileStatus, RunSummary};
@@ -461,7 +462,7 @@ impl ReportData {
 
     /// Writes `report_data.json` (through a temporary file).
     pub fn write_json(&self, path: &Path) -> io::Result<()> {
-        write_file_atomically(path, self.to_json().as_bytes())
+        write_bytes_atomically(path, self.to_json().as_bytes())
     }
 
     /// Reads `report_data.json`.
@@ -470,24 +471,9 @@ impl ReportData {
     }
 }
 
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.flush()?;
-    }
-    std::fs::rename(tmp, path)
-}
-
 /// Writes `report.html` for `data` (through a temporary file).
 pub fn write_html(data: &ReportData, path: &Path) -> io::Result<()> {
-    write_file_atomically(path, render_html(data).as_bytes())
+    write_bytes_atomically(path, render_html(data).as_bytes())
 }
 
 /// `ip:port`, with brackets for IPv6.
@@ -1182,7 +1168,7 @@ pub fn write_figures(data: &ReportData, dir: &Path) -> io::Result<Vec<PathBuf>> 
     for fig in figures(data) {
         let path = dir.join(format!("{}.svg", fig.id));
         let doc = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", fig.svg);
-        write_file_atomically(&path, doc.as_bytes())?;
+        write_bytes_atomically(&path, doc.as_bytes())?;
         paths.push(path);
     }
     Ok(paths)

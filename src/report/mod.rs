@@ -70,14 +70,10 @@ pub fn write_summary_json(
     path: &Path,
 ) -> io::Result<()> {
     let doc = summary_json(summary, protocols);
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = io::BufWriter::new(std::fs::File::create(&tmp)?);
-        serde_json::to_writer_pretty(&mut f, &doc)?;
-        f.write_all(b"\n")?;
-        f.flush()?;
-    }
-    std::fs::rename(tmp, path)
+    crate::atomic_file::write_atomically(path, |f| {
+        serde_json::to_writer_pretty(&mut *f, &doc)?;
+        f.write_all(b"\n")
+    })
 }
 
 /// The one-screen summary printed on stderr at the end of every run.

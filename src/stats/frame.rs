@@ -11,6 +11,7 @@ use polars_io::SerWriter;
 
 use super::{
     write_atomically, FlowColumns, MetricSeries, StatsConfig, TableFormat, CIRCUMVENTION_FAMILIES,
+    FAILURE_KINDS,
 };
 use crate::flow::FlowRecord;
 
@@ -188,12 +189,7 @@ fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
         count_if(is_platform.clone().and(col("result").eq(lit("success"))))
             .alias("platform_successes"),
     );
-    for kind in [
-        "dns_failure",
-        "reset_after_syn",
-        "reset_after_client_data",
-        "no_reply",
-    ] {
+    for kind in FAILURE_KINDS.map(|k| k.name()) {
         aggs.push(
             count_if(is_platform.clone().and(col("result").eq(lit(kind))))
                 .alias(format!("platform_{kind}")),
@@ -248,6 +244,12 @@ fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
             .alias("circumvention_bytes"),
         col("platform_attempts").sum().alias("platform_attempts"),
         col("platform_successes").sum().alias("platform_successes"),
+    ]);
+    for kind in FAILURE_KINDS {
+        let name = format!("platform_{}", kind.name());
+        aggs.push(col(name.as_str()).sum().alias(name));
+    }
+    aggs.extend([
         col("control_attempts").sum().alias("control_attempts"),
         col("control_successes").sum().alias("control_successes"),
     ]);
@@ -294,6 +296,16 @@ const DETECTOR_METRICS: &[&str] = &[
     "control_success_ratio",
 ];
 
+/// Control attempts (pooled control ratios) and per-kind failure counts (`platform_<kind>`,
+/// evidence) for block detection; optional so that an older `series.parquet` still loads.
+fn optional_metrics() -> impl Iterator<Item = String> {
+    std::iter::once("control_attempts".to_string()).chain(
+        FAILURE_KINDS
+            .into_iter()
+            .map(|k| format!("platform_{}", k.name())),
+    )
+}
+
 /// Gaps longer than this (no flow at all) split a run into separate segments.
 const SEGMENT_GAP_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
 
@@ -329,7 +341,14 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
     };
     let n = usize::try_from((last - first) / step + 1).unwrap_or(0);
     let mut out = Vec::new();
-    for metric in DETECTOR_METRICS {
+    let optional: Vec<String> = optional_metrics()
+        .filter(|m| series.column(m).is_ok())
+        .collect();
+    let names = DETECTOR_METRICS
+        .iter()
+        .copied()
+        .chain(optional.iter().map(String::as_str));
+    for metric in names {
         let col = series.column(metric)?.cast(&DataType::Float64)?;
         let mut values = vec![f64::NAN; n];
         let ca = col.f64()?;
@@ -344,15 +363,20 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
         }
         // Windows with no traffic at all: zero hosts rather than unknown.
         if matches!(
-            *metric,
-            "active_hosts" | "circumvention_hosts" | "new_adopters" | "platform_attempts"
-        ) {
+            metric,
+            "active_hosts"
+                | "circumvention_hosts"
+                | "new_adopters"
+                | "platform_attempts"
+                | "control_attempts"
+        ) || metric.starts_with("platform_") && !metric.ends_with("_ratio")
+        {
             for v in values.iter_mut().filter(|v| v.is_nan()) {
                 *v = 0.0;
             }
         }
         out.push(MetricSeries {
-            metric: (*metric).to_string(),
+            metric: metric.to_string(),
             start_ts_nanos: first,
             step_nanos: step,
             values,
@@ -411,6 +435,48 @@ pub fn write_window_tables(
         }
     }
     Ok((metrics, written))
+}
+
+/// Every column of a Parquet file as text, row by row; datetime columns as RFC 3339 UTC.
+pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<String>>)> {
+    use polars_io::parquet::read::ParquetReader;
+    use polars_io::SerReader;
+    let file = std::fs::File::open(path)?;
+    let df = ParquetReader::new(file).finish().map_err(to_io)?;
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut rows = vec![Vec::with_capacity(names.len()); df.height()];
+    for column in df.columns() {
+        let text: Vec<String> = if let DataType::Datetime(unit, _) = column.dtype() {
+            let per_unit = match unit {
+                TimeUnit::Nanoseconds => 1,
+                TimeUnit::Microseconds => 1_000,
+                TimeUnit::Milliseconds => 1_000_000,
+            };
+            let ints = column.cast(&DataType::Int64).map_err(to_io)?;
+            let ca = ints.i64().map_err(to_io)?;
+            (0..ca.len())
+                .map(|i| {
+                    ca.get(i)
+                        .and_then(|v| v.checked_mul(per_unit))
+                        .map_or_else(String::new, crate::civil::format_ts)
+                })
+                .collect()
+        } else {
+            let strings = column.cast(&DataType::String).map_err(to_io)?;
+            let ca = strings.str().map_err(to_io)?;
+            (0..ca.len())
+                .map(|i| ca.get(i).unwrap_or_default().to_string())
+                .collect()
+        };
+        for (row, value) in rows.iter_mut().zip(text) {
+            row.push(value);
+        }
+    }
+    Ok((names, rows))
 }
 
 #[cfg(test)]

@@ -8,14 +8,16 @@
 //!   `flows`, `packets`, `bytes` u64; `circumvention_flows`, `circumvention_bytes`;
 //!   `vpn_flows`, `proxy_flows`, `tor_flows`, `obfuscated_flows`, `tunnel_flows` (by family);
 //!   `platform_attempts`, `platform_successes`, and failures by kind `platform_dns_failure`,
-//!   `platform_reset_after_syn`, `platform_reset_after_client_data`, `platform_no_reply`;
+//!   `platform_reset_after_syn`, `platform_reset_after_client_data`, `platform_no_reply`,
+//!   `platform_throttled` ([`FAILURE_KINDS`], [`is_throttled`]);
 //!   `control_attempts`, `control_successes`; `uses_circumvention` bool; `adopted_window` datetime
 //!   (the host's first window with circumvention).
 //! - `series` (one row per window): `window_start`; `active_hosts`; `circumvention_hosts` and per
 //!   family `vpn_hosts`, `proxy_hosts`, `tor_hosts`, `obfuscated_hosts`, `tunnel_hosts`;
 //!   `circumvention_host_share` f64; `new_adopters`; `bytes`, `circumvention_bytes`,
 //!   `circumvention_bytes_share` f64; `platform_attempts`, `platform_successes`,
-//!   `platform_success_ratio` f64 (null without attempts); `control_attempts`,
+//!   `platform_success_ratio` f64 (null without attempts); the failure kinds summed over hosts
+//!   (`platform_dns_failure` ... `platform_throttled`); `control_attempts`,
 //!   `control_successes`, `control_success_ratio` f64.
 //! - `series_protocols` (long form): `window_start`, `protocol`, `hosts` — hosts using each
 //!   circumvention protocol per window.
@@ -79,8 +81,53 @@ pub enum AttemptResult {
     ResetAfterSyn,
     ResetAfterClientData,
     NoReply,
+    /// The connection worked but the server's data came at a crawl ([`is_throttled`]).
+    Throttled,
     /// Neither a clear success nor a failure kind we count (e.g. reset by the client).
     Other,
+}
+
+/// Failure kinds counted per platform attempt, in column order (`platform_<kind>`).
+pub const FAILURE_KINDS: [AttemptResult; 5] = [
+    AttemptResult::DnsFailure,
+    AttemptResult::ResetAfterSyn,
+    AttemptResult::ResetAfterClientData,
+    AttemptResult::NoReply,
+    AttemptResult::Throttled,
+];
+
+/// Shortest flow judged for throttling: shorter transfers are dominated by round trips.
+pub const THROTTLE_MIN_SECS: f64 = 20.0;
+/// Fewest server payload bytes judged for throttling (about eleven full segments): below it the
+/// flow is a few small exchanges or a keep-alive, not a transfer whose speed tells anything.
+pub const THROTTLE_MIN_SERVER_BYTES: u64 = 16_000;
+/// Server payload delivery, bytes per second over the whole flow, below which it is throttled.
+pub const THROTTLE_MAX_BYTES_PER_SEC: f64 = 3_000.0;
+
+/// Whether a TCP flow that got through its handshake was throttled: it lasted at least
+/// [`THROTTLE_MIN_SECS`], the server sent at least [`THROTTLE_MIN_SERVER_BYTES`] of payload, and
+/// that payload came at under [`THROTTLE_MAX_BYTES_PER_SEC`] (24 kbit/s) averaged over the flow.
+///
+/// Why these facts: a throttler lets the handshake and the request through and then paces or
+/// polices the server's data, so the flow neither resets nor times out; what stays measurable
+/// in flow totals is a transfer that is both long and slow. 3 kB/s is far below any working
+/// access line (1 Mbit/s delivers 125 kB/s). The byte and duration floors keep out what
+/// averages low for other reasons: keep-alive connections carrying a few hundred bytes, and
+/// browsing connections with a few small responses between long pauses. On the generator's
+/// traffic (`pk-x-2024` sizes) these floors leave 0-0.2 % of unthrottled TLS flows above the
+/// line and find 98 % of throttled ones. What flow totals cannot tell apart: a large fast
+/// download followed by minutes of idle keep-alive, and a milder throttle (Russia slowed
+/// Twitter to about 130 kbit/s in 2021, Xue et al., IMC 2021) from a normal, paused connection;
+/// both need per-flow gap facts (longest idle, active transfer time) from the flow stage.
+/// Platform and control attempts are judged alike, so stray hits lower both ratios evenly
+/// rather than faking a block.
+pub fn is_throttled(r: &FlowRecord) -> bool {
+    let secs = r.duration_secs();
+    let server_bytes = r.payload_bytes[1];
+    r.transport == crate::flow::Transport::Tcp
+        && secs >= THROTTLE_MIN_SECS
+        && server_bytes >= THROTTLE_MIN_SERVER_BYTES
+        && (server_bytes as f64) / secs < THROTTLE_MAX_BYTES_PER_SEC
 }
 
 impl AttemptResult {
@@ -91,6 +138,7 @@ impl AttemptResult {
             AttemptResult::ResetAfterSyn => "reset_after_syn",
             AttemptResult::ResetAfterClientData => "reset_after_client_data",
             AttemptResult::NoReply => "no_reply",
+            AttemptResult::Throttled => "throttled",
             AttemptResult::Other => "other",
         }
     }
@@ -158,6 +206,28 @@ pub fn host_of(r: &FlowRecord, home_net: &[Cidr]) -> IpAddr {
     }
 }
 
+/// With anonymisation on, replaces every monitored-host address of the flows (the flow's host,
+/// and any endpoint inside `home_net`) by its anonymised form, in place. Run after the
+/// statistics are gathered and before the flows table is written, so that table carries no
+/// real subscriber address either.
+pub fn anonymize_flow_hosts(records: &mut [FlowRecord], config: &StatsConfig) {
+    let Some(anon) = &config.anonymize else {
+        return;
+    };
+    for r in records {
+        let host = host_of(r, &config.home_net);
+        let shown = |ip: IpAddr| {
+            if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
+                anon.anonymize(ip)
+            } else {
+                ip
+            }
+        };
+        r.client_ip = shown(r.client_ip);
+        r.server_ip = shown(r.server_ip);
+    }
+}
+
 /// If the flow tried to reach a platform or control site: (name, is control, result).
 /// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else its server address.
 pub fn platform_attempt(
@@ -179,6 +249,11 @@ pub fn platform_attempt(
         }
     } else {
         match r.outcome {
+            Outcome::Established | Outcome::Completed | Outcome::ResetAfterServerData
+                if is_throttled(r) =>
+            {
+                AttemptResult::Throttled
+            }
             Outcome::Established | Outcome::Completed | Outcome::ResetAfterServerData => {
                 AttemptResult::Success
             }
@@ -266,28 +341,32 @@ pub fn read_metric_series(path: &Path, default_window_secs: u32) -> io::Result<V
     }
 }
 
-/// Writes to `path` through a temporary name, so an interrupted run leaves no half file.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
-) -> io::Result<()> {
-    let tmp = path.with_extension("partial");
+/// Reads a Parquet table as text: column names and rows, datetimes as RFC 3339 (for readers of
+/// documented schemas outside this module, e.g. archived flow tables).
+pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<String>>)> {
+    #[cfg(feature = "polars-out")]
     {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.sync_all()?;
+        frame::read_parquet_as_text(path)
     }
-    std::fs::rename(tmp, path)
+    #[cfg(not(feature = "polars-out"))]
+    {
+        Err(io::Error::other(format!(
+            "{}: reading Parquet needs the polars-out feature (the default build)",
+            path.display()
+        )))
+    }
 }
+
+/// Writes to `path` through a temporary name, so an interrupted run leaves no half file.
+pub(crate) use crate::atomic_file::write_atomically;
 
 #[cfg(not(feature = "polars-out"))]
 fn write_flows_csv(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
     use std::io::Write;
     let path = dir.join("flows.csv");
     write_atomically(&path, |f| {
-        let mut w = io::BufWriter::new(f);
-        crate::cli::write_flows(&mut w, records, crate::cli::FlowFormat::Csv)?;
-        w.flush()
+        crate::cli::write_flows(f, records, crate::cli::FlowFormat::Csv)?;
+        f.flush()
     })?;
     Ok(path)
 }

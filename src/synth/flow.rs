@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::proto::{ike, openvpn, socks, ssh, tls, wireguard};
+use super::proto::{ike, openvpn, quic, socks, ssh, tls, wireguard};
 use super::rng::Rng;
 use super::wire::{self, flags, IpMeta, L4};
 
@@ -55,6 +55,8 @@ pub enum Lazy {
     Esp,
     /// SSH chacha20-poly1305 packet.
     SshEncrypted,
+    /// QUIC short-header (1-RTT) packet to this side's peer connection id.
+    QuicShort,
 }
 
 impl Lazy {
@@ -72,6 +74,7 @@ impl Lazy {
             Lazy::OvpnData => len.max(24),
             Lazy::Esp => (len.max(32) / 4) * 4,
             Lazy::SshEncrypted => 20 + (len.saturating_sub(20) / 8).max(1) * 8,
+            Lazy::QuicShort => len.clamp(quic::SHORT_MIN, quic::SHORT_MAX),
         }
     }
 
@@ -154,6 +157,8 @@ pub struct LazyState {
     /// ESP SPI used by packets from each side (client->server SPI is the server's inbound SA).
     pub esp_spi: [u32; 2],
     pub esp_seq: [u32; 2],
+    /// QUIC destination connection id each side writes in short headers.
+    pub quic_dcid: [quic::Cid; 2],
 }
 
 /// A flow being written.
@@ -378,6 +383,7 @@ fn fill_lazy(
             ike::esp(out, rng, st.esp_spi[me], st.esp_seq[me], len);
         }
         Lazy::SshEncrypted => ssh::encrypted(out, rng, len),
+        Lazy::QuicShort => quic::short_packet(out, rng, &st.quic_dcid[me], len),
     }
 }
 

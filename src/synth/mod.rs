@@ -10,42 +10,54 @@
 //!   domains/prefixes, and per host when it adopted which tool.
 //!
 //! Same preset, overrides and seed give byte-identical files. Memory is bounded by the flows
-//! open at one time, not by the output size. Scenarios are built-in presets plus command-line
-//! overrides (a TOML scenario file would need the `toml` crate, which is not a dependency).
+//! open at one time, not by the output size. Scenarios are built-in presets or TOML scenario
+//! files ([`scenario_file`], `--scenario FILE`; `--print-preset NAME` writes a template), plus
+//! command-line overrides, which win over both.
 
 pub mod catalog;
+pub mod flood;
 pub mod flow;
 pub mod pcap_writer;
 pub mod proto;
 pub mod rng;
 pub mod scenario;
+pub mod scenario_file;
 pub mod session;
 pub mod time;
 pub mod wire;
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use scenario::{Config, PRESETS};
 pub use session::BlockMethod;
 
+use crate::atomic_file::{write_bytes_atomically, AtomicFile};
 use pcap_writer::{PcapWriter, Sink};
 
 /// `tunnelwatch synth`: write a synthetic capture with its truth files.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// Scenario preset: pk-x-2024-small (committed sample), pk-x-2024 (a week, 1000 hosts),
-    /// bench (throughput runs).
-    #[arg(long, default_value = "pk-x-2024-small", value_name = "NAME")]
-    pub preset: String,
+    /// Scenario preset (default pk-x-2024-small, the committed sample): pk-x-2024 (a week,
+    /// 1000 hosts), bench (throughput runs), and the detector-check shapes no-block,
+    /// block-surge, block-slow-ramp, short-block, block-throttle, outage.
+    #[arg(long, value_name = "NAME", conflicts_with = "scenario")]
+    pub preset: Option<String>,
+    /// Scenario file (TOML, see samples/scenario.toml); command-line options override it.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Print the preset NAME (or the --scenario file, fully expanded) as a commented TOML
+    /// scenario on stdout and exit.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub print_preset: Option<String>,
     /// Output capture; a `.gz` suffix gzips it. Truth files go beside it.
-    #[arg(long, value_name = "PATH")]
-    pub out: PathBuf,
-    /// Random seed: the same seed gives byte-identical output.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    #[arg(long, value_name = "PATH", required_unless_present = "print_preset")]
+    pub out: Option<PathBuf>,
+    /// Random seed (default: the scenario's, 1 for presets): the same seed gives
+    /// byte-identical output.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Number of client hosts (overrides the preset).
     #[arg(long, value_name = "N")]
     pub hosts: Option<u32>,
@@ -74,6 +86,13 @@ pub struct SynthArgs {
 pub enum SynthError {
     #[error("unknown preset {0:?} (known: {known})", known = PRESETS.join(", "))]
     UnknownPreset(String),
+    #[error("{}: {source}", path.display())]
+    Scenario {
+        path: PathBuf,
+        source: scenario_file::ScenarioError,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
     #[error("invalid --{arg} {value:?}: {why}")]
     BadArg {
         arg: &'static str,
@@ -136,11 +155,30 @@ fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The scenario for `args`: the preset with the command-line overrides applied.
+/// The scenario of `--scenario FILE`.
+pub fn read_scenario(path: &Path) -> Result<Config, SynthError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SynthError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    scenario_file::parse(&text).map_err(|source| SynthError::Scenario {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The scenario for `args`: the preset or scenario file with the command-line overrides applied.
 pub fn config(args: &SynthArgs) -> Result<Config, SynthError> {
-    let mut cfg = scenario::preset(&args.preset)
-        .ok_or_else(|| SynthError::UnknownPreset(args.preset.clone()))?;
-    cfg.seed = args.seed;
+    let mut cfg = match (&args.scenario, &args.preset) {
+        (Some(path), _) => read_scenario(path)?,
+        (None, name) => {
+            let name = name.as_deref().unwrap_or("pk-x-2024-small");
+            scenario::preset(name).ok_or_else(|| SynthError::UnknownPreset(name.to_string()))?
+        }
+    };
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
     if let Some(n) = args.hosts {
         if n == 0 {
             return Err(SynthError::BadArg {
@@ -227,8 +265,27 @@ fn dry_run(cfg: &Config, hosts: u32) -> u64 {
     scenario::generate(&c, &mut pop, &mut w, &mut io::sink()).map_or(0, |n| n.packets)
 }
 
+/// `--print-preset [NAME]`: the preset NAME, or (without a name) the scenario `args` describe,
+/// as a TOML scenario file.
+pub fn print_preset(args: &SynthArgs) -> Result<String, SynthError> {
+    let cfg = match args.print_preset.as_deref() {
+        Some(name) if !name.is_empty() => {
+            scenario::preset(name).ok_or_else(|| SynthError::UnknownPreset(name.to_string()))?
+        }
+        _ => config(args)?,
+    };
+    Ok(scenario_file::to_toml(&cfg))
+}
+
 /// Generates the capture and truth files described by `args`.
 pub fn run(args: &SynthArgs) -> Result<SynthSummary, SynthError> {
+    let Some(out) = args.out.as_deref() else {
+        return Err(SynthError::BadArg {
+            arg: "out",
+            value: String::new(),
+            why: "name the capture to write",
+        });
+    };
     let mut cfg = config(args)?;
     if let Some(target) = args.packets_target {
         let pilot = cfg.hosts.clamp(1, 100);
@@ -236,7 +293,7 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary, SynthError> {
         let scaled = (target as f64 * f64::from(pilot) / got as f64).round();
         cfg.hosts = scaled.clamp(1.0, 4_000_000.0) as u32;
     }
-    let stem = stem_path(&args.out);
+    let stem = stem_path(out);
     let truth_path = with_suffix(&stem, ".truth.csv");
     let events_path = with_suffix(&stem, ".events.json");
     let io_err = |path: &Path| {
@@ -244,10 +301,9 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary, SynthError> {
         move |source| SynthError::Io { path, source }
     };
     let mut hosts = scenario::population(&cfg);
-    let sink = Sink::create(&args.out).map_err(io_err(&args.out))?;
-    let mut pcap = PcapWriter::new(sink).map_err(io_err(&args.out))?;
-    let truth_file = File::create(&truth_path).map_err(io_err(&truth_path))?;
-    let mut truth = BufWriter::new(truth_file);
+    let sink = Sink::create(out).map_err(io_err(out))?;
+    let mut pcap = PcapWriter::new(sink).map_err(io_err(out))?;
+    let mut truth = AtomicFile::create(&truth_path).map_err(io_err(&truth_path))?;
     let counts = scenario::generate(&cfg, &mut hosts, &mut pcap, &mut truth).map_err(|e| {
         // Tell which file failed: try flushing the truth file to see if it is the culprit.
         match truth.flush() {
@@ -256,17 +312,17 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary, SynthError> {
                 source: t,
             },
             Ok(()) => SynthError::Io {
-                path: args.out.clone(),
+                path: out.to_path_buf(),
                 source: e,
             },
         }
     })?;
-    truth.flush().map_err(io_err(&truth_path))?;
     let bytes = pcap.bytes();
-    pcap.into_inner().finish().map_err(io_err(&args.out))?;
+    pcap.into_inner().finish().map_err(io_err(out))?;
+    truth.commit().map_err(io_err(&truth_path))?;
     let events = scenario::events_json(&cfg, &hosts);
     let text = serde_json::to_string_pretty(&events).unwrap_or_default();
-    std::fs::write(&events_path, text + "\n").map_err(io_err(&events_path))?;
+    write_bytes_atomically(&events_path, (text + "\n").as_bytes()).map_err(io_err(&events_path))?;
     Ok(SynthSummary {
         preset: cfg.preset.clone(),
         seed: cfg.seed,
@@ -275,7 +331,7 @@ pub fn run(args: &SynthArgs) -> Result<SynthSummary, SynthError> {
         packets: counts.packets,
         flows: counts.flows,
         bytes,
-        pcap: args.out.clone(),
+        pcap: out.to_path_buf(),
         truth: truth_path,
         events: events_path,
     })

@@ -5,12 +5,13 @@
 //! 16-byte record header (ts_sec, ts_usec, incl_len, orig_len) followed by the frame bytes.
 //! Output is streamed: nothing but the caller's buffers is kept in memory.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+
+use crate::atomic_file::AtomicFile;
 
 /// libpcap magic for microsecond timestamps.
 pub const MAGIC_MICROS: u32 = 0xA1B2_C3D4;
@@ -19,17 +20,18 @@ pub const LINKTYPE_ETHERNET: u32 = 1;
 /// Snapshot length written in the header; frames are never longer than this.
 pub const SNAPLEN: u32 = 65_535;
 
-/// Where bytes go: a plain file, a gzip stream, or nowhere (dry runs that only count).
+/// Where bytes go: a plain file, a gzip stream, or nowhere (dry runs that only count). Files are
+/// written under a temporary name and appear only on [`Sink::finish`].
 pub enum Sink {
-    Plain(BufWriter<File>),
-    Gzip(Box<GzEncoder<BufWriter<File>>>),
+    Plain(BufWriter<AtomicFile>),
+    Gzip(Box<GzEncoder<BufWriter<AtomicFile>>>),
     Null,
 }
 
 impl Sink {
     /// A file sink; a path ending in `.gz` is gzip-compressed.
     pub fn create(path: &Path) -> io::Result<Sink> {
-        let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
+        let file = BufWriter::with_capacity(1 << 20, AtomicFile::create(path)?);
         let gz = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
@@ -40,13 +42,16 @@ impl Sink {
         })
     }
 
-    /// Flush everything (and write the gzip trailer).
+    /// Flush everything (and write the gzip trailer), then give the file its final name.
     pub fn finish(self) -> io::Result<()> {
-        match self {
-            Sink::Plain(mut w) => w.flush(),
-            Sink::Gzip(gz) => gz.finish()?.flush(),
-            Sink::Null => Ok(()),
-        }
+        let file = match self {
+            Sink::Plain(w) => w,
+            Sink::Gzip(gz) => gz.finish()?,
+            Sink::Null => return Ok(()),
+        };
+        file.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .commit()
     }
 }
 

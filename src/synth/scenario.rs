@@ -20,7 +20,7 @@ use super::session::{self, Adoption, BlockMethod, Host, NewFlow, SessionCfg, Too
 use super::time::rfc3339_us;
 
 /// When and how the platform is blocked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BlockCfg {
     /// Unix seconds.
     pub start_s: i64,
@@ -28,8 +28,17 @@ pub struct BlockCfg {
     pub methods: Vec<BlockMethod>,
 }
 
+/// A network outage (not a block): every connection to every site, platform and control
+/// alike, goes unanswered (SYNs dropped) from `start_s` to `end_s` (Unix seconds). Tunnels
+/// are down too, so hosts only try ordinary sites.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutageCfg {
+    pub start_s: i64,
+    pub end_s: i64,
+}
+
 /// Everything that shapes one generated capture.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub preset: String,
     pub seed: u64,
@@ -37,6 +46,10 @@ pub struct Config {
     pub start_s: i64,
     /// Local time offset from UTC (Pakistan: +5 h), for the daily curve.
     pub utc_offset_h: f64,
+    /// Relative activity per local hour (the busiest hour sets the peak session rate).
+    pub hourly: [f64; 24],
+    /// Relative activity per weekday, Sunday first.
+    pub weekly: [f64; 7],
     pub days: f64,
     pub hosts: u32,
     pub ipv6_share: f64,
@@ -47,6 +60,7 @@ pub struct Config {
     pub x_session_share: f64,
     pub session: SessionCfg,
     pub block: Option<BlockCfg>,
+    pub outage: Option<OutageCfg>,
     pub adoption_share: f64,
     pub ramp_median_h: f64,
     pub ramp_sigma: f64,
@@ -74,12 +88,41 @@ impl Config {
             .map_or(u64::MAX, |e| u64::try_from(e).unwrap_or(0) * 1_000_000);
         Some((s, e))
     }
+
+    fn outage_us(&self) -> Option<(u64, u64)> {
+        let o = self.outage?;
+        let us = |s: i64| u64::try_from(s).unwrap_or(0) * 1_000_000;
+        Some((us(o.start_s), us(o.end_s)))
+    }
+
+    /// Largest hourly and weekly activity (the thinning envelope of the session process).
+    fn activity_max(&self) -> (f64, f64) {
+        let max = |xs: &[f64]| xs.iter().copied().fold(0.0_f64, f64::max);
+        (max(&self.hourly), max(&self.weekly))
+    }
 }
 
 /// Named presets. Sizes with seed 1: `pk-x-2024-small` about 10 k packets / 4.5 MB (the
 /// committed sample); `pk-x-2024` a week of 1000 hosts; `bench` is meant for
 /// `--packets-target` (1 M packets in about 5 s, release build).
-pub const PRESETS: &[&str] = &["pk-x-2024-small", "pk-x-2024", "bench"];
+///
+/// The shapes for checking detection against truth (80 busy hosts over two days, block or
+/// outage at 20:00 PKT on the first evening): `no-block` (only the few VPN users of before),
+/// `block-surge` (reset + DNS block, adopters within about an hour), `block-slow-ramp` (the
+/// same block, adoption spread over days), `short-block` (three hours, then lifted),
+/// `block-throttle` (the platform slowed to a crawl, not cut) and `outage` (platform and control
+/// sites fail together for three hours: not a block).
+pub const PRESETS: &[&str] = &[
+    "pk-x-2024-small",
+    "pk-x-2024",
+    "bench",
+    "no-block",
+    "block-surge",
+    "block-slow-ramp",
+    "short-block",
+    "block-throttle",
+    "outage",
+];
 
 /// Pakistan, 17 February 2024: X became unreachable in the evening (PKT = UTC+5).
 const PK_2024_02_17_PKT: i64 = 1_708_110_000; // 2024-02-17T00:00:00+05:00
@@ -90,6 +133,8 @@ pub fn preset(name: &str) -> Option<Config> {
         seed: 1,
         start_s: PK_2024_02_17_PKT,
         utc_offset_h: 5.0,
+        hourly: HOURLY,
+        weekly: WEEKLY,
         days: 2.0,
         hosts: 200,
         ipv6_share: 0.15,
@@ -100,13 +145,14 @@ pub fn preset(name: &str) -> Option<Config> {
         session: SessionCfg {
             volume: 0.02,
             dns_share: 0.6,
-            throttle_factor: 25.0,
+            throttle_rate: 2_000.0,
         },
         block: Some(BlockCfg {
             start_s: PK_2024_02_17_PKT + 20 * 3600,
             end_s: None,
             methods: vec![BlockMethod::Reset, BlockMethod::Dns],
         }),
+        outage: None,
         adoption_share: 0.3,
         ramp_median_h: 6.0,
         ramp_sigma: 0.9,
@@ -153,36 +199,91 @@ pub fn preset(name: &str) -> Option<Config> {
             tunnel_median_s: 300.0,
             ..base
         }),
-        _ => None,
+        _ => detector_shape(name, base),
     }
 }
 
+/// The detector-check shapes (see [`PRESETS`]): busier hosts than the sample so that 15-minute
+/// windows carry enough platform attempts, evening block at 20:00 PKT on day one.
+fn detector_shape(name: &str, base: Config) -> Option<Config> {
+    let evening = PK_2024_02_17_PKT + 20 * 3600;
+    let busy = Config {
+        hosts: 80,
+        sessions_per_day: 24.0,
+        x_user_share: 0.6,
+        x_session_share: 0.35,
+        adoption_share: 0.35,
+        ramp_median_h: 1.0,
+        ramp_sigma: 0.5,
+        tunnel_use: 0.8,
+        tunnel_median_s: 120.0,
+        ..base
+    };
+    let block = |methods: Vec<BlockMethod>, hours: Option<i64>| BlockCfg {
+        start_s: evening,
+        end_s: hours.map(|h| evening + h * 3600),
+        methods,
+    };
+    Some(match name {
+        "no-block" => Config {
+            block: None,
+            ..busy
+        },
+        "block-surge" => busy,
+        "block-slow-ramp" => Config {
+            days: 4.0,
+            ramp_median_h: 30.0,
+            ramp_sigma: 0.6,
+            ..busy
+        },
+        "short-block" => Config {
+            block: Some(block(vec![BlockMethod::Reset, BlockMethod::Dns], Some(3))),
+            ..busy
+        },
+        "block-throttle" => Config {
+            block: Some(block(vec![BlockMethod::Throttle], None)),
+            ..busy
+        },
+        "outage" => Config {
+            block: None,
+            outage: Some(OutageCfg {
+                start_s: evening,
+                end_s: evening + 3 * 3600,
+            }),
+            ..busy
+        },
+        _ => return None,
+    })
+}
+
 /// Relative activity per local hour (quiet 02–06, evening peak 20–22).
-const HOURLY: [f64; 24] = [
+pub const HOURLY: [f64; 24] = [
     0.30, 0.18, 0.10, 0.06, 0.05, 0.06, 0.12, 0.25, 0.40, 0.50, 0.55, 0.58, 0.60, 0.60, 0.58, 0.58,
     0.62, 0.70, 0.80, 0.90, 1.00, 1.00, 0.85, 0.55,
 ];
 /// Relative activity per weekday, Sunday first (Friday midday prayers lower Friday a little).
-const WEEKLY: [f64; 7] = [1.08, 0.97, 0.96, 0.96, 0.98, 0.93, 1.05];
-const WEEKLY_MAX: f64 = 1.08;
+pub const WEEKLY: [f64; 7] = [1.08, 0.97, 0.96, 0.96, 0.98, 0.93, 1.05];
 
-/// Activity multiplier in `[0, 1.08]` at `t_us` for a host whose curve is shifted by `phase_h`.
+/// Activity multiplier at `t_us` for a host whose curve is shifted by `phase_h`.
 pub fn activity(cfg: &Config, phase_h: f64, t_us: u64) -> f64 {
     let local_s = t_us as f64 / 1e6 + cfg.utc_offset_h * 3600.0 - phase_h * 3600.0;
     let day = (local_s / 86_400.0).floor();
     let hour = (local_s - day * 86_400.0) / 3600.0;
     let h0 = (hour.floor() as usize) % 24;
     let frac = hour - hour.floor();
-    let curve = HOURLY[h0] * (1.0 - frac) + HOURLY[(h0 + 1) % 24] * frac;
+    let at = |i: usize| cfg.hourly.get(i % 24).copied().unwrap_or(0.0);
+    let curve = at(h0) * (1.0 - frac) + at(h0 + 1) * frac;
     // 1970-01-01 was a Thursday (index 4 with Sunday = 0).
     let weekday = ((day as i64 + 4).rem_euclid(7)) as usize;
-    curve * WEEKLY[weekday]
+    curve * cfg.weekly.get(weekday).copied().unwrap_or(0.0)
 }
 
 /// Next session start after `t` by thinning a Poisson process with the host's rate.
 fn next_wake(cfg: &Config, h: &mut Host, t: u64, end: u64) -> Option<u64> {
-    let max_rate = h.rate_peak * WEEKLY_MAX; // per hour
-    if max_rate <= 0.0 {
+    let (hourly_max, weekly_max) = cfg.activity_max();
+    let envelope = hourly_max * weekly_max;
+    let max_rate = h.rate_peak * envelope; // per hour
+    if max_rate <= 0.0 || !max_rate.is_finite() {
         return None;
     }
     let mut t = t;
@@ -191,7 +292,7 @@ fn next_wake(cfg: &Config, h: &mut Host, t: u64, end: u64) -> Option<u64> {
         if t >= end {
             return None;
         }
-        if h.rng.f64() * WEEKLY_MAX < activity(cfg, h.phase_h, t) {
+        if h.rng.f64() * envelope < activity(cfg, h.phase_h, t) {
             return Some(t);
         }
     }
@@ -204,7 +305,9 @@ fn pool_addr(base: Ipv4Addr, k: u32) -> Ipv4Addr {
 
 /// The host population; deterministic per (seed, host index).
 pub fn population(cfg: &Config) -> Vec<Host> {
-    let hourly_sum: f64 = HOURLY.iter().sum();
+    // Sessions per day stay `sessions_per_day` (times the weekday factor) whatever the scale
+    // of the hourly curve.
+    let hourly_sum: f64 = cfg.hourly.iter().sum();
     let (mut n10, mut n100) = (0u32, 0u32);
     let block = cfg.block_us();
     let (start, end) = (cfg.start_us(), cfg.end_us());
@@ -312,6 +415,14 @@ fn tunnel_share(cfg: &Config, a: &Adoption, t: u64) -> f64 {
 /// Plans what host `h` does in a session starting at `t`.
 fn session(cfg: &Config, h: &mut Host, t: u64) -> Vec<NewFlow> {
     let block = cfg.block_us().filter(|(bs, be)| t >= *bs && t < *be);
+    if cfg.outage_us().is_some_and(|(os, oe)| t >= os && t < oe) {
+        // The access network is down: whatever the host tries, its SYNs go unanswered.
+        let p_x = if h.x_user { cfg.x_session_share } else { 0.01 };
+        let sites = if h.rng.chance(p_x) { PLATFORM } else { SITES };
+        let w: Vec<f64> = sites.iter().map(|s| s.weight).collect();
+        let site = &sites[h.rng.weighted(&w)];
+        return session::visit(h, t, site, Some(BlockMethod::Drop), &cfg.session);
+    }
     if let Some(a) = h.adoption {
         if t >= a.at && h.rng.chance(tunnel_share(cfg, &a, t)) {
             let dur = (h.rng.lognormal(cfg.tunnel_median_s, 0.8) * 1e6).clamp(20e6, 7_200e6) as u64;
@@ -496,7 +607,7 @@ pub fn events_json(cfg: &Config, hosts: &[Host]) -> serde_json::Value {
             }))
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "schema": "tunnelwatch.synth.events/1",
         "preset": cfg.preset,
         "seed": cfg.seed,
@@ -515,5 +626,18 @@ pub fn events_json(cfg: &Config, hosts: &[Host]) -> serde_json::Value {
         },
         "block": block,
         "adoptions": adoptions,
-    })
+    });
+    // Only scenarios with an outage carry the key, so other event files keep their shape.
+    if let (Some(o), Some(map)) = (cfg.outage, doc.as_object_mut()) {
+        map.insert(
+            "outage".into(),
+            json!({
+                "start": super::time::rfc3339_s(o.start_s),
+                "end": super::time::rfc3339_s(o.end_s),
+                "start_unix": o.start_s,
+                "end_unix": o.end_s,
+            }),
+        );
+    }
+    doc
 }

@@ -102,12 +102,12 @@ impl Tool {
             Tool::NordVpn => &["tls", "wireguard"],
             Tool::OpenVpn => &["openvpn"],
             Tool::ProtonVpn => &["tls", "openvpn"],
-            Tool::Ikev2 => &["ipsec_ike", "ipsec_esp"],
+            Tool::Ikev2 => &["ipsec_ike"],
             Tool::Ssh => &["ssh"],
             Tool::Socks5 => &["socks"],
             Tool::Tor => &["tor"],
             Tool::Shadowsocks => &["shadowsocks"],
-            Tool::Psiphon => &["tls", "obfuscated"],
+            Tool::Psiphon => &["tls", "fully_encrypted"],
         }
     }
 
@@ -206,14 +206,14 @@ pub struct NewFlow {
 }
 
 /// Scenario knobs sessions need.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SessionCfg {
     /// Multiplies bulk transfer sizes and tunnel burst rates (small samples use < 1).
     pub volume: f64,
     /// Share of sessions that start with a DNS lookup (others hit the stub cache).
     pub dns_share: f64,
-    /// Gap multiplier for throttled platform traffic.
-    pub throttle_factor: f64,
+    /// Server-to-client delivery of throttled platform connections, bytes per second.
+    pub throttle_rate: f64,
 }
 
 fn server_rtt(rng: &mut Rng) -> u64 {
@@ -368,18 +368,20 @@ fn tls_conn(
         p.push(Side::Client, flags::RST, Payload::None);
         return (p, "reset");
     }
-    let slow = if effect == Effect::Throttle {
-        throttle.max(1.0)
-    } else {
-        1.0
-    };
+    // A shaper lets the handshake through but paces the server's segments to `throttle`
+    // bytes/s; the user waits a while for the page, then gives up and closes.
+    let throttled_gap = (SEG as f64 / throttle.max(100.0) * 1e6) as u64;
     let mut first = tls::server_hello(&mut h.rng, &sid);
     let cert = h.rng.range(1_000, 3_200) as usize;
     let in_first = cert.min(SEG - first.len());
     tls::app_data(&mut first, &mut h.rng, in_first);
     p.send(Side::Server, Payload::Bytes(first));
     if cert > in_first {
-        p.wait((h.seg_gap() as f64 * slow) as u64);
+        p.wait(if effect == Effect::Throttle {
+            throttled_gap
+        } else {
+            h.seg_gap()
+        });
         p.push(
             Side::Server,
             flags::PSH | flags::ACK,
@@ -389,21 +391,23 @@ fn tls_conn(
     let mut fin = tls::change_cipher_spec().to_vec();
     tls::app_data(&mut fin, &mut h.rng, 58);
     p.send(Side::Client, Payload::Bytes(fin));
-    let gap = (h.seg_gap() as f64 * slow) as u64;
+    if effect == Effect::Throttle {
+        let patience_s = h.rng.lognormal(45.0, 0.5).clamp(25.0, 180.0);
+        let req = exchanges.first().map_or(500, |e| e.0);
+        p.send_now(Side::Client, Lazy::TlsRecord.payload(req));
+        let delivered = (throttle.max(100.0) * patience_s) as usize;
+        p.tcp_bulk(Side::Server, delivered, Lazy::TlsRecord, SEG, throttled_gap);
+        p.tcp_close();
+        return (p, "throttled");
+    }
+    let gap = h.seg_gap();
     for (req, resp, think) in exchanges {
         p.wait(*think);
         p.send_now(Side::Client, Lazy::TlsRecord.payload(*req));
         p.tcp_bulk(Side::Server, *resp, Lazy::TlsRecord, SEG, gap);
     }
     p.tcp_close();
-    (
-        p,
-        if effect == Effect::Throttle {
-            "throttled"
-        } else {
-            "ok"
-        },
-    )
+    (p, "ok")
 }
 
 fn scaled(x: f64, volume: f64) -> usize {
@@ -494,6 +498,103 @@ fn http_conn(h: &mut Host, t: u64, site: &Site, server: IpAddr, volume: f64) -> 
     )
 }
 
+/// HTTP/3 over QUIC on UDP/443 (RFC 9114) for a share of unblocked visits to Google and Meta
+/// properties, as Chromium and the Meta apps use it: the client Initial (RFC 9001 keys, SNI and
+/// ALPN `h3` readable by any observer), the server's Initial + Handshake flight, the client's
+/// Initial ACK + Handshake Finished, then the exchanges in short-header packets. None when the
+/// visit stays on TLS/TCP.
+fn quic_visit(
+    h: &mut Host,
+    t: u64,
+    site: &Site,
+    server: IpAddr,
+    block: Option<BlockMethod>,
+    volume: f64,
+) -> Option<NewFlow> {
+    use super::proto::quic;
+    let share = match site.app {
+        "google" | "youtube" => 0.6,
+        "facebook" | "instagram" => 0.5,
+        _ => 0.0,
+    };
+    if block.is_some() || share == 0.0 || !h.rng.chance(share) {
+        return None;
+    }
+    let ex = exchanges(site.kind, &mut h.rng, volume);
+    let conn = quic::Conn::new(&mut h.rng, quic::Version::V1);
+    // Client Initial datagrams: Chromium 1250 bytes, others 1252 or 1357; servers fill 1350.
+    let first_len = [1_250, 1_252, 1_357][h.rng.weighted(&[0.6, 0.2, 0.2])];
+    let full = if site.app == "facebook" || site.app == "instagram" {
+        1_252
+    } else {
+        1_350
+    };
+    let initial = conn.client_initial(&mut h.rng, site.name, &["h3"], first_len)?;
+    let handshake_bytes = h.rng.range(2_500, 5_500) as usize;
+    let flight = conn.server_flight(&mut h.rng, handshake_bytes, full)?;
+    let finished = conn.client_finished(&mut h.rng, first_len)?;
+    let cport = h.ephemeral();
+    let rtt = server_rtt(&mut h.rng);
+    let ends = h.ends(server, cport, 443, rtt);
+    let mut p = Plan::new(ends, t);
+    let gap = h.seg_gap();
+    p.dgram(Side::Client, 0, Payload::Bytes(initial));
+    p.wait(rtt);
+    for (i, d) in flight.into_iter().enumerate() {
+        p.dgram(
+            Side::Server,
+            if i == 0 { 0 } else { gap },
+            Payload::Bytes(d),
+        );
+    }
+    let c = p.ends.cli_rtt;
+    p.dgram(Side::Client, c, Payload::Bytes(finished));
+    let short = Lazy::QuicShort;
+    // Per 1-RTT packet: flags, 8-byte id, packet number, frame headers, AEAD tag.
+    let overhead = 40;
+    for (req, resp, think) in &ex {
+        p.wait(*think);
+        p.dgram(Side::Client, 30, short.payload(req + overhead));
+        p.wait(p.ends.srv_rtt);
+        let per = full - overhead;
+        let n = resp.div_ceil(per).max(1);
+        for k in 0..n {
+            let len = if k + 1 == n {
+                resp - k * per + overhead
+            } else {
+                full
+            };
+            p.push(Side::Server, 0, short.payload(len));
+            // ACK-only packets, one per two ack-eliciting packets (RFC 9000 §13.2.2).
+            if k % 2 == 1 || k + 1 == n {
+                let at = p.t + p.ends.cli_rtt;
+                let ack = short.payload(h.rng.range(30, 45) as usize);
+                p.push_at(at, Side::Client, 0, ack);
+            }
+            p.wait(gap);
+        }
+        p.wait(p.ends.cli_rtt);
+    }
+    // CONNECTION_CLOSE when the page goes away.
+    let close = short.payload(h.rng.range(40, 60) as usize);
+    p.dgram(Side::Client, h.rng.range(1_000_000, 20_000_000), close);
+    let lazy = LazyState {
+        quic_dcid: conn.short_dcids(),
+        ..LazyState::default()
+    };
+    Some(finish(
+        p,
+        Transport::Udp,
+        &mut h.rng,
+        "quic",
+        site.app,
+        "web",
+        "ok",
+        site.name,
+        lazy,
+    ))
+}
+
 /// An ordinary visit to `site`; `block` is the method hitting it (platform sites under block).
 pub fn visit(
     h: &mut Host,
@@ -541,10 +642,16 @@ pub fn visit(
             _ => {}
         }
     }
-    if site.kind == Kind::Http {
+    // Plain HTTP is spared by SNI blocks; only dropped SYNs (an outage) stop it.
+    if site.kind == Kind::Http && block != Some(BlockMethod::Drop) {
         out.push(http_conn(h, t, site, connect_to, cfg.volume));
         return out;
     }
+    if let Some(f) = quic_visit(h, t, site, connect_to, block, cfg.volume) {
+        out.push(f);
+        return out;
+    }
+    let port = if site.kind == Kind::Http { 80 } else { 443 };
     let effect = match block {
         None | Some(BlockMethod::Dns) => Effect::None,
         Some(BlockMethod::DnsBogus) => Effect::Sinkhole,
@@ -559,18 +666,18 @@ pub fn visit(
             h,
             t,
             connect_to,
-            443,
+            port,
             Some(site.name),
             tls::Profile::Browser,
             &ex,
             effect,
-            cfg.throttle_factor,
+            cfg.throttle_rate,
         );
         let f = finish(
             p,
             Transport::Tcp,
             &mut h.rng,
-            "tls",
+            if port == 80 { "http" } else { "tls" },
             site.app,
             "web",
             oc,
@@ -905,11 +1012,13 @@ fn ikev2_flows(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> V
         92,
         false,
     );
+    // The 4500 flow opens with IKE_AUTH both ways, then carries ESP: like the tool, the truth
+    // names it by the exchange that identifies it (ipsec_ike; ESP alone would be ipsec_esp).
     let auth = finish(
         p,
         Transport::Udp,
         &mut h.rng,
-        "ipsec_esp",
+        "ipsec_ike",
         "",
         "vpn",
         "ok",
@@ -1123,7 +1232,9 @@ pub fn tunnel(h: &mut Host, t: u64, a: &Adoption, duration: u64, volume: f64) ->
             let start = api.end + 50_000;
             vec![
                 api,
-                encrypted_stream(h, start, a, until, volume, "obfuscated", "psiphon"),
+                // The tool's token for a stream with no plaintext at any offset; the app is
+                // in the application column.
+                encrypted_stream(h, start, a, until, volume, "fully_encrypted", "psiphon"),
             ]
         }
     }

@@ -4,6 +4,14 @@
 mod bad_input;
 mod cli;
 mod corpus;
+mod flood;
+mod flow_logs;
 mod hostile;
+mod interrupt;
+#[cfg(feature = "live")]
+mod live;
+mod privacy;
 mod report;
+mod scenarios;
+mod synth_tshark;
 mod util;

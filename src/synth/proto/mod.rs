@@ -6,6 +6,7 @@ pub mod dns;
 pub mod http;
 pub mod ike;
 pub mod openvpn;
+pub mod quic;
 pub mod socks;
 pub mod ssh;
 pub mod tls;

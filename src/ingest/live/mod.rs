@@ -11,13 +11,25 @@
 //! (packets, skips, finished flows, kernel drop counters of the window). On stop, every open flow
 //! is ended and handed over with the last window.
 //!
-//! Threading: one std thread reads, decodes and drives the table (no async runtime). The handle
-//! is non-blocking; when no packet is waiting the thread pauses (default 5 ms) and checks the
-//! stop conditions and the window edge, while the kernel buffer (default 16 MiB) keeps packets. Flow idle expiry runs only when packets arrive (the table sweeps on
-//! `process`), so on a silent interface idle flows stay open until traffic resumes or the stop.
+//! Threads (see [`service`] for why this shape): a capture thread owns the libpcap handle and
+//! the flow table and runs the blocking read loop; a small tokio runtime on its own thread owns
+//! the window timer, the signal handlers, the stop conditions and the metrics endpoint
+//! ([`metrics`]); the calling thread writes each closed window. They share only atomics
+//! ([`Control`], [`LiveMetrics`]) and a channel of closed windows.
+//!
+//! The handle is non-blocking: when no packet is waiting the capture thread pauses (default
+//! 5 ms) and then checks the stop flag and the edge the timer announced, while the kernel buffer
+//! (default 16 MiB) keeps packets. Flow idle expiry runs only when packets arrive (the table
+//! sweeps on `process`), so on a silent interface idle flows stay open until traffic resumes or
+//! the stop.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+pub mod metrics;
+pub mod service;
+
+pub use metrics::LiveMetrics;
+pub use service::{serve, ServiceOptions, WindowWritten};
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +40,19 @@ use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable};
 use crate::pipeline::RunSummary;
 
 const NANOS: i64 = 1_000_000_000;
+
+/// What the runtime tells the capture thread: stop, and the latest window edge on the clock.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Set once to end the capture (signal, `--duration`, `--stop-file`, a failed writer).
+    pub stop: AtomicBool,
+    /// Unix nanoseconds of the latest window edge the timer saw pass (0 before the first);
+    /// a quiet capture closes its window when this reaches the window's end.
+    pub edge_ns: AtomicI64,
+}
+
+/// Longest a captured packet waits in a partly filled kernel block (milliseconds).
+const BLOCK_TIMEOUT_MS: i32 = 50;
 
 /// Settings of one live capture.
 #[derive(Debug, Clone)]
@@ -96,6 +121,9 @@ impl KernelStats {
     }
 }
 
+/// Version of the `capture.json` documents (per window and for the run).
+pub const CAPTURE_JSON_SCHEMA_VERSION: u32 = 1;
+
 /// What happened in one window.
 #[derive(Debug, Clone, Default)]
 pub struct WindowReport {
@@ -125,6 +153,29 @@ impl WindowReport {
     /// Window start in whole Unix seconds (used to name per-window output folders).
     pub fn start_secs(&self) -> i64 {
         self.start_ns.div_euclid(NANOS)
+    }
+
+    /// The window's facts for `capture.json` (times in Unix nanoseconds; `kernel` is null
+    /// when libpcap gave no counters).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema_version": CAPTURE_JSON_SCHEMA_VERSION,
+            "window_index": self.index,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "packets": self.packets,
+            "skipped": self.skipped.total(),
+            "flows_finished": self.flows_finished,
+            "flows_created": self.flow_counters.flows_created,
+            "open_flows": self.open_flows,
+            "first_ts_ns": self.first_ts,
+            "last_ts_ns": self.last_ts,
+            "kernel": self.kernel.map(|k| serde_json::json!({
+                "received": k.received,
+                "dropped": k.dropped,
+                "if_dropped": k.if_dropped,
+            })),
+        })
     }
 
     /// The window as a run summary (for the writers shared with `analyze`).
@@ -221,6 +272,16 @@ impl LiveCore {
         }
     }
 
+    /// Flows created since the start of the run.
+    pub fn flows_created(&self) -> u64 {
+        self.table.counters().flows_created
+    }
+
+    /// Flows open now.
+    pub fn open_flows(&self) -> usize {
+        self.table.live()
+    }
+
     /// Start of the current window (Unix nanoseconds).
     pub fn window_start_ns(&self) -> i64 {
         self.window.start_ns
@@ -295,53 +356,6 @@ impl LiveCore {
     }
 }
 
-/// When to stop a live capture: a flag (set by another thread), a deadline, or a file appearing.
-#[derive(Debug)]
-pub struct StopWhen<'a> {
-    pub flag: Option<&'a AtomicBool>,
-    pub deadline: Option<Instant>,
-    /// Stop once this path exists (checked at most every 250 ms).
-    pub stop_file: Option<PathBuf>,
-    last_file_check: Option<Instant>,
-}
-
-impl<'a> StopWhen<'a> {
-    /// Stops after `duration` (if any), when `stop_file` appears (if any) or `flag` is set.
-    pub fn new(
-        flag: Option<&'a AtomicBool>,
-        duration: Option<Duration>,
-        stop_file: Option<PathBuf>,
-    ) -> Self {
-        StopWhen {
-            flag,
-            deadline: duration.and_then(|d| Instant::now().checked_add(d)),
-            stop_file,
-            last_file_check: None,
-        }
-    }
-
-    /// True once any stop condition holds.
-    pub fn should_stop(&mut self) -> bool {
-        if self.flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
-            return true;
-        }
-        let now = Instant::now();
-        if self.deadline.is_some_and(|d| now >= d) {
-            return true;
-        }
-        if let Some(path) = &self.stop_file {
-            let due = self
-                .last_file_check
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(250));
-            if due {
-                self.last_file_check = Some(now);
-                return path.exists();
-            }
-        }
-        false
-    }
-}
-
 /// An open libpcap handle on an interface, ready to run.
 pub struct LiveCapture {
     cap: pcap::Capture<pcap::Active>,
@@ -361,7 +375,13 @@ impl LiveCapture {
         let mut cap = inactive
             .promisc(config.promisc)
             .snaplen(config.snaplen)
-            .immediate_mode(true)
+            // Not immediate mode: libpcap then uses TPACKET_V2 with one fixed slot of about
+            // the snapshot length per packet, so a 16 MiB buffer holds only ~64 frames at the
+            // default snaplen and a burst overflows it. Without it (TPACKET_V3) packets are
+            // packed into blocks and the buffer holds its size in packets; a block is handed
+            // over when full or after the timeout, which delays packets by at most that.
+            .immediate_mode(false)
+            .timeout(BLOCK_TIMEOUT_MS)
             .buffer_size(config.buffer_bytes.max(1 << 20))
             .open()
             .with_context(|| {
@@ -393,14 +413,16 @@ impl LiveCapture {
         self.link_type
     }
 
-    /// Captures until `stop` says so, calling `on_window` at each window edge and once more
-    /// for the last window (which also holds every flow still open at the stop). Per-window
-    /// reports are printed on stderr unless `quiet`. An error from `on_window` ends the run.
-    pub fn run(
+    /// The capture thread's loop: reads until `control` says stop, cutting windows at packet
+    /// timestamps and, when the interface is quiet, at the edges the runtime's timer announces;
+    /// hands each closed window to `on_window` and, at the stop, the last one with every flow
+    /// still open. Counters for the metrics endpoint are published into `metrics` as it goes.
+    /// An error from `on_window` (the receiver is gone) ends the run.
+    fn run(
         mut self,
-        stop: &mut StopWhen<'_>,
-        quiet: bool,
-        on_window: &mut dyn FnMut(&WindowReport, Vec<FlowRecord>) -> Result<()>,
+        control: &Control,
+        metrics: &LiveMetrics,
+        on_window: &mut dyn FnMut(WindowReport, Vec<FlowRecord>) -> Result<()>,
     ) -> Result<LiveTotals> {
         let mut core = LiveCore::new(
             self.link_type,
@@ -408,23 +430,11 @@ impl LiveCapture {
             self.config.window_secs,
             unix_now_ns(),
         );
-        let mut last_stat = self.cap.stats().ok();
-        let mut kernel_total = KernelStats::default();
-        let mut kernel_since = |cap: &mut pcap::Capture<pcap::Active>| {
-            let now = cap.stats().ok()?;
-            let delta = last_stat
-                .as_ref()
-                .map(|before| KernelStats::since(&now, before));
-            last_stat = Some(now);
-            if let Some(k) = &delta {
-                kernel_total.add(k);
-            }
-            delta
-        };
-        loop {
-            if stop.should_stop() {
-                break;
-            }
+        let mut kernel = KernelCounters::new(self.cap.stats().ok());
+        let pause = Duration::from_millis(self.config.idle_pause_ms.max(1));
+        let mut packets = 0u64;
+        let mut last_publish = Instant::now();
+        while !control.stop.load(Ordering::Relaxed) {
             let closed = match self.cap.next_packet() {
                 Ok(packet) => {
                     // `time_t`/`suseconds_t` are i64 on 64-bit Linux but narrower elsewhere.
@@ -436,40 +446,140 @@ impl LiveCapture {
                     // A packet past the window edge closes the window before it is counted.
                     let closed = core.tick(ts_ns);
                     core.packet(ts_ns, packet.data);
+                    packets += 1;
+                    // One writer, so a plain store; readers (the metrics endpoint) see it late
+                    // by at most the packet in hand.
+                    metrics.packets.store(packets, Ordering::Relaxed);
+                    if packets % PUBLISH_EVERY_PACKETS == 0 {
+                        publish_now(&mut self.cap, &core, &kernel, metrics, &mut last_publish);
+                    }
                     closed
                 }
                 Err(pcap::Error::TimeoutExpired) => {
-                    std::thread::sleep(Duration::from_millis(self.config.idle_pause_ms.max(1)));
-                    core.tick(unix_now_ns())
+                    std::thread::sleep(pause);
+                    publish_now(&mut self.cap, &core, &kernel, metrics, &mut last_publish);
+                    // The buffer is drained, so no packet older than the announced edge is
+                    // still waiting: the window can close on the clock.
+                    core.tick(control.edge_ns.load(Ordering::Relaxed))
                 }
                 Err(e) => return Err(anyhow::Error::new(e).context("reading live capture")),
             };
             if let Some((mut report, records)) = closed {
                 // Read after the packet that crossed the edge: off by at most that one packet.
-                report.kernel = kernel_since(&mut self.cap);
-                deliver(&report, records, quiet, on_window)?;
+                report.kernel = kernel.window(&mut self.cap);
+                publish_window(&report, &core, &kernel, metrics);
+                on_window(report, records)?;
             }
         }
         // Last window: every flow still open ends here.
-        let kernel = kernel_since(&mut self.cap);
+        let last_kernel = kernel.window(&mut self.cap);
         let (mut report, records, mut totals) = core.finish(unix_now_ns());
-        report.kernel = kernel;
-        totals.kernel = kernel_total;
-        deliver(&report, records, quiet, on_window)?;
+        report.kernel = last_kernel;
+        totals.kernel = kernel.total;
+        metrics.packets.store(packets, Ordering::Relaxed);
+        metrics.flows.store(
+            totals.summary.flow_counters.flows_created,
+            Ordering::Relaxed,
+        );
+        metrics
+            .kernel_dropped
+            .store(kernel.total.dropped, Ordering::Relaxed);
+        metrics
+            .kernel_if_dropped
+            .store(kernel.total.if_dropped, Ordering::Relaxed);
+        metrics.windows.fetch_add(1, Ordering::Relaxed);
+        metrics.open_flows.store(0, Ordering::Relaxed);
+        on_window(report, records)?;
         Ok(totals)
     }
 }
 
-fn deliver(
-    report: &WindowReport,
-    records: Vec<FlowRecord>,
-    quiet: bool,
-    on_window: &mut dyn FnMut(&WindowReport, Vec<FlowRecord>) -> Result<()>,
-) -> Result<()> {
-    if !quiet {
-        eprintln!("tunnelwatch capture: {report}");
+/// Packets between two checks of whether the metrics are due a refresh under constant load.
+const PUBLISH_EVERY_PACKETS: u64 = 4096;
+
+/// How often the kernel and flow counters behind the metrics endpoint are refreshed.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// libpcap's cumulative counters, cut into per-window differences.
+struct KernelCounters {
+    last: Option<pcap::Stat>,
+    /// Sum of the per-window differences so far.
+    total: KernelStats,
+}
+
+impl KernelCounters {
+    fn new(first: Option<pcap::Stat>) -> Self {
+        KernelCounters {
+            last: first,
+            total: KernelStats::default(),
+        }
     }
-    on_window(report, records)
+
+    /// Counters since the last window edge (None when libpcap cannot give them).
+    fn window(&mut self, cap: &mut pcap::Capture<pcap::Active>) -> Option<KernelStats> {
+        let now = cap.stats().ok()?;
+        let delta = self
+            .last
+            .as_ref()
+            .map(|before| KernelStats::since(&now, before));
+        self.last = Some(now);
+        if let Some(k) = &delta {
+            self.total.add(k);
+        }
+        delta
+    }
+
+    /// Run totals including the open window, without cutting the window.
+    fn peek(&self, cap: &mut pcap::Capture<pcap::Active>) -> KernelStats {
+        let mut total = self.total;
+        if let (Ok(now), Some(before)) = (cap.stats(), self.last.as_ref()) {
+            total.add(&KernelStats::since(&now, before));
+        }
+        total
+    }
+}
+
+/// Refreshes the kernel and flow counters of the metrics at most once per [`PUBLISH_INTERVAL`]
+/// (`pcap_stats` is a system call).
+fn publish_now(
+    cap: &mut pcap::Capture<pcap::Active>,
+    core: &LiveCore,
+    kernel: &KernelCounters,
+    metrics: &LiveMetrics,
+    last: &mut Instant,
+) {
+    if last.elapsed() < PUBLISH_INTERVAL {
+        return;
+    }
+    *last = Instant::now();
+    let k = kernel.peek(cap);
+    metrics.kernel_dropped.store(k.dropped, Ordering::Relaxed);
+    metrics
+        .kernel_if_dropped
+        .store(k.if_dropped, Ordering::Relaxed);
+    metrics.flows.store(core.flows_created(), Ordering::Relaxed);
+    metrics
+        .open_flows
+        .store(core.open_flows() as u64, Ordering::Relaxed);
+}
+
+fn publish_window(
+    report: &WindowReport,
+    core: &LiveCore,
+    kernel: &KernelCounters,
+    metrics: &LiveMetrics,
+) {
+    metrics
+        .kernel_dropped
+        .store(kernel.total.dropped, Ordering::Relaxed);
+    metrics
+        .kernel_if_dropped
+        .store(kernel.total.if_dropped, Ordering::Relaxed);
+    metrics.flows.store(core.flows_created(), Ordering::Relaxed);
+    metrics
+        .open_flows
+        .store(report.open_flows as u64, Ordering::Relaxed);
+    metrics.windows.fetch_add(1, Ordering::Relaxed);
 }
 
 /// `(seconds, microseconds)` -> Unix nanoseconds, saturating.
@@ -559,24 +669,6 @@ mod tests {
         assert_eq!((k.received, k.dropped, k.if_dropped), (5, 2, 0));
     }
 
-    #[test]
-    fn stop_conditions() {
-        let flag = AtomicBool::new(false);
-        let mut s = StopWhen::new(Some(&flag), None, None);
-        assert!(!s.should_stop());
-        flag.store(true, Ordering::Relaxed);
-        assert!(s.should_stop());
-        let mut s = StopWhen::new(None, Some(Duration::ZERO), None);
-        assert!(s.should_stop());
-        let dir = std::env::temp_dir().join(format!("tw-live-stop-{}", std::process::id()));
-        let mut s = StopWhen::new(None, None, Some(dir.clone()));
-        assert!(!s.should_stop());
-        assert!(std::fs::write(&dir, b"").is_ok());
-        s.last_file_check = None;
-        assert!(s.should_stop());
-        let _ = std::fs::remove_file(&dir);
-    }
-
     proptest::proptest! {
         /// Arbitrary frames and times never panic, and every frame is counted once.
         #[test]
@@ -629,13 +721,18 @@ mod tests {
         }
     }
 
-    /// Runs an open capture for `secs` and returns every flow (numbered).
+    /// Runs an open capture through the service for `millis` and returns every flow
+    /// (numbered) and the windows seen.
     fn run_for(cap: LiveCapture, millis: u64) -> Vec<FlowRecord> {
-        let mut stop = StopWhen::new(None, Some(Duration::from_millis(millis)), None);
+        let options = ServiceOptions {
+            duration: Some(Duration::from_millis(millis)),
+            quiet: true,
+            ..ServiceOptions::default()
+        };
         let mut all = Vec::new();
-        let totals = cap.run(&mut stop, true, &mut |_, records| {
+        let totals = serve(cap, &options, &mut |_, records| {
             all.extend(records);
-            Ok(())
+            Ok(WindowWritten::default())
         });
         assert!(totals.is_ok(), "capture failed: {totals:?}");
         crate::pipeline::number_flows(&mut all);

@@ -1,0 +1,327 @@
+//! Detection checked against the generator's truth (issues #4 and #5): each scenario shape is
+//! written as a TOML scenario file, generated with `synth --scenario`, analysed with
+//! `analyze --window 1h`, and the alerts are compared with the truth in `events.json`:
+//! block onset within one window, VPN surge onset within two windows of the adoption ramp
+//! start, no alert at all without a block, and an outage never called a block. Two seeds per
+//! shape. The table of lags is printed (`cargo test --test e2e scenarios -- --nocapture`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::util::{run, scratch, stderr};
+
+const WINDOW_SECS: i64 = 3_600;
+const WINDOW_NANOS: i64 = WINDOW_SECS * 1_000_000_000;
+
+/// Small and busy: 40 hosts, two days, the block (or outage) at 20:00 PKT on day one.
+const COMMON: &str = "\
+[capture]
+days = 2.0
+[population]
+hosts = 40
+sessions_per_day = 20.0
+platform_user_share = 0.6
+platform_session_share = 0.35
+[adoption]
+share = 0.4
+tunnel_use = 0.8
+tunnel_median_seconds = 120.0
+";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// No alert of any kind.
+    Nothing,
+    /// A suspected block within one window of the truth, and a surge within `surge_windows`.
+    Block { surge_windows: i64 },
+    /// An outage alert, and no suspected block.
+    Outage,
+}
+
+struct Shape {
+    name: &'static str,
+    /// Block / outage / ramp tables (times in hours after the capture start: 20 = 20:00 PKT).
+    tables: &'static str,
+    expect: Expect,
+}
+
+const SHAPES: &[Shape] = &[
+    Shape {
+        name: "no-block",
+        tables: "",
+        expect: Expect::Nothing,
+    },
+    Shape {
+        name: "block-surge",
+        tables: "[block]\nstart = 20\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n\
+                 [adoption.mix]\ntor = 0.07\n",
+        expect: Expect::Block { surge_windows: 2 },
+    },
+    Shape {
+        name: "block-slow-ramp",
+        // Adoption spread over days: the first adopters are single hosts, which no detector
+        // can tell from noise, so the surge is allowed to show up to a day later.
+        tables: "[block]\nstart = 20\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n",
+        expect: Expect::Block { surge_windows: 24 },
+    },
+    Shape {
+        name: "short-block",
+        tables: "[block]\nstart = 20\nend = 23\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n",
+        expect: Expect::Block { surge_windows: 2 },
+    },
+    Shape {
+        name: "block-throttle",
+        tables: "[block]\nstart = 20\nmethods = [\"throttle\"]\nthrottle_bytes_per_s = 1500\n",
+        expect: Expect::Block { surge_windows: 2 },
+    },
+    Shape {
+        name: "outage",
+        tables: "[outage]\nstart = 20\nend = 23\n",
+        expect: Expect::Outage,
+    },
+];
+
+fn ramp_tables(name: &str) -> &'static str {
+    match name {
+        "block-slow-ramp" => "ramp_median_hours = 20.0\nramp_sigma = 0.6\n",
+        _ => "ramp_median_hours = 1.0\nramp_sigma = 0.5\n",
+    }
+}
+
+/// The scenario file of one shape and seed: COMMON with the shape's tables merged in (the
+/// adoption ramp keys go into COMMON's [adoption] table).
+fn scenario_toml(shape: &Shape, seed: u64) -> String {
+    let common = COMMON.replace(
+        "[adoption]\n",
+        &format!("[adoption]\n{}", ramp_tables(shape.name)),
+    );
+    format!(
+        "name = \"{}\"\nseed = {seed}\n{common}{}",
+        shape.name, shape.tables
+    )
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Onset of the first alert of `kinds` (on `metrics`, any if empty) starting at or after `from`.
+fn first_onset(
+    alerts: &[serde_json::Value],
+    kinds: &[&str],
+    metrics: &[&str],
+    from: i64,
+) -> Option<i64> {
+    alerts
+        .iter()
+        .filter(|a| kinds.contains(&a["kind"].as_str().unwrap_or("")))
+        .filter(|a| metrics.is_empty() || metrics.contains(&a["metric"].as_str().unwrap_or("")))
+        .filter_map(|a| a["start_ts"].as_i64())
+        .filter(|t| *t >= from)
+        .min()
+}
+
+fn lag(detected: Option<i64>, truth: i64) -> Option<i64> {
+    detected.map(|d| (d - truth).div_euclid(WINDOW_NANOS))
+}
+
+fn fmt_ts(nanos: Option<i64>) -> String {
+    nanos.map_or("-".into(), tunnelwatch::detect::format_ts)
+}
+
+#[test]
+fn detection_matches_the_truth_of_each_scenario_shape() {
+    let dir = scratch("scenarios");
+    let mut table = String::from(
+        "scenario          seed  what   truth onset          detected onset       lag (windows)\n",
+    );
+    let mut failures = Vec::new();
+    for shape in SHAPES {
+        for seed in [1u64, 2] {
+            let stem = dir.join(format!("{}-{seed}", shape.name));
+            let toml_path = stem.with_extension("toml");
+            std::fs::write(&toml_path, scenario_toml(shape, seed)).unwrap();
+            let pcap = stem.with_extension("pcap");
+            let out = run(&[
+                "synth",
+                "--scenario",
+                toml_path.to_str().unwrap(),
+                "--out",
+                pcap.to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "synth {}: {}",
+                shape.name,
+                stderr(&out)
+            );
+            let analysed = stem.with_extension("out");
+            let out = run(&[
+                "analyze",
+                pcap.to_str().unwrap(),
+                "--window",
+                "1h",
+                "-q",
+                "--out",
+                analysed.to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "analyze {}: {}",
+                shape.name,
+                stderr(&out)
+            );
+            let events = json(&stem.with_extension("events.json"));
+            let doc = json(&analysed.join("alerts.json"));
+            let alerts = doc["alerts"].as_array().cloned().unwrap_or_default();
+            let capture_start = events["block"]["start_unix"]
+                .as_i64()
+                .or(events["outage"]["start_unix"].as_i64())
+                .map(|s| s * 1_000_000_000);
+            let mut row = |what: &str, truth: Option<i64>, detected: Option<i64>| {
+                let l = truth.and_then(|t| lag(detected, t));
+                let _ = writeln!(
+                    table,
+                    "{:<17} {seed:<5} {what:<6} {:<20} {:<20} {}",
+                    shape.name,
+                    fmt_ts(truth),
+                    fmt_ts(detected),
+                    l.map_or("-".into(), |l| l.to_string())
+                );
+                l
+            };
+            let tag = format!("{} seed {seed}", shape.name);
+            match shape.expect {
+                Expect::Nothing => {
+                    row(
+                        "any",
+                        None,
+                        alerts.first().and_then(|a| a["start_ts"].as_i64()),
+                    );
+                    if !alerts.is_empty() {
+                        failures.push(format!("{tag}: alerts without a block: {alerts:?}"));
+                    }
+                }
+                Expect::Block { surge_windows } => {
+                    let truth = capture_start.unwrap();
+                    // Anything from a window before the truth on counts as this event.
+                    let from = truth - WINDOW_NANOS;
+                    let block = first_onset(&alerts, &["BlockSuspected"], &[], from);
+                    match row("block", Some(truth), block) {
+                        Some(l) if l.abs() <= 1 => {}
+                        other => failures.push(format!("{tag}: block lag {other:?}")),
+                    }
+                    let ramp = events["adoptions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|a| a["baseline"] == false)
+                        .filter_map(|a| a["at_us"].as_i64())
+                        .min()
+                        .map(|us| us * 1_000);
+                    let surge = first_onset(
+                        &alerts,
+                        &["LevelShiftUp", "Spike"],
+                        &[
+                            "circumvention_host_share",
+                            "circumvention_hosts",
+                            "new_adopters",
+                        ],
+                        from,
+                    );
+                    match (ramp, row("surge", ramp, surge)) {
+                        (None, _) => failures.push(format!("{tag}: nobody adopted")),
+                        (_, Some(l)) if l.abs() <= surge_windows => {}
+                        (_, other) => failures.push(format!("{tag}: surge lag {other:?}")),
+                    }
+                    let early = alerts
+                        .iter()
+                        .filter(|a| a["start_ts"].as_i64().is_some_and(|t| t < from))
+                        .count();
+                    if early > 0 {
+                        failures.push(format!("{tag}: {early} alerts before the block"));
+                    }
+                    if shape.name == "block-throttle" {
+                        let dominant = alerts
+                            .iter()
+                            .filter(|a| a["kind"] == "BlockSuspected")
+                            .flat_map(|a| a["evidence"].as_array().cloned().unwrap_or_default())
+                            .any(|e| e[0] == "dominant_failure" && e[1] == "throttled");
+                        if !dominant {
+                            failures.push(format!("{tag}: throttling not the dominant failure"));
+                        }
+                    }
+                }
+                Expect::Outage => {
+                    let truth = capture_start.unwrap();
+                    let outage = first_onset(&alerts, &["Outage"], &[], truth - WINDOW_NANOS);
+                    match row("outage", Some(truth), outage) {
+                        Some(l) if l.abs() <= 1 => {}
+                        other => failures.push(format!("{tag}: outage lag {other:?}")),
+                    }
+                    let blocks = first_onset(&alerts, &["BlockSuspected"], &[], 0);
+                    row("block", None, blocks);
+                    if blocks.is_some() {
+                        failures.push(format!("{tag}: the outage was called a block"));
+                    }
+                }
+            }
+        }
+    }
+    println!("{table}");
+    assert!(failures.is_empty(), "{table}\n{failures:#?}");
+}
+
+#[test]
+fn bad_scenario_files_name_the_field() {
+    let dir = scratch("scenario-errors");
+    let path = dir.join("scenario.toml");
+    std::fs::write(
+        &path,
+        "[block]\nstart = 20\nmethods = [\"drop\", \"dnss\"]\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "synth",
+        "--scenario",
+        path.to_str().unwrap(),
+        "--out",
+        dir.join("x.pcap").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("scenario.toml: block.methods[1]: unknown method \"dnss\" (expected dns_nxdomain, dns_bogus, reset_after_client_hello, drop, throttle)"),
+        "{err}"
+    );
+    assert!(!dir.join("x.pcap").exists());
+}
+
+#[test]
+fn printed_presets_generate_the_same_capture() {
+    let dir = scratch("scenario-print");
+    let out = run(&["synth", "--print-preset", "pk-x-2024-small"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let toml_path = dir.join("p.toml");
+    std::fs::write(&toml_path, &out.stdout).unwrap();
+    let gen = |args: &[&str], name: &str| {
+        let path = dir.join(name);
+        let mut all = vec![
+            "synth",
+            "--hosts",
+            "15",
+            "--days",
+            "0.5",
+            "--out",
+            path.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(path).unwrap()
+    };
+    let a = gen(&["--preset", "pk-x-2024-small"], "a.pcap");
+    let b = gen(&["--scenario", toml_path.to_str().unwrap()], "b.pcap");
+    assert!(a == b, "the printed preset is the preset");
+}
