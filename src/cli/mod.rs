@@ -501,7 +501,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     summary.flows = records.len() as u64;
     crate::pipeline::number_flows(&mut records);
     write_analysis(
-        &mut records,
+        &records,
         &summary,
         &args.stats,
         &args.out,
@@ -553,7 +553,7 @@ fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
 /// Everything `analyze` writes from finished flows: flows table, per-window tables, detection,
 /// summary.json, report.html (+ report_data.json, figures).
 fn write_analysis(
-    records: &mut [FlowRecord],
+    records: &[FlowRecord],
     summary: &RunSummary,
     stats_args: &StatsArgs,
     out: &std::path::Path,
@@ -562,7 +562,7 @@ fn write_analysis(
 ) -> Result<()> {
     let stats_config = stats_config(stats_args)?;
     let mut columns = crate::stats::FlowColumns::default();
-    for r in records.iter() {
+    for r in records {
         columns.push(r, &stats_config);
     }
     let formats: Vec<crate::stats::TableFormat> =
@@ -590,9 +590,8 @@ fn write_analysis(
     data.write_json(&out.join("report_data.json"))
         .context("writing report_data.json")?;
     report::html::write_html(&data, &out.join("report.html")).context("writing report.html")?;
-    // Last, once statistics and report are done: the flows table with anonymised hosts.
-    crate::stats::anonymize_flow_hosts(records, &stats_config);
-    let flows_path = crate::stats::write_flows(records, out).context("writing flows table")?;
+    let flows_path = crate::stats::write_flows_shown(records, out, &stats_config)
+        .context("writing flows table")?;
     if let Some(dir) = figures {
         report::html::write_figures(&data, dir)
             .with_context(|| format!("writing figures into {}", dir.display()))?;
@@ -786,7 +785,7 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
         ..RunSummary::default()
     };
     write_analysis(
-        &mut records,
+        &records,
         &summary,
         &args.stats,
         &args.out,
@@ -843,7 +842,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating output folder {}", dir.display()))?;
         write_analysis(
-            &mut records,
+            &records,
             &window.run_summary(),
             &args.stats,
             &dir,
@@ -880,7 +879,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         );
     }
     write_analysis(
-        &mut all,
+        &all,
         &totals.summary,
         &args.stats,
         &args.out,

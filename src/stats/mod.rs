@@ -206,26 +206,36 @@ pub fn host_of(r: &FlowRecord, home_net: &[Cidr]) -> IpAddr {
     }
 }
 
-/// With anonymisation on, replaces every monitored-host address of the flows (the flow's host,
-/// and any endpoint inside `home_net`) by its anonymised form, in place. Run after the
-/// statistics are gathered and before the flows table is written, so that table carries no
-/// real subscriber address either.
-pub fn anonymize_flow_hosts(records: &mut [FlowRecord], config: &StatsConfig) {
+/// Writes the flows table into `dir` as [`write_flows`] does, but with anonymisation on (in
+/// `config`) every monitored-host address (the flow's host, and any endpoint inside `home_net`)
+/// replaced by its anonymised form, so the table carries no real subscriber address either.
+pub fn write_flows_shown(
+    records: &[FlowRecord],
+    dir: &Path,
+    config: &StatsConfig,
+) -> io::Result<PathBuf> {
     let Some(anon) = &config.anonymize else {
-        return;
+        return write_flows(records, dir);
     };
-    for r in records {
-        let host = host_of(r, &config.home_net);
-        let shown = |ip: IpAddr| {
-            if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
-                anon.anonymize(ip)
-            } else {
-                ip
+    let shown: Vec<FlowRecord> = records
+        .iter()
+        .map(|r| {
+            let host = host_of(r, &config.home_net);
+            let shown = |ip: IpAddr| {
+                if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
+                    anon.anonymize(ip)
+                } else {
+                    ip
+                }
+            };
+            FlowRecord {
+                client_ip: shown(r.client_ip),
+                server_ip: shown(r.server_ip),
+                ..r.clone()
             }
-        };
-        r.client_ip = shown(r.client_ip);
-        r.server_ip = shown(r.server_ip);
-    }
+        })
+        .collect();
+    write_flows(&shown, dir)
 }
 
 /// If the flow tried to reach a platform or control site: (name, is control, result).
