@@ -231,10 +231,15 @@ pub struct StatsArgs {
     /// addresses inside it. Default: private, shared and unique-local ranges.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub home_net: Vec<String>,
-    /// Anonymise host identifiers (prefix-preserving, keyed): the key, or `env:NAME` to read it
-    /// from an environment variable.
-    #[arg(long, value_name = "KEY")]
+    /// Anonymise host addresses in every output (prefix-preserving Crypto-PAn, keyed): a key
+    /// file (`file:PATH`, or a path to an existing file), `env:NAME` for an environment
+    /// variable, or the key itself.
+    #[arg(long, visible_alias = "anonymise", value_name = "KEYFILE|env:NAME|KEY")]
     pub anonymize: Option<String>,
+    /// With --anonymize: replace host addresses by keyed-hash pseudonyms (unique-local IPv6
+    /// `fd..`) instead of prefix-preserving ones.
+    #[arg(long, requires = "anonymize")]
+    pub hash_hosts: bool,
     /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`.
     #[arg(long, value_name = "FILE")]
     pub platforms: Option<PathBuf>,
@@ -784,14 +789,7 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
         flows: records.len() as u64,
         ..RunSummary::default()
     };
-    write_analysis(
-        &records,
-        &summary,
-        &args.stats,
-        &args.out,
-        None,
-        args.quiet,
-    )?;
+    write_analysis(&records, &summary, &args.stats, &args.out, None, args.quiet)?;
     Ok(0)
 }
 
@@ -929,15 +927,27 @@ fn stats_config(args: &StatsArgs) -> Result<crate::stats::StatsConfig> {
             .collect::<Result<_>>()?;
     }
     if let Some(key) = &args.anonymize {
-        let key = match key.strip_prefix("env:") {
-            Some(var) => std::env::var(var)
+        let key_file = key
+            .strip_prefix("file:")
+            .map(std::path::Path::new)
+            .or_else(|| Some(std::path::Path::new(key)).filter(|p| p.is_file()));
+        let key = match (key.strip_prefix("env:"), key_file) {
+            (Some(var), _) => std::env::var(var)
                 .with_context(|| format!("--anonymize: environment variable {var} is not set"))?,
-            None => key.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("--anonymize: reading key file {}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => key.clone(),
         };
         if key.is_empty() {
             bail!("--anonymize: the key is empty");
         }
-        config.anonymize = Some(crate::stats::anon::Anonymizer::from_passphrase(&key));
+        config.anonymize = Some(if args.hash_hosts {
+            crate::stats::anon::Anonymizer::hashing(&key)
+        } else {
+            crate::stats::anon::Anonymizer::from_passphrase(&key)
+        });
     }
     if let Some(path) = &args.platforms {
         let text =

@@ -5,6 +5,12 @@
 //! subnet structure survives while identities do not. Bit i of the output is bit i of the input
 //! XOR the first bit of AES_K(first i input bits ‖ pad bits), with `pad = AES_K(second key half)`.
 //! The same key gives the same mapping across runs; without the key it cannot be reversed.
+//!
+//! With [`Anonymizer::hashing`] hosts are pseudonymised instead: each address becomes the
+//! unique-local IPv6 address `fd` followed by the first 15 bytes of HMAC-SHA256(key, address)
+//! (RFC 2104). Nothing of the subnet structure survives, addresses keep their type (every
+//! output can still hold them), and `fd00::/8` is never routed on the Internet, so a pseudonym
+//! cannot be taken for a real public host.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -17,6 +23,8 @@ use sha2::{Digest, Sha256};
 pub struct Anonymizer {
     cipher: Aes128,
     pad: u128,
+    /// HMAC key when hosts are pseudonymised by keyed hash instead.
+    hash_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Anonymizer {
@@ -38,7 +46,37 @@ impl Anonymizer {
         let mut pad = GenericArray::clone_from_slice(&key[16..]);
         cipher.encrypt_block(&mut pad);
         let pad = u128::from_be_bytes(pad.into());
-        Anonymizer { cipher, pad }
+        Anonymizer {
+            cipher,
+            pad,
+            hash_key: None,
+        }
+    }
+
+    /// Keyed-hash pseudonyms instead of prefix-preserving addresses (see the module notes),
+    /// keyed by the same secret.
+    pub fn hashing(passphrase: &str) -> Self {
+        let key: [u8; 32] = Sha256::digest(passphrase.as_bytes()).into();
+        Anonymizer {
+            hash_key: Some(key),
+            ..Self::from_key(&key)
+        }
+    }
+
+    /// HMAC-SHA256 (RFC 2104: 64-byte blocks, ipad 0x36, opad 0x5c) of `message`.
+    fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(key);
+        let pad = |byte: u8| block.map(|b| b ^ byte);
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(message)
+            .finalize();
+        Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize()
+            .into()
     }
 
     fn first_bit(&self, block: u128) -> u128 {
@@ -59,6 +97,17 @@ impl Anonymizer {
     }
 
     pub fn anonymize(&self, ip: IpAddr) -> IpAddr {
+        if let Some(key) = &self.hash_key {
+            let bytes = match ip {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let mac = Self::hmac(key, &bytes);
+            let mut out = [0u8; 16];
+            out[0] = 0xfd;
+            out[1..].copy_from_slice(&mac[..15]);
+            return IpAddr::V6(Ipv6Addr::from(out));
+        }
         match ip {
             IpAddr::V4(a) => {
                 let aligned = u128::from(u32::from(a)) << 96;
@@ -107,5 +156,31 @@ mod tests {
         );
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert!(anon.anonymize(v6).is_ipv6());
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_test_case_2() {
+        // RFC 4231 §4.3: key "Jefe" (zero-padded to our 32-byte key, which HMAC pads to 64
+        // anyway), data "what do ya want for nothing?".
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mac = Anonymizer::hmac(&key, b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn hashed_pseudonyms_are_keyed_unique_local_and_stable() {
+        let h = Anonymizer::hashing("k1");
+        let a: IpAddr = "10.1.2.3".parse().unwrap();
+        let b: IpAddr = "10.1.2.4".parse().unwrap();
+        let pa = h.anonymize(a);
+        assert!(matches!(pa, IpAddr::V6(v) if v.octets()[0] == 0xfd));
+        assert_eq!(pa, Anonymizer::hashing("k1").anonymize(a));
+        assert_ne!(pa, h.anonymize(b));
+        assert_ne!(pa, Anonymizer::hashing("k2").anonymize(a));
     }
 }

@@ -88,3 +88,48 @@ fn anonymized_runs_leave_no_host_address_in_any_output() {
         assert_eq!(clients.len(), raw_clients.len());
     }
 }
+
+#[test]
+fn hashed_hosts_from_a_key_file_replace_every_host_address() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/pk-x-2024-small.pcap");
+    let out = scratch("privacy-hash");
+    let key = out.join("key");
+    std::fs::write(&key, "a secret from a file\n").expect("key file");
+    let run_out = run(&[
+        "analyze",
+        sample.to_str().expect("utf-8"),
+        "--window",
+        "1h",
+        "--anonymise",
+        key.to_str().expect("utf-8"),
+        "--hash-hosts",
+        "--tables",
+        "csv",
+        "--out",
+        out.join("o").to_str().expect("utf-8"),
+        "-q",
+    ]);
+    assert!(run_out.status.success(), "{}", stderr(&run_out));
+    let hosts = std::fs::read_to_string(out.join("o/hosts.csv")).expect("hosts.csv");
+    let mut lines = hosts.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = header
+        .iter()
+        .position(|c| *c == "host")
+        .expect("host column");
+    let mut n = 0;
+    for line in lines {
+        let host = line.split(',').nth(col).expect("host value");
+        assert!(host.starts_with("fd"), "{host} is not a pseudonym");
+        n += 1;
+    }
+    assert!(n > 0);
+    // --hash-hosts without a key is a usage error.
+    let bad = run(&[
+        "analyze",
+        sample.to_str().expect("utf-8"),
+        "--hash-hosts",
+        "-q",
+    ]);
+    assert!(!bad.status.success());
+}
