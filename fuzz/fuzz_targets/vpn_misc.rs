@@ -1,17 +1,20 @@
 //! The remaining VPN parsers: GRE and PPP (protocols/gre.rs), L2TP (l2tp.rs), PPTP control
-//! (pptp.rs), ZeroTier (zerotier.rs), SoftEther packs and NAT-T replies (softether.rs); then
+//! (pptp.rs), SSTP (sstp.rs), ZeroTier (zerotier.rs), SoftEther packs and NAT-T replies
+//! (softether.rs); then
 //! their detectors. Byte 0 of the input also picks the detector flow's transport.
 #![no_main]
 #[path = "common/mod.rs"]
 mod common;
 use libfuzzer_sys::fuzz_target;
-use tunnelwatch::fingerprint::protocols::{gre, l2tp, pptp, softether, zerotier};
+use tunnelwatch::fingerprint::protocols::{gre, l2tp, pptp, softether, sstp, zerotier};
 
 fuzz_target!(|data: &[u8]| {
     let _ = gre::parse_gre(data);
     let _ = gre::parse_ppp(data);
     let _ = l2tp::parse_l2tp(data);
     let _ = pptp::parse_control(data);
+    let _ = sstp::parse_control_packet(data);
+    let _ = sstp::is_tunnel_request(data);
     let _ = zerotier::is_fragment(data);
     let _ = zerotier::parse_packet(data);
     let _ = softether::parse_pack(data);
@@ -21,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         &gre::SPEC,
         &l2tp::SPEC,
         &pptp::SPEC,
+        &sstp::SPEC,
         &zerotier::SPEC,
         &softether::SPEC,
     ] {

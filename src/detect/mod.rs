@@ -11,9 +11,9 @@
 //! - [`calendar`]: built-in, sourced block events plus the user's CSV file.
 //! - [`align`]: scores how alerts line up with calendar events.
 //! - [`nab`]: Numenta Anomaly Benchmark reader and scorer (evaluation of [`detect`]). With
-//!   [`nab::nab_config`] on all 58 files (116 windows): standard 37.5, reward_low_FP 16.5,
-//!   reward_low_FN 46.6; precision 0.158, recall 0.647 (`cargo test --no-default-features --lib
-//!   detect::nab -- --nocapture` prints them).
+//!   [`nab::nab_config`] (the detector's novelty mode) on all 58 files (116 windows): standard
+//!   56.0, reward_low_FP 43.2, reward_low_FN 62.0; precision 0.272, recall 0.741
+//!   (`tunnelwatch eval-nab` prints them beside the published scores).
 //!
 //! Contract: nothing here panics on any input (empty, constant, NaN, infinite or gappy series);
 //! time stamps are UTC nanoseconds since the Unix epoch, as elsewhere in the crate.

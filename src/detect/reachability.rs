@@ -21,8 +21,9 @@
 //!
 //! The success ratio of a handful of attempts moves in big steps (one failure in eleven is nine
 //! points), while its baseline sits at or near 1 with no spread; so the detector on the ratio
-//! gets a scale floor of 5 points and ignores moves under 10 points, and windows need
-//! `min_attempts` (10) attempts. Blocks move it by tens of points.
+//! gets a scale floor of 3 points and ignores moves under 10 points, and windows need
+//! `min_attempts` (10) attempts. Blocks move it by tens of points (a throttled platform, whose
+//! DNS lookups still succeed, by about 20).
 
 use super::baseline::median;
 use super::spike::{detect, DetectConfig};
@@ -47,7 +48,7 @@ pub struct BlockConfig {
 impl Default for BlockConfig {
     fn default() -> Self {
         let mut detect = DetectConfig::default();
-        detect.baseline.abs_scale_floor = 0.05;
+        detect.baseline.abs_scale_floor = 0.03;
         detect.min_abs_delta = 0.1;
         BlockConfig {
             detect,
@@ -390,6 +391,50 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].kind, AlertKind::BlockSuspected);
         assert_eq!(ev(&alerts[0], "control"), Some("no data"));
+    }
+
+    #[test]
+    fn single_failures_among_few_attempts_are_not_a_block() {
+        // A ratio stuck at 1 with, now and then, one failure among eleven attempts.
+        let p: Vec<f64> = (0..300)
+            .map(|i| if i % 17 == 5 { 10.0 / 11.0 } else { 1.0 })
+            .collect();
+        let (platform, control) = (series(p), series(vec![1.0; 300]));
+        let attempts = series(vec![11.0; 300]);
+        let input = ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: Some(&attempts),
+            control_attempts: Some(&attempts),
+            failures: &[],
+        };
+        assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn pooled_controls_and_too_few_of_them() {
+        let mut p = ratio(300, 0.97);
+        let mut c = vec![0.98; 300];
+        let mut c_attempts = vec![20.0; 300];
+        for i in 200..260 {
+            p[i] = 0.1;
+            // Controls fail too, but in windows with a single attempt each.
+            c[i] = 0.0;
+            c_attempts[i] = if i % 10 == 0 { 1.0 } else { f64::NAN };
+        }
+        let (platform, control, c_attempts) = (series(p), series(c), series(c_attempts));
+        let input = ReachabilityInput {
+            platform_ratio: &platform,
+            control_ratio: &control,
+            platform_attempts: None,
+            control_attempts: Some(&c_attempts),
+            failures: &[],
+        };
+        let alerts = detect_blocks(&input, "x", &BlockConfig::default());
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, AlertKind::BlockSuspected);
+        assert_eq!(ev(&alerts[0], "control"), Some("too few attempts"));
+        assert_eq!(ev(&alerts[0], "control_attempts_during"), Some("6.0000"));
     }
 
     #[test]
