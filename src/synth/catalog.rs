@@ -238,6 +238,12 @@ pub static SITES: &[Site] = &[
     },
 ];
 
+/// Sites the tool measures as controls (its built-in Wikipedia and Microsoft entries): the
+/// "is the network fine otherwise?" comparison for the platform.
+pub fn is_control(site: &Site) -> bool {
+    matches!(site.app, "wikipedia" | "microsoft")
+}
+
 /// VPS ranges used for self-hosted tunnels, proxies and commercial VPN servers.
 pub static VPS: &[(Ipv4Addr, u8)] = &[
     v4(159, 89, 0, 0, 16),  // DigitalOcean

@@ -28,9 +28,10 @@ pub struct BlockCfg {
     pub methods: Vec<BlockMethod>,
 }
 
-/// A network outage (not a block): every connection to every site, platform and control
-/// alike, goes unanswered (SYNs dropped) from `start_s` to `end_s` (Unix seconds). Tunnels
-/// are down too, so hosts only try ordinary sites.
+/// A network outage (not a block): the upstream is down from `start_s` to `end_s` (Unix
+/// seconds), so the resolver answers SERVFAIL and every connection to every site, platform and
+/// control alike, goes unanswered (SYNs dropped). Tunnels are down too, so hosts only try
+/// ordinary sites.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutageCfg {
     pub start_s: i64,
@@ -58,6 +59,9 @@ pub struct Config {
     pub x_user_share: f64,
     /// Share of an X user's sessions that go to the platform (non-users: 1 %).
     pub x_session_share: f64,
+    /// Multiplies the choice weight of control sites ([`catalog::is_control`]) among the
+    /// ordinary sites: more control attempts per window for the block-vs-outage comparison.
+    pub control_weight: f64,
     pub session: SessionCfg,
     pub block: Option<BlockCfg>,
     pub outage: Option<OutageCfg>,
@@ -106,8 +110,8 @@ impl Config {
 /// committed sample); `pk-x-2024` a week of 1000 hosts; `bench` is meant for
 /// `--packets-target` (1 M packets in about 5 s, release build).
 ///
-/// The shapes for checking detection against truth (80 busy hosts over two days, block or
-/// outage at 20:00 PKT on the first evening): `no-block` (only the few VPN users of before),
+/// The shapes for checking detection against truth (80 busy hosts over two and a half days
+/// from 16 February, block or outage at 20:00 PKT on the 17th): `no-block` (only the few VPN users of before),
 /// `block-surge` (reset + DNS block, adopters within about an hour), `block-slow-ramp` (the
 /// same block, adoption spread over days), `short-block` (three hours, then lifted),
 /// `block-throttle` (the platform slowed to a crawl, not cut) and `outage` (platform and control
@@ -142,6 +146,7 @@ pub fn preset(name: &str) -> Option<Config> {
         sessions_per_day: 1.0,
         x_user_share: 0.4,
         x_session_share: 0.3,
+        control_weight: 1.0,
         session: SessionCfg {
             volume: 0.02,
             dns_share: 0.6,
@@ -203,15 +208,19 @@ pub fn preset(name: &str) -> Option<Config> {
     }
 }
 
-/// The detector-check shapes (see [`PRESETS`]): busier hosts than the sample so that 15-minute
-/// windows carry enough platform attempts, evening block at 20:00 PKT on day one.
+/// The detector-check shapes (see [`PRESETS`]): busier hosts than the sample so that hourly
+/// windows carry enough platform attempts, evening block at 20:00 PKT on the second day.
 fn detector_shape(name: &str, base: Config) -> Option<Config> {
     let evening = PK_2024_02_17_PKT + 20 * 3600;
     let busy = Config {
+        // Midnight PKT on the 16th: a day and a half of normal traffic before the block.
+        start_s: PK_2024_02_17_PKT - 86_400,
+        days: 2.5,
         hosts: 80,
         sessions_per_day: 24.0,
         x_user_share: 0.6,
         x_session_share: 0.35,
+        control_weight: 4.0,
         adoption_share: 0.35,
         ramp_median_h: 1.0,
         ramp_sigma: 0.5,
@@ -412,16 +421,29 @@ fn tunnel_share(cfg: &Config, a: &Adoption, t: u64) -> f64 {
     }
 }
 
+fn site_weights(cfg: &Config, sites: &[catalog::Site]) -> Vec<f64> {
+    sites
+        .iter()
+        .map(|s| {
+            if catalog::is_control(s) {
+                s.weight * cfg.control_weight
+            } else {
+                s.weight
+            }
+        })
+        .collect()
+}
+
 /// Plans what host `h` does in a session starting at `t`.
 fn session(cfg: &Config, h: &mut Host, t: u64) -> Vec<NewFlow> {
     let block = cfg.block_us().filter(|(bs, be)| t >= *bs && t < *be);
     if cfg.outage_us().is_some_and(|(os, oe)| t >= os && t < oe) {
-        // The access network is down: whatever the host tries, its SYNs go unanswered.
+        // The upstream is down: lookups fail and SYNs to any site go unanswered.
         let p_x = if h.x_user { cfg.x_session_share } else { 0.01 };
         let sites = if h.rng.chance(p_x) { PLATFORM } else { SITES };
-        let w: Vec<f64> = sites.iter().map(|s| s.weight).collect();
+        let w = site_weights(cfg, sites);
         let site = &sites[h.rng.weighted(&w)];
-        return session::visit(h, t, site, Some(BlockMethod::Drop), &cfg.session);
+        return session::outage_visit(h, t, site, &cfg.session);
     }
     if let Some(a) = h.adoption {
         if t >= a.at && h.rng.chance(tunnel_share(cfg, &a, t)) {
@@ -453,7 +475,7 @@ fn session(cfg: &Config, h: &mut Host, t: u64) -> Vec<NewFlow> {
             });
         session::visit(h, t, site, method, &cfg.session)
     } else {
-        let w: Vec<f64> = SITES.iter().map(|s| s.weight).collect();
+        let w = site_weights(cfg, SITES);
         let site = &SITES[h.rng.weighted(&w)];
         session::visit(h, t, site, None, &cfg.session)
     }

@@ -288,12 +288,15 @@ pub fn parse(text: &str) -> Result<Config> {
     }
     if let Some(v) = doc.get("traffic") {
         let t = table(v, "traffic")?;
-        known_keys(t, "traffic", &["volume", "dns_share"])?;
+        known_keys(t, "traffic", &["volume", "dns_share", "control_weight"])?;
         if let Some(v) = t.get("volume") {
             cfg.session.volume = positive(v, "traffic.volume", 100.0)?;
         }
         if let Some(v) = t.get("dns_share") {
             cfg.session.dns_share = ranged(v, "traffic.dns_share", 0.0, 1.0)?;
+        }
+        if let Some(v) = t.get("control_weight") {
+            cfg.control_weight = ranged(v, "traffic.control_weight", 0.0, 1e3)?;
         }
     }
     if let Some(v) = doc.get("activity") {
@@ -541,8 +544,8 @@ pub fn to_toml(cfg: &Config) -> String {
     );
     let _ = writeln!(
         s,
-        "[traffic]\nvolume = {:?}\ndns_share = {:?}\n",
-        cfg.session.volume, cfg.session.dns_share
+        "[traffic]\nvolume = {:?}\ndns_share = {:?}\ncontrol_weight = {:?}\n",
+        cfg.session.volume, cfg.session.dns_share, cfg.control_weight
     );
     let _ = writeln!(
         s,

@@ -256,6 +256,19 @@ pub fn dns_lookup(
     nxdomain: bool,
     outcome: &'static str,
 ) -> NewFlow {
+    let rcode = if nxdomain { dns::RCODE_NXDOMAIN } else { 0 };
+    dns_lookup_rcode(h, t, name, answer, rcode, outcome)
+}
+
+/// A DNS lookup answered with response code `rcode` (RFC 1035 §4.1.1).
+fn dns_lookup_rcode(
+    h: &mut Host,
+    t: u64,
+    name: &str,
+    answer: &[IpAddr],
+    rcode: u8,
+    outcome: &'static str,
+) -> NewFlow {
     let resolver = h.resolver;
     let cport = h.ephemeral();
     let rtt = if resolver.is_ipv4()
@@ -272,7 +285,6 @@ pub fn dns_lookup(
         ends.client = h.v6.map_or(IpAddr::V4(h.v4), IpAddr::V6);
     }
     let mut p = Plan::new(ends, t);
-    let rcode = if nxdomain { dns::RCODE_NXDOMAIN } else { 0 };
     let mut qtypes = vec![dns::TYPE_A];
     if h.v6.is_some() {
         qtypes.push(dns::TYPE_AAAA);
@@ -642,8 +654,7 @@ pub fn visit(
             _ => {}
         }
     }
-    // Plain HTTP is spared by SNI blocks; only dropped SYNs (an outage) stop it.
-    if site.kind == Kind::Http && block != Some(BlockMethod::Drop) {
+    if site.kind == Kind::Http {
         out.push(http_conn(h, t, site, connect_to, cfg.volume));
         return out;
     }
@@ -651,7 +662,6 @@ pub fn visit(
         out.push(f);
         return out;
     }
-    let port = if site.kind == Kind::Http { 80 } else { 443 };
     let effect = match block {
         None | Some(BlockMethod::Dns) => Effect::None,
         Some(BlockMethod::DnsBogus) => Effect::Sinkhole,
@@ -666,7 +676,7 @@ pub fn visit(
             h,
             t,
             connect_to,
-            port,
+            443,
             Some(site.name),
             tls::Profile::Browser,
             &ex,
@@ -677,7 +687,7 @@ pub fn visit(
             p,
             Transport::Tcp,
             &mut h.rng,
-            if port == 80 { "http" } else { "tls" },
+            "tls",
             site.app,
             "web",
             oc,
@@ -688,6 +698,50 @@ pub fn visit(
         out.push(f);
     }
     debug_assert!(outcome == "ok" || block.is_some());
+    out
+}
+
+/// RCODE 2 (RFC 1035 §4.1.1): the resolver could not answer (here: it cannot reach upstream).
+const RCODE_SERVFAIL: u8 = 2;
+
+/// A visit while the access network's upstream is down (an outage, not a block): the resolver
+/// cannot recurse and answers SERVFAIL, and the SYNs to the site go unanswered.
+pub fn outage_visit(h: &mut Host, t: u64, site: &Site, cfg: &SessionCfg) -> Vec<NewFlow> {
+    let mut out = Vec::new();
+    let mut t = t;
+    if h.rng.chance(cfg.dns_share) {
+        let f = dns_lookup_rcode(h, t, site.name, &[], RCODE_SERVFAIL, "servfail");
+        t = f.end + h.rng.range(500, 5_000);
+        out.push(f);
+    }
+    let addr = catalog::site_addr(site, h.v6.is_some(), &mut h.rng);
+    let (port, protocol) = if site.kind == Kind::Http {
+        (80, "http")
+    } else {
+        (443, "tls")
+    };
+    let (p, oc) = tls_conn(
+        h,
+        t,
+        addr,
+        port,
+        Some(site.name),
+        tls::Profile::Browser,
+        &[],
+        Effect::Drop,
+        1.0,
+    );
+    out.push(finish(
+        p,
+        Transport::Tcp,
+        &mut h.rng,
+        protocol,
+        site.app,
+        "web",
+        oc,
+        site.name,
+        LazyState::default(),
+    ));
     out
 }
 
@@ -1186,9 +1240,11 @@ fn encrypted_stream(
         Side::Client,
         Lazy::FullyEncrypted.payload(socks::shadowsocks_first_len(inner)),
     );
+    // The reply is judged by the same exemption rules as the first payload (the tool wants
+    // both sides random), so it is drawn like the first payload, not as arbitrary bytes.
     p.send(
         Side::Server,
-        Lazy::Random.payload(h.rng.range(80, 1_400) as usize),
+        Lazy::FullyEncrypted.payload(h.rng.range(80, 1_400) as usize),
     );
     let gap = h.seg_gap();
     tcp_bursts(&mut p, &mut h.rng, until, volume, Lazy::Random, SEG, gap);

@@ -13,13 +13,17 @@ use crate::util::{run, scratch, stderr};
 const WINDOW_SECS: i64 = 3_600;
 const WINDOW_NANOS: i64 = WINDOW_SECS * 1_000_000_000;
 
-/// Small and busy: 40 hosts, two days, the block (or outage) at 20:00 PKT on day one.
+/// Small and busy: 60 hosts over two and a half days from midnight PKT, the block (or outage)
+/// at 20:00 PKT on the second evening (hour 44), so the baseline has a day and a half to learn.
 const COMMON: &str = "\
 [capture]
-days = 2.0
+start = 2024-02-15T19:00:00Z
+days = 2.5
+[traffic]
+control_weight = 4.0
 [population]
-hosts = 40
-sessions_per_day = 20.0
+hosts = 60
+sessions_per_day = 30.0
 platform_user_share = 0.6
 platform_session_share = 0.35
 [adoption]
@@ -40,7 +44,7 @@ enum Expect {
 
 struct Shape {
     name: &'static str,
-    /// Block / outage / ramp tables (times in hours after the capture start: 20 = 20:00 PKT).
+    /// Block / outage tables (times in hours after the capture start: 44 = 20:00 PKT, day 2).
     tables: &'static str,
     expect: Expect,
 }
@@ -53,7 +57,7 @@ const SHAPES: &[Shape] = &[
     },
     Shape {
         name: "block-surge",
-        tables: "[block]\nstart = 20\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n\
+        tables: "[block]\nstart = 44\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n\
                  [adoption.mix]\ntor = 0.07\n",
         expect: Expect::Block { surge_windows: 2 },
     },
@@ -61,22 +65,22 @@ const SHAPES: &[Shape] = &[
         name: "block-slow-ramp",
         // Adoption spread over days: the first adopters are single hosts, which no detector
         // can tell from noise, so the surge is allowed to show up to a day later.
-        tables: "[block]\nstart = 20\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n",
+        tables: "[block]\nstart = 44\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n",
         expect: Expect::Block { surge_windows: 24 },
     },
     Shape {
         name: "short-block",
-        tables: "[block]\nstart = 20\nend = 23\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n",
+        tables: "[block]\nstart = 44\nend = 47\nmethods = [\"reset_after_client_hello\", \"dns_nxdomain\"]\n",
         expect: Expect::Block { surge_windows: 2 },
     },
     Shape {
         name: "block-throttle",
-        tables: "[block]\nstart = 20\nmethods = [\"throttle\"]\nthrottle_bytes_per_s = 1500\n",
+        tables: "[block]\nstart = 44\nmethods = [\"throttle\"]\nthrottle_bytes_per_s = 1500\n",
         expect: Expect::Block { surge_windows: 2 },
     },
     Shape {
         name: "outage",
-        tables: "[outage]\nstart = 20\nend = 23\n",
+        tables: "[outage]\nstart = 44\nend = 47\n",
         expect: Expect::Outage,
     },
 ];
@@ -122,8 +126,9 @@ fn first_onset(
         .min()
 }
 
+/// Windows between the window holding the truth and the detected onset's window.
 fn lag(detected: Option<i64>, truth: i64) -> Option<i64> {
-    detected.map(|d| (d - truth).div_euclid(WINDOW_NANOS))
+    detected.map(|d| d.div_euclid(WINDOW_NANOS) - truth.div_euclid(WINDOW_NANOS))
 }
 
 fn fmt_ts(nanos: Option<i64>) -> String {
@@ -279,7 +284,7 @@ fn bad_scenario_files_name_the_field() {
     let path = dir.join("scenario.toml");
     std::fs::write(
         &path,
-        "[block]\nstart = 20\nmethods = [\"drop\", \"dnss\"]\n",
+        "[block]\nstart = 44\nmethods = [\"drop\", \"dnss\"]\n",
     )
     .unwrap();
     let out = run(&[
