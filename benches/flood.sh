@@ -14,11 +14,11 @@ small_cap=${2:-10000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 cargo build --release --no-default-features --quiet --bin tunnelwatch --example flood
-tw=target/release/tunnelwatch
+tw=${CARGO_TARGET_DIR:-target}/release/tunnelwatch
 flood_flows=$(awk -v m="$millions" 'BEGIN{printf "%d", m*1000000}')
 cap_file=${TMPDIR:-/tmp}/tunnelwatch-flood-$flood_flows.pcap
 if [ ! -s "$cap_file" ]; then
-  target/release/examples/flood "$cap_file" "$flood_flows" | head -1
+  ${CARGO_TARGET_DIR:-target}/release/examples/flood "$cap_file" "$flood_flows" | head -1
 fi
 default_cap=$("$tw" flows --help | sed -n 's/.*--max-flows.*\[default: \([0-9]*\)\].*/\1/p' | head -1)
 default_cap=${default_cap:-500000}

@@ -90,10 +90,17 @@ impl Default for PipelineConfig {
 /// split between workers, is not reached).
 pub struct Pipeline {
     sink: Sink,
+    /// Where finished flows go: `None` collects them for [`Pipeline::finish`]; a callback gets
+    /// them as they finish (unnumbered), so memory stays bounded by the flow cap.
+    deliver: Option<RecordSink>,
+    collected: Vec<FlowRecord>,
     summary: RunSummary,
     /// Flows created so far, for progress displays (updated every few thousand packets).
     flows_seen: Arc<AtomicU64>,
 }
+
+/// Receives finished flows as they leave the flow tables (see [`Pipeline::with_sink`]).
+pub type RecordSink = Box<dyn FnMut(FlowRecord)>;
 
 enum Sink {
     Local {
@@ -123,6 +130,14 @@ impl Sink {
         match self {
             Sink::Local { .. } => reader_offset,
             Sink::Workers(d) => d.low_water(reader_offset),
+        }
+    }
+
+    /// Hands every flow finished so far to `out` (the workers' ones that have arrived).
+    fn drain_finished(&mut self, out: &mut dyn FnMut(FlowRecord)) {
+        match self {
+            Sink::Local { records, .. } => records.drain(..).for_each(out),
+            Sink::Workers(d) => d.drain_finished(out),
         }
     }
 
@@ -160,9 +175,40 @@ impl Pipeline {
         };
         Pipeline {
             sink,
+            deliver: None,
+            collected: Vec::new(),
             summary: RunSummary::default(),
             flows_seen,
         }
+    }
+
+    /// A pipeline that hands each finished flow to `sink` as soon as it leaves its flow table,
+    /// instead of keeping it for [`Pipeline::finish`] (which then returns no records; the
+    /// summary still counts them). The records come unnumbered and in no particular order:
+    /// the consumer sorts them (e.g. `cli::FlowSpill`).
+    pub fn with_sink(config: PipelineConfig, sink: RecordSink) -> Self {
+        Pipeline {
+            deliver: Some(sink),
+            ..Pipeline::new(config)
+        }
+    }
+
+    /// Moves finished flows to the sink (or the collection).
+    fn deliver_finished(&mut self) {
+        let Pipeline {
+            sink,
+            deliver,
+            collected,
+            summary,
+            ..
+        } = self;
+        sink.drain_finished(&mut |r| {
+            summary.flows += 1;
+            match deliver {
+                Some(f) => f(r),
+                None => collected.push(r),
+            }
+        });
     }
 
     /// A counter of the flows created so far (approximate while workers run), for progress.
@@ -237,6 +283,7 @@ impl Pipeline {
                                 .store(table.counters().flows_created, Ordering::Relaxed),
                             Sink::Workers(d) => d.report_flows(&self.flows_seen),
                         }
+                        self.deliver_finished();
                         if let Some(mapped) = mapped {
                             let low = self.sink.low_water(off as usize);
                             // SAFETY: below `low` no frame is borrowed: this thread's packet
@@ -263,19 +310,17 @@ impl Pipeline {
     /// Ends all live flows; returns every flow, numbered in order of (first packet time,
     /// endpoints), and the run's totals.
     pub fn finish(mut self) -> (Vec<FlowRecord>, RunSummary) {
-        let (mut records, counters) = match self.sink {
-            Sink::Local {
-                mut table,
-                mut records,
-            } => {
+        let counters = match &mut self.sink {
+            Sink::Local { table, records } => {
                 table.finish_all(&mut |r| records.push(r));
-                (records, table.counters())
+                table.counters()
             }
             Sink::Workers(d) => d.finish(),
         };
+        self.deliver_finished();
+        let mut records = std::mem::take(&mut self.collected);
         number_flows(&mut records);
         self.summary.flow_counters = counters;
-        self.summary.flows = records.len() as u64;
         (records, self.summary)
     }
 }
@@ -387,13 +432,15 @@ mod parallel {
 
     struct Worker {
         current: Batch,
+        /// Flows the worker finished, sent after each batch and at the end.
+        finished: Receiver<Vec<FlowRecord>>,
         /// Processed batches ready for reuse.
         free: Vec<Batch>,
         /// `lowest_offset` of each batch sent and not yet returned, oldest first.
         in_flight: VecDeque<usize>,
         to_worker: SyncSender<Batch>,
         recycled: Receiver<Batch>,
-        handle: JoinHandle<(Vec<FlowRecord>, FlowCounters)>,
+        handle: JoinHandle<FlowCounters>,
     }
 
     impl Worker {
@@ -494,10 +541,13 @@ mod parallel {
                     // Room for every batch there is, so returning one never blocks.
                     let (to_reader, recycled) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
                     let flows_seen = Arc::clone(&flows_seen);
-                    let handle =
-                        std::thread::spawn(move || work(flow, from_reader, to_reader, &flows_seen));
+                    let (finished_tx, finished) = std::sync::mpsc::channel();
+                    let handle = std::thread::spawn(move || {
+                        work(flow, from_reader, to_reader, &finished_tx, &flows_seen)
+                    });
                     Worker {
                         current: Batch::default(),
+                        finished,
                         free: (0..BATCHES_IN_FLIGHT).map(|_| Batch::default()).collect(),
                         in_flight: VecDeque::new(),
                         to_worker,
@@ -588,8 +638,19 @@ mod parallel {
             self.local_reported = created;
         }
 
-        pub fn finish(mut self) -> (Vec<FlowRecord>, FlowCounters) {
-            let mut records = std::mem::take(&mut self.local_records);
+        /// Hands over the flows finished so far: the reader's own, and those workers have sent.
+        pub fn drain_finished(&mut self, out: &mut dyn FnMut(FlowRecord)) {
+            self.local_records.drain(..).for_each(&mut *out);
+            for w in &self.workers {
+                while let Ok(records) = w.finished.try_recv() {
+                    records.into_iter().for_each(&mut *out);
+                }
+            }
+        }
+
+        /// Ends every flow; their records are then ready for [`Dispatcher::drain_finished`].
+        pub fn finish(&mut self) -> FlowCounters {
+            let records = &mut self.local_records;
             self.local.finish_all(&mut |r| records.push(r));
             let mut counters = self.local.counters();
             for w in &mut self.workers {
@@ -597,17 +658,22 @@ mod parallel {
                     w.send();
                 }
             }
-            for w in self.workers {
-                drop(w.to_worker);
-                match w.handle.join() {
-                    Ok((r, c)) => {
-                        records.extend(r);
-                        counters.merge(&c);
-                    }
+            for w in std::mem::take(&mut self.workers) {
+                let Worker {
+                    to_worker,
+                    finished,
+                    handle,
+                    ..
+                } = w;
+                drop(to_worker);
+                match handle.join() {
+                    Ok(c) => counters.merge(&c),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
+                // Everything the worker sent is queued now; keep it for `drain_finished`.
+                self.local_records.extend(finished.try_iter().flatten());
             }
-            (records, counters)
+            counters
         }
     }
 
@@ -615,8 +681,9 @@ mod parallel {
         flow: FlowConfig,
         batches: Receiver<Batch>,
         recycle: SyncSender<Batch>,
+        finished: &std::sync::mpsc::Sender<Vec<FlowRecord>>,
         flows_seen: &AtomicU64,
-    ) -> (Vec<FlowRecord>, FlowCounters) {
+    ) -> FlowCounters {
         let mut table = FlowTable::new(flow, REGISTRY);
         let mut records = Vec::new();
         let mut reported = 0u64;
@@ -630,6 +697,10 @@ mod parallel {
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);
             reported = created;
+            if !records.is_empty() {
+                // The reader is gone only when the run is being torn down.
+                let _ = finished.send(std::mem::take(&mut records));
+            }
             batch.bytes.clear();
             batch.frames.clear();
             batch.mapping = None;
@@ -637,7 +708,8 @@ mod parallel {
             let _ = recycle.try_send(batch);
         }
         table.finish_all(&mut |r| records.push(r));
-        (records, table.counters())
+        let _ = finished.send(records);
+        table.counters()
     }
 }
 

@@ -19,9 +19,11 @@ const SURGE_METRICS: &[&str] = &[
     "new_adopters",
 ];
 
-/// Share metrics are left out (missing) in windows with fewer active hosts than this: at night
-/// one VPN user among five active hosts is a 20 % share, which says nothing about a surge.
-const MIN_HOSTS_FOR_SHARE: f64 = 20.0;
+/// Share metrics are left out (missing) in windows with fewer active hosts than this fraction of
+/// the run's median active hosts (and never below [`MIN_HOSTS_FOR_SHARE`]): at night one VPN
+/// user among five active hosts is a 20 % share, which says nothing about a surge.
+const SHARE_HOSTS_FRACTION: f64 = 0.25;
+const MIN_HOSTS_FOR_SHARE: f64 = 5.0;
 
 /// Calendar events that began this long before the capture still count (effects linger).
 const EVENT_LOOKBACK_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
@@ -63,6 +65,11 @@ pub fn run(
 ) -> Result<Detections> {
     let mut alerts: Vec<Alert> = Vec::new();
     let active = series(metrics, "active_hosts");
+    let share_floor = active.as_ref().map_or(MIN_HOSTS_FOR_SHARE, |a| {
+        let mut v: Vec<f64> = a.values.iter().copied().filter(|x| *x > 0.0).collect();
+        let median = detect::baseline::median(&mut v).unwrap_or(0.0);
+        (median * SHARE_HOSTS_FRACTION).max(MIN_HOSTS_FOR_SHARE)
+    });
     for name in SURGE_METRICS {
         if let Some(mut s) = series(metrics, name) {
             if let (true, Some(active)) = (name.ends_with("_share"), &active) {
@@ -74,7 +81,7 @@ pub fn run(
                         .and_then(|j| active.values.get(j))
                         .copied()
                         .unwrap_or(0.0);
-                    if !(hosts >= MIN_HOSTS_FOR_SHARE) {
+                    if hosts.is_nan() || hosts < share_floor {
                         *v = f64::NAN;
                     }
                 }

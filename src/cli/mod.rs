@@ -6,6 +6,7 @@
 
 mod detection;
 mod output;
+mod spill;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -402,6 +403,15 @@ fn default_threads() -> usize {
 /// Runs every input through the pipeline and returns every flow (numbered) and the totals;
 /// reports file problems on stderr as they happen.
 pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> {
+    run_pipeline_into(input, None)
+}
+
+/// [`run_pipeline`]; with a sink, finished flows go there as they finish (unnumbered) and the
+/// returned list is empty.
+fn run_pipeline_into(
+    input: &InputArgs,
+    sink: Option<crate::pipeline::RecordSink>,
+) -> Result<(Vec<FlowRecord>, RunSummary)> {
     let files = input.checked_files()?;
     install_endpoint_lists(input)?;
     let total_bytes: u64 = files
@@ -411,7 +421,10 @@ pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> 
         .sum();
     let mut progress =
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
-    let mut pipeline = Pipeline::new(input.config());
+    let mut pipeline = match sink {
+        Some(sink) => Pipeline::with_sink(input.config(), sink),
+        None => Pipeline::new(input.config()),
+    };
     let flows = pipeline.flows_seen();
     for file in &files {
         let report = pipeline.feed_file(file, &mut |bytes, packets| {
@@ -466,18 +479,44 @@ fn install_endpoint_lists(input: &InputArgs) -> Result<()> {
 
 fn run_flows(args: FlowsArgs) -> Result<i32> {
     let stdout = io::stdout();
-    let (records, summary) = run_pipeline(&args.input)?;
-    let mut writer = io::BufWriter::new(stdout.lock());
     let threads = args.input.config().threads;
-    output::write_flows_threads(&mut writer, &records, args.format, threads)?;
-    writer.flush()?;
+    let row_format = match args.format {
+        FlowFormat::Jsonl => Some(output::RowFormat::Jsonl),
+        FlowFormat::Csv => Some(output::RowFormat::Csv),
+        FlowFormat::Table => None,
+    };
+    let (summary, protocols) = match row_format {
+        // Line formats stream through a sorted spill: memory stays bounded by the flow cap.
+        Some(format) => {
+            let spill = std::rc::Rc::new(std::cell::RefCell::new(spill::FlowSpill::new(
+                format, threads,
+            )));
+            let sink = std::rc::Rc::clone(&spill);
+            let (_, summary) = run_pipeline_into(
+                &args.input,
+                Some(Box::new(move |r| sink.borrow_mut().push(r))),
+            )?;
+            let spill = std::rc::Rc::into_inner(spill)
+                .context("flow spill still shared after the run")?
+                .into_inner();
+            let protocols = spill.protocol_counts().clone();
+            let mut writer = io::BufWriter::new(stdout.lock());
+            spill.finish(&mut writer)?;
+            writer.flush()?;
+            (summary, protocols)
+        }
+        None => {
+            let (records, summary) = run_pipeline(&args.input)?;
+            let mut writer = io::BufWriter::new(stdout.lock());
+            output::write_flows_threads(&mut writer, &records, args.format, threads)?;
+            writer.flush()?;
+            (summary, output::protocol_counts(&records))
+        }
+    };
     if args.input.json {
-        eprintln!(
-            "{}",
-            report::summary_json(&summary, &output::protocol_counts(&records))
-        );
+        eprintln!("{}", report::summary_json(&summary, &protocols));
     } else if !args.input.quiet {
-        report::print_terminal_summary(&summary, &output::protocol_counts(&records));
+        report::print_terminal_summary(&summary, &protocols);
     }
     Ok(args.input.exit_code(&summary))
 }

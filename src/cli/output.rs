@@ -199,6 +199,21 @@ pub fn write_flows_threads(
     Ok(())
 }
 
+/// The streamable row formats (one line per flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    Jsonl,
+    Csv,
+}
+
+/// Renders rows (no CSV header) into `buf`.
+pub fn render_rows(rows: &[FlowRecord], format: RowFormat, buf: &mut Vec<u8>) -> io::Result<()> {
+    match format {
+        RowFormat::Jsonl => render_jsonl(rows, buf),
+        RowFormat::Csv => render_csv(rows, buf),
+    }
+}
+
 fn render_jsonl(rows: &[FlowRecord], buf: &mut Vec<u8>) -> io::Result<()> {
     for r in rows {
         serde_json::to_writer(&mut *buf, &FlowRow::from(r))?;

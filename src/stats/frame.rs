@@ -578,6 +578,13 @@ mod tests {
             "host .2 adopts in window 0, host .1 in window 1"
         );
         assert_eq!(get("platform_success_ratio"), vec![Some(1.0), Some(0.0)]);
+        // Failure kinds are summed per window, the new throttled kind among them.
+        assert_eq!(
+            get("platform_reset_after_client_data"),
+            vec![Some(0.0), Some(1.0)]
+        );
+        assert_eq!(get("platform_throttled"), vec![Some(0.0), Some(0.0)]);
+        assert!(hosts.column("platform_throttled").is_ok());
         assert_eq!(get("control_success_ratio"), vec![None, Some(1.0)]);
         let protocols = protocols_frame(&flows).unwrap();
         assert_eq!(
@@ -586,6 +593,8 @@ mod tests {
             "w0 wireguard, w1 openvpn, w1 wireguard"
         );
         let metrics = metric_series(&series, 300).unwrap();
+        assert!(metrics.iter().any(|m| m.metric == "platform_throttled"));
+        assert!(metrics.iter().any(|m| m.metric == "control_attempts"));
         let share = metrics
             .iter()
             .find(|m| m.metric == "circumvention_host_share")

@@ -389,3 +389,61 @@ pub const CIRCUMVENTION_FAMILIES: [Family; 5] = [
     Family::Obfuscated,
     Family::Tunnel,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{EndReason, Transport};
+
+    /// A completed TCP flow to X's prefix lasting `secs` with `server_bytes` of server payload.
+    fn flow(secs: f64, server_bytes: u64) -> FlowRecord {
+        FlowRecord {
+            id: 0,
+            first_ts: 1_708_182_000_000_000_000,
+            last_ts: 1_708_182_000_000_000_000 + (secs * 1e9) as i64,
+            transport: Transport::Tcp,
+            ip_proto: 6,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            client_port: 40_000,
+            server_ip: "104.244.42.1".parse().unwrap(),
+            server_port: 443,
+            packets: [20, 40],
+            bytes: [2_000, server_bytes + 2_000],
+            payload_bytes: [900, server_bytes],
+            tcp_flags: [0x1b, 0x1b],
+            outcome: Outcome::Completed,
+            end_reason: EndReason::Fin,
+            label: Default::default(),
+        }
+    }
+
+    #[test]
+    fn throttled_means_long_slow_and_a_real_transfer() {
+        // 45 s at 1.5 kB/s: the generator's throttled connection.
+        assert!(is_throttled(&flow(45.0, 67_500)));
+        // Fast: 100 kB in 2 s; short: 16 kB in 10 s; a keep-alive: 2 kB over 5 minutes.
+        assert!(!is_throttled(&flow(2.0, 100_000)));
+        assert!(!is_throttled(&flow(10.0, 16_000)));
+        assert!(!is_throttled(&flow(300.0, 2_000)));
+        // Right at the rate line is not below it.
+        assert!(!is_throttled(&flow(20.0, 60_000)));
+        let mut udp = flow(45.0, 67_500);
+        udp.transport = Transport::Udp;
+        assert!(!is_throttled(&udp));
+    }
+
+    #[test]
+    fn a_throttled_platform_attempt_is_a_failure_of_its_own_kind() {
+        let platforms = PlatformMatcher::default();
+        let (name, control, result) = platform_attempt(&flow(45.0, 67_500), &platforms).unwrap();
+        assert_eq!((name.as_str(), control), ("x", false));
+        assert_eq!(result, AttemptResult::Throttled);
+        assert!(FAILURE_KINDS.contains(&result));
+        let (_, _, ok) = platform_attempt(&flow(2.0, 100_000), &platforms).unwrap();
+        assert_eq!(ok, AttemptResult::Success);
+        let mut reset = flow(45.0, 67_500);
+        reset.outcome = Outcome::ResetAfterClientData;
+        let (_, _, r) = platform_attempt(&reset, &platforms).unwrap();
+        assert_eq!(r, AttemptResult::ResetAfterClientData);
+    }
+}

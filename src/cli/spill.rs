@@ -1,0 +1,341 @@
+//! Flow rows sorted on disk: `tunnelwatch flows` writes JSONL/CSV in the same order and with the
+//! same numbers as [`crate::pipeline::number_flows`] gives, while holding at most
+//! [`SPILL_ROWS`] finished flows in memory. Beyond that, each batch is sorted, rendered (on all
+//! threads) and written to a temporary run file; the runs are merged at the end. A flood of
+//! millions of one-packet flows therefore costs the flow table's cap, not a record per flow.
+//!
+//! A run file is a sequence of entries: the 63-byte sort key, a 4-byte big-endian row length,
+//! and the row as it will be printed minus its leading `id` (which is only known after the
+//! merge). Keys are encoded so that comparing bytes compares
+//! `(first_ts, client_ip, client_port, server_ip, server_port, ip_proto, last_ts, id)`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::output::{render_rows, RowFormat};
+use crate::flow::FlowRecord;
+
+/// Finished flows kept in memory before a sorted run goes to disk (about 0.5 KB each, and
+/// their rendered rows while a run is written).
+pub const SPILL_ROWS: usize = 50_000;
+
+const KEY_LEN: usize = 63;
+type Key = [u8; KEY_LEN];
+
+fn ip_key(ip: IpAddr) -> [u8; 17] {
+    // `IpAddr` orders every V4 before every V6, then by octets.
+    let mut k = [0u8; 17];
+    match ip {
+        IpAddr::V4(a) => k[1..5].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => {
+            k[0] = 1;
+            k[1..].copy_from_slice(&a.octets());
+        }
+    }
+    k
+}
+
+/// The sort key of [`crate::pipeline::number_flows`] as bytes in the same order.
+pub fn sort_key(r: &FlowRecord) -> Key {
+    let signed = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes();
+    let mut k = [0u8; KEY_LEN];
+    k[0..8].copy_from_slice(&signed(r.first_ts));
+    k[8..25].copy_from_slice(&ip_key(r.client_ip));
+    k[25..27].copy_from_slice(&r.client_port.to_be_bytes());
+    k[27..44].copy_from_slice(&ip_key(r.server_ip));
+    k[44..46].copy_from_slice(&r.server_port.to_be_bytes());
+    k[46] = r.ip_proto;
+    k[47..55].copy_from_slice(&signed(r.last_ts));
+    k[55..63].copy_from_slice(&r.id.to_be_bytes());
+    k
+}
+
+/// Collects finished flows and writes them sorted and numbered.
+pub struct FlowSpill {
+    format: RowFormat,
+    /// Flows held before a run is written ([`SPILL_ROWS`]; smaller in tests).
+    spill_rows: usize,
+    threads: usize,
+    pending: Vec<FlowRecord>,
+    runs: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+    protocols: BTreeMap<String, u64>,
+    /// The first spill error; reported by [`FlowSpill::finish`].
+    error: Option<io::Error>,
+}
+
+impl FlowSpill {
+    pub fn new(format: RowFormat, threads: usize) -> Self {
+        FlowSpill {
+            format,
+            spill_rows: SPILL_ROWS,
+            threads: threads.max(1),
+            pending: Vec::new(),
+            runs: Vec::new(),
+            dir: None,
+            protocols: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    /// Flows per protocol seen so far (for the run summary).
+    pub fn protocol_counts(&self) -> &BTreeMap<String, u64> {
+        &self.protocols
+    }
+
+    /// Takes one finished flow (in any order).
+    pub fn push(&mut self, r: FlowRecord) {
+        *self
+            .protocols
+            .entry(r.label.protocol.to_string())
+            .or_insert(0) += 1;
+        self.pending.push(r);
+        if self.pending.len() >= self.spill_rows && self.error.is_none() {
+            if let Err(e) = self.spill() {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Sorted entries (key, row without id) of `records`, rendered on up to `threads` threads.
+    fn sorted_entries(&self, records: &mut [FlowRecord]) -> io::Result<Vec<(Key, Vec<u8>)>> {
+        records.sort_unstable_by_key(sort_key);
+        let chunk = records.len().div_ceil(self.threads).max(1);
+        let format = self.format;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = records
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || -> io::Result<Vec<(Key, Vec<u8>)>> {
+                        part.iter()
+                            .map(|r| {
+                                let mut row = Vec::new();
+                                render_rows(std::slice::from_ref(r), format, &mut row)?;
+                                Ok((sort_key(r), strip_id(format, row)))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(records.len());
+            for h in handles {
+                all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+            }
+            Ok(all)
+        })
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        let mut records = std::mem::take(&mut self.pending);
+        let entries = self.sorted_entries(&mut records)?;
+        drop(records);
+        let dir = match &self.dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = std::env::temp_dir().join(format!(
+                    "tunnelwatch-spill-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos())
+                ));
+                std::fs::create_dir_all(&d)?;
+                self.dir = Some(d.clone());
+                d
+            }
+        };
+        let path = dir.join(format!("run-{}", self.runs.len()));
+        let mut w = BufWriter::new(File::create(&path)?);
+        for (key, row) in &entries {
+            w.write_all(key)?;
+            w.write_all(&u32::try_from(row.len()).unwrap_or(u32::MAX).to_be_bytes())?;
+            w.write_all(row)?;
+        }
+        w.flush()?;
+        self.runs.push(path);
+        Ok(())
+    }
+
+    /// Writes every flow, sorted and numbered from 0, to `out`.
+    pub fn finish(mut self, out: &mut impl Write) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.format == RowFormat::Csv {
+            writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
+        }
+        let mut records = std::mem::take(&mut self.pending);
+        let last = self.sorted_entries(&mut records)?;
+        drop(records);
+        if self.runs.is_empty() {
+            for (id, (_, row)) in last.iter().enumerate() {
+                write_row(out, self.format, id as u64, row)?;
+            }
+            return Ok(());
+        }
+        // K-way merge of the runs and the in-memory remainder.
+        let mut readers: Vec<RunReader> = self
+            .runs
+            .iter()
+            .map(|p| File::open(p).map(|f| RunReader::File(BufReader::new(f))))
+            .collect::<io::Result<_>>()?;
+        readers.push(RunReader::Memory(last.into_iter()));
+        let mut heads: Vec<Option<(Key, Vec<u8>)>> = Vec::with_capacity(readers.len());
+        let mut heap = BinaryHeap::new();
+        for (i, r) in readers.iter_mut().enumerate() {
+            let head = r.next_entry()?;
+            if let Some((key, _)) = &head {
+                heap.push(Reverse((*key, i)));
+            }
+            heads.push(head);
+        }
+        let mut id = 0u64;
+        while let Some(Reverse((_, i))) = heap.pop() {
+            if let Some((_, row)) = heads[i].take() {
+                write_row(out, self.format, id, &row)?;
+                id += 1;
+            }
+            heads[i] = readers[i].next_entry()?;
+            if let Some((key, _)) = &heads[i] {
+                heap.push(Reverse((*key, i)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FlowSpill {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+enum RunReader {
+    File(BufReader<File>),
+    Memory(std::vec::IntoIter<(Key, Vec<u8>)>),
+}
+
+impl RunReader {
+    fn next_entry(&mut self) -> io::Result<Option<(Key, Vec<u8>)>> {
+        match self {
+            RunReader::Memory(it) => Ok(it.next()),
+            RunReader::File(r) => {
+                let mut key = [0u8; KEY_LEN];
+                match r.read_exact(&mut key) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+                let mut len = [0u8; 4];
+                r.read_exact(&mut len)?;
+                let mut row = vec![0u8; u32::from_be_bytes(len) as usize];
+                r.read_exact(&mut row)?;
+                Ok(Some((key, row)))
+            }
+        }
+    }
+}
+
+/// The row as rendered, minus its leading id (`{"id":N,` in JSONL, `N,` in CSV): the id is a
+/// number, so the first comma ends it.
+fn strip_id(format: RowFormat, mut row: Vec<u8>) -> Vec<u8> {
+    let open: &[u8] = match format {
+        RowFormat::Jsonl => b"{\"id\":",
+        RowFormat::Csv => b"",
+    };
+    if row.starts_with(open) {
+        if let Some(comma) = row.iter().position(|&b| b == b',') {
+            row.drain(..=comma);
+        }
+    }
+    row
+}
+
+fn write_row(out: &mut impl Write, format: RowFormat, id: u64, rest: &[u8]) -> io::Result<()> {
+    match format {
+        RowFormat::Jsonl => write!(out, "{{\"id\":{id},")?,
+        RowFormat::Csv => write!(out, "{id},")?,
+    }
+    out.write_all(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::Label;
+    use crate::flow::{EndReason, Outcome, Transport};
+
+    fn record(i: u64) -> FlowRecord {
+        // Times and endpoints chosen to interleave and tie in several fields.
+        let first_ts = ((i * 7919) % 997) as i64 - 400;
+        FlowRecord {
+            id: i,
+            first_ts,
+            last_ts: first_ts + (i % 3) as i64,
+            transport: Transport::Udp,
+            ip_proto: 17,
+            client_ip: if i % 5 == 0 {
+                "2001:db8::1".parse().expect("v6")
+            } else {
+                IpAddr::from([10, 0, (i % 4) as u8, 1])
+            },
+            client_port: (i % 11) as u16,
+            server_ip: IpAddr::from([192, 0, 2, (i % 3) as u8]),
+            server_port: 443,
+            packets: [1, 0],
+            bytes: [60, 0],
+            payload_bytes: [0, 0],
+            tcp_flags: [0, 0],
+            outcome: Outcome::NoReply,
+            end_reason: EndReason::IdleTimeout,
+            label: Label::default(),
+        }
+    }
+
+    fn expected(records: &[FlowRecord], format: RowFormat) -> Vec<u8> {
+        let mut sorted = records.to_vec();
+        crate::pipeline::number_flows(&mut sorted);
+        let mut out = Vec::new();
+        if format == RowFormat::Csv {
+            out.extend_from_slice(super::super::FLOW_COLUMNS.join(",").as_bytes());
+            out.push(b'\n');
+        }
+        render_rows(&sorted, format, &mut out).expect("render");
+        out
+    }
+
+    #[test]
+    fn spilled_runs_merge_to_the_in_memory_order_and_numbers() {
+        let records: Vec<FlowRecord> = (0..2123).map(record).collect();
+        for format in [RowFormat::Jsonl, RowFormat::Csv] {
+            let mut spill = FlowSpill::new(format, 2);
+            spill.spill_rows = 1000;
+            for r in records.iter().rev().cloned() {
+                spill.push(r);
+            }
+            assert_eq!(spill.runs.len(), 2, "two runs went to disk");
+            let dir = spill.dir.clone().expect("spill dir");
+            let mut out = Vec::new();
+            spill.finish(&mut out).expect("merge");
+            assert!(out == expected(&records, format), "{format:?}");
+            assert!(!dir.exists(), "run files are removed");
+        }
+    }
+
+    #[test]
+    fn small_runs_stay_in_memory() {
+        let records: Vec<FlowRecord> = (0..500).map(record).collect();
+        let mut spill = FlowSpill::new(RowFormat::Jsonl, 1);
+        records.iter().cloned().for_each(|r| spill.push(r));
+        assert!(spill.runs.is_empty());
+        let mut out = Vec::new();
+        spill.finish(&mut out).expect("write");
+        assert!(out == expected(&records, RowFormat::Jsonl));
+    }
+}
