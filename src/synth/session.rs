@@ -1187,6 +1187,15 @@ fn tor_flow(h: &mut Host, t: u64, a: &Adoption, until: u64, volume: f64) -> NewF
     // Drop the FIN close planned by tls_conn; the circuit stays open for the session.
     p.steps.truncate(p.steps.len() - 3);
     p.t = p.steps.last().map_or(t, |s| s.t);
+    // The circuit is built first (tor-spec §5.1, §5.3): the client's NETINFO and CREATE2, then
+    // one RELAY_EARLY(EXTEND2) per further hop, each a single 514-byte cell in its own TLS record
+    // (5-byte header + 514 + 17 bytes of TLS 1.3 overhead), each answered by one cell (CREATED2,
+    // RELAY(EXTENDED2)) after a round trip.
+    p.send(Side::Client, Lazy::TlsRecord.payload(514 + 22));
+    for _hop in 0..3 {
+        p.send_now(Side::Client, Lazy::TlsRecord.payload(514 + 22));
+        p.send(Side::Server, Lazy::TlsRecord.payload(514 + 22));
+    }
     // Three cells in one record: 3 * 514 + 22 bytes of record overhead.
     let cell_rec = 3 * 514 + 22;
     let gap = h.seg_gap();
