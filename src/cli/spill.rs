@@ -20,8 +20,8 @@ use super::output::{render_rows, RowFormat};
 use crate::flow::FlowRecord;
 
 /// Finished flows kept in memory before a sorted run goes to disk (about 0.5 KB each, and
-/// their rendered rows while a run is written).
-pub const SPILL_ROWS: usize = 50_000;
+/// their rendered rows while a run is written): runs of up to this many flows never touch disk.
+pub const SPILL_ROWS: usize = 100_000;
 
 const KEY_LEN: usize = 63;
 type Key = [u8; KEY_LEN];
@@ -165,18 +165,21 @@ impl FlowSpill {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        let mut records = std::mem::take(&mut self.pending);
+        if self.runs.is_empty() {
+            // Everything fit in memory: number in place and render on all threads.
+            crate::pipeline::number_flows(&mut records);
+            let format = match self.format {
+                RowFormat::Jsonl => super::FlowFormat::Jsonl,
+                RowFormat::Csv => super::FlowFormat::Csv,
+            };
+            return super::output::write_flows_threads(out, &records, format, self.threads);
+        }
         if self.format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
         }
-        let mut records = std::mem::take(&mut self.pending);
         let last = self.sorted_entries(&mut records)?;
         drop(records);
-        if self.runs.is_empty() {
-            for (id, (_, row)) in last.iter().enumerate() {
-                write_row(out, self.format, id as u64, row)?;
-            }
-            return Ok(());
-        }
         // K-way merge of the runs and the in-memory remainder.
         let mut readers: Vec<RunReader> = self
             .runs
