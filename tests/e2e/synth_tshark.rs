@@ -126,3 +126,134 @@ fn tshark_decodes_synth_quic_with_the_sni_written() {
         "long and short headers: {forms:?}"
     );
 }
+
+/// What tshark calls each protocol of the truth file (`frame.protocols` layer names).
+const LAYER: &[(&str, &str)] = &[
+    ("wireguard", "wg"),
+    ("openvpn", "openvpn"),
+    ("ipsec_ike", "isakmp"),
+    ("tls", "tls"),
+    ("dns", "dns"),
+    ("ssh", "ssh"),
+    ("socks", "socks"),
+    ("http", "http"),
+    ("quic", "quic"),
+];
+
+/// The shipped sample, dissected by tshark: every flow the generator completed is decoded as
+/// the protocol the truth file names, TLS flows carry the SNI written, NAT-T flows on UDP/4500
+/// carry ESP as well as ISAKMP. Port hint: WireGuard has no registered port in tshark 4.0, so
+/// the test maps UDP/51820 to it (`-d udp.port==51820,wg`); the others are found by
+/// tshark's own port registrations and heuristics.
+#[test]
+fn tshark_dissects_every_generated_protocol_of_the_sample() {
+    if !tshark_available() {
+        eprintln!("SKIPPED tshark_dissects_every_generated_protocol_of_the_sample: tshark is not installed");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let pcap = root.join("pk-x-2024-small.pcap");
+    let truth = std::fs::read_to_string(root.join("pk-x-2024-small.truth.csv")).expect("truth");
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args([
+            "-d",
+            "udp.port==51820,wg",
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+        ])
+        .args([
+            "-e",
+            "frame.protocols",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ip.dst",
+        ])
+        .args([
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
+        .args([
+            "-e",
+            "udp.dstport",
+            "-e",
+            "tls.handshake.extensions_server_name",
+        ])
+        .output()
+        .expect("tshark runs");
+    assert!(out.status.success(), "tshark: {}", stderr(&out));
+    // Per endpoint (address, port): the layers and SNIs tshark saw in frames from or to it.
+    let mut seen: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or_default();
+        let pick = |a: &str, b: &str| {
+            if a.is_empty() {
+                b.to_string()
+            } else {
+                a.to_string()
+            }
+        };
+        let (src, dst) = (pick(get(1), get(2)), pick(get(3), get(4)));
+        let (sport, dport) = (pick(get(5), get(6)), pick(get(7), get(8)));
+        for endpoint in [(src, sport), (dst, dport)] {
+            let entry = seen.entry(endpoint).or_default();
+            entry.0.extend(get(0).split(':').map(str::to_string));
+            if !get(9).is_empty() {
+                entry.1.insert(get(9).to_string());
+            }
+        }
+    }
+    let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in truth.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        let (client, port, server_port, protocol, outcome, sni) =
+            (c[4], c[5], c[7], c[9], c[12], c[13]);
+        let Some((_, layer)) = LAYER.iter().find(|(p, _)| *p == protocol) else {
+            continue;
+        };
+        if outcome != "ok" {
+            continue;
+        }
+        let (layers, snis) = seen
+            .get(&(client.to_string(), port.to_string()))
+            .unwrap_or_else(|| panic!("tshark saw nothing of {protocol} flow {client}:{port}"));
+        assert!(
+            layers.contains(*layer),
+            "{protocol} flow {client}:{port}: tshark layers {layers:?}"
+        );
+        if matches!(protocol, "tls" | "quic") && !sni.is_empty() {
+            assert!(
+                snis.contains(sni),
+                "{protocol} flow {client}:{port}: SNI {sni} not in {snis:?}"
+            );
+        }
+        if protocol == "ipsec_ike" && server_port == "4500" {
+            assert!(
+                layers.contains("esp"),
+                "NAT-T flow {client}:{port} without ESP: {layers:?}"
+            );
+        }
+        *checked.entry(protocol).or_default() += 1;
+    }
+    eprintln!("flows checked against tshark: {checked:?}");
+    for (protocol, _) in LAYER {
+        assert!(
+            checked.get(protocol).copied().unwrap_or(0) > 0,
+            "no {protocol} flow checked"
+        );
+    }
+}
