@@ -89,14 +89,7 @@ impl FingerprintState {
             .candidates
             .iter()
             .all(|c| c.offered.iter().all(|&n| n >= c.spec.payload_budget));
-        // Most candidates give up at the first payload; a flood of one-packet flows would
-        // otherwise keep room for all of them in every live flow (~1 KB each).
-        if self.candidates.capacity() > 2 * self.candidates.len() + 4 {
-            self.candidates.shrink_to_fit();
-        }
-        if self.settled && self.matches.capacity() > self.matches.len() {
-            self.matches.shrink_to_fit();
-        }
+
     }
 
     /// Ends the flow: undecided candidates and conclude-only specs get their last word, and
