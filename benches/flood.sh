@@ -7,7 +7,7 @@
 # RSS (sampled from /proc: the mapped capture's pages excluded); then the bytes per live flow,
 # (anon RSS at the default cap - at the small cap) / (default cap - small cap): both runs read
 # the same packets and emit the same records, so the difference is the flow table alone; and
-# the bytes per finished flow that `flows` keeps until it writes them out at the end.
+# the memory per finished flow beyond that (small since `flows` spills sorted runs to disk).
 set -euo pipefail
 millions=${1:-2}
 small_cap=${2:-10000}
@@ -67,5 +67,5 @@ echo "(peak live is the largest per-thread table; the cap is split between the t
 awk -v a="${anon[$full]}" -v b="${anon[$small]}" -v base="${anon[$base]}" \
   -v ca="$default_cap" -v cb="$small_cap" -v n="$flood_flows" 'BEGIN{
   printf "bytes per live flow (flow table, anon RSS at default cap - at small cap): %.0f\n", (a-b)*1024/(ca-cb);
-  printf "bytes per finished flow (records kept for output, small cap - baseline): %.0f\n", (b-base)*1024/n;
+  printf "bytes per finished flow beyond the table (spilled to disk; small cap - baseline, per flow): %.0f\n", (b-base)*1024/n;
 }'

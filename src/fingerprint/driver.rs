@@ -89,7 +89,6 @@ impl FingerprintState {
             .candidates
             .iter()
             .all(|c| c.offered.iter().all(|&n| n >= c.spec.payload_budget));
-
     }
 
     /// Ends the flow: undecided candidates and conclude-only specs get their last word, and
