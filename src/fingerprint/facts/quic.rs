@@ -127,6 +127,12 @@ pub struct InitialKeys {
 /// HKDF-Expand-Label(initial_secret, "client in", "", 32)`, then key/iv/hp with the version's
 /// labels. None for a version without published Initial salt.
 pub fn client_initial_keys(version: u32, dcid: &[u8]) -> Option<InitialKeys> {
+    initial_keys(version, dcid, false)
+}
+
+/// [`client_initial_keys`], or with `server` the server's (label `"server in"`); the scenario
+/// generator seals its Initials with these.
+pub fn initial_keys(version: u32, dcid: &[u8], server: bool) -> Option<InitialKeys> {
     let p = params(version)?;
     let (initial_secret, _) = Hkdf::<Sha256>::extract(Some(p.salt), dcid);
     let mut keys = InitialKeys {
@@ -135,7 +141,8 @@ pub fn client_initial_keys(version: u32, dcid: &[u8]) -> Option<InitialKeys> {
         iv: [0; 12],
         hp: [0; 16],
     };
-    expand_label(&initial_secret, b"client in", &mut keys.secret)?;
+    let label: &[u8] = if server { b"server in" } else { b"client in" };
+    expand_label(&initial_secret, label, &mut keys.secret)?;
     expand_label(&keys.secret, p.key_label, &mut keys.key)?;
     expand_label(&keys.secret, p.iv_label, &mut keys.iv)?;
     expand_label(&keys.secret, p.hp_label, &mut keys.hp)?;

@@ -11,14 +11,12 @@
 //! Never: lengths are computed before any slice is taken, and the two operations that can fail
 //! (HKDF expansion, AEAD sealing) are reported as `None`.
 
-use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
-use aes::Aes128;
-use aes_gcm::aead::AeadInPlace;
+use aes_gcm::aead::generic_array::GenericArray;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
-use hkdf::Hkdf;
-use sha2::Sha256;
 
 use super::put16;
+use crate::fingerprint::facts::quic::{header_protection_mask, InitialKeys};
 use crate::synth::rng::Rng;
 
 /// QUIC versions the builder writes.
@@ -30,38 +28,12 @@ pub enum Version {
     V2,
 }
 
-/// RFC 9001 §5.2 initial_salt.
-const SALT_V1: [u8; 20] = [
-    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad,
-    0xcc, 0xbb, 0x7f, 0x0a,
-];
-/// RFC 9369 §3.3.1 initial_salt.
-const SALT_V2: [u8; 20] = [
-    0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb,
-    0xf9, 0xbd, 0x2e, 0xd9,
-];
-
 impl Version {
     /// The 32-bit version field.
     pub fn wire(self) -> u32 {
         match self {
             Version::V1 => 0x0000_0001,
             Version::V2 => 0x6b33_43cf,
-        }
-    }
-
-    fn salt(self) -> &'static [u8; 20] {
-        match self {
-            Version::V1 => &SALT_V1,
-            Version::V2 => &SALT_V2,
-        }
-    }
-
-    /// Labels of the key, IV and header-protection key (RFC 9001 §5.1; RFC 9369 §3.3.2).
-    fn labels(self) -> [&'static [u8]; 3] {
-        match self {
-            Version::V1 => [b"quic key", b"quic iv", b"quic hp"],
-            Version::V2 => [b"quicv2 key", b"quicv2 iv", b"quicv2 hp"],
         }
     }
 
@@ -137,47 +109,13 @@ impl Cid {
 }
 
 /// Packet protection keys of one direction (RFC 9001 §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keys {
-    pub secret: [u8; 32],
-    pub key: [u8; 16],
-    pub iv: [u8; 12],
-    pub hp: [u8; 16],
-}
-
-/// HKDF-Expand-Label (RFC 8446 §7.1) with an empty context.
-fn expand_label(secret: &[u8], label: &[u8], out: &mut [u8]) -> Option<()> {
-    let hk = Hkdf::<Sha256>::from_prk(secret).ok()?;
-    let full = [b"tls13 ".as_slice(), label].concat();
-    let mut info = Vec::with_capacity(4 + full.len());
-    put16(&mut info, u16::try_from(out.len()).ok()?);
-    info.push(u8::try_from(full.len()).ok()?);
-    info.extend_from_slice(&full);
-    info.push(0); // empty context
-    hk.expand(&info, out).ok()
-}
+pub type Keys = InitialKeys;
 
 /// Initial keys of `role` for a connection whose client chose `odcid` as its first
-/// Destination Connection ID: `initial_secret = HKDF-Extract(initial_salt, odcid)`, then
-/// `HKDF-Expand-Label(initial_secret, "client in" | "server in", "", 32)`, then key, IV and hp.
+/// Destination Connection ID (RFC 9001 §5.2; RFC 9369 §3.3 for v2): the derivation the
+/// tool's own decryptor uses, checked there and here against the RFCs' test vectors.
 pub fn initial_keys(version: Version, odcid: &[u8], role: Role) -> Option<Keys> {
-    let (initial_secret, _) = Hkdf::<Sha256>::extract(Some(version.salt()), odcid);
-    let mut k = Keys {
-        secret: [0; 32],
-        key: [0; 16],
-        iv: [0; 12],
-        hp: [0; 16],
-    };
-    let label: &[u8] = match role {
-        Role::Client => b"client in",
-        Role::Server => b"server in",
-    };
-    expand_label(&initial_secret, label, &mut k.secret)?;
-    let [kl, il, hl] = version.labels();
-    expand_label(&k.secret, kl, &mut k.key)?;
-    expand_label(&k.secret, il, &mut k.iv)?;
-    expand_label(&k.secret, hl, &mut k.hp)?;
-    Some(k)
+    crate::fingerprint::facts::quic::initial_keys(version.wire(), odcid, role == Role::Server)
 }
 
 /// Appends a variable-length integer in its shortest encoding (RFC 9000 §16); values above
@@ -225,14 +163,6 @@ pub struct LongHeader<'a> {
     pub pn: u32,
     /// Bytes of the encoded packet number, 1..=4.
     pub pn_len: usize,
-}
-
-/// The header-protection mask (RFC 9001 §5.4.3): AES-128-ECB of the 16-byte sample.
-fn hp_mask(hp: &[u8; 16], sample: &[u8]) -> Option<[u8; 16]> {
-    let sample: [u8; 16] = sample.get(..16)?.try_into().ok()?;
-    let mut block = GenericArray::from(sample);
-    Aes128::new(GenericArray::from_slice(hp)).encrypt_block(&mut block);
-    Some(block.into())
 }
 
 /// Appends one protected long-header packet to `out` (RFC 9000 §17.2, RFC 9001 §5.3-5.4):
@@ -291,7 +221,7 @@ pub fn protect_long(
         .encrypt_in_place_detached(Nonce::from_slice(&nonce), &head[start..], body)
         .ok()?;
     out.extend_from_slice(&tag);
-    let mask = hp_mask(&keys.hp, out.get(pn_offset + 4..pn_offset + 20)?)?;
+    let mask = header_protection_mask(&keys.hp, out.get(pn_offset + 4..pn_offset + 20)?)?;
     out[start] ^= mask[0] & 0x0f;
     for (b, m) in out[pn_offset..header_end].iter_mut().zip(&mask[1..]) {
         *b ^= m;
@@ -935,7 +865,7 @@ mod tests {
         let h = facts::parse_initial_header(d).unwrap();
         assert_eq!(h.dcid, c.client_cid.as_slice());
         assert_eq!(h.scid, c.server_cid.as_slice());
-        let mask = hp_mask(&keys.hp, &d[h.pn_offset + 4..h.pn_offset + 20]).unwrap();
+        let mask = header_protection_mask(&keys.hp, &d[h.pn_offset + 4..h.pn_offset + 20]).unwrap();
         let first = d[0] ^ (mask[0] & 0x0f);
         let pn_len = usize::from(first & 3) + 1;
         let mut pkt = d[..h.pn_offset + h.length].to_vec();
