@@ -61,7 +61,8 @@ pub enum Command {
 pub struct DetectArgs {
     /// An output folder of `tunnelwatch analyze`.
     pub dir: PathBuf,
-    /// Extra block events: CSV lines `country,platform,start,end,method,source`.
+    /// Extra block events: CSV lines `country,platform,start,end,method,source[,note]`, or TOML
+    /// `[[event]]` tables with those keys.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
 }
@@ -244,8 +245,8 @@ pub struct StatsArgs {
     /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`.
     #[arg(long, value_name = "FILE")]
     pub platforms: Option<PathBuf>,
-    /// Extra block events: CSV lines `country,platform,start,end,method,source` (added to the
-    /// built-in calendar).
+    /// Extra block events (added to the built-in calendar): CSV lines
+    /// `country,platform,start,end,method,source[,note]`, or TOML `[[event]]` tables with those keys.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Formats of the per-window tables (hosts, series, series_protocols), comma-separated.
@@ -618,7 +619,7 @@ fn write_analysis(
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            crate::detect::parse_events_csv(&text)
+            crate::detect::parse_events(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => Vec::new(),
@@ -656,7 +657,7 @@ fn read_user_events(path: Option<&std::path::Path>) -> Result<Vec<crate::detect:
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            crate::detect::parse_events_csv(&text)
+            crate::detect::parse_events(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         }
         None => Ok(Vec::new()),
@@ -701,7 +702,7 @@ fn run_events(args: EventsArgs) -> Result<i32> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         events.extend(
-            crate::detect::parse_events_csv(&text)
+            crate::detect::parse_events(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
         );
     }

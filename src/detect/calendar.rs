@@ -54,9 +54,9 @@ impl BlockEvent {
 
 /// A bad calendar line: which line (1-based) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("events file line {line}: {message}")]
+#[error("events file{}: {message}", if *.line > 0 { format!(" line {}", .line) } else { String::new() })]
 pub struct CalendarError {
-    /// 1-based line number.
+    /// 1-based line number (0 when the problem is a TOML event's field, named in `message`).
     pub line: usize,
     /// What is wrong, naming the field.
     pub message: String,
@@ -119,50 +119,123 @@ pub fn parse_events_csv(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
             )));
         }
         let f = |i: usize| fields.get(i).map(|s| s.trim()).unwrap_or("");
-        let country = f(0);
-        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(err(format!(
-                "country: expected a two-letter ISO code, found {country:?}"
-            )));
-        }
-        let platform = f(1);
-        if platform.is_empty() || platform.split(';').any(|p| p.trim().is_empty()) {
-            return Err(err(format!(
-                "platform: expected one or more `;`-separated tokens, found {platform:?}"
-            )));
-        }
-        let start = parse_timestamp(f(2)).map_err(|m| err(format!("start: {m}")))?;
-        let end = if f(3).is_empty() {
-            None
-        } else {
-            Some(parse_timestamp(f(3)).map_err(|m| err(format!("end: {m}")))?)
-        };
-        if let Some(e) = end {
-            if e < start {
-                return Err(err(format!("end {} is before start {}", f(3), f(2))));
-            }
-        }
-        let source = f(5);
-        if source.is_empty() {
-            return Err(err(
-                "source: required (where the facts come from, e.g. a URL)".to_string(),
-            ));
-        }
-        out.push(BlockEvent {
-            country: country.to_ascii_uppercase(),
-            platform: platform
-                .split(';')
-                .map(|p| p.trim().to_lowercase())
-                .collect::<Vec<_>>()
-                .join(";"),
-            start_ts: start,
-            end_ts: end,
-            method: f(4).to_string(),
-            source: source.to_string(),
-            note: f(6).to_string(),
-        });
+        out.push(event_from_fields(f(0), f(1), f(2), f(3), f(4), f(5), f(6)).map_err(err)?);
     }
     Ok(out)
+}
+
+/// One event from its field values (trimmed); `Err` names the field.
+fn event_from_fields(
+    country: &str,
+    platform: &str,
+    start: &str,
+    end: &str,
+    method: &str,
+    source: &str,
+    note: &str,
+) -> Result<BlockEvent, String> {
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(format!(
+            "country: expected a two-letter ISO code, found {country:?}"
+        ));
+    }
+    if platform.is_empty() || platform.split(';').any(|p| p.trim().is_empty()) {
+        return Err(format!(
+            "platform: expected one or more `;`-separated tokens, found {platform:?}"
+        ));
+    }
+    let start_ts = parse_timestamp(start).map_err(|m| format!("start: {m}"))?;
+    let end_ts = if end.is_empty() {
+        None
+    } else {
+        Some(parse_timestamp(end).map_err(|m| format!("end: {m}"))?)
+    };
+    if end_ts.is_some_and(|e| e < start_ts) {
+        return Err(format!("end {end} is before start {start}"));
+    }
+    if source.is_empty() {
+        return Err("source: required (where the facts come from, e.g. a URL)".to_string());
+    }
+    Ok(BlockEvent {
+        country: country.to_ascii_uppercase(),
+        platform: platform
+            .split(';')
+            .map(|p| p.trim().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(";"),
+        start_ts,
+        end_ts,
+        method: method.to_string(),
+        source: source.to_string(),
+        note: note.to_string(),
+    })
+}
+
+/// One `[[event]]` table of an events TOML file (field meanings as in the CSV format).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlEvent {
+    country: String,
+    platform: String,
+    start: String,
+    #[serde(default)]
+    end: String,
+    #[serde(default)]
+    method: String,
+    source: String,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlEvents {
+    #[serde(default)]
+    event: Vec<TomlEvent>,
+}
+
+/// Parses user events in TOML: `[[event]]` tables with `country`, `platform`, `start`,
+/// optional `end`, `method`, `source` and optional `note` (strings, as in the CSV format).
+/// Errors give the line (for syntax) or the event's index and field.
+pub fn parse_events_toml(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
+    let doc: TomlEvents = toml::from_str(text).map_err(|e| CalendarError {
+        line: e.span().map_or(0, |s| {
+            text[..s.start.min(text.len())].matches('\n').count() + 1
+        }),
+        message: e.message().to_string(),
+    })?;
+    doc.event
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let t = |s: &str| s.trim().to_string();
+            event_from_fields(
+                &t(&e.country),
+                &t(&e.platform),
+                &t(&e.start),
+                &t(&e.end),
+                &t(&e.method),
+                &t(&e.source),
+                &t(&e.note),
+            )
+            .map_err(|m| CalendarError {
+                line: 0,
+                message: format!("event[{i}]: {m}"),
+            })
+        })
+        .collect()
+}
+
+/// User events in either format: TOML when the text has an `[[event]]` table, else CSV.
+pub fn parse_events(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
+    if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("[[event]]"))
+    {
+        parse_events_toml(text)
+    } else {
+        parse_events_csv(text)
+    }
 }
 
 /// Splits one CSV line into fields (RFC 4180 quoting, no line breaks inside quotes).
@@ -313,6 +386,40 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_events_parse_like_csv_and_name_bad_fields() {
+        let toml = r#"
+# My own events
+[[event]]
+country = "pk"
+platform = "x"
+start = "2024-02-17T17:00Z"
+end = "2025-05-07"
+method = "national block"
+source = "https://example.org/report"
+
+[[event]]
+country = "TR"
+platform = "instagram"
+start = "2024-08-02"
+source = "https://example.org/tr"
+"#;
+        let events = parse_events(toml).expect("valid TOML");
+        let csv = parse_events(
+            "PK,x,2024-02-17T17:00Z,2025-05-07,national block,https://example.org/report\nTR,instagram,2024-08-02,,,https://example.org/tr\n",
+        )
+        .expect("valid CSV");
+        assert_eq!(events, csv);
+        assert_eq!(events[0].country, "PK");
+        assert_eq!(events[1].end_ts, None);
+        let bad = parse_events_toml("[[event]]\ncountry = \"PK\"\nplatform = \"x\"\nstart = \"yesterday\"\nsource = \"s\"\n")
+            .unwrap_err();
+        assert!(bad.message.starts_with("event[0]: start:"), "{bad}");
+        let unknown = parse_events_toml("[[event]]\ncountri = \"PK\"\n").unwrap_err();
+        assert!(unknown.message.contains("countri"), "{unknown}");
+        assert_eq!(unknown.line, 2);
+    }
     use proptest::prelude::*;
 
     #[test]

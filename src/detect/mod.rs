@@ -28,7 +28,9 @@ pub mod spike;
 use serde::{Deserialize, Serialize};
 
 pub use align::{align, AlignConfig, Alignment, AlignmentReport};
-pub use calendar::{builtin_events, parse_events_csv, BlockEvent, CalendarError};
+pub use calendar::{
+    builtin_events, parse_events, parse_events_csv, parse_events_toml, BlockEvent, CalendarError,
+};
 pub use reachability::{detect_blocks, BlockConfig, ReachabilityInput};
 pub use spike::{detect, DetectConfig, Detection};
 
