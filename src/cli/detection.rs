@@ -47,6 +47,28 @@ fn metric_config(metric: &str) -> detect::DetectConfig {
     cfg
 }
 
+/// `source` of the events made from blocks detected in the capture itself.
+pub const DETECTED_SOURCE: &str = "tunnelwatch: detected in this capture";
+
+/// A detected block as a calendar event (country unknown: `XX`, the ISO 3166 code for
+/// user-assigned use), with the dominant failure kind as its method.
+fn detected_block_event(a: &Alert) -> BlockEvent {
+    let failure = a
+        .evidence
+        .iter()
+        .find(|(k, _)| k == "dominant_failure")
+        .map_or("unknown", |(_, v)| v.as_str());
+    BlockEvent {
+        country: "XX".to_string(),
+        platform: "platforms".to_string(),
+        start_ts: a.start_ts,
+        end_ts: a.end_ts,
+        method: format!("detected: platform success ratio fell, dominant failure {failure}"),
+        source: DETECTED_SOURCE.to_string(),
+        note: format!("alert on {} (magnitude {:.2})", a.metric, a.magnitude),
+    }
+}
+
 fn series(metrics: &[MetricSeries], name: &str) -> Option<Series> {
     metrics.iter().find(|m| m.metric == name).map(|m| Series {
         start_ts_nanos: m.start_ts_nanos,
@@ -64,6 +86,9 @@ pub fn run(
     out: &Path,
 ) -> Result<Detections> {
     let mut alerts: Vec<Alert> = Vec::new();
+    // Each surge metric's series and the detector's per-window baseline, for the alignment's
+    // pre-event ratio and significance.
+    let mut baselines: Vec<(&str, Series, Vec<f64>)> = Vec::new();
     let active = series(metrics, "active_hosts");
     let share_floor = active.as_ref().map_or(MIN_HOSTS_FOR_SHARE, |a| {
         let mut v: Vec<f64> = a.values.iter().copied().filter(|x| *x > 0.0).collect();
@@ -86,7 +111,9 @@ pub fn run(
                     }
                 }
             }
-            alerts.extend(detect::detect(&s, name, &metric_config(name)).alerts);
+            let detection = detect::detect(&s, name, &metric_config(name));
+            alerts.extend(detection.alerts);
+            baselines.push((name, s, detection.expected));
         }
     }
     if let (Some(platform), Some(control)) = (
@@ -133,7 +160,30 @@ pub fn run(
     } else {
         events.clear();
     }
-    let report = detect::align(&events, &alerts, &detect::AlignConfig::default());
+    // Blocks found in this capture are events too: surges line up with them as with the
+    // calendar's (a block alert is not aligned with the event it is itself).
+    events.extend(
+        alerts
+            .iter()
+            .filter(|a| a.kind == detect::AlertKind::BlockSuspected)
+            .map(detected_block_event),
+    );
+    let mut report = detect::align(&events, &alerts, &detect::AlignConfig::default());
+    report.alignments.retain(|al| {
+        !(al.event.source == DETECTED_SOURCE
+            && matches!(
+                al.alert.kind,
+                detect::AlertKind::BlockSuspected | detect::AlertKind::Outage
+            ))
+    });
+    report.alerts_without_events = alerts
+        .iter()
+        .filter(|a| !report.alignments.iter().any(|al| al.alert == **a))
+        .cloned()
+        .collect();
+    for (name, s, expected) in &baselines {
+        detect::align::annotate(&mut report, name, s, expected);
+    }
 
     let doc = json!({
         "schema_version": detect::ALERTS_SCHEMA_VERSION,

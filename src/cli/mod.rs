@@ -242,6 +242,11 @@ pub struct StatsArgs {
     /// `fd..`) instead of prefix-preserving ones.
     #[arg(long, requires = "anonymize")]
     pub hash_hosts: bool,
+    /// Platforms whose reachability is measured and checked for blocks, comma-separated
+    /// (`x`, `youtube`, `facebook`, `instagram`, `whatsapp`, `telegram`, `tiktok`, `signal`, or
+    /// your own); default every platform (one platform's block is then diluted by the others).
+    #[arg(long, value_name = "PLATFORM,...", value_delimiter = ',')]
+    pub watch: Vec<String>,
     /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`.
     #[arg(long, value_name = "FILE")]
     pub platforms: Option<PathBuf>,
@@ -954,6 +959,7 @@ fn write_json_atomically(path: &std::path::Path, doc: &serde_json::Value) -> Res
 fn stats_config(args: &StatsArgs) -> Result<crate::stats::StatsConfig> {
     let mut config = crate::stats::StatsConfig {
         window_secs: args.window,
+        watch: args.watch.iter().map(|w| w.trim().to_lowercase()).collect(),
         ..Default::default()
     };
     if !args.home_net.is_empty() {

@@ -57,6 +57,10 @@ pub struct StatsConfig {
     pub platforms: PlatformMatcher,
     /// Anonymise host identifiers with this key.
     pub anonymize: Option<anon::Anonymizer>,
+    /// Platforms whose reachability is measured (`platform_*` columns); empty: every platform.
+    /// A block of one platform is diluted in the success ratio of all of them, so a study of
+    /// one block names it (`--watch x`).
+    pub watch: Vec<String>,
 }
 
 impl Default for StatsConfig {
@@ -69,6 +73,7 @@ impl Default for StatsConfig {
                 .collect(),
             platforms: PlatformMatcher::default(),
             anonymize: None,
+            watch: Vec::new(),
         }
     }
 }
@@ -185,9 +190,14 @@ impl FlowColumns {
         self.circumvention.push(family.is_circumvention());
         self.packets.push(r.packets[0] + r.packets[1]);
         self.bytes.push(r.bytes[0] + r.bytes[1]);
+        let watched = |name: &str, control: bool| {
+            control || config.watch.is_empty() || config.watch.iter().any(|w| w == name)
+        };
         let (platform, result) = match platform_attempt(r, &config.platforms) {
-            Some((name, control, result)) => (Some((name, control)), result),
-            None => (None, AttemptResult::Other),
+            Some((name, control, result)) if watched(&name, control) => {
+                (Some((name, control)), result)
+            }
+            _ => (None, AttemptResult::Other),
         };
         self.control
             .push(platform.as_ref().is_some_and(|(_, c)| *c));
@@ -445,5 +455,23 @@ mod tests {
         reset.outcome = Outcome::ResetAfterClientData;
         let (_, _, r) = platform_attempt(&reset, &platforms).unwrap();
         assert_eq!(r, AttemptResult::ResetAfterClientData);
+    }
+
+    #[test]
+    fn only_watched_platforms_count_as_platform_attempts() {
+        let x_flow = flow(2.0, 100_000);
+        for (watch, counted) in [
+            (vec![], true),
+            (vec!["x".to_string()], true),
+            (vec!["youtube".to_string()], false),
+        ] {
+            let config = StatsConfig {
+                watch,
+                ..StatsConfig::default()
+            };
+            let mut cols = FlowColumns::default();
+            cols.push(&x_flow, &config);
+            assert_eq!(cols.platform[0].is_some(), counted, "{:?}", config.watch);
+        }
     }
 }
