@@ -115,9 +115,14 @@ fn analyze_writes_flows_table_and_summary() {
     if cfg!(feature = "polars-out") {
         assert_eq!(&bytes[..4], b"PAR1", "a Parquet file starts with its magic");
     }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
     assert!(
-        !dir.join("flows.partial").exists(),
-        "no temporary file left behind"
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
     );
 }
 
