@@ -325,29 +325,48 @@ impl Pipeline {
     }
 }
 
-/// Sorts flows by (first packet time, endpoints, protocol) and numbers them from 0: an order that
-/// does not depend on which worker saw which flow.
+/// Bytes of a [`flow_order_key`].
+pub const FLOW_ORDER_KEY_LEN: usize = 63;
+
+fn ip_order_bytes(ip: std::net::IpAddr) -> [u8; 17] {
+    // `IpAddr` orders every V4 before every V6, then by octets.
+    let mut k = [0u8; 17];
+    match ip {
+        std::net::IpAddr::V4(a) => k[1..5].copy_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => {
+            k[0] = 1;
+            k[1..].copy_from_slice(&a.octets());
+        }
+    }
+    k
+}
+
+/// The output order of flows as bytes: comparing keys compares
+/// `(first_ts, client_ip, client_port, server_ip, server_port, ip_proto, last_ts, id)`. One
+/// definition for [`number_flows`] and for the on-disk sort of `tunnelwatch flows`.
+pub fn flow_order_key(r: &FlowRecord) -> [u8; FLOW_ORDER_KEY_LEN] {
+    let signed = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes();
+    let mut k = [0u8; FLOW_ORDER_KEY_LEN];
+    k[0..8].copy_from_slice(&signed(r.first_ts));
+    k[8..25].copy_from_slice(&ip_order_bytes(r.client_ip));
+    k[25..27].copy_from_slice(&r.client_port.to_be_bytes());
+    k[27..44].copy_from_slice(&ip_order_bytes(r.server_ip));
+    k[44..46].copy_from_slice(&r.server_port.to_be_bytes());
+    k[46] = r.ip_proto;
+    k[47..55].copy_from_slice(&signed(r.last_ts));
+    k[55..63].copy_from_slice(&r.id.to_be_bytes());
+    k
+}
+
+/// Sorts flows by [`flow_order_key`] (first packet time, endpoints, protocol) and numbers them
+/// from 0: an order that does not depend on which worker saw which flow.
 pub fn number_flows(records: &mut Vec<FlowRecord>) {
     // Sorting small keys and then moving each record once is several times faster than
     // sorting the records themselves (hundreds of bytes each), and this runs on one thread.
     let mut order: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            (
-                (
-                    a.first_ts,
-                    a.client_ip,
-                    a.client_port,
-                    a.server_ip,
-                    a.server_port,
-                    a.ip_proto,
-                    a.last_ts,
-                    a.id,
-                ),
-                i,
-            )
-        })
+        .map(|(i, r)| (flow_order_key(r), i))
         .collect();
     // The index makes every key unique, so an unstable sort gives one order.
     order.sort_unstable();

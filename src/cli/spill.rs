@@ -6,53 +6,24 @@
 //!
 //! A run file is a sequence of entries: the 63-byte sort key, a 4-byte big-endian row length,
 //! and the row as it will be printed minus its leading `id` (which is only known after the
-//! merge). Keys are encoded so that comparing bytes compares
-//! `(first_ts, client_ip, client_port, server_ip, server_port, ip_proto, last_ts, id)`.
+//! merge). Keys are [`crate::pipeline::flow_order_key`], the order `number_flows` uses.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::output::{render_rows, RowFormat};
 use crate::flow::FlowRecord;
+use crate::pipeline::{flow_order_key as sort_key, FLOW_ORDER_KEY_LEN};
 
 /// Finished flows kept in memory before a sorted run goes to disk (about 0.5 KB each, and
 /// their rendered rows while a run is written): runs of up to this many flows never touch disk.
 pub const SPILL_ROWS: usize = 100_000;
 
-const KEY_LEN: usize = 63;
+const KEY_LEN: usize = FLOW_ORDER_KEY_LEN;
 type Key = [u8; KEY_LEN];
-
-fn ip_key(ip: IpAddr) -> [u8; 17] {
-    // `IpAddr` orders every V4 before every V6, then by octets.
-    let mut k = [0u8; 17];
-    match ip {
-        IpAddr::V4(a) => k[1..5].copy_from_slice(&a.octets()),
-        IpAddr::V6(a) => {
-            k[0] = 1;
-            k[1..].copy_from_slice(&a.octets());
-        }
-    }
-    k
-}
-
-/// The sort key of [`crate::pipeline::number_flows`] as bytes in the same order.
-pub fn sort_key(r: &FlowRecord) -> Key {
-    let signed = |v: i64| ((v as u64) ^ (1 << 63)).to_be_bytes();
-    let mut k = [0u8; KEY_LEN];
-    k[0..8].copy_from_slice(&signed(r.first_ts));
-    k[8..25].copy_from_slice(&ip_key(r.client_ip));
-    k[25..27].copy_from_slice(&r.client_port.to_be_bytes());
-    k[27..44].copy_from_slice(&ip_key(r.server_ip));
-    k[44..46].copy_from_slice(&r.server_port.to_be_bytes());
-    k[46] = r.ip_proto;
-    k[47..55].copy_from_slice(&signed(r.last_ts));
-    k[55..63].copy_from_slice(&r.id.to_be_bytes());
-    k
-}
 
 /// Collects finished flows and writes them sorted and numbered.
 pub struct FlowSpill {
@@ -273,6 +244,7 @@ mod tests {
     use super::*;
     use crate::fingerprint::Label;
     use crate::flow::{EndReason, Outcome, Transport};
+    use std::net::IpAddr;
 
     fn record(i: u64) -> FlowRecord {
         // Times and endpoints chosen to interleave and tie in several fields.
