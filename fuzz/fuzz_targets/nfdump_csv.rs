@@ -19,6 +19,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = nfdump_csv::parse_timestamp(text);
         let _ = nfdump_csv::parse_protocol(text);
         let _ = nfdump_csv::parse_flags(text);
-        let _ = flow_table::split_csv_line(text);
+        let _ = tunnelwatch::csv_line::split_csv_line(text);
     }
 });

@@ -18,7 +18,8 @@ use crate::flow::{FlowConfig, FlowRecord};
 use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
 use crate::report;
 
-pub use output::{flow_row_json, write_flows, FLOW_COLUMNS};
+pub use crate::flow::FLOW_COLUMNS;
+pub use output::{flow_row_json, write_flows};
 
 #[derive(Parser, Debug)]
 #[command(

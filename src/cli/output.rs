@@ -6,32 +6,8 @@ use std::io::{self, Write};
 use serde_json::Value;
 
 use super::FlowFormat;
-use crate::flow::FlowRecord;
+use crate::flow::{FlowRecord, FLOW_COLUMNS};
 use crate::report::format_ts;
-
-/// Columns of every flow row, in order (CSV header, JSONL keys, table columns).
-pub const FLOW_COLUMNS: &[&str] = &[
-    "id",
-    "first_ts",
-    "last_ts",
-    "transport",
-    "client_ip",
-    "client_port",
-    "server_ip",
-    "server_port",
-    "packets_c2s",
-    "packets_s2c",
-    "bytes_c2s",
-    "bytes_s2c",
-    "outcome",
-    "protocol",
-    "application",
-    "provider",
-    "obfuscated",
-    "family",
-    "confidence",
-    "evidence",
-];
 
 /// One flow as serialised in `flows --format jsonl` (keys = [`FLOW_COLUMNS`], in that order).
 #[derive(serde::Serialize)]

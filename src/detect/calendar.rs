@@ -102,7 +102,7 @@ pub fn parse_events_csv(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
             line: line_no,
             message,
         };
-        let fields = split_csv_line(line).map_err(err)?;
+        let fields = crate::csv_line::split_csv_line(line).map_err(err)?;
         let first = !seen_content;
         seen_content = true;
         if first
@@ -236,54 +236,6 @@ pub fn parse_events(text: &str) -> Result<Vec<BlockEvent>, CalendarError> {
     } else {
         parse_events_csv(text)
     }
-}
-
-/// Splits one CSV line into fields (RFC 4180 quoting, no line breaks inside quotes).
-fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut in_quotes = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    in_quotes = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == ',' {
-            fields.push(std::mem::take(&mut cur));
-            was_quoted = false;
-        } else if c == '"' {
-            if was_quoted || !cur.trim().is_empty() {
-                return Err(format!(
-                    "field {}: a quote may only open a field",
-                    fields.len() + 1
-                ));
-            }
-            cur.clear();
-            in_quotes = true;
-            was_quoted = true;
-        } else if was_quoted && !c.is_whitespace() {
-            return Err(format!(
-                "field {}: text after the closing quote",
-                fields.len() + 1
-            ));
-        } else {
-            cur.push(c);
-        }
-    }
-    if in_quotes {
-        return Err(format!("field {}: unterminated quote", fields.len() + 1));
-    }
-    fields.push(cur);
-    Ok(fields)
 }
 
 pub use crate::civil::{civil_from_days, days_from_civil, format_seconds as format_utc};

@@ -9,7 +9,7 @@
 mod record;
 mod table;
 
-pub use record::{EndReason, FlowRecord, Outcome};
+pub use record::{EndReason, FlowRecord, Outcome, FLOW_COLUMNS};
 pub use table::{FlowConfig, FlowCounters, FlowTable};
 
 use std::net::IpAddr;

@@ -66,6 +66,31 @@ impl EndReason {
     }
 }
 
+/// Columns of every flow row, in order: the CSV header, JSONL keys and table columns that
+/// `flows` and `analyze` write, and the schema `analyze --flow-log` reads back.
+pub const FLOW_COLUMNS: &[&str] = &[
+    "id",
+    "first_ts",
+    "last_ts",
+    "transport",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "outcome",
+    "protocol",
+    "application",
+    "provider",
+    "obfuscated",
+    "family",
+    "confidence",
+    "evidence",
+];
+
 /// One finished bidirectional flow. Per-direction arrays are `[client->server, server->client]`.
 #[derive(Debug, Clone)]
 pub struct FlowRecord {

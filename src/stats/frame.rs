@@ -23,7 +23,7 @@ fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
     Column::new(name.into(), values).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
 }
 
-/// The flows as a DataFrame (columns of `cli::FLOW_COLUMNS`).
+/// The flows as a DataFrame (columns of `flow::FLOW_COLUMNS`).
 pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
     let strings =
         |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };

@@ -26,25 +26,21 @@ use std::path::Path;
 use super::convert::label_for;
 use super::nfdump_csv::parse_timestamp;
 use super::FlowLogError;
+use crate::csv_line::split_csv_line;
 use crate::fingerprint::driver::Match;
 use crate::fingerprint::registry::REGISTRY;
 use crate::fingerprint::{Confidence, Family, Label, Verdict};
-use crate::flow::{EndReason, FlowRecord, Outcome, Transport};
+use crate::flow::{EndReason, FlowRecord, Outcome, Transport, FLOW_COLUMNS};
 
-/// Columns every flow table must have.
-pub const REQUIRED_COLUMNS: &[&str] = &[
-    "first_ts",
-    "last_ts",
-    "transport",
-    "client_ip",
-    "client_port",
-    "server_ip",
-    "server_port",
-    "packets_c2s",
-    "packets_s2c",
-    "bytes_c2s",
-    "bytes_s2c",
-];
+/// Columns every flow table must have: [`FLOW_COLUMNS`] from `first_ts` to `bytes_s2c` (the
+/// times, endpoints and counters; `id` is renumbered, the labels are optional).
+pub const REQUIRED_COLUMNS: &[&str] = match FLOW_COLUMNS.split_at_checked(12) {
+    Some((head, _)) => match head.split_first() {
+        Some((_id, required)) => required,
+        None => &[],
+    },
+    None => &[],
+};
 
 /// What reading a flow table found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,7 +87,7 @@ impl TableStats {
 /// Column positions by name.
 #[derive(Debug, Clone)]
 pub struct TableColumns {
-    required: [usize; 11],
+    required: [usize; REQUIRED_COLUMNS.len()],
     outcome: Option<usize>,
     protocol: Option<usize>,
     application: Option<usize>,
@@ -106,7 +102,7 @@ impl TableColumns {
     /// Finds the columns in a header; `Err` names the first required column missing.
     pub fn from_header(names: &[String]) -> Result<TableColumns, String> {
         let find = |n: &str| names.iter().position(|c| c.trim().eq_ignore_ascii_case(n));
-        let mut required = [0; 11];
+        let mut required = [0; REQUIRED_COLUMNS.len()];
         for (slot, name) in required.iter_mut().zip(REQUIRED_COLUMNS) {
             *slot = find(name).ok_or_else(|| format!("no column `{name}` in the header"))?;
         }
@@ -126,33 +122,7 @@ impl TableColumns {
 
 /// True when a header line looks like a tunnelwatch flow table (all required columns).
 pub fn is_flow_table_header(line: &str) -> bool {
-    split_csv_line(line).is_some_and(|names| TableColumns::from_header(&names).is_ok())
-}
-
-/// Splits one CSV line (RFC 4180 quoting: `"a,b"`, `""` inside quotes). `None` when a quote
-/// is left open (a field spanning lines, which flow tables do not have).
-pub fn split_csv_line(line: &str) -> Option<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            (_, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return None;
-    }
-    fields.push(field);
-    Some(fields)
+    split_csv_line(line).is_ok_and(|names| TableColumns::from_header(&names).is_ok())
 }
 
 fn parse_ts(s: &str) -> Option<i64> {
@@ -326,7 +296,7 @@ pub fn read_flow_table_csv<R: BufRead>(
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = split_csv_line(line.trim_end_matches('\r'));
+        let parsed = split_csv_line(line.trim_end_matches('\r')).ok();
         let Some(c) = &cols else {
             let names =
                 parsed.ok_or_else(|| FlowLogError::NotFlowTable("unreadable header".into()))?;
@@ -334,7 +304,7 @@ pub fn read_flow_table_csv<R: BufRead>(
             continue;
         };
         let row = parsed
-            .ok_or("unbalanced quotes")
+            .ok_or("bad CSV quoting")
             .and_then(|f| parse_row(c, &f));
         stats.tally(n as u64 + 1, row, &mut flows);
     }
@@ -427,12 +397,10 @@ not,a,row
     }
 
     #[test]
-    fn csv_quoting() {
-        assert_eq!(
-            split_csv_line("a,\"b,c\",\"d\"\"e\",").expect("balanced"),
-            vec!["a", "b,c", "d\"e", ""]
-        );
-        assert!(split_csv_line("a,\"open").is_none());
+    fn required_columns_are_the_times_endpoints_and_counters() {
+        assert_eq!(REQUIRED_COLUMNS.first(), Some(&"first_ts"));
+        assert_eq!(REQUIRED_COLUMNS.last(), Some(&"bytes_s2c"));
+        assert_eq!(REQUIRED_COLUMNS.len(), 11);
     }
 
     proptest! {
