@@ -111,15 +111,8 @@ pub struct CaptureArgs {
     /// picks a free port (printed at start).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Hard cap on live flows; the least recently seen flow is evicted beyond it.
-    #[arg(long, default_value_t = FlowConfig::default().max_flows, value_name = "N")]
-    pub max_flows: usize,
-    /// Idle timeout of TCP flows, in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().tcp_idle_secs, value_name = "SECS")]
-    pub tcp_timeout: u32,
-    /// Idle timeout of UDP and other flows, in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().udp_idle_secs, value_name = "SECS")]
-    pub udp_timeout: u32,
+    #[command(flatten)]
+    pub flow_table: FlowTableArgs,
     /// Output directory: one `window-<unix start>` folder per window, and the whole run at the end.
     #[arg(short, long, value_name = "DIR", default_value = "tunnelwatch-out")]
     pub out: PathBuf,
@@ -168,15 +161,8 @@ pub struct InputArgs {
     /// Treat warnings (truncated or corrupt captures) as failures: exit status 2.
     #[arg(long)]
     pub strict: bool,
-    /// Hard cap on live flows; the least recently seen flow is evicted beyond it.
-    #[arg(long, default_value_t = FlowConfig::default().max_flows, value_name = "N")]
-    pub max_flows: usize,
-    /// Idle timeout of TCP flows, in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().tcp_idle_secs, value_name = "SECS")]
-    pub tcp_timeout: u32,
-    /// Idle timeout of UDP and other flows, in seconds.
-    #[arg(long, default_value_t = FlowConfig::default().udp_idle_secs, value_name = "SECS")]
-    pub udp_timeout: u32,
+    #[command(flatten)]
+    pub flow_table: FlowTableArgs,
     /// No summary on stderr (errors are still printed).
     #[arg(short, long)]
     pub quiet: bool,
@@ -222,6 +208,31 @@ pub struct AnalyzeArgs {
     /// Also write each chart of report.html as a standalone SVG file into this folder.
     #[arg(long, value_name = "DIR")]
     pub figures: Option<PathBuf>,
+}
+
+/// Flow-table limits, shared by the commands that build flows from packets.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct FlowTableArgs {
+    /// Hard cap on live flows; the least recently seen flow is evicted beyond it.
+    #[arg(long, default_value_t = FlowConfig::default().max_flows, value_name = "N")]
+    pub max_flows: usize,
+    /// Idle timeout of TCP flows, in seconds.
+    #[arg(long, default_value_t = FlowConfig::default().tcp_idle_secs, value_name = "SECS")]
+    pub tcp_timeout: u32,
+    /// Idle timeout of UDP and other flows, in seconds.
+    #[arg(long, default_value_t = FlowConfig::default().udp_idle_secs, value_name = "SECS")]
+    pub udp_timeout: u32,
+}
+
+impl FlowTableArgs {
+    pub fn flow_config(&self) -> FlowConfig {
+        FlowConfig {
+            tcp_idle_secs: self.tcp_timeout,
+            udp_idle_secs: self.udp_timeout,
+            max_flows: self.max_flows,
+            ..FlowConfig::default()
+        }
+    }
 }
 
 /// Settings of the per-window statistics.
@@ -382,12 +393,7 @@ impl InputArgs {
 
     fn config(&self) -> PipelineConfig {
         PipelineConfig {
-            flow: FlowConfig {
-                tcp_idle_secs: self.tcp_timeout,
-                udp_idle_secs: self.udp_timeout,
-                max_flows: self.max_flows,
-                ..FlowConfig::default()
-            },
+            flow: self.flow_table.flow_config(),
             threads: self.threads.unwrap_or_else(default_threads).max(1),
         }
     }
@@ -855,12 +861,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         snaplen: args.snaplen,
         promisc: args.promisc,
         window_secs: args.stats.window,
-        flow: FlowConfig {
-            tcp_idle_secs: args.tcp_timeout,
-            udp_idle_secs: args.udp_timeout,
-            max_flows: args.max_flows,
-            ..FlowConfig::default()
-        },
+        flow: args.flow_table.flow_config(),
         ..live::LiveConfig::new(&args.interface)
     };
     let capture = live::LiveCapture::open(&config)?;

@@ -467,7 +467,8 @@ impl LiveCapture {
             if let Some((mut report, records)) = closed {
                 // Read after the packet that crossed the edge: off by at most that one packet.
                 report.kernel = kernel.window(&mut self.cap);
-                publish_window(&report, &core, &kernel, metrics);
+                let open = report.open_flows as u64;
+                publish_window(&kernel, core.flows_created(), open, metrics);
                 on_window(report, records)?;
             }
         }
@@ -477,18 +478,9 @@ impl LiveCapture {
         report.kernel = last_kernel;
         totals.kernel = kernel.total;
         metrics.packets.store(packets, Ordering::Relaxed);
-        metrics.flows.store(
-            totals.summary.flow_counters.flows_created,
-            Ordering::Relaxed,
-        );
-        metrics
-            .kernel_dropped
-            .store(kernel.total.dropped, Ordering::Relaxed);
-        metrics
-            .kernel_if_dropped
-            .store(kernel.total.if_dropped, Ordering::Relaxed);
-        metrics.windows.fetch_add(1, Ordering::Relaxed);
-        metrics.open_flows.store(0, Ordering::Relaxed);
+        // Every flow has ended: none open.
+        let created = totals.summary.flow_counters.flows_created;
+        publish_window(&kernel, created, 0, metrics);
         on_window(report, records)?;
         Ok(totals)
     }
@@ -563,10 +555,11 @@ fn publish_now(
         .store(core.open_flows() as u64, Ordering::Relaxed);
 }
 
+/// Counters behind the metrics endpoint as a window closes.
 fn publish_window(
-    report: &WindowReport,
-    core: &LiveCore,
     kernel: &KernelCounters,
+    flows_created: u64,
+    open_flows: u64,
     metrics: &LiveMetrics,
 ) {
     metrics
@@ -575,10 +568,8 @@ fn publish_window(
     metrics
         .kernel_if_dropped
         .store(kernel.total.if_dropped, Ordering::Relaxed);
-    metrics.flows.store(core.flows_created(), Ordering::Relaxed);
-    metrics
-        .open_flows
-        .store(report.open_flows as u64, Ordering::Relaxed);
+    metrics.flows.store(flows_created, Ordering::Relaxed);
+    metrics.open_flows.store(open_flows, Ordering::Relaxed);
     metrics.windows.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -707,9 +698,14 @@ mod tests {
 
     /// Opens `lo` with `filter`, or explains why the test is skipped.
     fn open_lo(filter: &str) -> Option<LiveCapture> {
+        open_lo_windows(filter, 3600)
+    }
+
+    /// [`open_lo`] with windows of `window_secs`.
+    pub(super) fn open_lo_windows(filter: &str, window_secs: u32) -> Option<LiveCapture> {
         let config = LiveConfig {
             filter: Some(filter.to_string()),
-            window_secs: 3600,
+            window_secs,
             ..LiveConfig::new("lo")
         };
         match LiveCapture::open(&config) {

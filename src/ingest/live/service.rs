@@ -361,7 +361,6 @@ async fn next_signal(signals: &mut Option<Signals>) -> (&'static str, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::live::LiveConfig;
 
     #[test]
     fn next_edge_is_within_one_window() {
@@ -405,19 +404,8 @@ mod tests {
     }
 
     fn open_lo() -> Option<LiveCapture> {
-        let config = LiveConfig {
-            // Nothing on lo matches: the service runs on the clock alone.
-            filter: Some("ether dst 02:00:00:00:00:fe".into()),
-            window_secs: 1,
-            ..LiveConfig::new("lo")
-        };
-        match LiveCapture::open(&config) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("SKIPPED: cannot capture on lo (not root / no libpcap?): {e:#}");
-                None
-            }
-        }
+        // Nothing on lo matches: the service runs on the clock alone.
+        super::super::tests::open_lo_windows("ether dst 02:00:00:00:00:fe", 1)
     }
 
     /// The stop file ends the service; quiet 1-second windows close on the timer meanwhile.
