@@ -265,23 +265,18 @@ fn collector_benches(c: &mut Criterion) {
         }
         assert_eq!(out.len(), 60_000, "{name}: every generated record decodes");
         group.throughput(Throughput::Elements(out.len() as u64));
-        group.bench_function(format!("decode/{name}"), |b| {
-            b.iter(|| {
-                let mut collector = Collector::new();
-                let mut out = Vec::with_capacity(60_000);
-                for d in &datagrams {
-                    collector.handle_datagram(from, d, &mut out);
-                }
-                out.len()
-            })
-        });
+        let decode = || {
+            let mut collector = Collector::new();
+            let mut out = Vec::with_capacity(60_000);
+            for d in &datagrams {
+                collector.handle_datagram(from, d, &mut out);
+            }
+            (collector, out)
+        };
+        group.bench_function(format!("decode/{name}"), |b| b.iter(|| decode().1.len()));
         group.bench_function(format!("decode+flow_records/{name}"), |b| {
             b.iter(|| {
-                let mut collector = Collector::new();
-                let mut out = Vec::with_capacity(60_000);
-                for d in &datagrams {
-                    collector.handle_datagram(from, d, &mut out);
-                }
+                let (mut collector, out) = decode();
                 collector.flow_records(&out).len()
             })
         });

@@ -579,10 +579,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
 /// flows and a one-line account of what was read.
 fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
     use crate::ingest::flowlog::{self, flow_table};
-    use std::io::{BufRead, Read};
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 4];
-    let is_parquet = file.read_exact(&mut magic).is_ok() && &magic == b"PAR1";
+    use std::io::BufRead;
     let table = |(flows, stats): (Vec<FlowRecord>, flowlog::TableStats)| {
         let note = format!(
             "{} flows ({} with archived labels, {} labelled by port), {} rows unreadable",
@@ -590,16 +587,18 @@ fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
         );
         (flows, note)
     };
-    if is_parquet {
+    let mut reader = io::BufReader::new(std::fs::File::open(path)?);
+    // The format from the first bytes: Parquet's magic, or the header line of a CSV.
+    let head = reader.fill_buf()?;
+    if head.starts_with(b"PAR1") {
         let (names, rows) = crate::stats::read_parquet_as_text(path)?;
         return Ok(table(flow_table::read_flow_table_rows(&names, &rows)?));
     }
-    let mut first_line = String::new();
-    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut first_line)?;
-    if flow_table::is_flow_table_header(first_line.trim_end()) {
-        return Ok(table(flowlog::read_flow_table_csv_file(path)?));
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    if flow_table::is_flow_table_header(String::from_utf8_lossy(first_line).trim_end()) {
+        return Ok(table(flowlog::read_flow_table_csv(reader)?));
     }
-    let (flows, stats) = flowlog::read_nfdump_csv_file(path)?;
+    let (flows, stats) = flowlog::read_nfdump_csv(reader)?;
     let note = format!(
         "{} records ({} lines unreadable)",
         stats.records, stats.bad_lines
