@@ -53,19 +53,24 @@ pub const DETECTED_SOURCE: &str = "tunnelwatch: detected in this capture";
 /// A detected block as a calendar event (country unknown: `XX`, the ISO 3166 code for
 /// user-assigned use), with the dominant failure kind as its method.
 fn detected_block_event(a: &Alert) -> BlockEvent {
-    let failure = a
-        .evidence
-        .iter()
-        .find(|(k, _)| k == "dominant_failure")
-        .map_or("unknown", |(_, v)| v.as_str());
+    let evidence = |key: &str| {
+        a.evidence
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let failure = evidence("dominant_failure").unwrap_or("unknown");
+    // Per-platform alerts name their platform; the pooled ratio's stand for all of them.
+    let platform = evidence("platform").unwrap_or("platforms");
     BlockEvent {
         country: "XX".to_string(),
-        platform: "platforms".to_string(),
+        platform: platform.to_string(),
         start_ts: a.start_ts,
         end_ts: a.end_ts,
-        method: format!("detected: platform success ratio fell, dominant failure {failure}"),
+        method: format!("detected: {platform} success ratio fell, dominant failure {failure}"),
         source: DETECTED_SOURCE.to_string(),
         note: format!("alert on {} (magnitude {:.2})", a.metric, a.magnitude),
+        vpn_demand: None,
     }
 }
 
@@ -75,6 +80,85 @@ fn series(metrics: &[MetricSeries], name: &str) -> Option<Series> {
         step_nanos: m.step_nanos,
         values: m.values.clone(),
     })
+}
+
+/// Failure-count series `prefix<kind>` present in `metrics`, by kind name.
+fn failure_series(metrics: &[MetricSeries], prefix: &str) -> Vec<(&'static str, Series)> {
+    crate::stats::FAILURE_KINDS
+        .iter()
+        .filter_map(|k| series(metrics, &format!("{prefix}{}", k.name())).map(|s| (k.name(), s)))
+        .collect()
+}
+
+/// Block and outage alerts: each platform with its own series (`platform_<name>_*`) judged on
+/// its own ratio, the pooled `platform_success_ratio` only when none has enough attempts
+/// ([`detect::detect_platform_blocks`]); all against the pooled control ratio.
+fn block_alerts(metrics: &[MetricSeries]) -> Vec<Alert> {
+    let Some(control) = series(metrics, "control_success_ratio") else {
+        return Vec::new();
+    };
+    let control_attempts = series(metrics, "control_attempts");
+    struct Owned {
+        platform: String,
+        metric: String,
+        ratio: Series,
+        attempts: Option<Series>,
+        failures: Vec<(&'static str, Series)>,
+    }
+    let mut owned: Vec<Owned> = Vec::new();
+    for m in metrics {
+        if let Some((platform, "success_ratio")) = crate::stats::parse_platform_column(&m.metric) {
+            if owned.iter().any(|o| o.platform == platform) {
+                continue;
+            }
+            owned.push(Owned {
+                platform: platform.to_string(),
+                metric: m.metric.clone(),
+                ratio: Series {
+                    start_ts_nanos: m.start_ts_nanos,
+                    step_nanos: m.step_nanos,
+                    values: m.values.clone(),
+                },
+                attempts: series(
+                    metrics,
+                    &crate::stats::platform_column(platform, "attempts"),
+                ),
+                failures: failure_series(metrics, &format!("platform_{platform}_")),
+            });
+        }
+    }
+    let pooled = series(metrics, "platform_success_ratio").map(|ratio| Owned {
+        platform: "platforms".to_string(),
+        metric: "platform_success_ratio".to_string(),
+        ratio,
+        attempts: series(metrics, "platform_attempts"),
+        failures: failure_series(metrics, "platform_"),
+    });
+    let failures: Vec<Vec<(&str, &Series)>> = owned
+        .iter()
+        .chain(pooled.as_ref())
+        .map(|o| o.failures.iter().map(|(k, s)| (*k, s)).collect())
+        .collect();
+    let mut views: Vec<detect::PlatformSeries<'_>> = owned
+        .iter()
+        .chain(pooled.as_ref())
+        .zip(&failures)
+        .map(|(o, failures)| detect::PlatformSeries {
+            platform: o.platform.as_str(),
+            metric: o.metric.as_str(),
+            ratio: &o.ratio,
+            attempts: o.attempts.as_ref(),
+            failures: failures.as_slice(),
+        })
+        .collect();
+    let pooled_view = pooled.as_ref().and_then(|_| views.pop());
+    detect::detect_platform_blocks(
+        &views,
+        pooled_view.as_ref(),
+        &control,
+        control_attempts.as_ref(),
+        &detect::BlockConfig::default(),
+    )
 }
 
 /// Runs the detectors over the per-window metrics and aligns alerts with calendar events
@@ -116,32 +200,7 @@ pub fn run(
             baselines.push((name, s, detection.expected));
         }
     }
-    if let (Some(platform), Some(control)) = (
-        series(metrics, "platform_success_ratio"),
-        series(metrics, "control_success_ratio"),
-    ) {
-        let attempts = series(metrics, "platform_attempts");
-        let control_attempts = series(metrics, "control_attempts");
-        let failure_series: Vec<(&str, Series)> = crate::stats::FAILURE_KINDS
-            .iter()
-            .filter_map(|k| {
-                series(metrics, &format!("platform_{}", k.name())).map(|s| (k.name(), s))
-            })
-            .collect();
-        let failures: Vec<(&str, &Series)> = failure_series.iter().map(|(n, s)| (*n, s)).collect();
-        let input = detect::reachability::ReachabilityInput {
-            platform_ratio: &platform,
-            control_ratio: &control,
-            platform_attempts: attempts.as_ref(),
-            control_attempts: control_attempts.as_ref(),
-            failures: &failures,
-        };
-        alerts.extend(detect::detect_blocks(
-            &input,
-            "platform_success_ratio",
-            &detect::BlockConfig::default(),
-        ));
-    }
+    alerts.extend(block_alerts(metrics));
     alerts.sort_by_key(|a| (a.start_ts, a.metric.clone()));
 
     let mut events: Vec<BlockEvent> = detect::builtin_events();
@@ -239,8 +298,152 @@ pub fn run(
                 score: al.score,
                 magnitude: Some(al.magnitude),
                 pre_event_ratio: al.pre_event_ratio,
+                published_peak_ratio: al.published_peak_ratio,
                 significance: al.significance,
             })
             .collect(),
     })
+}
+
+/// Most alignment lines shown in the terminal (the rest are in alerts.json and the report).
+const MAX_ALIGNMENT_LINES: usize = 12;
+
+/// Terminal lines for the alignments that have a measured pre-event ratio or a published
+/// VPN-demand peak, so the two can be read side by side (both are peak / baseline ratios; the
+/// published one's measurer and baseline are in `alerts.json` under `event.vpn_demand`).
+pub fn alignment_lines(rows: &[AlignmentRow]) -> Vec<String> {
+    let ratio = |r: Option<f64>| r.map_or_else(|| "–".to_string(), |r| format!("{r:.2}×"));
+    let shown: Vec<&AlignmentRow> = rows
+        .iter()
+        .filter(|r| r.pre_event_ratio.is_some() || r.published_peak_ratio.is_some())
+        .collect();
+    let mut lines: Vec<String> = shown
+        .iter()
+        .take(MAX_ALIGNMENT_LINES)
+        .map(|r| {
+            format!(
+                "  aligned    {}: lag {:+.1} h, measured pre-event ratio {}, published VPN demand {}",
+                r.event_name,
+                r.lag_seconds / 3600.0,
+                ratio(r.pre_event_ratio),
+                ratio(r.published_peak_ratio)
+            )
+        })
+        .collect();
+    if shown.len() > MAX_ALIGNMENT_LINES {
+        lines.push(format!(
+            "             ... and {} more in alerts.json",
+            shown.len() - MAX_ALIGNMENT_LINES
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod alignment_line_tests {
+    use super::*;
+
+    #[test]
+    fn lines_show_measured_and_published_ratios() {
+        let row = |pre: Option<f64>, published: Option<f64>| AlignmentRow {
+            event_name: "PK x 2024-02-17T17:00:00Z".into(),
+            lag_seconds: 5400.0,
+            pre_event_ratio: pre,
+            published_peak_ratio: published,
+            ..AlignmentRow::default()
+        };
+        let lines = alignment_lines(&[row(Some(3.4), Some(2.31)), row(None, None)]);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("PK x 2024-02-17T17:00:00Z"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("lag +1.5 h"), "{}", lines[0]);
+        assert!(lines[0].contains("pre-event ratio 3.40×"), "{}", lines[0]);
+        assert!(
+            lines[0].contains("published VPN demand 2.31×"),
+            "{}",
+            lines[0]
+        );
+        let many: Vec<AlignmentRow> = (0..20).map(|_| row(None, Some(2.0))).collect();
+        let lines = alignment_lines(&many);
+        assert_eq!(lines.len(), MAX_ALIGNMENT_LINES + 1);
+        assert!(lines[MAX_ALIGNMENT_LINES].contains("8 more"));
+        assert!(lines[0].contains("measured pre-event ratio –"));
+    }
+}
+
+#[cfg(test)]
+mod block_event_tests {
+    use super::*;
+
+    const STEP: i64 = 3_600_000_000_000;
+
+    fn metric(name: &str, values: Vec<f64>) -> MetricSeries {
+        MetricSeries {
+            metric: name.to_string(),
+            start_ts_nanos: 1_708_000_000 * 1_000_000_000,
+            step_nanos: STEP,
+            values,
+        }
+    }
+
+    /// Pooled series of X (15 attempts a window, blocked from window 200) and YouTube (60, fine),
+    /// controls fine; with `per_platform`, their own columns too.
+    fn metrics(per_platform: bool) -> Vec<MetricSeries> {
+        let n = 300;
+        let x_ok: Vec<f64> = (0..n).map(|i| if i >= 200 { 0.0 } else { 15.0 }).collect();
+        let x_nxdomain: Vec<f64> = x_ok.iter().map(|ok| 15.0 - ok).collect();
+        let mut m = vec![
+            metric("platform_attempts", vec![75.0; n]),
+            metric(
+                "platform_success_ratio",
+                x_ok.iter().map(|ok| (ok + 60.0) / 75.0).collect(),
+            ),
+            metric("platform_dns_failure", x_nxdomain.clone()),
+            metric("control_attempts", vec![20.0; n]),
+            metric("control_success_ratio", vec![1.0; n]),
+        ];
+        if per_platform {
+            m.extend([
+                metric("platform_x_attempts", vec![15.0; n]),
+                metric(
+                    "platform_x_success_ratio",
+                    x_ok.iter().map(|ok| ok / 15.0).collect(),
+                ),
+                metric("platform_x_dns_failure", x_nxdomain),
+                metric("platform_youtube_attempts", vec![60.0; n]),
+                metric("platform_youtube_success_ratio", vec![1.0; n]),
+            ]);
+        }
+        m
+    }
+
+    #[test]
+    fn a_detected_block_names_its_platform_in_the_alert_and_the_event() {
+        let alerts = block_alerts(&metrics(true));
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, detect::AlertKind::BlockSuspected);
+        assert_eq!(alerts[0].metric, "platform_x_success_ratio");
+        let event = detected_block_event(&alerts[0]);
+        assert_eq!(event.platform, "x");
+        assert_eq!(event.country, "XX");
+        assert_eq!(event.source, DETECTED_SOURCE);
+        assert!(
+            event.method.contains("x success ratio fell"),
+            "{}",
+            event.method
+        );
+        assert!(event.method.contains("dns_failure"), "{}", event.method);
+    }
+
+    #[test]
+    fn series_without_per_platform_columns_are_judged_pooled_as_before() {
+        let alerts = block_alerts(&metrics(false));
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].metric, "platform_success_ratio");
+        assert_eq!(detected_block_event(&alerts[0]).platform, "platforms");
+        assert!(block_alerts(&[]).is_empty());
+    }
 }

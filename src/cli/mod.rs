@@ -70,7 +70,8 @@ pub struct DetectArgs {
 
 #[derive(Args, Debug)]
 pub struct EventsArgs {
-    /// Extra events: CSV lines `country,platform,start,end,method,source[,note]`.
+    /// Extra events: CSV lines `country,platform,start,end,method,source[,note[,demand_percent,
+    /// demand_text,demand_by,demand_baseline,demand_source]]`, or TOML `[[event]]` tables.
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Print JSON instead of a table.
@@ -111,6 +112,11 @@ pub struct CaptureArgs {
     /// picks a free port (printed at start).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Windows are revised for this many windows after they close (a flow counts in the window
+    /// it started in) and then frozen: their host rows go to `hosts/`, their flow rows leave
+    /// memory. Default: enough windows to cover the flow idle timeouts, at least 12.
+    #[arg(long, value_name = "N")]
+    pub revise_windows: Option<u32>,
     #[command(flatten)]
     pub flow_table: FlowTableArgs,
     /// Output directory: one `window-<unix start>` folder per window, and the whole run at the end.
@@ -654,6 +660,9 @@ fn write_analysis(
     }
     if !quiet {
         report::print_terminal_summary(summary, &protocol_counts);
+        for line in detection::alignment_lines(&data.alignments) {
+            eprintln!("{line}");
+        }
         eprintln!(
             "wrote {}, summary.json and report.html in {}",
             flows_path.display(),
@@ -697,6 +706,9 @@ fn run_detect(args: DetectArgs) -> Result<i32> {
         detections.alignments.len(),
         args.dir.display()
     );
+    for line in detection::alignment_lines(&detections.alignments) {
+        eprintln!("{line}");
+    }
     data.events = detections.events;
     data.alerts = detections.alerts;
     data.alignments = detections.alignments;
@@ -726,19 +738,22 @@ fn run_events(args: EventsArgs) -> Result<i32> {
     } else {
         writeln!(
             out,
-            "{:<8} {:<22} {:<21} {:<21} {:<12} source",
-            "country", "platform", "start (UTC)", "end (UTC)", "method"
+            "{:<8} {:<22} {:<21} {:<21} {:<12} {:<24} source",
+            "country", "platform", "start (UTC)", "end (UTC)", "method", "VPN demand (published)"
         )?;
         for e in &events {
             writeln!(
                 out,
-                "{:<8} {:<22} {:<21} {:<21} {:<12} {}",
+                "{:<8} {:<22} {:<21} {:<21} {:<12} {:<24} {}",
                 e.country,
                 e.platform,
                 crate::detect::format_ts(e.start_ts),
                 e.end_ts
                     .map_or_else(|| "open".to_string(), crate::detect::format_ts),
                 e.method,
+                e.vpn_demand
+                    .as_ref()
+                    .map_or_else(|| "–".to_string(), |d| d.short()),
                 e.source
             )?;
         }
@@ -874,11 +889,24 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         handle_signals: true,
         quiet: args.quiet,
     };
-    let mut all = Vec::new();
-    // The run so far as statistics columns: each window adds its flows, and the detectors see
-    // every window's series recomputed (a flow is counted in the window it started in, which
-    // may be earlier than the window it finished in).
-    let mut columns = crate::stats::FlowColumns::default();
+    // The run in bounded memory: windows frozen after the revision horizon (host rows to
+    // `hosts/`, series rows kept), running tallies for the report, a few example flows per
+    // protocol; finished flows are written per window and then dropped.
+    let formats: Vec<crate::stats::TableFormat> =
+        args.stats.tables.iter().map(|f| (*f).into()).collect();
+    let revise_windows = args
+        .revise_windows
+        .unwrap_or_else(|| default_revise_windows(&config.flow, config.window_secs));
+    let mut rolling = crate::stats::rolling::RollingStats::new(
+        stats_config.clone(),
+        revise_windows,
+        &args.out.join("hosts"),
+        &formats,
+    );
+    let mut protocol_mix = report::html::ProtocolMixTally::default();
+    let mut servers = report::html::ServerTally::default();
+    let mut examples = Vec::new();
+    let mut protocol_counts = std::collections::BTreeMap::<String, u64>::new();
     let mut so_far = RunSummary::default();
     let totals = live::serve(capture, &options, &mut |window, mut records| {
         crate::pipeline::number_flows(&mut records);
@@ -895,18 +923,22 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         )?;
         write_json_atomically(&dir.join("capture.json"), &window.to_json())?;
         for r in &records {
-            columns.push(r, &stats_config);
+            rolling.push(r);
+            protocol_mix.add(r, &stats_config);
+            servers.add(r);
+            *protocol_counts
+                .entry(r.label.protocol.to_string())
+                .or_insert(0) += 1;
         }
+        examples.extend(records);
+        report::html::keep_example_candidates(&mut examples);
         so_far.first_ts = so_far.first_ts.or(window.first_ts);
         so_far.last_ts = window.last_ts.or(so_far.last_ts);
-        // No table formats: only the metric series are wanted; the run's tables are written
-        // once at the stop.
-        let (metrics, _) =
-            crate::stats::write_window_tables(&columns, &stats_config, &args.out, &[])
-                .context("per-window statistics of the run so far")?;
-        let detections = detection::run(&metrics, &so_far, &extra_events, &args.out)
+        let metrics = rolling
+            .roll(window.end_ns)
+            .context("per-window statistics of the run so far")?;
+        let detections = detection::run(&metrics.detector, &so_far, &extra_events, &args.out)
             .context("detecting events over the run so far")?;
-        all.extend(records);
         Ok(live::WindowWritten {
             open_alerts: detections
                 .alerts
@@ -915,21 +947,37 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
                 .count() as u64,
         })
     })?;
-    crate::pipeline::number_flows(&mut all);
     if !args.quiet {
         eprintln!(
             "capture: {} windows; kernel: {} received, {} dropped, {} dropped by interface",
             totals.windows, totals.kernel.received, totals.kernel.dropped, totals.kernel.if_dropped
         );
     }
-    write_analysis(
-        &all,
+    let late_flows = rolling.late_flows();
+    let (metrics, _tables) = rolling
+        .finish(&args.out)
+        .context("writing the run's statistics")?;
+    let detections = detection::run(&metrics.detector, &totals.summary, &extra_events, &args.out)
+        .context("detecting events")?;
+    let summary_path = args.out.join("summary.json");
+    report::write_summary_json(&totals.summary, &protocol_counts, &summary_path)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    let mut data = report::html::ReportData::from_run(
         &totals.summary,
-        &args.stats,
-        &args.out,
-        None,
-        args.quiet,
-    )?;
+        &examples,
+        &metrics.all_columns,
+        &stats_config,
+        detections,
+    );
+    data.protocol_mix = protocol_mix.rows();
+    data.top_servers = servers.rows(&stats_config);
+    data.write_json(&args.out.join("report_data.json"))
+        .context("writing report_data.json")?;
+    report::html::write_html(&data, &args.out.join("report.html"))
+        .context("writing report.html")?;
+    if !args.quiet {
+        report::print_terminal_summary(&totals.summary, &protocol_counts);
+    }
     let run_doc = serde_json::json!({
         "schema_version": live::CAPTURE_JSON_SCHEMA_VERSION,
         "interface": args.interface,
@@ -937,6 +985,8 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         "windows": totals.windows,
         "packets": totals.summary.packets_read,
         "flows": totals.summary.flows,
+        "late_flows": late_flows,
+        "revise_windows": revise_windows,
         "kernel": {
             "received": totals.kernel.received,
             "dropped": totals.kernel.dropped,
@@ -946,6 +996,24 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
     write_json_atomically(&args.out.join("capture.json"), &run_doc)?;
     Ok(0)
 }
+
+/// Windows a live capture keeps open for revision: at least [`MIN_REVISE_WINDOWS`], and enough
+/// to see a flow that starts at the end of a window, runs for a window and then goes quiet end
+/// by the idle timeout (it is swept when the next packets arrive, up to a window later), so it
+/// is still counted in the window it started in.
+#[cfg(feature = "live")]
+fn default_revise_windows(flow: &crate::flow::FlowConfig, window_secs: u32) -> u32 {
+    let longest = flow.tcp_idle_secs.max(flow.udp_idle_secs);
+    longest
+        .div_ceil(window_secs.max(1))
+        .saturating_add(3)
+        .max(MIN_REVISE_WINDOWS)
+}
+
+/// Default revision horizon floor: an hour of 5-minute windows, so flows of up to about an hour
+/// are counted where `analyze` counts them, at the cost of holding an hour of flow rows.
+#[cfg(feature = "live")]
+const MIN_REVISE_WINDOWS: u32 = 12;
 
 /// Writes `doc` to `path` through a temporary name, so a reader never sees half a file.
 #[cfg(feature = "live")]

@@ -12,7 +12,8 @@
 //!
 //! Events with no alert and alerts with no event are both reported. [`annotate`] adds, from the
 //! series, the ratio of the peak to the mean of the 28 days before the event (the convention of
-//! published VPN-demand figures) and how often a deviation that large occurs elsewhere.
+//! published VPN-demand figures) and how often a deviation that large occurs elsewhere; each
+//! pair also carries the event's published VPN-demand peak as a ratio, to set beside it.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,10 @@ pub struct Alignment {
     pub duration_nanos: Option<i64>,
     /// Peak over the mean of the 28 days (or what exists) before the event ([`annotate`]).
     pub pre_event_ratio: Option<f64>,
+    /// The VPN-demand peak published for the event, as a ratio (`+131 %` is 2.31; its
+    /// measurer and baseline are in `event.vpn_demand`).
+    #[serde(default)]
+    pub published_peak_ratio: Option<f64>,
     /// Share of other windows whose ratio to baseline is at least as extreme ([`annotate`]).
     pub significance: Option<f64>,
     /// `lag_factor x magnitude_factor` in `[0, 1]` (module docs).
@@ -100,6 +105,7 @@ pub fn align(events: &[BlockEvent], alerts: &[Alert], cfg: &AlignConfig) -> Alig
                 magnitude: alert.magnitude,
                 duration_nanos: alert.end_ts.map(|e| e.saturating_sub(alert.start_ts)),
                 pre_event_ratio: None,
+                published_peak_ratio: event.vpn_demand.as_ref().and_then(|d| d.peak_ratio()),
                 significance: None,
                 score,
             });
@@ -220,6 +226,7 @@ mod tests {
             method: "block".into(),
             source: "https://example.org".into(),
             note: String::new(),
+            vpn_demand: None,
         }
     }
 
@@ -315,5 +322,26 @@ mod tests {
             "nothing outside the (open) alert is that large"
         );
         annotate(&mut r, "other_metric", &series, &[]);
+    }
+
+    #[test]
+    fn alignments_carry_the_published_demand_ratio() {
+        let mut e = event("2024-02-17T17:00Z");
+        let a = [alert("2024-02-18T00:00Z", 2.0)];
+        let r = align(std::slice::from_ref(&e), &a, &AlignConfig::default());
+        assert_eq!(r.alignments[0].published_peak_ratio, None);
+        e.vpn_demand = Some(crate::detect::VpnDemand {
+            peak_percent: Some(131.0),
+            text: "+131% on 18 Feb".into(),
+            measured_by: "Top10VPN".into(),
+            baseline: "average".into(),
+            source: "https://example.org/d".into(),
+        });
+        let r = align(&[e], &a, &AlignConfig::default());
+        let ratio = r.alignments[0].published_peak_ratio.unwrap();
+        assert!((ratio - 2.31).abs() < 1e-12, "{ratio}");
+        let json = serde_json::to_value(&r.alignments[0]).unwrap();
+        assert_eq!(json["published_peak_ratio"].as_f64(), Some(ratio));
+        assert_eq!(json["event"]["vpn_demand"]["measured_by"], "Top10VPN");
     }
 }

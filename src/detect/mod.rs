@@ -7,7 +7,7 @@
 //! - [`spike`]: point spikes (robust z-score) and sustained shifts (two-sided CUSUM) on the
 //!   residual against the baseline -> [`Alert`]s. Entry point: [`detect`].
 //! - [`reachability`]: platform success ratio drops while controls hold -> `BlockSuspected`;
-//!   both drop -> `Outage`.
+//!   both drop -> `Outage`. Judged per platform, the alert naming it (`platform` evidence).
 //! - [`calendar`]: built-in, sourced block events plus the user's CSV file.
 //! - [`align`]: scores how alerts line up with calendar events.
 //! - [`nab`]: Numenta Anomaly Benchmark reader and scorer (evaluation of [`detect`]). With
@@ -30,8 +30,11 @@ use serde::{Deserialize, Serialize};
 pub use align::{align, AlignConfig, Alignment, AlignmentReport};
 pub use calendar::{
     builtin_events, parse_events, parse_events_csv, parse_events_toml, BlockEvent, CalendarError,
+    VpnDemand,
 };
-pub use reachability::{detect_blocks, BlockConfig, ReachabilityInput};
+pub use reachability::{
+    detect_blocks, detect_platform_blocks, BlockConfig, PlatformSeries, ReachabilityInput,
+};
 pub use spike::{detect, DetectConfig, Detection};
 
 /// Version of the JSON shape of [`Alert`] / [`AlignmentReport`]; bump on any breaking change.

@@ -19,6 +19,19 @@
 //!    summed over the interval and given as evidence, the largest named `dominant_failure`.
 //! 6. A dip and a level shift that overlap describe one event: only the longer is kept.
 //!
+//! Per platform ([`detect_platform_blocks`]): a block of one platform is diluted in the success
+//! ratio pooled over all of them (X failing while YouTube, with four times the attempts, works
+//! moves the pooled ratio by a fifth of X's drop), so each platform with enough attempts (at
+//! least `min_platform_windows` windows of `min_attempts`) is judged on its own ratio against
+//! the same controls, and its alerts name it (`metric` = its ratio's name, evidence
+//! `platform`). The pooled ratio is judged only when no platform qualifies (older series
+//! without per-platform columns, or traffic spread thin over many platforms). With a platform
+//! qualifying, the pooled judgement adds nothing worth an alert: a drop of a qualifying
+//! platform is found on that platform undiluted, and a drop confined to non-qualifying
+//! platforms (each under `min_attempts` a window) moves a pooled ratio that includes the
+//! qualifying ones by less than the detector's 10-point floor unless it is a large share of
+//! the attempts; what remains is a shift of the mix between platforms, which is no block.
+//!
 //! The success ratio of a handful of attempts moves in big steps (one failure in eleven is nine
 //! points), while its baseline sits at or near 1 with no spread; so the detector on the ratio
 //! gets a scale floor of 3 points and ignores moves under 10 points, and windows need
@@ -43,6 +56,10 @@ pub struct BlockConfig {
     pub control_min_drop: f64,
     /// Control attempts needed in an interval to call it an outage (with attempt counts).
     pub min_control_attempts: f64,
+    /// Windows with at least `min_attempts` a platform needs to be judged on its own
+    /// ([`detect_platform_blocks`]); the default is the baseline's `min_residuals`, below
+    /// which the detector cannot give a z-score at all.
+    pub min_platform_windows: usize,
 }
 
 impl Default for BlockConfig {
@@ -56,6 +73,7 @@ impl Default for BlockConfig {
             outage_fraction: 0.5,
             control_min_drop: 0.1,
             min_control_attempts: 10.0,
+            min_platform_windows: detect.baseline.min_residuals,
         }
     }
 }
@@ -212,6 +230,73 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
         });
     }
     out
+}
+
+/// One platform's series for [`detect_platform_blocks`].
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformSeries<'a> {
+    /// The platform's name (`x`), given as the alerts' `platform` evidence.
+    pub platform: &'a str,
+    /// The ratio's metric name (`platform_x_success_ratio`), given as the alerts' `metric`.
+    pub metric: &'a str,
+    /// Successes / attempts per window.
+    pub ratio: &'a Series,
+    /// Attempts per window; `None`: the platform cannot be judged on its own.
+    pub attempts: Option<&'a Series>,
+    /// Failure counts per window by kind.
+    pub failures: &'a [(&'a str, &'a Series)],
+}
+
+impl PlatformSeries<'_> {
+    /// Whether the platform has at least `min_platform_windows` windows of `min_attempts`.
+    pub fn qualifies(&self, cfg: &BlockConfig) -> bool {
+        self.attempts.is_some_and(|a| {
+            a.values.iter().filter(|v| **v >= cfg.min_attempts).count()
+                >= cfg.min_platform_windows.max(1)
+        })
+    }
+}
+
+/// Block detection per platform (module docs): every qualifying platform of `platforms` on its
+/// own ratio, each alert carrying `("platform", name)` evidence; `pooled` (all platforms
+/// together, alerts unchanged from [`detect_blocks`]) only when none qualifies. Alerts are in
+/// order of onset.
+pub fn detect_platform_blocks(
+    platforms: &[PlatformSeries<'_>],
+    pooled: Option<&PlatformSeries<'_>>,
+    control_ratio: &Series,
+    control_attempts: Option<&Series>,
+    cfg: &BlockConfig,
+) -> Vec<Alert> {
+    let input = |p: &PlatformSeries<'_>| {
+        detect_blocks(
+            &ReachabilityInput {
+                platform_ratio: p.ratio,
+                control_ratio,
+                platform_attempts: p.attempts,
+                control_attempts,
+                failures: p.failures,
+            },
+            p.metric,
+            cfg,
+        )
+    };
+    let qualifying: Vec<&PlatformSeries<'_>> =
+        platforms.iter().filter(|p| p.qualifies(cfg)).collect();
+    let mut alerts = Vec::new();
+    if qualifying.is_empty() {
+        if let Some(pooled) = pooled {
+            alerts = input(pooled);
+        }
+    }
+    for p in qualifying {
+        alerts.extend(input(p).into_iter().map(|mut a| {
+            a.evidence.push(("platform".into(), p.platform.to_string()));
+            a
+        }));
+    }
+    alerts.sort_by(|a, b| (a.start_ts, &a.metric).cmp(&(b.start_ts, &b.metric)));
+    alerts
 }
 
 /// Successes / attempts pooled over windows starting in `[from, to)`, and the attempts.
@@ -452,6 +537,229 @@ mod tests {
             failures: &[],
         };
         assert!(detect_blocks(&input, "x", &BlockConfig::default()).is_empty());
+    }
+
+    /// Ratio series from attempts and successes per window.
+    fn ratio_of(ok: &[f64], attempts: &[f64]) -> Series {
+        series(
+            ok.iter()
+                .zip(attempts)
+                .map(|(o, a)| if *a > 0.0 { o / a } else { f64::NAN })
+                .collect(),
+        )
+    }
+
+    /// Per platform (attempts, successes, resets after client data) per window, and their sums.
+    struct Traffic {
+        x: [Vec<f64>; 3],
+        youtube: [Vec<f64>; 3],
+        tiktok: [Vec<f64>; 3],
+        pooled: [Vec<f64>; 3],
+    }
+
+    /// X (12 attempts a window) blocked from window `block_from` by resets after the
+    /// ClientHello; YouTube (48 a window) fine throughout; TikTok too thin (3) to be judged alone.
+    fn traffic(n: usize, block_from: usize) -> Traffic {
+        let mut t = Traffic {
+            x: [vec![12.0; n], vec![0.0; n], vec![0.0; n]],
+            youtube: [vec![48.0; n], vec![0.0; n], vec![0.0; n]],
+            tiktok: [vec![3.0; n], vec![3.0; n], vec![0.0; n]],
+            pooled: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
+        };
+        for i in 0..n {
+            // An occasional failure keeps the ratios off a flat line.
+            t.x[1][i] = if i % 23 == 7 { 11.0 } else { 12.0 };
+            t.youtube[1][i] = if i % 19 == 3 { 47.0 } else { 48.0 };
+            if i >= block_from {
+                t.x[1][i] = 1.0;
+                t.x[2][i] = 11.0;
+            }
+            for k in 0..3 {
+                t.pooled[k][i] = t.x[k][i] + t.youtube[k][i] + t.tiktok[k][i];
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn a_block_of_one_platform_is_found_and_named_not_diluted() {
+        let t = traffic(600, 400);
+        let (x_ratio, yt_ratio, tt_ratio) = (
+            ratio_of(&t.x[1], &t.x[0]),
+            ratio_of(&t.youtube[1], &t.youtube[0]),
+            ratio_of(&t.tiktok[1], &t.tiktok[0]),
+        );
+        let pooled_ratio = ratio_of(&t.pooled[1], &t.pooled[0]);
+        let (x_att, yt_att, tt_att, pooled_att) = (
+            series(t.x[0].clone()),
+            series(t.youtube[0].clone()),
+            series(t.tiktok[0].clone()),
+            series(t.pooled[0].clone()),
+        );
+        let (x_resets, pooled_resets) = (series(t.x[2].clone()), series(t.pooled[2].clone()));
+        let x_failures = [("reset_after_client_data", &x_resets)];
+        let pooled_failures = [("reset_after_client_data", &pooled_resets)];
+        let control = series(vec![0.98; 600]);
+        let control_att = series(vec![20.0; 600]);
+        let cfg = BlockConfig::default();
+
+        // The pooled ratio falls by 11 of 63 attempts (17 points): with its wobble this is a
+        // diluted block that a pooled-only run reads at a fraction of its size.
+        let pooled = PlatformSeries {
+            platform: "platforms",
+            metric: "platform_success_ratio",
+            ratio: &pooled_ratio,
+            attempts: Some(&pooled_att),
+            failures: &pooled_failures,
+        };
+        let platforms = [
+            PlatformSeries {
+                platform: "x",
+                metric: "platform_x_success_ratio",
+                ratio: &x_ratio,
+                attempts: Some(&x_att),
+                failures: &x_failures,
+            },
+            PlatformSeries {
+                platform: "youtube",
+                metric: "platform_youtube_success_ratio",
+                ratio: &yt_ratio,
+                attempts: Some(&yt_att),
+                failures: &[],
+            },
+            PlatformSeries {
+                platform: "tiktok",
+                metric: "platform_tiktok_success_ratio",
+                ratio: &tt_ratio,
+                attempts: Some(&tt_att),
+                failures: &[],
+            },
+        ];
+        assert!(platforms[0].qualifies(&cfg) && platforms[1].qualifies(&cfg));
+        assert!(
+            !platforms[2].qualifies(&cfg),
+            "3 attempts a window is too thin"
+        );
+        let alerts = detect_platform_blocks(
+            &platforms,
+            Some(&pooled),
+            &control,
+            Some(&control_att),
+            &cfg,
+        );
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a.kind, AlertKind::BlockSuspected);
+        assert_eq!(a.metric, "platform_x_success_ratio");
+        assert_eq!(ev(a, "platform"), Some("x"));
+        assert_eq!(ev(a, "dominant_failure"), Some("reset_after_client_data"));
+        assert!(
+            (a.start_ts - x_ratio.ts(400)).abs() <= STEP,
+            "onset within a window"
+        );
+        // Undiluted: X's own ratio fell by about nine tenths, the pooled one by under a fifth.
+        let drop: f64 = ev(a, "platform_drop").unwrap().parse().unwrap();
+        assert!(drop > 0.85, "{drop}");
+        let pooled_alone = detect_blocks(
+            &ReachabilityInput {
+                platform_ratio: &pooled_ratio,
+                control_ratio: &control,
+                platform_attempts: Some(&pooled_att),
+                control_attempts: Some(&control_att),
+                failures: &pooled_failures,
+            },
+            "platform_success_ratio",
+            &cfg,
+        );
+        let pooled_drop = pooled_alone
+            .first()
+            .and_then(|a| ev(a, "platform_drop"))
+            .map_or(0.0, |d| d.parse().unwrap());
+        assert!(pooled_drop < 0.2, "{pooled_drop}");
+    }
+
+    #[test]
+    fn without_a_qualifying_platform_the_pooled_ratio_is_judged_as_before() {
+        let t = traffic(600, 400);
+        let pooled_ratio = ratio_of(&t.pooled[1], &t.pooled[0]);
+        let pooled_att = series(t.pooled[0].clone());
+        let control = series(vec![0.98; 600]);
+        let cfg = BlockConfig::default();
+        let pooled = PlatformSeries {
+            platform: "platforms",
+            metric: "platform_success_ratio",
+            ratio: &pooled_ratio,
+            attempts: Some(&pooled_att),
+            failures: &[],
+        };
+        let before = detect_blocks(
+            &ReachabilityInput {
+                platform_ratio: &pooled_ratio,
+                control_ratio: &control,
+                platform_attempts: Some(&pooled_att),
+                control_attempts: None,
+                failures: &[],
+            },
+            "platform_success_ratio",
+            &cfg,
+        );
+        assert!(!before.is_empty());
+        // No per-platform series (an older series file), or none with enough attempts.
+        let thin = series(vec![3.0; 600]);
+        let thin_platform = PlatformSeries {
+            platform: "tiktok",
+            metric: "platform_tiktok_success_ratio",
+            ratio: &pooled_ratio,
+            attempts: Some(&thin),
+            failures: &[],
+        };
+        for platforms in [&[][..], &[thin_platform][..]] {
+            let alerts = detect_platform_blocks(platforms, Some(&pooled), &control, None, &cfg);
+            assert_eq!(alerts, before);
+        }
+        assert!(detect_platform_blocks(&[], None, &control, None, &cfg).is_empty());
+    }
+
+    #[test]
+    fn every_platform_failing_with_the_controls_is_an_outage_per_platform() {
+        let n = 600;
+        let mut x = ratio(n, 0.97);
+        let mut yt = ratio(n, 0.96);
+        let mut c = ratio(n, 0.98);
+        for i in 400..450 {
+            x[i] = 0.05;
+            yt[i] = 0.1;
+            c[i] = 0.1;
+        }
+        let (x, yt, c) = (series(x), series(yt), series(c));
+        let attempts = series(vec![30.0; n]);
+        let platforms = [
+            PlatformSeries {
+                platform: "x",
+                metric: "platform_x_success_ratio",
+                ratio: &x,
+                attempts: Some(&attempts),
+                failures: &[],
+            },
+            PlatformSeries {
+                platform: "youtube",
+                metric: "platform_youtube_success_ratio",
+                ratio: &yt,
+                attempts: Some(&attempts),
+                failures: &[],
+            },
+        ];
+        let alerts = detect_platform_blocks(
+            &platforms,
+            None,
+            &c,
+            Some(&attempts),
+            &BlockConfig::default(),
+        );
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert!(alerts.iter().all(|a| a.kind == AlertKind::Outage));
+        let named: Vec<_> = alerts.iter().filter_map(|a| ev(a, "platform")).collect();
+        assert!(named.contains(&"x") && named.contains(&"youtube"));
     }
 
     proptest! {

@@ -1,11 +1,12 @@
 //! The driver: offers a flow's payloads to the candidate fingerprinters within their budgets,
 //! collects their verdicts and merges them into one [`Label`].
 //!
-//! Candidates are created at a flow's first payload (a SYN flood never allocates them) and
-//! dropped as soon as they decide. Once no candidate wants more, the per-packet cost is one
-//! branch.
+//! Specs first see a flow's first payload (a SYN flood never gets that far) through
+//! [`Spec::open`], without a heap allocation; only those that want more become boxed
+//! candidates, dropped as soon as they decide. Once no candidate wants more, the per-packet
+//! cost is one branch.
 
-use super::{Confidence, Family, FlowContext, Payload, Spec, Step, Verdict};
+use super::{Confidence, Family, FlowContext, Opening, Payload, Spec, Step, Verdict};
 
 struct Candidate {
     spec: &'static Spec,
@@ -47,23 +48,91 @@ impl FingerprintState {
         self.settled
     }
 
+    /// The protocol and family the matches so far would give (as [`Label::merge`] ranks them),
+    /// for a view of flows that are still open; `None` before any match. Conclude-only specs
+    /// (endpoint lists) have not spoken yet.
+    pub fn provisional(&self) -> Option<(&'static str, Family)> {
+        if self.matches.is_empty() {
+            return None;
+        }
+        let label = Label::merge(self.matches.clone());
+        Some((label.protocol, label.family))
+    }
+
     /// Offers one payload to every candidate that still wants one from this direction.
     pub fn observe(&mut self, registry: &'static [&'static Spec], payload: &Payload<'_>) {
         if self.settled {
             return;
         }
-        if !self.started {
+        if self.started {
+            self.offer(payload);
+        } else {
             self.started = true;
-            self.candidates = registry
-                .iter()
-                .filter(|s| s.transports.contains(payload.transport) && s.payload_budget > 0)
-                .map(|s| Candidate {
-                    spec: s,
-                    detector: (s.start)(),
-                    offered: [0, 0],
-                })
-                .collect();
+            self.open(registry, payload);
         }
+        self.settled = self
+            .candidates
+            .iter()
+            .all(|c| c.offered.iter().all(|&n| n >= c.spec.payload_budget));
+    }
+
+    /// The flow's first payload: every eligible spec looks at it, and only those that want
+    /// more become (boxed) candidates.
+    ///
+    /// The visiting order is that of a candidate list built in registry order and walked with
+    /// `swap_remove` (as [`Self::offer`] does): after a spec keeps its place the next one comes
+    /// from the front of the unvisited specs, after one drops out the last unvisited spec takes
+    /// its slot. Matches are pushed in that order and the merge keeps it among equal ranks, so
+    /// labels and evidence do not depend on which specs were allocated.
+    fn open(&mut self, registry: &'static [&'static Spec], payload: &Payload<'_>) {
+        let eligible = |s: &Spec| s.transports.contains(payload.transport) && s.payload_budget > 0;
+        let dir = payload.direction.index();
+        // Unvisited specs are the eligible ones in registry[front..back].
+        let mut front = 0;
+        let mut back = registry.len();
+        let mut take_front = true;
+        loop {
+            let unvisited = registry.get(front..back).unwrap_or_default();
+            let next = if take_front {
+                unvisited.iter().position(|s| eligible(s)).map(|k| {
+                    front += k + 1;
+                    front - 1
+                })
+            } else {
+                unvisited.iter().rposition(|s| eligible(s)).map(|k| {
+                    back = front + k;
+                    back
+                })
+            };
+            let Some(&spec) = next.and_then(|i| registry.get(i)) else {
+                break;
+            };
+            let opening = match spec.open {
+                Some(open) => open(payload),
+                None => Opening::boxed((spec.start)(), payload),
+            };
+            take_front = match opening {
+                Opening::NeedMore(detector) => {
+                    let mut offered = [0, 0];
+                    offered[dir] = 1;
+                    self.candidates.push(Candidate {
+                        spec,
+                        detector,
+                        offered,
+                    });
+                    true
+                }
+                Opening::NotThis => false,
+                Opening::Match(verdict) => {
+                    self.matches.push(Match { spec, verdict });
+                    false
+                }
+            };
+        }
+    }
+
+    /// A later payload: offered to the candidates still within their budget this way.
+    fn offer(&mut self, payload: &Payload<'_>) {
         let dir = payload.direction.index();
         let mut i = 0;
         while i < self.candidates.len() {
@@ -85,10 +154,6 @@ impl FingerprintState {
                 }
             }
         }
-        self.settled = self
-            .candidates
-            .iter()
-            .all(|c| c.offered.iter().all(|&n| n >= c.spec.payload_budget));
     }
 
     /// Ends the flow: undecided candidates and conclude-only specs get their last word, and
@@ -260,6 +325,7 @@ mod tests {
             }
         }
     }
+    #[derive(Default)]
     struct Generic;
     impl Fingerprinter for Generic {
         fn observe(&mut self, _p: &Payload<'_>) -> Step {
@@ -285,6 +351,7 @@ mod tests {
         payload_budget: 4,
         rank: rank::SPECIFIC,
         start: || Box::new(MagicAt0),
+        open: None,
     };
     static GENERIC: Spec = Spec {
         name: "generic",
@@ -293,6 +360,7 @@ mod tests {
         payload_budget: 1,
         rank: rank::CARRIER,
         start: || Box::new(Generic),
+        open: Some(crate::fingerprint::open_default::<Generic>),
     };
     static COUNTER: Spec = Spec {
         name: "counter",
@@ -301,6 +369,7 @@ mod tests {
         payload_budget: 1,
         rank: rank::STATISTICAL,
         start: || Box::new(Counter(0)),
+        open: Some(|p| Opening::with(Counter(0), p)),
     };
     static REG: [&Spec; 3] = [&MAGIC, &GENERIC, &COUNTER];
 
@@ -363,5 +432,186 @@ mod tests {
     fn no_payload_means_unknown() {
         let s = FingerprintState::default();
         assert_eq!(s.finish(&REG, &ctx(Transport::Udp)).protocol, "unknown");
+    }
+    /// A detector whose answers are read off the payload bytes, so that random payloads give
+    /// random interleavings of NeedMore / NotThis / Match across specs.
+    #[derive(Default)]
+    struct Scripted<const K: u8> {
+        seen: u8,
+    }
+    impl<const K: u8> Fingerprinter for Scripted<K> {
+        fn observe(&mut self, p: &Payload<'_>) -> Step {
+            self.seen += 1;
+            let pick = p.bytes.get(usize::from(K) % p.bytes.len().max(1)).copied();
+            match pick.map(|b| b.wrapping_add(K) % 5) {
+                Some(0) | None => Step::NotThis,
+                Some(1) => Step::Match(Verdict::new(Confidence::OneMessage).fact("k", K)),
+                Some(2) => Step::Match(
+                    Verdict::new(Confidence::BothDirections)
+                        .fact("k", K)
+                        .fact("seen", self.seen),
+                ),
+                _ => Step::NeedMore,
+            }
+        }
+        fn conclude(&mut self, _f: &FlowContext) -> Option<Verdict> {
+            (K % 2 == 0).then(|| Verdict::new(Confidence::Statistical).fact("concluded", K))
+        }
+    }
+
+    macro_rules! scripted_spec {
+        ($name:ident, $k:literal, $t:expr, $budget:literal, $rank:expr, $inline:literal) => {
+            static $name: Spec = Spec {
+                name: stringify!($name),
+                family: Family::Vpn,
+                transports: $t,
+                payload_budget: $budget,
+                rank: $rank,
+                start: || Box::new(Scripted::<$k>::default()),
+                open: if $inline {
+                    Some(crate::fingerprint::open_default::<Scripted<$k>>)
+                } else {
+                    None
+                },
+            };
+        };
+    }
+    scripted_spec!(S0, 0, Transports::TCP_UDP, 3, rank::SPECIFIC, true);
+    scripted_spec!(S1, 1, Transports::UDP, 1, rank::SPECIFIC, false);
+    scripted_spec!(S2, 2, Transports::TCP, 2, rank::SPECIFIC, true);
+    scripted_spec!(S3, 3, Transports::TCP_UDP, 4, rank::CARRIER, true);
+    scripted_spec!(S4, 4, Transports::TCP_UDP, 0, rank::SPECIFIC, true);
+    scripted_spec!(S5, 5, Transports::TCP_UDP, 2, rank::SPECIFIC, false);
+    scripted_spec!(S6, 6, Transports::ALL, 1, rank::CARRIER, true);
+    scripted_spec!(S7, 7, Transports::TCP_UDP, 5, rank::SPECIFIC, true);
+    scripted_spec!(S8, 8, Transports::TCP, 3, rank::SPECIFIC, true);
+    scripted_spec!(S9, 9, Transports::TCP_UDP, 2, rank::SPECIFIC, true);
+    static SCRIPTED: [&Spec; 10] = [&S0, &S1, &S2, &S3, &S4, &S5, &S6, &S7, &S8, &S9];
+
+    /// The driver as it was before `Spec::open`: every eligible spec boxed at the first payload,
+    /// one candidate list walked with `swap_remove`. The new driver must label exactly as this.
+    fn all_boxed_label(
+        registry: &'static [&'static Spec],
+        payloads: &[Payload<'_>],
+        flow: &FlowContext,
+    ) -> Label {
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut matches = Vec::new();
+        let mut started = false;
+        for p in payloads {
+            if !started {
+                started = true;
+                candidates = registry
+                    .iter()
+                    .filter(|s| s.transports.contains(p.transport) && s.payload_budget > 0)
+                    .map(|s| Candidate {
+                        spec: s,
+                        detector: (s.start)(),
+                        offered: [0, 0],
+                    })
+                    .collect();
+            }
+            let dir = p.direction.index();
+            let mut i = 0;
+            while i < candidates.len() {
+                let c = &mut candidates[i];
+                if c.offered[dir] >= c.spec.payload_budget {
+                    i += 1;
+                    continue;
+                }
+                c.offered[dir] += 1;
+                match c.detector.observe(p) {
+                    Step::NeedMore => i += 1,
+                    Step::NotThis => {
+                        candidates.swap_remove(i);
+                    }
+                    Step::Match(verdict) => {
+                        let spec = c.spec;
+                        candidates.swap_remove(i);
+                        matches.push(Match { spec, verdict });
+                    }
+                }
+            }
+        }
+        for c in &mut candidates {
+            if let Some(verdict) = c.detector.conclude(flow) {
+                matches.push(Match {
+                    spec: c.spec,
+                    verdict,
+                });
+            }
+        }
+        for spec in registry
+            .iter()
+            .filter(|s| s.payload_budget == 0 && s.transports.contains(flow.transport))
+        {
+            if let Some(verdict) = (spec.start)().conclude(flow) {
+                matches.push(Match { spec, verdict });
+            }
+        }
+        Label::merge(matches)
+    }
+
+    #[test]
+    fn first_payload_visits_specs_in_the_swap_remove_order() {
+        // On UDP (S2, S8 are TCP only, S4 conclude-only) S0 drops out first, so the all-boxed
+        // driver visits the last spec, S9, before S1: both match with equal rank and
+        // confidence, and the merge keeps that order.
+        let bytes = [0u8, 0, 0, 0, 0, 3, 2, 1, 0, 2];
+        let payloads = [payload(Direction::ToServer, 0, Transport::Udp, &bytes)];
+        let flow = ctx(Transport::Udp);
+        let mut s = FingerprintState::default();
+        s.observe(&SCRIPTED, &payloads[0]);
+        let expected = all_boxed_label(&SCRIPTED, &payloads, &flow);
+        let got = s.finish(&SCRIPTED, &flow);
+        assert!(
+            got.evidence_text().starts_with("S9: k=9; S1: k=1"),
+            "{}",
+            got.evidence_text()
+        );
+        assert_eq!(got.evidence_text(), expected.evidence_text());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn labels_match_the_all_boxed_driver(
+            udp in proptest::bool::ANY,
+            packets in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..12)),
+                0..12,
+            ),
+        ) {
+            let t = if udp { Transport::Udp } else { Transport::Tcp };
+            let mut nth = [0u8; 2];
+            let payloads: Vec<Payload<'_>> = packets
+                .iter()
+                .enumerate()
+                .map(|(i, (to_server, bytes))| {
+                    let dir = if *to_server { Direction::ToServer } else { Direction::ToClient };
+                    let k = dir.index();
+                    nth[k] = nth[k].saturating_add(1);
+                    Payload {
+                        direction: dir,
+                        nth_in_direction: nth[k] - 1,
+                        nth: u8::try_from(i).unwrap_or(u8::MAX),
+                        transport: t,
+                        client_port: 1,
+                        server_port: 2,
+                        ts_nanos: 0,
+                        bytes,
+                    }
+                })
+                .collect();
+            let flow = ctx(t);
+            let mut s = FingerprintState::default();
+            for p in &payloads {
+                s.observe(&SCRIPTED, p);
+            }
+            let got = s.finish(&SCRIPTED, &flow);
+            let expected = all_boxed_label(&SCRIPTED, &payloads, &flow);
+            proptest::prop_assert_eq!(got.evidence_text(), expected.evidence_text());
+            proptest::prop_assert_eq!(got.protocol, expected.protocol);
+            proptest::prop_assert_eq!(got.confidence, expected.confidence);
+        }
     }
 }

@@ -321,6 +321,45 @@ pub struct Spec {
     /// Precedence when several specs match one flow (see [`rank`]).
     pub rank: u8,
     pub start: fn() -> Box<dyn Fingerprinter>,
+    /// Looks at a flow's first offered payload before any per-flow state is allocated, so that
+    /// the many specs that turn a flow down at once cost no heap allocation. Must answer
+    /// exactly as `start()` followed by `observe` would; [`open_default`] does that for a
+    /// `Default` state. `None`: the driver boxes `start()` first (always correct, just slower).
+    pub open: Option<fn(&Payload<'_>) -> Opening>,
+}
+
+/// A detector's answer to a flow's first offered payload (see [`Spec::open`]).
+pub enum Opening {
+    /// Wants more payloads: the per-flow state, now on the heap.
+    NeedMore(Box<dyn Fingerprinter>),
+    NotThis,
+    Match(Verdict),
+}
+
+impl Opening {
+    /// Offers the first payload to an already built state, boxing it only if it wants more.
+    pub fn with<F: Fingerprinter + 'static>(mut state: F, payload: &Payload<'_>) -> Opening {
+        match state.observe(payload) {
+            Step::NeedMore => Opening::NeedMore(Box::new(state)),
+            Step::NotThis => Opening::NotThis,
+            Step::Match(verdict) => Opening::Match(verdict),
+        }
+    }
+
+    /// As [`Opening::with`], for a state that was already boxed (specs without `open`).
+    pub fn boxed(mut state: Box<dyn Fingerprinter>, payload: &Payload<'_>) -> Opening {
+        match state.observe(payload) {
+            Step::NeedMore => Opening::NeedMore(state),
+            Step::NotThis => Opening::NotThis,
+            Step::Match(verdict) => Opening::Match(verdict),
+        }
+    }
+}
+
+/// [`Spec::open`] for a detector whose `start` is `Box::new(F::default())`: the state lives on
+/// the stack for the first payload and moves to the heap only if it wants more.
+pub fn open_default<F: Fingerprinter + Default + 'static>(payload: &Payload<'_>) -> Opening {
+    Opening::with(F::default(), payload)
 }
 
 impl fmt::Debug for Spec {

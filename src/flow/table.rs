@@ -133,6 +133,26 @@ impl FlowTable {
         self.counters
     }
 
+    /// Calls `f(client, server, protocol, family)` for every open flow whose fingerprint
+    /// matches so far name a protocol ([`crate::fingerprint::FingerprintState::provisional`]):
+    /// a long VPN session shows up while it runs, not only when it ends.
+    pub fn for_each_open_label(
+        &self,
+        mut f: impl FnMut(std::net::IpAddr, std::net::IpAddr, &'static str, crate::fingerprint::Family),
+    ) {
+        for flow in self.slots.iter().filter_map(|s| s.flow.as_ref()) {
+            let Some((protocol, family)) = flow.fingerprint.provisional() else {
+                continue;
+            };
+            let (client, server) = if flow.client_is_lo {
+                (flow.key.lo_ip, flow.key.hi_ip)
+            } else {
+                (flow.key.hi_ip, flow.key.lo_ip)
+            };
+            f(client, server, protocol, family);
+        }
+    }
+
     pub fn live(&self) -> usize {
         self.live
     }

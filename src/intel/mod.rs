@@ -5,9 +5,12 @@
 //! `api.nordvpn.com`, never `notnordvpn.com`. Sources for each entry are given beside it: the
 //! provider's own documentation or published server/API names.
 
+pub mod alpn;
 pub mod cidr;
 pub mod endpoints;
 pub mod platforms;
+
+use crate::fingerprint::Family;
 
 /// True when `host` is `suffix` or ends with `.suffix` (ASCII case-insensitive, trailing dot
 /// ignored): a label-boundary match.
@@ -28,6 +31,9 @@ pub struct NameRule {
     pub application: Option<&'static str>,
     /// Commercial VPN brand token (`nordvpn`, `mullvad`, ...), if the name identifies one.
     pub provider: Option<&'static str>,
+    /// Family of a flow to this name: `vpn` for VPN apps and brands, `tor` for Tor's own
+    /// transports (Snowflake's broker and relays).
+    pub family: Family,
 }
 
 const fn app(suffix: &'static str, application: &'static str) -> NameRule {
@@ -35,6 +41,15 @@ const fn app(suffix: &'static str, application: &'static str) -> NameRule {
         suffix,
         application: Some(application),
         provider: None,
+        family: Family::Vpn,
+    }
+}
+
+/// A name of Tor's own infrastructure for a pluggable transport.
+const fn tor_transport(suffix: &'static str, application: &'static str) -> NameRule {
+    NameRule {
+        family: Family::Tor,
+        ..app(suffix, application)
     }
 }
 
@@ -43,6 +58,7 @@ const fn provider(suffix: &'static str, provider: &'static str) -> NameRule {
         suffix,
         application: None,
         provider: Some(provider),
+        family: Family::Vpn,
     }
 }
 
@@ -61,6 +77,42 @@ pub static NAME_RULES: &[NameRule] = &[
     app("psiphon.ca", "psiphon"),
     app("psiphon3.com", "psiphon"),
     app("psiphon3.net", "psiphon"),
+    // Snowflake (Tor pluggable transport, https://snowflake.torproject.org): the rendezvous
+    // broker and the bridge's WebSocket endpoint, under every name they have been deployed at.
+    // - Broker: snowflake-proxy(1) "-broker ... (default https://snowflake-broker.torproject.net/)"
+    //   (older packages: snowflake-broker.bamsoftware.com); the broker serves ACME certificates
+    //   for snowflake-broker.{bamsoftware.com,freehaven.net,torproject.net} (broker deployment
+    //   notes, `--acme-hostnames`); freehaven.net was the web proxy's default broker.
+    // - Bridge relay: snowflake-proxy(1) "-relay ... (default wss://snowflake.torproject.net/)",
+    //   earlier snowflake.bamsoftware.com and snowflake.freehaven.net.
+    // - CDN names of the broker that appear as `url=` in Snowflake bridge lines (Tor Browser's
+    //   built-in bridges, client/README "torrc"): the Fastly service
+    //   snowflake-broker.torproject.net.global.prod.fastly.net, the CDN77 resource
+    //   1098762253.rsc.cdn77.org and the former Azure endpoint snowflake-broker.azureedge.net.
+    // A censored client normally reaches the broker domain-fronted: DNS and SNI then carry only
+    // the `front=`/`fronts=` name (www.cdn77.com, app.datapacket.com, github.githubassets.com,
+    // cdn.sstatic.net, ajax.aspnetcdn.com; AMP cache: www.google.com; SQS:
+    // sqs.us-east-1.amazonaws.com), which are ordinary sites and deliberately NOT listed. So
+    // these names mostly show volunteer proxies (which contact broker and relay directly) and
+    // unfronted clients. The project's web site snowflake.torproject.org is not listed either.
+    // The WebRTC flow itself (STUN binding + DTLS with a volunteer proxy) is not named: its
+    // DTLS is pion/dtls's, whose ClientHello is shared by every pion-based WebRTC app
+    // (getlantern/unbounded#349, net4people/bbs#603), has been changed by Snowflake more than
+    // once (pion/dtls#409 and #410 in 2021, covert-dtls randomisation in 2026), and browser
+    // proxies use the browser's own DTLS (Bocovich et al., "Snowflake, a censorship
+    // circumvention system using temporary WebRTC proxies", USENIX Security 2024).
+    tor_transport("1098762253.rsc.cdn77.org", "snowflake"),
+    tor_transport("snowflake-broker.azureedge.net", "snowflake"),
+    tor_transport("snowflake-broker.bamsoftware.com", "snowflake"),
+    tor_transport("snowflake-broker.freehaven.net", "snowflake"),
+    tor_transport("snowflake-broker.torproject.net", "snowflake"),
+    tor_transport(
+        "snowflake-broker.torproject.net.global.prod.fastly.net",
+        "snowflake",
+    ),
+    tor_transport("snowflake.bamsoftware.com", "snowflake"),
+    tor_transport("snowflake.freehaven.net", "snowflake"),
+    tor_transport("snowflake.torproject.net", "snowflake"),
     // SoftEther VPN: built-in Dynamic DNS names <name>.softether.net and the VPN Azure relay
     // service <name>.vpnazure.net (SoftEther VPN manual, "Dynamic DNS Function" and
     // "VPN Azure Cloud Service").
@@ -195,6 +247,8 @@ pub const APPLICATION_TOKENS: &[&str] = &[
     "forticlient",
     "globalprotect",
     "tinc",
+    "snowflake",
+    "hysteria",
 ];
 
 /// The most specific rule whose suffix matches `host` on a label boundary (case-insensitive).

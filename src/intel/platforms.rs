@@ -3,7 +3,9 @@
 //! TLS/QUIC SNI, HTTP Host) or destination prefix.
 //!
 //! Prefixes are the operators' own registered ranges (origin AS noted), or the list an operator
-//! publishes itself (Telegram's `core.telegram.org/resources/cidr.txt`).
+//! publishes itself (Telegram's `core.telegram.org/resources/cidr.txt`). Control sites get
+//! prefixes only where the operator publishes ranges that serve its own services alone; shared
+//! CDN and cloud space (Cloudflare, AWS) also serves blocked sites and is left out.
 
 use std::net::IpAddr;
 
@@ -143,13 +145,35 @@ const BUILT_IN: &[(&str, bool, &[&str], &[&str])] = &[
         &["signal.org", "whispersystems.org", "signal.art"],
         &[],
     ),
-    // Controls: large services that blocks of social media normally leave alone.
+    // Controls: large services that blocks of social media normally leave alone. Their
+    // prefixes make an attempt that never shows a name (a SYN dropped before any DNS answer or
+    // ClientHello is seen) count as a failed control attempt. Only ranges the operator
+    // publishes as its own and serves nothing but its own services from: a range that also
+    // carries other sites would put blocked sites' failures into the control ratio.
+    //
+    // Wikimedia Foundation, AS14907: wikitech "IP and AS allocations"
+    // (https://wikitech.wikimedia.org/wiki/IP_and_AS_allocations), the same list as the
+    // `network::constants` external networks of operations/puppet, plus the eqsin PoP.
     (
         "wikipedia",
         true,
         &["wikipedia.org", "wikimedia.org", "wikidata.org"],
-        &[],
+        &[
+            "208.80.152.0/22",
+            "91.198.174.0/24",
+            "198.35.26.0/23",
+            "185.15.56.0/22",
+            "103.102.166.0/24",
+            "2620:0:860::/46",
+            "2a02:ec80::/32",
+            "2001:df2:e500::/48",
+        ],
     ),
+    // Microsoft: the Exchange Online "Optimize" endpoint sets of "Microsoft 365 URLs and IP
+    // address ranges" (https://learn.microsoft.com/microsoft-365/enterprise/urls-and-ip-address-ranges,
+    // web service https://endpoints.office.com/endpoints/worldwide), which Microsoft operates
+    // for Microsoft 365 alone. Azure's service-tag ranges are left out: they hold customers'
+    // virtual machines and front doors, VPN servers and blocked sites among them.
     (
         "microsoft",
         true,
@@ -160,14 +184,39 @@ const BUILT_IN: &[(&str, bool, &[&str], &[&str])] = &[
             "office.com",
             "bing.com",
         ],
-        &[],
+        &[
+            "13.107.6.152/31",
+            "13.107.18.10/31",
+            "13.107.128.0/22",
+            "23.103.160.0/20",
+            "40.96.0.0/13",
+            "40.104.0.0/15",
+            "52.96.0.0/14",
+            "131.253.33.215/32",
+            "132.245.0.0/16",
+            "150.171.32.0/22",
+            "204.79.197.215/32",
+            "2603:1006::/40",
+            "2603:1016::/36",
+            "2603:1026::/36",
+            "2603:1036::/36",
+            "2603:1046::/36",
+            "2603:1056::/36",
+        ],
     ),
+    // Apple: "Use Apple products on enterprise networks" (https://support.apple.com/en-us/101555)
+    // names Apple's 17.0.0.0/8 block. Its content downloads also come from Akamai and other
+    // CDNs; those addresses are shared and stay out (the names still match).
     (
         "apple",
         true,
         &["apple.com", "icloud.com", "mzstatic.com"],
-        &[],
+        &["17.0.0.0/8"],
     ),
+    // Amazon and Cloudflare: no prefixes. AWS's published ip-ranges.json is EC2, CloudFront
+    // and other shared cloud space, and Cloudflare's published ranges (cloudflare.com/ips)
+    // front millions of customers' sites; both carry blocked sites and circumvention servers
+    // too, so their addresses say nothing about the control site. Names only.
     ("amazon", true, &["amazon.com", "amazonaws.com"], &[]),
     ("cloudflare", true, &["cloudflare.com"], &[]),
 ];
@@ -315,6 +364,32 @@ mod tests {
             m.classify(Some("example.org"), Some("192.0.2.1".parse().unwrap())),
             None
         );
+    }
+
+    #[test]
+    fn control_sites_match_their_own_published_prefixes_only() {
+        let m = PlatformMatcher::default();
+        let control_at = |addr: &str| {
+            m.classify(None, Some(addr.parse().unwrap()))
+                .filter(|p| p.control)
+                .map(|p| p.name.as_str())
+        };
+        assert_eq!(control_at("208.80.154.224"), Some("wikipedia"));
+        assert_eq!(control_at("2620:0:862:ed1a::1"), Some("wikipedia"));
+        assert_eq!(control_at("::ffff:91.198.174.192"), Some("wikipedia"));
+        assert_eq!(control_at("17.253.144.10"), Some("apple"));
+        assert_eq!(control_at("52.97.1.1"), Some("microsoft"));
+        assert_eq!(control_at("2603:1026:c0b::2"), Some("microsoft"));
+        // Shared CDN / cloud space is no control: Cloudflare's anycast, an EC2 address.
+        assert_eq!(control_at("104.16.132.229"), None);
+        assert_eq!(control_at("3.5.140.2"), None);
+        assert_eq!(control_at("18.0.0.1"), None, "the /8 ends where it ends");
+        // Every built-in prefix parses (a typo would silently drop it).
+        for (name, _, _, prefixes) in BUILT_IN {
+            for p in *prefixes {
+                assert!(p.parse::<Cidr>().is_ok(), "{name}: {p}");
+            }
+        }
     }
 
     #[test]

@@ -302,6 +302,8 @@ pub struct AlignmentRow {
     pub score: f64,
     pub magnitude: Option<f64>,
     pub pre_event_ratio: Option<f64>,
+    /// The event's published VPN-demand peak as a ratio (`+131 %` is 2.31), when known.
+    pub published_peak_ratio: Option<f64>,
     pub significance: Option<f64>,
 }
 
@@ -315,6 +317,7 @@ impl Default for AlignmentRow {
             score: f64::NAN,
             magnitude: None,
             pre_event_ratio: None,
+            published_peak_ratio: None,
             significance: None,
         }
     }
@@ -494,32 +497,52 @@ fn shown_ip(ip: IpAddr, is_host: bool, config: &StatsConfig) -> IpAddr {
 
 /// Flows, distinct hosts and bytes per (protocol, family), by flows descending.
 pub fn protocol_mix(records: &[FlowRecord], config: &StatsConfig) -> Vec<ProtocolRow> {
-    let mut groups: HashMap<(&str, Family), (u64, HashSet<IpAddr>, u64)> = HashMap::new();
+    let mut tally = ProtocolMixTally::default();
     for r in records {
-        let g = groups
+        tally.add(r, config);
+    }
+    tally.rows()
+}
+
+/// The running totals behind [`protocol_mix`], for runs that never hold all their flows at once
+/// (a live capture adds each window's flows and forgets them). Memory: one host set per
+/// protocol, bounded by the hosts.
+#[derive(Debug, Default)]
+pub struct ProtocolMixTally {
+    groups: HashMap<(&'static str, Family), (u64, HashSet<IpAddr>, u64)>,
+}
+
+impl ProtocolMixTally {
+    pub fn add(&mut self, r: &FlowRecord, config: &StatsConfig) {
+        let g = self
+            .groups
             .entry((r.label.protocol, r.label.family))
             .or_default();
         g.0 += 1;
         g.1.insert(host_of(r, &config.home_net));
         g.2 = g.2.saturating_add(r.bytes[0].saturating_add(r.bytes[1]));
     }
-    let mut rows: Vec<ProtocolRow> = groups
-        .into_iter()
-        .map(|((protocol, family), (flows, hosts, bytes))| ProtocolRow {
-            protocol: protocol.to_string(),
-            family: family.name().to_string(),
-            flows,
-            hosts: hosts.len() as u64,
-            bytes,
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b.flows
-            .cmp(&a.flows)
-            .then_with(|| a.protocol.cmp(&b.protocol))
-            .then_with(|| a.family.cmp(&b.family))
-    });
-    rows
+
+    pub fn rows(&self) -> Vec<ProtocolRow> {
+        let mut rows: Vec<ProtocolRow> = self
+            .groups
+            .iter()
+            .map(|((protocol, family), (flows, hosts, bytes))| ProtocolRow {
+                protocol: protocol.to_string(),
+                family: family.name().to_string(),
+                flows: *flows,
+                hosts: hosts.len() as u64,
+                bytes: *bytes,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.flows
+                .cmp(&a.flows)
+                .then_with(|| a.protocol.cmp(&b.protocol))
+                .then_with(|| a.family.cmp(&b.family))
+        });
+        rows
+    }
 }
 
 /// Per-window series from the flows (definitions of the stats `series` table), with `metrics`
@@ -787,56 +810,106 @@ pub fn example_flows(records: &[FlowRecord], config: &StatsConfig) -> Vec<Exampl
     out
 }
 
+/// Shrinks `pool` to the flows [`example_flows`] could still pick: the best
+/// [`EXAMPLES_PER_PROTOCOL`] of each labelled protocol, by its own order. Picking from the
+/// shrunk pool gives the same examples as from everything, so a live capture keeps a few flows
+/// per protocol instead of all of them.
+pub fn keep_example_candidates(pool: &mut Vec<FlowRecord>) {
+    let mut order: Vec<usize> = (0..pool.len())
+        .filter(|&i| pool[i].label.protocol != "unknown")
+        .collect();
+    order.sort_by(|&a, &b| example_order(&pool[a], &pool[b]));
+    let mut per_protocol: HashMap<&str, usize> = HashMap::new();
+    let mut keep = vec![false; pool.len()];
+    for i in order {
+        let n = per_protocol.entry(pool[i].label.protocol).or_insert(0);
+        *n += 1;
+        keep[i] = *n <= EXAMPLES_PER_PROTOCOL;
+    }
+    // `retain` visits every element once, in order.
+    let mut next = keep.into_iter();
+    pool.retain(|_| next.next().unwrap_or(false));
+}
+
 fn sort_examples(list: &mut [&FlowRecord]) {
-    list.sort_by(|a, b| {
-        b.label
-            .confidence
-            .cmp(&a.label.confidence)
-            .then_with(|| {
-                (b.bytes[0].saturating_add(b.bytes[1])).cmp(&a.bytes[0].saturating_add(a.bytes[1]))
-            })
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    list.sort_by(|a, b| example_order(a, b));
+}
+
+/// Strongest confidence first, then most bytes, then the lower id.
+fn example_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
+    b.label
+        .confidence
+        .cmp(&a.label.confidence)
+        .then_with(|| {
+            (b.bytes[0].saturating_add(b.bytes[1])).cmp(&a.bytes[0].saturating_add(a.bytes[1]))
+        })
+        .then_with(|| a.id.cmp(&b.id))
 }
 
 /// Servers reached with circumvention protocols, by distinct clients (then flows), top
 /// [`TOP_SERVERS`].
 pub fn top_servers(records: &[FlowRecord], config: &StatsConfig) -> Vec<ServerRow> {
-    type Agg = (HashSet<IpAddr>, u64, u64, Family);
-    let mut groups: HashMap<(IpAddr, u16, &str), Agg> = HashMap::new();
-    for r in records.iter().filter(|r| r.label.family.is_circumvention()) {
-        let g = groups
+    let mut tally = ServerTally::default();
+    for r in records {
+        tally.add(r);
+    }
+    tally.rows(config)
+}
+
+/// The running totals behind [`top_servers`] (see [`ProtocolMixTally`]). Memory: one client
+/// set per circumvention server, bounded by the servers and hosts seen.
+#[derive(Debug, Default)]
+pub struct ServerTally {
+    groups: HashMap<ServerKey, ServerAgg>,
+}
+
+/// Server address, port and protocol.
+type ServerKey = (IpAddr, u16, &'static str);
+/// Distinct clients, flows, bytes and family of one server.
+type ServerAgg = (HashSet<IpAddr>, u64, u64, Family);
+
+impl ServerTally {
+    pub fn add(&mut self, r: &FlowRecord) {
+        if !r.label.family.is_circumvention() {
+            return;
+        }
+        let g = self
+            .groups
             .entry((r.server_ip, r.server_port, r.label.protocol))
             .or_insert_with(|| (HashSet::new(), 0, 0, r.label.family));
         g.0.insert(r.client_ip);
         g.1 += 1;
         g.2 = g.2.saturating_add(r.bytes[0].saturating_add(r.bytes[1]));
     }
-    let mut rows: Vec<(IpAddr, ServerRow)> = groups
-        .into_iter()
-        .map(|((ip, port, protocol), (clients, flows, bytes, family))| {
-            let row = ServerRow {
-                server_ip: shown_ip(ip, false, config).to_string(),
-                server_port: port,
-                protocol: protocol.to_string(),
-                family: family.name().to_string(),
-                clients: clients.len() as u64,
-                flows,
-                bytes,
-            };
-            (ip, row)
-        })
-        .collect();
-    rows.sort_by(|(ia, a), (ib, b)| {
-        b.clients
-            .cmp(&a.clients)
-            .then_with(|| b.flows.cmp(&a.flows))
-            .then_with(|| b.bytes.cmp(&a.bytes))
-            .then_with(|| ia.cmp(ib))
-            .then_with(|| a.server_port.cmp(&b.server_port))
-            .then_with(|| a.protocol.cmp(&b.protocol))
-    });
-    rows.into_iter().take(TOP_SERVERS).map(|(_, r)| r).collect()
+
+    pub fn rows(&self, config: &StatsConfig) -> Vec<ServerRow> {
+        let mut rows: Vec<(IpAddr, ServerRow)> = self
+            .groups
+            .iter()
+            .map(|((ip, port, protocol), (clients, flows, bytes, family))| {
+                let row = ServerRow {
+                    server_ip: shown_ip(*ip, false, config).to_string(),
+                    server_port: *port,
+                    protocol: protocol.to_string(),
+                    family: family.name().to_string(),
+                    clients: clients.len() as u64,
+                    flows: *flows,
+                    bytes: *bytes,
+                };
+                (*ip, row)
+            })
+            .collect();
+        rows.sort_by(|(ia, a), (ib, b)| {
+            b.clients
+                .cmp(&a.clients)
+                .then_with(|| b.flows.cmp(&a.flows))
+                .then_with(|| b.bytes.cmp(&a.bytes))
+                .then_with(|| ia.cmp(ib))
+                .then_with(|| a.server_port.cmp(&b.server_port))
+                .then_with(|| a.protocol.cmp(&b.protocol))
+        });
+        rows.into_iter().take(TOP_SERVERS).map(|(_, r)| r).collect()
+    }
 }
 
 /// One chart of the report.
@@ -1914,6 +1987,7 @@ mod tests {
                 score: 0.875,
                 magnitude: Some(3.4),
                 pre_event_ratio: None,
+                published_peak_ratio: None,
                 significance: Some(0.01),
             }],
         }

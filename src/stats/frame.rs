@@ -10,16 +10,16 @@ use polars_io::parquet::write::ParquetWriter;
 use polars_io::SerWriter;
 
 use super::{
-    write_atomically, FlowColumns, MetricSeries, StatsConfig, TableFormat, CIRCUMVENTION_FAMILIES,
-    FAILURE_KINDS,
+    parse_platform_column, platform_column, write_atomically, FlowColumns, MetricSeries,
+    StatsConfig, TableFormat, CIRCUMVENTION_FAMILIES, FAILURE_KINDS,
 };
 use crate::flow::FlowRecord;
 
-fn to_io(e: PolarsError) -> io::Error {
+pub(super) fn to_io(e: PolarsError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
+pub(super) fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
     Column::new(name.into(), values).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
 }
 
@@ -110,7 +110,7 @@ pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Result<()> {
+pub(super) fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Result<()> {
     write_atomically(path, |f| {
         match format {
             TableFormat::Parquet => ParquetWriter::new(f).finish(df).map(|_| ()),
@@ -124,7 +124,7 @@ fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Resu
 }
 
 /// One row per flow: the input of every grouping.
-fn flow_frame(cols: &FlowColumns) -> PolarsResult<DataFrame> {
+pub(super) fn flow_frame(cols: &FlowColumns) -> PolarsResult<DataFrame> {
     DataFrame::new(
         cols.len(),
         vec![
@@ -165,7 +165,7 @@ fn count_if(cond: Expr) -> Expr {
     cond.cast(DataType::UInt64).sum()
 }
 
-fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
+pub(super) fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
     let is_platform = col("platform").is_not_null().and(col("control").not());
     let is_control = col("platform").is_not_null().and(col("control"));
     let mut aggs = vec![
@@ -225,7 +225,36 @@ fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
         .collect()
 }
 
-fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
+/// Per window, each measured platform's attempts, successes and failure kinds
+/// (`platform_<name>_*`), counted over the flows in one grouping.
+fn platforms_window_frame(flows: &DataFrame, platforms: &[&str]) -> PolarsResult<DataFrame> {
+    let mut aggs = Vec::with_capacity(platforms.len() * (2 + FAILURE_KINDS.len()));
+    for name in platforms {
+        let attempt = col("platform")
+            .eq(lit(*name))
+            .and(col("control").not())
+            .fill_null(lit(false));
+        aggs.push(count_if(attempt.clone()).alias(platform_column(name, "attempts")));
+        aggs.push(
+            count_if(attempt.clone().and(col("result").eq(lit("success"))))
+                .alias(platform_column(name, "successes")),
+        );
+        for kind in FAILURE_KINDS.map(|k| k.name()) {
+            aggs.push(
+                count_if(attempt.clone().and(col("result").eq(lit(kind))))
+                    .alias(platform_column(name, kind)),
+            );
+        }
+    }
+    flows
+        .clone()
+        .lazy()
+        .group_by([col("window_start")])
+        .agg(aggs)
+        .collect()
+}
+
+pub(super) fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
     let mut aggs = vec![
         len().cast(DataType::UInt64).alias("active_hosts"),
         count_if(col("uses_circumvention")).alias("circumvention_hosts"),
@@ -253,11 +282,6 @@ fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
         col("control_attempts").sum().alias("control_attempts"),
         col("control_successes").sum().alias("control_successes"),
     ]);
-    let ratio = |num: &str, den: &str| {
-        when(col(den).gt(lit(0u64)))
-            .then(col(num).cast(DataType::Float64) / col(den).cast(DataType::Float64))
-            .otherwise(lit(NULL).cast(DataType::Float64))
-    };
     hosts
         .clone()
         .lazy()
@@ -273,7 +297,67 @@ fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
         .collect()
 }
 
-fn protocols_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
+/// Successes / attempts, null without attempts.
+fn ratio(num: &str, den: &str) -> Expr {
+    when(col(den).gt(lit(0u64)))
+        .then(col(num).cast(DataType::Float64) / col(den).cast(DataType::Float64))
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+/// `series` with the per-platform columns of `platforms` appended (after every other column, so
+/// the older columns keep their places), each platform's together: attempts, successes,
+/// success_ratio, failure kinds. `flows` are the flow rows the series was grouped from.
+pub(super) fn with_platform_columns(
+    series: DataFrame,
+    flows: &DataFrame,
+    platforms: &[&str],
+) -> PolarsResult<DataFrame> {
+    if platforms.is_empty() {
+        return Ok(series);
+    }
+    let per_platform = platforms_window_frame(flows, platforms)?;
+    let ratios: Vec<Expr> = platforms
+        .iter()
+        .map(|name| {
+            ratio(
+                &platform_column(name, "successes"),
+                &platform_column(name, "attempts"),
+            )
+            .alias(platform_column(name, "success_ratio"))
+        })
+        .collect();
+    // Every series window has flows, so the left join finds each one.
+    let joined = series
+        .lazy()
+        .join(
+            per_platform.lazy(),
+            [col("window_start")],
+            [col("window_start")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns(ratios)
+        .sort(["window_start"], SortMultipleOptions::default())
+        .collect()?;
+    let columns: Vec<String> = platforms
+        .iter()
+        .flat_map(|name| {
+            super::PLATFORM_FIELDS
+                .into_iter()
+                .chain(FAILURE_KINDS.map(|k| k.name()))
+                .map(move |field| platform_column(name, field))
+        })
+        .collect();
+    let order: Vec<String> = joined
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| !columns.contains(n))
+        .chain(columns.iter().cloned())
+        .collect();
+    joined.select(order)
+}
+
+pub(super) fn protocols_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
     flows
         .clone()
         .lazy()
@@ -306,6 +390,17 @@ fn optional_metrics() -> impl Iterator<Item = String> {
     )
 }
 
+/// The per-platform columns block detection reads (attempts, success ratio, failure kinds),
+/// found by name, so a `series.parquet` read back brings whichever platforms it was written with.
+fn per_platform_metrics(series: &DataFrame) -> Vec<String> {
+    series
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| parse_platform_column(n).is_some_and(|(_, field)| field != "successes"))
+        .collect()
+}
+
 /// Gaps longer than this (no flow at all) split a run into separate segments.
 const SEGMENT_GAP_NANOS: i64 = 7 * 86_400 * 1_000_000_000;
 
@@ -329,7 +424,10 @@ fn busiest_segment(windows: &[i64], step: i64) -> Option<(i64, i64)> {
     best.map(|(_, a, b)| (a, b))
 }
 
-fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<MetricSeries>> {
+pub(super) fn metric_series(
+    series: &DataFrame,
+    window_secs: u32,
+) -> PolarsResult<Vec<MetricSeries>> {
     let step = i64::from(window_secs.max(1)) * 1_000_000_000;
     let windows_col = series.column("window_start")?.cast(&DataType::Int64)?;
     let windows_ca = windows_col.i64()?;
@@ -343,6 +441,7 @@ fn metric_series(series: &DataFrame, window_secs: u32) -> PolarsResult<Vec<Metri
     let mut out = Vec::new();
     let optional: Vec<String> = optional_metrics()
         .filter(|m| series.column(m).is_ok())
+        .chain(per_platform_metrics(series))
         .collect();
     let names = DETECTOR_METRICS
         .iter()
@@ -419,7 +518,9 @@ pub fn write_window_tables(
 ) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
     let flows = flow_frame(cols).map_err(to_io)?;
     let mut hosts = hosts_frame(&flows).map_err(to_io)?;
-    let mut series = series_frame(&hosts).map_err(to_io)?;
+    let series = series_frame(&hosts).map_err(to_io)?;
+    let mut series =
+        with_platform_columns(series, &flows, &config.measured_platforms()).map_err(to_io)?;
     let mut protocols = protocols_frame(&flows).map_err(to_io)?;
     let metrics = metric_series(&series, config.window_secs).map_err(to_io)?;
     let mut written = Vec::new();
@@ -601,6 +702,157 @@ mod tests {
             .unwrap();
         assert_eq!(share.values.len(), 2);
         assert!((share.values[1] - 2.0 / 3.0).abs() < 1e-9);
+    }
+
+    /// Values of a column as f64 (None for null).
+    fn values(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
+        let c = df.column(name).unwrap().cast(&DataType::Float64).unwrap();
+        let ca = c.f64().unwrap().clone();
+        (0..ca.len()).map(|i| ca.get(i)).collect()
+    }
+
+    /// `cols()` plus YouTube attempts that all succeed in both windows.
+    fn cols_with_youtube() -> FlowColumns {
+        let mut c = cols();
+        for (win, result) in [
+            (0, AttemptResult::Success),
+            (300_000_000_000, AttemptResult::Success),
+            (300_000_000_000, AttemptResult::Success),
+            (300_000_000_000, AttemptResult::Success),
+        ] {
+            c.window_start.push(win);
+            c.host.push("10.0.0.4".into());
+            c.family.push("web");
+            c.protocol.push("tls");
+            c.circumvention.push(false);
+            c.packets.push(10);
+            c.bytes.push(1000);
+            c.control.push(false);
+            c.platform.push(Some("youtube".into()));
+            c.result.push(result.name());
+        }
+        c
+    }
+
+    #[test]
+    fn per_platform_columns_follow_the_pooled_ones() {
+        let flows = flow_frame(&cols_with_youtube()).unwrap();
+        let hosts = hosts_frame(&flows).unwrap();
+        let pooled = series_frame(&hosts).unwrap();
+        let pooled_names = pooled.get_column_names_owned();
+        let series =
+            with_platform_columns(pooled.clone(), &flows, &["x", "youtube", "tiktok"]).unwrap();
+        // The pooled columns are untouched, in their places; then each platform's block.
+        let names: Vec<String> = series
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            names[..pooled_names.len()],
+            pooled_names
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()[..]
+        );
+        assert_eq!(names[pooled_names.len()], "platform_x_attempts");
+        assert_eq!(names[pooled_names.len() + 2], "platform_x_success_ratio");
+        assert_eq!(names.len(), pooled_names.len() + 3 * 8);
+        for name in pooled_names.iter() {
+            assert_eq!(values(&series, name), values(&pooled, name), "{name}");
+        }
+        // X: one success, then one reset; YouTube fine throughout; the pooled ratio of the
+        // second window (3 of 4) hides X's 0 of 1.
+        assert_eq!(
+            values(&series, "platform_x_attempts"),
+            [Some(1.0), Some(1.0)]
+        );
+        assert_eq!(
+            values(&series, "platform_x_success_ratio"),
+            [Some(1.0), Some(0.0)]
+        );
+        assert_eq!(
+            values(&series, "platform_x_reset_after_client_data"),
+            [Some(0.0), Some(1.0)]
+        );
+        assert_eq!(
+            values(&series, "platform_youtube_successes"),
+            [Some(1.0), Some(3.0)]
+        );
+        assert_eq!(
+            values(&series, "platform_youtube_success_ratio"),
+            [Some(1.0), Some(1.0)]
+        );
+        assert_eq!(
+            values(&series, "platform_success_ratio"),
+            [Some(1.0), Some(0.75)]
+        );
+        // A platform never tried: zero attempts, no ratio.
+        assert_eq!(
+            values(&series, "platform_tiktok_attempts"),
+            [Some(0.0), Some(0.0)]
+        );
+        assert_eq!(
+            values(&series, "platform_tiktok_success_ratio"),
+            [None, None]
+        );
+        // Controls never count for a platform of the same name.
+        assert!(series.column("platform_wikipedia_attempts").is_err());
+
+        let metrics = metric_series(&series, 300).unwrap();
+        let metric = |name: &str| {
+            metrics
+                .iter()
+                .find(|m| m.metric == name)
+                .map(|m| m.values.clone())
+        };
+        assert_eq!(metric("platform_x_success_ratio"), Some(vec![1.0, 0.0]));
+        assert_eq!(metric("platform_x_attempts"), Some(vec![1.0, 1.0]));
+        assert_eq!(metric("platform_x_throttled"), Some(vec![0.0, 0.0]));
+        assert!(
+            metric("platform_tiktok_success_ratio").is_some_and(|v| v.iter().all(|x| x.is_nan()))
+        );
+        assert_eq!(
+            metric("platform_x_successes"),
+            None,
+            "detection needs no success counts"
+        );
+        assert_eq!(metric("platform_success_ratio"), Some(vec![1.0, 0.75]));
+    }
+
+    #[test]
+    fn per_platform_metrics_come_back_from_series_parquet() {
+        let dir = std::env::temp_dir().join(format!(
+            "tunnelwatch-frame-per-platform-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = StatsConfig::default();
+        let (metrics, written) = write_window_tables(
+            &cols_with_youtube(),
+            &config,
+            &dir,
+            &[TableFormat::Parquet, TableFormat::Csv],
+        )
+        .unwrap();
+        assert!(written.iter().any(|p| p.ends_with("series.csv")));
+        let back = read_metric_series(&dir.join("series.parquet"), 300).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let names = |m: &[MetricSeries]| m.iter().map(|m| m.metric.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&back), names(&metrics));
+        for name in [
+            "platform_x_success_ratio",
+            "platform_youtube_attempts",
+            "platform_signal_no_reply",
+        ] {
+            assert!(names(&back).iter().any(|n| n == name), "{name}");
+        }
+        let ratio = |m: &[MetricSeries]| {
+            m.iter()
+                .find(|m| m.metric == "platform_x_success_ratio")
+                .map(|m| m.values.clone())
+        };
+        assert_eq!(ratio(&back), Some(vec![1.0, 0.0]));
     }
 
     #[test]

@@ -18,7 +18,13 @@
 //!   `circumvention_bytes_share` f64; `platform_attempts`, `platform_successes`,
 //!   `platform_success_ratio` f64 (null without attempts); the failure kinds summed over hosts
 //!   (`platform_dns_failure` ... `platform_throttled`); `control_attempts`,
-//!   `control_successes`, `control_success_ratio` f64.
+//!   `control_successes`, `control_success_ratio` f64; then per measured platform `<name>`
+//!   (every non-control platform, or the `--watch` list; [`StatsConfig::measured_platforms`])
+//!   `platform_<name>_attempts`, `platform_<name>_successes` u64,
+//!   `platform_<name>_success_ratio` f64 (null without attempts) and its failure kinds
+//!   `platform_<name>_dns_failure` ... `platform_<name>_throttled` u64 ([`platform_column`]).
+//!   The pooled `platform_*` columns above sum every measured platform; a block of one of them
+//!   is diluted there, so block detection reads the per-platform columns.
 //! - `series_protocols` (long form): `window_start`, `protocol`, `hosts` — hosts using each
 //!   circumvention protocol per window.
 //!
@@ -29,6 +35,8 @@
 pub mod anon;
 #[cfg(feature = "polars-out")]
 mod frame;
+#[cfg(feature = "polars-out")]
+pub mod rolling;
 
 use std::io;
 use std::net::IpAddr;
@@ -76,6 +84,44 @@ impl Default for StatsConfig {
             watch: Vec::new(),
         }
     }
+}
+
+impl StatsConfig {
+    /// The platforms measured one by one (`platform_<name>_*` series columns), in definition
+    /// order: every non-control platform, or those named by `watch`.
+    pub fn measured_platforms(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for p in self.platforms.platforms() {
+            let watched = self.watch.is_empty() || self.watch.contains(&p.name);
+            if !p.control && watched && !names.contains(&p.name.as_str()) {
+                names.push(p.name.as_str());
+            }
+        }
+        names
+    }
+}
+
+/// Per-platform series fields, after the platform name: `platform_<name>_<field>`.
+pub const PLATFORM_FIELDS: [&str; 3] = ["attempts", "successes", "success_ratio"];
+
+/// The series column of one platform's `field` (a [`PLATFORM_FIELDS`] entry or a failure
+/// kind's [`AttemptResult::name`]): `platform_x_success_ratio`.
+pub fn platform_column(platform: &str, field: &str) -> String {
+    format!("platform_{platform}_{field}")
+}
+
+/// Splits a per-platform column name into (platform, field); `None` for every other column,
+/// the pooled `platform_attempts`, `platform_success_ratio`, `platform_<kind>` included (no
+/// field ends in `_` followed by another field, so the split is unique).
+pub fn parse_platform_column(column: &str) -> Option<(&str, &str)> {
+    let rest = column.strip_prefix("platform_")?;
+    PLATFORM_FIELDS
+        .into_iter()
+        .chain(FAILURE_KINDS.map(AttemptResult::name))
+        .find_map(|field| {
+            let platform = rest.strip_suffix(field)?.strip_suffix('_')?;
+            (!platform.is_empty()).then_some((platform, field))
+        })
 }
 
 /// How one attempt to reach a platform (or control site) ended.
@@ -208,11 +254,16 @@ impl FlowColumns {
 
 /// The monitored host of a flow: the end inside the home network (client first), else the client.
 pub fn host_of(r: &FlowRecord, home_net: &[Cidr]) -> IpAddr {
+    host_of_endpoints(r.client_ip, r.server_ip, home_net)
+}
+
+/// [`host_of`] for a flow known by its two ends (e.g. one still open).
+pub fn host_of_endpoints(client: IpAddr, server: IpAddr, home_net: &[Cidr]) -> IpAddr {
     let inside = |ip: IpAddr| home_net.iter().any(|c| c.contains(ip));
-    if inside(r.client_ip) || !inside(r.server_ip) {
-        r.client_ip
+    if inside(client) || !inside(server) {
+        client
     } else {
-        r.server_ip
+        server
     }
 }
 
@@ -455,6 +506,70 @@ mod tests {
         reset.outcome = Outcome::ResetAfterClientData;
         let (_, _, r) = platform_attempt(&reset, &platforms).unwrap();
         assert_eq!(r, AttemptResult::ResetAfterClientData);
+    }
+
+    #[test]
+    fn per_platform_column_names_round_trip_and_pooled_ones_do_not_parse() {
+        for field in PLATFORM_FIELDS
+            .into_iter()
+            .chain(FAILURE_KINDS.map(AttemptResult::name))
+        {
+            let column = platform_column("x", field);
+            assert_eq!(parse_platform_column(&column), Some(("x", field)));
+        }
+        assert_eq!(
+            parse_platform_column("platform_my_site_no_reply"),
+            Some(("my_site", "no_reply"))
+        );
+        for pooled in [
+            "platform_attempts",
+            "platform_successes",
+            "platform_success_ratio",
+            "platform_dns_failure",
+            "platform_reset_after_client_data",
+            "platform_no_reply",
+            "platform_throttled",
+            "control_success_ratio",
+            "platform__attempts",
+        ] {
+            assert_eq!(parse_platform_column(pooled), None, "{pooled}");
+        }
+    }
+
+    #[test]
+    fn measured_platforms_are_the_non_controls_or_the_watched() {
+        let config = StatsConfig::default();
+        let all = config.measured_platforms();
+        assert!(all.contains(&"x") && all.contains(&"youtube"));
+        assert!(!all.contains(&"wikipedia"), "controls are not measured");
+        let config = StatsConfig {
+            watch: vec!["x".into(), "wikipedia".into()],
+            ..StatsConfig::default()
+        };
+        assert_eq!(config.measured_platforms(), vec!["x"]);
+    }
+
+    #[test]
+    fn an_unanswered_syn_to_a_control_prefix_is_a_failed_control_attempt() {
+        // No name at all (no DNS, no ClientHello): only the address tells it is Wikimedia.
+        let mut syn = flow(3.0, 0);
+        syn.server_ip = "208.80.154.224".parse().unwrap();
+        syn.outcome = Outcome::NoReply;
+        syn.packets = [3, 0];
+        syn.payload_bytes = [0, 0];
+        let platforms = PlatformMatcher::default();
+        let (name, control, result) = platform_attempt(&syn, &platforms).unwrap();
+        assert_eq!((name.as_str(), control), ("wikipedia", true));
+        assert_eq!(result, AttemptResult::NoReply);
+        let mut cols = FlowColumns::default();
+        cols.push(&syn, &StatsConfig::default());
+        assert_eq!(cols.control, [true]);
+        assert_eq!(cols.result, ["no_reply"]);
+        // Apple's own 17.0.0.0/8 likewise; a shared CDN address is no control.
+        syn.server_ip = "17.253.144.10".parse().unwrap();
+        assert!(platform_attempt(&syn, &platforms).is_some_and(|(n, c, _)| n == "apple" && c));
+        syn.server_ip = "104.16.132.229".parse().unwrap();
+        assert_eq!(platform_attempt(&syn, &platforms), None);
     }
 
     #[test]

@@ -403,9 +403,10 @@ fn run_writes_files_and_gzip() {
 #[test]
 fn diurnal_curve_is_quiet_at_night() {
     let cfg = scenario::preset("pk-x-2024-small").unwrap();
-    // 04:00 and 21:00 PKT on 17 Feb 2024.
-    let night = scenario::activity(&cfg, 0.0, (cfg.start_s as u64 + 4 * 3600) * 1_000_000);
-    let evening = scenario::activity(&cfg, 0.0, (cfg.start_s as u64 + 21 * 3600) * 1_000_000);
+    // 04:00 and 21:00 PKT on 17 Feb 2024 (midnight PKT is 19:00 UTC the day before).
+    let midnight_pkt: u64 = 1_708_110_000;
+    let night = scenario::activity(&cfg, 0.0, (midnight_pkt + 4 * 3600) * 1_000_000);
+    let evening = scenario::activity(&cfg, 0.0, (midnight_pkt + 21 * 3600) * 1_000_000);
     assert!(evening > 10.0 * night, "{evening} vs {night}");
 }
 

@@ -275,6 +275,55 @@ fn events_lists_the_calendar_and_user_events() {
 }
 
 #[test]
+fn events_show_published_vpn_demand() {
+    let dir = scratch("events-demand");
+    let file = dir.join("mine.csv");
+    std::fs::write(
+        &file,
+        "XX,signal,2025-01-02T03:00:00Z,,dns,https://example.org/report,,\
+         250,\"+250% on 2 Jan\",Example,28-day average,https://example.org/demand\n",
+    )
+    .unwrap();
+    let out = run(&["events", "--events", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.contains("VPN demand")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("XX") && l.contains("+250% (Example)")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("PK") && l.contains("+131% (Top10VPN)")),
+        "{text}"
+    );
+    let json = run(&["events", "--json", "--events", file.to_str().unwrap()]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let events: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let mine = events
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["country"] == "XX"))
+        .expect("user event in the JSON");
+    assert_eq!(mine["vpn_demand"]["peak_percent"].as_f64(), Some(250.0));
+    assert_eq!(mine["vpn_demand"]["source"], "https://example.org/demand");
+    std::fs::write(
+        &file,
+        "XX,signal,2025-01-02,,dns,src,,lots,t,,,https://example.org/demand\n",
+    )
+    .unwrap();
+    let bad = run(&["events", "--events", file.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("demand_percent"), "{}", stderr(&bad));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn no_progress_line_when_stderr_is_not_a_terminal() {
     let out = run(&[
         "flows",

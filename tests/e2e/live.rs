@@ -501,9 +501,19 @@ fn capture_matches_analyze_on_the_same_packets() {
             live[key], off[key]
         );
     }
+    // The offline run has one hosts table; the live run writes its host rows as rotated parts
+    // (`hosts/hosts-<first window>.json`) as windows are frozen.
     let hosts = |dir: &Path, circumvention_only: bool| {
-        let rows = json(&dir.join("hosts.json"));
-        let rows = rows.as_array().cloned().unwrap_or_default();
+        let parts: Vec<PathBuf> = if dir.join("hosts.json").is_file() {
+            vec![dir.join("hosts.json")]
+        } else {
+            walk(&dir.join("hosts"))
+        };
+        assert!(!parts.is_empty(), "no host rows in {}", dir.display());
+        let rows: Vec<serde_json::Value> = parts
+            .iter()
+            .flat_map(|p| json(p).as_array().cloned().unwrap_or_default())
+            .collect();
         let mut set: Vec<String> = rows
             .iter()
             .filter(|r| !circumvention_only || r["circumvention_flows"].as_u64() > Some(0))

@@ -102,6 +102,82 @@ fn samples_report_has_every_section_chart_and_the_alerts() {
     );
 }
 
+/// Issue #5: the shipped sample's two signals, each as an alert aligned with the built-in
+/// Pakistan X 2024 calendar event: X's own success ratio falls (a block of X, judged against
+/// the control sites) and circumvention use rises, both within hours of the generator's block.
+#[test]
+fn samples_raise_the_x_block_and_the_vpn_surge_at_the_pk_x_event() {
+    let dir = analyze_samples("sample-block");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("alerts.json")).unwrap()).unwrap();
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(samples().join("pk-x-2024-small.events.json")).unwrap(),
+    )
+    .unwrap();
+    let block_ns = truth["block"]["start_unix"].as_i64().unwrap() * 1_000_000_000;
+    let hour = 3_600 * 1_000_000_000i64;
+    let evidence = |a: &serde_json::Value, key: &str| -> Option<String> {
+        a["evidence"]
+            .as_array()?
+            .iter()
+            .find(|e| e[0] == key)
+            .and_then(|e| e[1].as_str().map(str::to_string))
+    };
+    let is_x_block = |a: &serde_json::Value| {
+        a["kind"] == "BlockSuspected"
+            && (a["metric"] == "platform_x_success_ratio"
+                || evidence(a, "platform").as_deref() == Some("x"))
+    };
+    let is_surge = |a: &serde_json::Value| {
+        matches!(a["kind"].as_str(), Some("LevelShiftUp" | "Spike"))
+            && a["metric"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("circumvention") || m == "new_adopters")
+    };
+    let alerts = doc["alerts"].as_array().unwrap();
+    let block = alerts
+        .iter()
+        .find(|a| is_x_block(a))
+        .unwrap_or_else(|| panic!("no block alert for x: {alerts:#?}"));
+    let onset = block["start_ts"].as_i64().unwrap();
+    assert!(
+        (onset - block_ns).abs() <= hour,
+        "block onset {onset} vs the generated block {block_ns}"
+    );
+    let surge = alerts
+        .iter()
+        .filter(|a| is_surge(a))
+        .filter_map(|a| a["start_ts"].as_i64())
+        .min()
+        .unwrap_or_else(|| panic!("no circumvention surge: {alerts:#?}"));
+    assert!(
+        surge >= block_ns - hour && surge <= block_ns + 24 * hour,
+        "surge onset {surge} vs the block {block_ns}"
+    );
+    // Both are aligned with the calendar's Pakistan X event.
+    let alignments = doc["alignments"].as_array().unwrap();
+    let pk_x =
+        |al: &&serde_json::Value| al["event"]["country"] == "PK" && al["event"]["platform"] == "x";
+    assert!(
+        alignments
+            .iter()
+            .filter(pk_x)
+            .any(|al| is_x_block(&al["alert"])),
+        "the x block is not aligned with the PK X event: {alignments:#?}"
+    );
+    assert!(
+        alignments
+            .iter()
+            .filter(pk_x)
+            .any(|al| is_surge(&al["alert"])),
+        "the surge is not aligned with the PK X event: {alignments:#?}"
+    );
+    assert!(
+        !alerts.iter().any(|a| a["kind"] == "Outage"),
+        "the block was called an outage: {alerts:#?}"
+    );
+}
+
 #[test]
 fn samples_detect_the_circumvention_the_generator_made() {
     let dir = analyze_samples("sample-protocols");

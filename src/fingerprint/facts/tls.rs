@@ -491,7 +491,7 @@ impl ClientHelloFacts {
         let mut c_input = hex_list(&exts);
         if !self.signature_algorithms.is_empty() {
             c_input.push('_');
-            c_input.push_str(&hex_list(&self.signature_algorithms));
+            push_hex_list(&mut c_input, &self.signature_algorithms);
         }
         let c = truncated_sha256(&c_input, exts.is_empty());
         format!(
@@ -519,11 +519,29 @@ fn ja4_alpn(first: Option<&[u8]>) -> String {
     }
 }
 
+/// `%04x` of each value, comma separated.
 fn hex_list(v: &[u16]) -> String {
-    v.iter()
-        .map(|x| format!("{x:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(v.len() * 5);
+    push_hex_list(&mut out, v);
+    out
+}
+
+/// Appends [`hex_list`] of `v` to `out`. Written nibble by nibble: JA4 is computed for every
+/// TLS flow, and one `format!` per list entry was the largest cost of a TLS verdict.
+fn push_hex_list(out: &mut String, v: &[u16]) {
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for shift in [12u16, 8, 4, 0] {
+            out.push(hex_digit(x >> shift));
+        }
+    }
+}
+
+/// The lowercase hex digit of the low nibble of `n`.
+fn hex_digit(n: u16) -> char {
+    char::from_digit(u32::from(n & 0xf), 16).unwrap_or('0')
 }
 
 fn truncated_sha256(s: &str, empty: bool) -> String {
@@ -531,7 +549,12 @@ fn truncated_sha256(s: &str, empty: bool) -> String {
         return "000000000000".to_string();
     }
     let digest = Sha256::digest(s.as_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(12);
+    for b in digest.iter().take(6) {
+        out.push(hex_digit(u16::from(*b >> 4)));
+        out.push(hex_digit(u16::from(*b)));
+    }
+    out
 }
 
 /// Facts of a ServerHello (RFC 8446 §4.1.3, RFC 5246 §7.4.1.3).
@@ -1166,6 +1189,12 @@ pub(crate) mod tests {
             if let Some(ch) = parse_client_hello(&bytes) {
                 let _ = ch.ja4(Ja4Transport::Tcp);
             }
+        }
+
+        #[test]
+        fn hex_list_is_each_value_as_04x_comma_separated(v in proptest::collection::vec(any::<u16>(), 0..40)) {
+            let expected: Vec<String> = v.iter().map(|x| format!("{x:04x}")).collect();
+            prop_assert_eq!(hex_list(&v), expected.join(","));
         }
 
         #[test]

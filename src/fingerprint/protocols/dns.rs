@@ -17,6 +17,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::CARRIER,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Header size (RFC 1035 §4.1.1).

@@ -28,6 +28,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 24,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Queries needed before deciding.

@@ -30,6 +30,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 12,
     rank: rank::CARRIER + 1,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Cisco's pre-standard DTLS version (OpenSSL `DTLS1_BAD_VER`).

@@ -34,6 +34,7 @@ pub static TOR_RELAY_SPEC: Spec = Spec {
     payload_budget: 0,
     rank: rank::STATISTICAL,
     start: || Box::new(TorRelay),
+    open: None,
 };
 
 pub static VPN_ENDPOINT_SPEC: Spec = Spec {
@@ -43,6 +44,7 @@ pub static VPN_ENDPOINT_SPEC: Spec = Spec {
     payload_budget: 0,
     rank: 0,
     start: || Box::new(VpnEndpoint),
+    open: None,
 };
 
 struct TorRelay;
@@ -138,6 +140,7 @@ mod tests {
             payload_budget: 1,
             rank: rank::SPECIFIC,
             start: || Box::new(VpnEndpoint),
+            open: None,
         };
         let label = Label::merge(vec![
             Match {

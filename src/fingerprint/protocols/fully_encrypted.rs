@@ -39,6 +39,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 1,
     rank: rank::STATISTICAL,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Smallest client first payload judged. At 48 bytes a random message falls outside the Ex1

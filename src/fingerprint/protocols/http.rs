@@ -26,6 +26,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::CARRIER,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Longest method token accepted (the registered methods are at most 17 characters).

@@ -24,6 +24,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 3,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// A parsed authority-form target `host:port` (RFC 9112 §3.2.3).

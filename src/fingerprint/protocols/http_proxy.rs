@@ -26,6 +26,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::TUNNEL_OVER_CARRIER,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// The host of an absolute-form target `scheme://host[:port]/...` (RFC 9112 §3.2.2), with the

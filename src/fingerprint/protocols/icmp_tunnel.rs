@@ -32,6 +32,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 16,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Data-carrying payloads needed.

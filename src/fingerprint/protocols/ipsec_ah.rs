@@ -31,6 +31,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::SPECIFIC,
     start: || Box::new(State),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// IANA protocol number of AH.

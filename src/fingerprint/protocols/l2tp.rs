@@ -35,6 +35,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::SPECIFIC,
     start: || Box::new(State),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 const FLAG_T: u16 = 0x8000;

@@ -40,6 +40,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 32,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// OpenVPN opcodes (top 5 bits of byte 0).

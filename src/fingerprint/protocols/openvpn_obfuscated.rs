@@ -35,6 +35,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 12,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Packets looked at (the handshake; the paper uses the first packets of a flow).

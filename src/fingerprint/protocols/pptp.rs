@@ -28,6 +28,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// RFC 2637 §2: magic cookie of every control message.

@@ -28,6 +28,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 6,
     rank: rank::CARRIER,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// A gQUIC client hello: version and the CHLO facts.
@@ -130,6 +131,9 @@ impl State {
             if let Some(rule) = crate::intel::lookup_name(name) {
                 v.application = rule.application;
                 v.provider = rule.provider;
+                // As over TLS: a VPN app's or brand's name makes the flow theirs.
+                v.family = Some(rule.family);
+                v.evidence.push("intel", "sni");
             }
         }
         v
@@ -152,7 +156,18 @@ impl State {
                 v = v.fact("alpn", alpn);
             }
         }
-        Self::verdict_from_sni(v, hello.as_ref().and_then(|h| h.sni.as_deref()))
+        let mut v = Self::verdict_from_sni(v, hello.as_ref().and_then(|h| h.sni.as_deref()));
+        // An ALPN id only one product offers (Hysteria 1.x's default "hysteria", see
+        // `intel::alpn`) names the app over QUIC; Hysteria is a proxy.
+        if let Some(rule) = hello
+            .as_ref()
+            .and_then(|h| crate::intel::alpn::lookup_alpn(&h.alpn))
+        {
+            v.application = Some(rule.application);
+            v.family = Some(Family::Proxy);
+            v.evidence.push("intel", "alpn");
+        }
+        v
     }
 
     fn observe_ietf(&mut self, bytes: &[u8]) -> Option<Step> {
@@ -326,6 +341,79 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A client Initial sealed by the synth QUIC builder (RFC 9001 §5 keys, ClientHello with
+    /// GREASE, transport parameters and random extension order), as a Hysteria 1.x client
+    /// with the default ALPN "hysteria" sends it; QUIC v1 and v2 headers, ALPN alone or after h3.
+    fn synth_initial(
+        seed: u64,
+        version: crate::synth::proto::quic::Version,
+        alpn: &[&str],
+    ) -> Vec<u8> {
+        use crate::synth::proto::quic::Conn;
+        let mut rng = crate::synth::rng::Rng::new(seed);
+        let conn = Conn::new(&mut rng, version);
+        conn.client_initial(&mut rng, "proxy.example.net", alpn, 1252)
+            .unwrap()
+    }
+
+    fn first_verdict(pkt: &[u8]) -> Verdict {
+        let mut s = State::default();
+        match s.observe(&payload(Direction::ToServer, 0, pkt)) {
+            Step::Match(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hysteria_default_alpn_names_the_application() {
+        use crate::synth::proto::quic::Version;
+        for (seed, version, alpn) in [
+            (1, Version::V1, &["hysteria"][..]),
+            (2, Version::V2, &["hysteria"][..]),
+            (3, Version::V1, &["h3", "hysteria"][..]),
+        ] {
+            let v = first_verdict(&synth_initial(seed, version, alpn));
+            assert_eq!(v.application, Some("hysteria"), "{alpn:?}");
+            assert_eq!(v.family, Some(Family::Proxy));
+            assert_eq!(
+                v.evidence.get("intel").map(|f| f.to_string()).as_deref(),
+                Some("alpn")
+            );
+            assert_eq!(
+                v.evidence.get("sni").map(|f| f.to_string()).as_deref(),
+                Some("proxy.example.net")
+            );
+        }
+        // The same through the driver's merge: protocol quic, application hysteria, proxy.
+        let pkt = synth_initial(4, Version::V1, &["hysteria"]);
+        let m = crate::fingerprint::driver::Match {
+            spec: &SPEC,
+            verdict: first_verdict(&pkt),
+        };
+        let label = crate::fingerprint::Label::merge(vec![m]);
+        assert_eq!(label.protocol, "quic");
+        assert_eq!(label.application, Some("hysteria"));
+        assert_eq!(label.family, Family::Proxy);
+    }
+
+    #[test]
+    fn http3_and_hysteria2_defaults_name_no_application() {
+        use crate::synth::proto::quic::Version;
+        // Ordinary HTTP/3 (and Hysteria 2, whose default ALPN is h3: not distinguishable from
+        // the Initial), old draft ids, DoQ, and a lookalike id.
+        for (seed, alpn) in [
+            (10, &["h3"][..]),
+            (11, &["h3-29", "h3"][..]),
+            (12, &["doq"][..]),
+            (13, &["hysteria2"][..]),
+        ] {
+            let v = first_verdict(&synth_initial(seed, Version::V1, alpn));
+            assert_eq!(v.application, None, "{alpn:?}");
+            assert_eq!(v.family, None, "{alpn:?}");
+            assert!(v.evidence.get("intel").is_none());
         }
     }
 

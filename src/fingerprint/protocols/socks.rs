@@ -34,6 +34,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 6,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Longest SOCKS4 user id / SOCKS4a host name accepted.

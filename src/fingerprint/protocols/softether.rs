@@ -33,6 +33,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 3,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Most elements a PACK may declare (SoftEther caps element counts in the low thousands).

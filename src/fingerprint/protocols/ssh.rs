@@ -27,6 +27,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 4,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// RFC 4253 §4.2: the identification string is at most 255 characters including CR LF.

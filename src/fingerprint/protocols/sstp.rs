@@ -29,6 +29,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 4,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// [MS-SSTP] §2.2.1: method and request URI of the tunnel request (GUID compared ignoring case).

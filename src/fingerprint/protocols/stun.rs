@@ -20,6 +20,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 4,
     rank: rank::CARRIER,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// RFC 5389 §6 magic cookie.

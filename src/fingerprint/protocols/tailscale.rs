@@ -29,6 +29,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 4,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// "TS💬": ASCII "TS" and the UTF-8 speech-balloon emoji U+1F4AC.

@@ -24,6 +24,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 2,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// The tinc meta-protocol major version.

@@ -23,6 +23,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 8,
     rank: rank::CARRIER,
     start: || Box::new(TlsState::default()),
+    open: Some(crate::fingerprint::open_default::<TlsState>),
 };
 
 /// Human version name of a TLS protocol version number (`tls1.2`, ...).
@@ -43,6 +44,8 @@ pub fn version_name(v: u16) -> &'static str {
 pub struct IntelHit {
     pub application: Option<&'static str>,
     pub provider: Option<&'static str>,
+    /// Family the name gives the flow (`vpn`, or `tor` for Tor's transports).
+    pub family: Family,
     /// `sni`, `cert_name` or `cert_org`.
     pub via: &'static str,
 }
@@ -52,6 +55,7 @@ pub fn intel_for(tracker: &TlsHandshakeTracker) -> Option<IntelHit> {
     let hit = |r: &intel::NameRule, via| IntelHit {
         application: r.application,
         provider: r.provider,
+        family: r.family,
         via,
     };
     if let Some(rule) = tracker
@@ -69,6 +73,7 @@ pub fn intel_for(tracker: &TlsHandshakeTracker) -> Option<IntelHit> {
     intel::lookup_organization(&cert.subject_o, &cert.subject_ou).map(|r| IntelHit {
         application: r.application,
         provider: r.provider,
+        family: Family::Vpn,
         via: "cert_org",
     })
 }
@@ -116,7 +121,7 @@ impl TlsState {
         if let Some(hit) = intel_for(&self.tracker) {
             v.application = hit.application;
             v.provider = hit.provider;
-            v.family = Some(Family::Vpn);
+            v.family = Some(hit.family);
             v.evidence.push("intel", hit.via);
         }
         Some(v)
@@ -324,6 +329,57 @@ pub(crate) mod tests {
         rec.extend_from_slice(&body);
         let v = run(&SPEC, &[(Direction::ToServer, rec)]).expect("tls");
         assert!(v.application.is_none() && v.provider.is_none() && v.family.is_none());
+    }
+
+    /// Snowflake's rendezvous broker and bridge relay names (see `intel::NAME_RULES`) name the
+    /// app; the domain fronts, AMP cache and SQS endpoints Snowflake clients put in DNS/SNI are
+    /// ordinary sites and name nothing, nor do the Tor Project's own web sites or public STUN.
+    #[test]
+    fn snowflake_broker_names_the_app_and_its_fronts_do_not() {
+        use crate::synth::proto::tls::{client_hello, Profile};
+        let mut rng = crate::synth::rng::Rng::new(7);
+        let mut app_for = |sni: &str| {
+            let (rec, _) = client_hello(&mut rng, Some(sni), &["http/1.1"], Profile::Library);
+            run(&SPEC, &[(Direction::ToServer, rec)]).map(|v| (v.application, v.family))
+        };
+        for sni in [
+            "snowflake-broker.torproject.net",
+            "snowflake-broker.freehaven.net",
+            "snowflake-broker.bamsoftware.com",
+            "snowflake.torproject.net",
+            "snowflake-broker.torproject.net.global.prod.fastly.net",
+            "1098762253.rsc.cdn77.org",
+            "snowflake-broker.azureedge.net",
+        ] {
+            assert_eq!(
+                app_for(sni),
+                Some((Some("snowflake"), Some(Family::Tor))),
+                "{sni}"
+            );
+        }
+        for sni in [
+            "www.cdn77.com",
+            "app.datapacket.com",
+            "www.phpmyadmin.net",
+            "github.githubassets.com",
+            "cdn.sstatic.net",
+            "foursquare.com",
+            "ajax.aspnetcdn.com",
+            "www.google.com",
+            "cdn.ampproject.org",
+            "sqs.us-east-1.amazonaws.com",
+            "global.prod.fastly.net",
+            "rsc.cdn77.org",
+            "1098762254.rsc.cdn77.org",
+            "torproject.org",
+            "www.torproject.org",
+            "snowflake.torproject.org",
+            "bridges.torproject.org",
+            "stun.l.google.com",
+            "notsnowflake-broker.torproject.net",
+        ] {
+            assert_eq!(app_for(sni), Some((None, None)), "{sni}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 12,
     rank: rank::SPECIFIC,
     start: || Box::new(TorState::default()),
+    open: Some(crate::fingerprint::open_default::<TorState>),
 };
 
 /// Fixed cell size of link protocol v4 and later (tor-spec §3).

@@ -41,6 +41,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 8,
     rank: rank::TUNNEL_OVER_CARRIER,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// TLS record content types (RFC 8446 §5.1).

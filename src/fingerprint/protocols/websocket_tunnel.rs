@@ -36,6 +36,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 4,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// RFC 6455 §1.3: the GUID appended to the key before hashing.

@@ -41,6 +41,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 8,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// Handshake initiation length (§5.4.2): 4 + 4 + 32 + 48 + 28 + 16 + 16.

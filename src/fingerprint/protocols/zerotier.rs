@@ -31,6 +31,7 @@ pub static SPEC: Spec = Spec {
     payload_budget: 4,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
+    open: Some(crate::fingerprint::open_default::<State>),
 };
 
 /// ZT_PROTO_MIN_PACKET_LENGTH.

@@ -122,8 +122,8 @@ impl LiveMetrics {
         let name = "tunnelwatch_vpn_hosts";
         let _ = writeln!(
             out,
-            "# HELP {name} Hosts using each VPN/proxy/circumvention protocol among the flows \
-             finished in the last closed window."
+            "# HELP {name} Hosts using each VPN/proxy/circumvention protocol in the last closed \
+             window: flows finished in it and flows still open at its edge."
         );
         let _ = writeln!(out, "# TYPE {name} gauge");
         for (protocol, hosts) in self.vpn_hosts() {

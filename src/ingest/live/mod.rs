@@ -29,6 +29,7 @@ pub mod service;
 pub use metrics::LiveMetrics;
 pub use service::{serve, ServiceOptions, WindowWritten};
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,6 +146,9 @@ pub struct WindowReport {
     pub open_flows: usize,
     /// Kernel counters of this window, when libpcap could give them.
     pub kernel: Option<KernelStats>,
+    /// (protocol, client, server) of the flows still open at the window edge whose fingerprint
+    /// so far names a circumvention family (for the live VPN-host gauge).
+    pub open_circumvention: Vec<(&'static str, IpAddr, IpAddr)>,
     pub first_ts: Option<i64>,
     pub last_ts: Option<i64>,
 }
@@ -339,6 +343,14 @@ impl LiveCore {
         let records = std::mem::take(&mut self.finished);
         report.flows_finished = records.len() as u64;
         report.open_flows = self.table.live();
+        let open = &mut report.open_circumvention;
+        self.table.for_each_open_label(
+            |client, server, protocol, family: crate::fingerprint::Family| {
+                if family.is_circumvention() {
+                    open.push((protocol, client, server));
+                }
+            },
+        );
 
         let t = &mut self.totals;
         t.windows += 1;
@@ -632,6 +644,38 @@ mod tests {
         assert_eq!(totals.summary.flows, 2);
         assert_eq!(totals.summary.skipped.total(), 1);
         assert_eq!(totals.summary.flow_counters.flows_created, 2);
+    }
+
+    /// A VPN session still running at the window edge is reported with its provisional label
+    /// (for the live gauge), not only once it ends.
+    #[test]
+    fn open_circumvention_flows_are_reported_at_the_edge() {
+        let t0 = 1_700_000_000 * NANOS;
+        let mut core = LiveCore::new(link::RAW, FlowConfig::default(), 60, t0);
+        let start = core.window_start_ns();
+        let (client, server) = ([10, 0, 0, 5], [203, 0, 113, 9]);
+        // WireGuard handshake (type 1, 148 bytes; type 2, 92 bytes echoing the sender index).
+        let mut init = vec![0u8; 148];
+        init[0] = 1;
+        init[4..8].copy_from_slice(&0x1122_3344u32.to_le_bytes());
+        for (i, b) in init.iter_mut().enumerate().skip(8) {
+            *b = (i as u8).wrapping_mul(31).wrapping_add(7);
+        }
+        let mut resp = vec![0u8; 92];
+        resp[0] = 2;
+        resp[4..8].copy_from_slice(&0x5566_7788u32.to_le_bytes());
+        resp[8..12].copy_from_slice(&0x1122_3344u32.to_le_bytes());
+        for (i, b) in resp.iter_mut().enumerate().skip(12) {
+            *b = (i as u8).wrapping_mul(17).wrapping_add(3);
+        }
+        core.packet(start + NANOS, &udp(client, server, 40000, 51820, &init));
+        core.packet(start + 2 * NANOS, &udp(server, client, 51820, 40000, &resp));
+        let (w0, finished) = core.tick(start + W).expect("edge reached");
+        assert!(finished.is_empty());
+        assert_eq!(
+            w0.open_circumvention,
+            vec![("wireguard", IpAddr::from(client), IpAddr::from(server))]
+        );
     }
 
     #[test]

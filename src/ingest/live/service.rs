@@ -155,7 +155,11 @@ pub fn serve(
         if !options.quiet {
             eprintln!("tunnelwatch capture: {report}");
         }
-        metrics.set_vpn_hosts(circumvention_hosts(&records, &options.home_net));
+        metrics.set_vpn_hosts(circumvention_hosts(
+            &records,
+            &report.open_circumvention,
+            &options.home_net,
+        ));
         match on_window(&report, records) {
             Ok(w) => metrics.open_alerts.store(w.open_alerts, Ordering::Relaxed),
             Err(e) => {
@@ -173,15 +177,26 @@ pub fn serve(
     captured?
 }
 
-/// Hosts per circumvention protocol among `records` (the host as the statistics define it),
-/// sorted by protocol.
-pub fn circumvention_hosts(records: &[FlowRecord], home_net: &[Cidr]) -> Vec<(String, u64)> {
+/// Hosts per circumvention protocol among the flows finished in a window (`records`) and the
+/// flows still open at its edge (`open`: protocol, client, server), the host as the statistics
+/// define it; sorted by protocol.
+pub fn circumvention_hosts(
+    records: &[FlowRecord],
+    open: &[(&'static str, IpAddr, IpAddr)],
+    home_net: &[Cidr],
+) -> Vec<(String, u64)> {
     let mut hosts: BTreeMap<&str, HashSet<IpAddr>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.label.family.is_circumvention()) {
         hosts
             .entry(r.label.protocol)
             .or_default()
             .insert(crate::stats::host_of(r, home_net));
+    }
+    for &(protocol, client, server) in open {
+        hosts
+            .entry(protocol)
+            .or_default()
+            .insert(crate::stats::host_of_endpoints(client, server, home_net));
     }
     hosts
         .into_iter()
@@ -381,7 +396,7 @@ mod tests {
         assert_eq!(report.status, crate::pipeline::FileStatus::Complete);
         let (records, _) = pipeline.finish();
         let config = crate::stats::StatsConfig::default();
-        let counts = circumvention_hosts(&records, &config.home_net);
+        let counts = circumvention_hosts(&records, &[], &config.home_net);
         let mut columns = crate::stats::FlowColumns::default();
         for r in &records {
             columns.push(r, &config);
