@@ -169,6 +169,14 @@ pub fn run(
     extra_events: &[BlockEvent],
     out: &Path,
 ) -> Result<Detections> {
+    // Blocks first: while a block found in this data lasts, the surge metrics' baselines are
+    // frozen, so a slow adoption ramp after it is measured against the level before it.
+    let blocks = block_alerts(metrics);
+    let block_spans: Vec<(i64, Option<i64>)> = blocks
+        .iter()
+        .filter(|a| a.kind == detect::AlertKind::BlockSuspected)
+        .map(|a| (a.start_ts, a.end_ts))
+        .collect();
     let mut alerts: Vec<Alert> = Vec::new();
     // Each surge metric's series and the detector's per-window baseline, for the alignment's
     // pre-event ratio and significance.
@@ -195,12 +203,13 @@ pub fn run(
                     }
                 }
             }
-            let detection = detect::detect(&s, name, &metric_config(name));
+            let detection =
+                detect::detect_with_events(&s, name, &metric_config(name), &block_spans);
             alerts.extend(detection.alerts);
             baselines.push((name, s, detection.expected));
         }
     }
-    alerts.extend(block_alerts(metrics));
+    alerts.extend(blocks);
     alerts.sort_by_key(|a| (a.start_ts, a.metric.clone()));
 
     let mut events: Vec<BlockEvent> = detect::builtin_events();

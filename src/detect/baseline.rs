@@ -134,6 +134,22 @@ impl Baseline {
     /// `None` during warm-up. Unless `frozen` (an event is open), the trailing model only uses
     /// values from the last `2 x level_points` windows, so it warms up again after a data gap.
     pub fn expected(&mut self, index: usize, frozen: bool) -> Option<(f64, &'static str)> {
+        self.expected_with(index, frozen, true)
+    }
+
+    /// As [`Baseline::expected`] while a block found in the data lasts: the trailing model gives
+    /// its level without the slope, since a slope learnt before the event would be carried on
+    /// unchanged for the whole event (hours or months) instead of one window ahead.
+    pub fn expected_during_event(&mut self, index: usize) -> Option<(f64, &'static str)> {
+        self.expected_with(index, true, false)
+    }
+
+    fn expected_with(
+        &mut self,
+        index: usize,
+        frozen: bool,
+        with_slope: bool,
+    ) -> Option<(f64, &'static str)> {
         if let BaselineKind::Seasonal { period } = self.kind {
             if let Some(hist) = self.by_phase.get(index % period.max(1)) {
                 if hist.len() >= 2 {
@@ -163,7 +179,7 @@ impl Baseline {
         // Robust slope: median of the newer half minus median of the older half, per window;
         // the median sits mid-window, the next window is (len + 1) / 2 windows further on.
         let half = recent.len() / 2;
-        if half < 3 {
+        if half < 3 || !with_slope {
             return Some((level, "trailing"));
         }
         self.scratch.clear();

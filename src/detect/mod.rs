@@ -35,7 +35,7 @@ pub use calendar::{
 pub use reachability::{
     detect_blocks, detect_platform_blocks, BlockConfig, PlatformSeries, ReachabilityInput,
 };
-pub use spike::{detect, DetectConfig, Detection};
+pub use spike::{detect, detect_with_events, DetectConfig, Detection};
 
 /// Version of the JSON shape of [`Alert`] / [`AlignmentReport`]; bump on any breaking change.
 pub const ALERTS_SCHEMA_VERSION: u32 = 1;

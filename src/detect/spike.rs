@@ -139,9 +139,30 @@ struct Open {
 
 /// Runs the spike and shift detectors over `series`, naming alerts after `metric`.
 pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
+    detect_with_events(series, metric, cfg, &[])
+}
+
+/// [`detect`] with the baseline frozen during `events` (`[start, end)` in Unix nanoseconds,
+/// `None`: still open): nothing inside an event is learnt, so a change that builds up slowly
+/// after a block began (users adopting a VPN over days) is judged against the level before the
+/// block instead of being followed by the trailing baseline. Meant for blocks found in the same
+/// data; a calendar date alone is no evidence that this network was affected. Ignored in
+/// novelty mode.
+pub fn detect_with_events(
+    series: &Series,
+    metric: &str,
+    cfg: &DetectConfig,
+    events: &[(i64, Option<i64>)],
+) -> Detection {
     if let Some(novelty) = &cfg.novelty {
         return detect_novelty(series, metric, cfg, novelty);
     }
+    let in_event = |i: usize| {
+        let ts = series.ts(i);
+        events
+            .iter()
+            .any(|&(start, end)| ts >= start && end.is_none_or(|e| ts < e))
+    };
     let n = series.values.len();
     let kind = BaselineKind::for_series(n, series.step_nanos);
     let mut base = Baseline::new(kind, cfg.baseline);
@@ -151,6 +172,8 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
     let mut spike: Option<Open> = None;
     let mut shift: Option<Open> = None;
     let (mut s_up, mut s_dn, mut onset_up, mut onset_dn) = (0.0f64, 0.0f64, 0usize, 0usize);
+    let (mut strict_up, mut strict_dn) = (0.0f64, 0.0f64);
+    let (mut strict_onset_up, mut strict_onset_dn) = (0usize, 0usize);
     let mut last_detected: Option<usize> = None;
     let k = cfg.cusum_k.max(0.0);
     let h = if cfg.cusum_h.is_finite() && cfg.cusum_h > 0.0 {
@@ -173,15 +196,25 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
         if !x.is_finite() {
             continue;
         }
-        let Some((e, model)) = base.expected(i, shift.is_some()) else {
-            base.accept(i, x, None);
+        let frozen = in_event(i);
+        let expectation = if frozen {
+            base.expected_during_event(i)
+        } else {
+            base.expected(i, shift.is_some())
+        };
+        let Some((e, model)) = expectation else {
+            if !frozen {
+                base.accept(i, x, None);
+            }
             continue;
         };
         if let Some(slot) = expected.get_mut(i) {
             *slot = e;
         }
         let Some(s) = base.scale(e) else {
-            base.accept(i, x, Some(e));
+            if !frozen {
+                base.accept(i, x, Some(e));
+            }
             continue;
         };
         if let Some(slot) = scale.get_mut(i) {
@@ -211,7 +244,7 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
             ev.score = ev.score.max(ev.cusum / h);
             if ev.recover_run >= cfg.recover_points.max(1) {
                 // Back to normal: the recovering windows are ordinary history again.
-                for j in ev.recover_start..=i {
+                for j in (ev.recover_start..=i).filter(|&j| !in_event(j)) {
                     if let (Some(&v), Some(&ej)) = (series.values.get(j), expected.get(j)) {
                         base.accept(j, v, Some(ej));
                     }
@@ -265,7 +298,7 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
             // Quiet period after an alert: learn nothing anomalous, raise nothing.
             s_up = 0.0;
             s_dn = 0.0;
-            if !is_spike {
+            if !is_spike && !frozen {
                 base.accept(i, x, Some(e));
             }
             continue;
@@ -283,6 +316,23 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
         }
         s_up = (s_up + r - k).max(0.0);
         s_dn = (s_dn - r - k).max(0.0);
+        // Against a baseline frozen by an event the level does not follow the daily cycle, so
+        // small deviations add up for hours before the real change; the onset is then taken
+        // from a stricter CUSUM (reference 2k): where the deviation became clear.
+        if frozen {
+            if strict_up == 0.0 {
+                strict_onset_up = i;
+            }
+            if strict_dn == 0.0 {
+                strict_onset_dn = i;
+            }
+            strict_up = (strict_up + r - 2.0 * k).max(0.0);
+            strict_dn = (strict_dn - r - 2.0 * k).max(0.0);
+        } else {
+            // Outside events the ordinary onset stands.
+            (strict_up, strict_dn) = (0.0, 0.0);
+            (strict_onset_up, strict_onset_dn) = (0, 0);
+        }
 
         if is_spike {
             let dir = z.signum();
@@ -347,9 +397,9 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
         if s_up > h || s_dn > h {
             let up = s_up > h;
             let (dir, onset, stat) = if up {
-                (1.0, onset_up, s_up)
+                (1.0, onset_up.max(strict_onset_up.min(i)), s_up)
             } else {
-                (-1.0, onset_dn, s_dn)
+                (-1.0, onset_dn.max(strict_onset_dn.min(i)), s_dn)
             };
             let mut ev = Open {
                 kind: if up {
@@ -404,7 +454,7 @@ pub fn detect(series: &Series, metric: &str, cfg: &DetectConfig) -> Detection {
             s_dn = 0.0;
             continue;
         }
-        if !is_spike {
+        if !is_spike && !frozen {
             base.accept(i, x, Some(e));
         }
     }
@@ -779,6 +829,48 @@ mod tests {
         let d = detect(&s, "x", &DetectConfig::default());
         assert!(d.alerts.is_empty(), "{:?}", d.alerts);
         assert_eq!(d.baseline_kind, BaselineKind::Trailing);
+    }
+
+    /// A slow ramp that begins after a block: the trailing baseline follows it, a baseline
+    /// frozen from the block's start measures it against the level before, with the onset at
+    /// the ramp's start (not at the block's).
+    #[test]
+    fn a_frozen_event_baseline_finds_a_slow_ramp_at_its_start() {
+        let n = 200;
+        let (block, ramp) = (120usize, 140usize);
+        let values: Vec<f64> = noise(n, 5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| 50.0 + 2.0 * v + 0.4 * i.saturating_sub(ramp) as f64)
+            .collect();
+        let s = series(values);
+        let cfg = DetectConfig::default();
+        let events = [(s.ts(block), None)];
+        let d = detect_with_events(&s, "vpn_hosts", &cfg, &events);
+        let up: Vec<&Alert> = d
+            .alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::LevelShiftUp)
+            .collect();
+        assert_eq!(up.len(), 1, "{:?}", d.alerts);
+        let onset = ((up[0].start_ts - s.start_ts_nanos) / STEP) as usize;
+        assert!(
+            (ramp..=ramp + 12).contains(&onset),
+            "onset {onset}, ramp starts at {ramp}"
+        );
+        // Without the event the same ramp starts no earlier.
+        let plain = detect(&s, "vpn_hosts", &cfg);
+        let plain_onset = plain
+            .alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::LevelShiftUp)
+            .map(|a| ((a.start_ts - s.start_ts_nanos) / STEP) as usize)
+            .min();
+        assert!(plain_onset.is_none_or(|p| p >= onset), "{plain_onset:?}");
+        // An event with no change after it raises nothing.
+        let flat = series(noise(n, 5).into_iter().map(|v| 50.0 + 2.0 * v).collect());
+        let d = detect_with_events(&flat, "vpn_hosts", &cfg, &events);
+        assert!(d.alerts.is_empty(), "{:?}", d.alerts);
     }
 
     #[test]

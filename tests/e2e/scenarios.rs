@@ -158,6 +158,22 @@ fn first_circumvention_flow(truth_csv: &str, adopted: &BTreeMap<i64, i64>) -> Op
         .min()
 }
 
+/// Seeds per shape: 1 and 2, or `TW_SCENARIO_SEEDS` (`1-10` or `3,5,8`) for a longer look
+/// (`TW_SCENARIO_SHAPES=block-slow-ramp,outage` picks shapes).
+fn seeds() -> Vec<u64> {
+    let Ok(spec) = std::env::var("TW_SCENARIO_SEEDS") else {
+        return vec![1, 2];
+    };
+    if let Some((a, b)) = spec.split_once('-') {
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+            return (a..=b).collect();
+        }
+    }
+    spec.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
 /// Windows between the window holding the truth and the detected onset's window.
 fn lag(detected: Option<i64>, truth: i64) -> Option<i64> {
     detected.map(|d| d.div_euclid(WINDOW_NANOS) - truth.div_euclid(WINDOW_NANOS))
@@ -174,8 +190,13 @@ fn detection_matches_the_truth_of_each_scenario_shape() {
         "scenario          seed  what   truth onset          detected onset       lag (windows)\n",
     );
     let mut failures = Vec::new();
-    for shape in SHAPES {
-        for seed in [1u64, 2] {
+    let wanted = std::env::var("TW_SCENARIO_SHAPES").ok();
+    for shape in SHAPES.iter().filter(|s| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w.split(',').any(|n| n == s.name))
+    }) {
+        for seed in seeds() {
             let stem = dir.join(format!("{}-{seed}", shape.name));
             let toml_path = stem.with_extension("toml");
             std::fs::write(&toml_path, scenario_toml(shape, seed)).unwrap();
