@@ -60,6 +60,10 @@ pub struct BlockConfig {
     /// ([`detect_platform_blocks`]); the default is the baseline's `min_residuals`, below
     /// which the detector cannot give a z-score at all.
     pub min_platform_windows: usize,
+    /// Failed platform attempts (attempts that did not succeed) an interval needs before it is
+    /// called a block or an outage, when attempt counts are known: two failures in a window of
+    /// ten at night move the ratio by twenty points, yet say nothing.
+    pub min_failures: f64,
 }
 
 impl Default for BlockConfig {
@@ -74,6 +78,7 @@ impl Default for BlockConfig {
             control_min_drop: 0.1,
             min_control_attempts: 10.0,
             min_platform_windows: detect.baseline.min_residuals,
+            min_failures: 5.0,
         }
     }
 }
@@ -149,6 +154,20 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
                 .copied(),
         );
         let p_drop = rel_drop(p_before, p_during);
+        if let Some(attempts) = input.platform_attempts {
+            let failed: f64 = (start..stop)
+                .filter_map(|i| {
+                    let ratio = *platform.values.get(i)?;
+                    let a = attempts
+                        .index_of(platform.ts(i))
+                        .and_then(|j| attempts.values.get(j))?;
+                    (ratio.is_finite() && a.is_finite()).then(|| a * (1.0 - ratio))
+                })
+                .sum();
+            if failed < cfg.min_failures {
+                continue;
+            }
+        }
 
         let control = input.control_ratio;
         let lookback = cfg.detect.baseline.trailing_points.max(1);
@@ -423,6 +442,28 @@ mod tests {
             Some("8000.0000")
         );
         assert!(a.magnitude < 0.1);
+    }
+
+    /// Two failed attempts of ten in one window move the ratio by twenty points: too few
+    /// failures to call a block; ten of ten are enough.
+    #[test]
+    fn a_dip_of_a_few_failed_attempts_is_not_a_block() {
+        for (ok_in_dip, expect_alert) in [(8.0, false), (0.0, true)] {
+            let mut p = vec![1.0; 300];
+            p[200] = ok_in_dip / 10.0;
+            let platform = series(p);
+            let attempts = series(vec![10.0; 300]);
+            let control = series(ratio(300, 0.98));
+            let input = ReachabilityInput {
+                platform_ratio: &platform,
+                control_ratio: &control,
+                platform_attempts: Some(&attempts),
+                control_attempts: None,
+                failures: &[],
+            };
+            let alerts = detect_blocks(&input, "x_success_ratio", &BlockConfig::default());
+            assert_eq!(!alerts.is_empty(), expect_alert, "{ok_in_dip}: {alerts:?}");
+        }
     }
 
     #[test]
