@@ -47,6 +47,31 @@ fn metric_config(metric: &str) -> detect::DetectConfig {
     cfg
 }
 
+/// Fewest hosts a share alert's peak must differ by from the expected share: one VPN host among
+/// twelve active at night is 8 points of share and says nothing. Two rather than the count
+/// metrics' three, so the first adopters of a slow ramp still show (scenario seeds 1-10: no
+/// false alarm left without a block; README "Scenario files").
+const MIN_SHARE_EXCESS_HOSTS: f64 = 2.0;
+
+/// Whether a share alert's peak moved at least [`MIN_SHARE_EXCESS_HOSTS`] hosts:
+/// |observed - expected| x active hosts in the peak window. Alerts without those facts stay.
+fn share_alert_has_enough_hosts(a: &Alert, active: &Series) -> bool {
+    let fact = |key: &str| {
+        a.evidence
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    let hosts = active
+        .index_of(a.peak_ts)
+        .and_then(|i| active.values.get(i))
+        .copied();
+    match (fact("observed_at_peak"), fact("expected_at_peak"), hosts) {
+        (Some(x), Some(e), Some(n)) if n.is_finite() => (x - e).abs() * n >= MIN_SHARE_EXCESS_HOSTS,
+        _ => true,
+    }
+}
+
 /// `source` of the events made from blocks detected in the capture itself.
 pub const DETECTED_SOURCE: &str = "tunnelwatch: detected in this capture";
 
@@ -205,7 +230,11 @@ pub fn run(
             }
             let detection =
                 detect::detect_with_events(&s, name, &metric_config(name), &block_spans);
-            alerts.extend(detection.alerts);
+            let mut found = detection.alerts;
+            if let (true, Some(active)) = (name.ends_with("_share"), &active) {
+                found.retain(|a| share_alert_has_enough_hosts(a, active));
+            }
+            alerts.extend(found);
             baselines.push((name, s, detection.expected));
         }
     }
@@ -380,6 +409,55 @@ mod alignment_line_tests {
         assert_eq!(lines.len(), MAX_ALIGNMENT_LINES + 1);
         assert!(lines[MAX_ALIGNMENT_LINES].contains("8 more"));
         assert!(lines[0].contains("measured pre-event ratio –"));
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+
+    fn alert(observed: f64, expected: f64, peak_ts: i64) -> Alert {
+        Alert {
+            kind: detect::AlertKind::Spike,
+            metric: "circumvention_host_share".into(),
+            start_ts: peak_ts,
+            end_ts: None,
+            peak_ts,
+            detected_ts: peak_ts,
+            magnitude: 0.0,
+            score: 1.0,
+            evidence: vec![
+                ("expected_at_peak".into(), expected.to_string()),
+                ("observed_at_peak".into(), observed.to_string()),
+            ],
+        }
+    }
+
+    /// One VPN host among twelve (8 points of share) is not enough; four among twelve is.
+    #[test]
+    fn share_alerts_need_a_few_hosts_of_excess() {
+        let step = 3_600_000_000_000;
+        let active = Series {
+            start_ts_nanos: 0,
+            step_nanos: step,
+            values: vec![12.0, 12.0, f64::NAN],
+        };
+        assert!(!share_alert_has_enough_hosts(
+            &alert(1.0 / 12.0, 0.0, step),
+            &active
+        ));
+        assert!(share_alert_has_enough_hosts(
+            &alert(4.0 / 12.0, 0.0, step),
+            &active
+        ));
+        // Without the facts (or the host count) the alert stays.
+        assert!(share_alert_has_enough_hosts(
+            &alert(0.1, 0.0, 2 * step),
+            &active
+        ));
+        let mut bare = alert(0.1, 0.0, step);
+        bare.evidence.clear();
+        assert!(share_alert_has_enough_hosts(&bare, &active));
     }
 }
 
