@@ -155,16 +155,8 @@ pub fn detect_blocks(input: &ReachabilityInput<'_>, metric: &str, cfg: &BlockCon
         );
         let p_drop = rel_drop(p_before, p_during);
         if let Some(attempts) = input.platform_attempts {
-            let failed: f64 = (start..stop)
-                .filter_map(|i| {
-                    let ratio = *platform.values.get(i)?;
-                    let a = attempts
-                        .index_of(platform.ts(i))
-                        .and_then(|j| attempts.values.get(j))?;
-                    (ratio.is_finite() && a.is_finite()).then(|| a * (1.0 - ratio))
-                })
-                .sum();
-            if failed < cfg.min_failures {
+            let (ok_share, tried) = pooled(&platform, attempts, alert.start_ts, end_ts);
+            if tried * (1.0 - ok_share.min(1.0)) < cfg.min_failures || !ok_share.is_finite() {
                 continue;
             }
         }
