@@ -632,26 +632,13 @@ fn write_analysis(
     let (metrics, _tables) =
         crate::stats::write_window_tables(&columns, &stats_config, out, &formats)
             .context("writing per-window tables")?;
-    let extra_events = match &stats_args.events {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            crate::detect::parse_events(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => Vec::new(),
-    };
+    let extra_events = read_user_events(stats_args.events.as_deref())?;
     let detections =
         detection::run(&metrics, summary, &extra_events, out).context("detecting events")?;
     let protocol_counts = output::protocol_counts(records);
-    let summary_path = out.join("summary.json");
-    report::write_summary_json(summary, &protocol_counts, &summary_path)
-        .with_context(|| format!("writing {}", summary_path.display()))?;
     let data =
         report::html::ReportData::from_run(summary, records, &metrics, &stats_config, detections);
-    data.write_json(&out.join("report_data.json"))
-        .context("writing report_data.json")?;
-    report::html::write_html(&data, &out.join("report.html")).context("writing report.html")?;
+    write_summary_and_report(summary, &protocol_counts, &data, out)?;
     let flows_path = crate::stats::write_flows_shown(records, out, &stats_config)
         .context("writing flows table")?;
     if let Some(dir) = figures {
@@ -670,6 +657,21 @@ fn write_analysis(
         );
     }
     Ok(())
+}
+
+/// Writes `summary.json`, `report_data.json` and `report.html` of a run into `out`.
+fn write_summary_and_report(
+    summary: &RunSummary,
+    protocol_counts: &std::collections::BTreeMap<String, u64>,
+    data: &report::html::ReportData,
+    out: &std::path::Path,
+) -> Result<()> {
+    let summary_path = out.join("summary.json");
+    report::write_summary_json(summary, protocol_counts, &summary_path)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    data.write_json(&out.join("report_data.json"))
+        .context("writing report_data.json")?;
+    report::html::write_html(data, &out.join("report.html")).context("writing report.html")
 }
 
 fn read_user_events(path: Option<&std::path::Path>) -> Result<Vec<crate::detect::BlockEvent>> {
@@ -959,9 +961,6 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         .context("writing the run's statistics")?;
     let detections = detection::run(&metrics.detector, &totals.summary, &extra_events, &args.out)
         .context("detecting events")?;
-    let summary_path = args.out.join("summary.json");
-    report::write_summary_json(&totals.summary, &protocol_counts, &summary_path)
-        .with_context(|| format!("writing {}", summary_path.display()))?;
     let mut data = report::html::ReportData::from_run(
         &totals.summary,
         &examples,
@@ -971,10 +970,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
     );
     data.protocol_mix = protocol_mix.rows();
     data.top_servers = servers.rows(&stats_config);
-    data.write_json(&args.out.join("report_data.json"))
-        .context("writing report_data.json")?;
-    report::html::write_html(&data, &args.out.join("report.html"))
-        .context("writing report.html")?;
+    write_summary_and_report(&totals.summary, &protocol_counts, &data, &args.out)?;
     if !args.quiet {
         report::print_terminal_summary(&totals.summary, &protocol_counts);
     }
