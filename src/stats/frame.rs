@@ -254,6 +254,16 @@ fn platforms_window_frame(flows: &DataFrame, platforms: &[&str]) -> PolarsResult
         .collect()
 }
 
+/// The `series` table of one grouping: the pooled columns from `hosts`, then the measured
+/// platforms' own columns from `flows` ([`with_platform_columns`]).
+pub(super) fn full_series_frame(
+    flows: &DataFrame,
+    hosts: &DataFrame,
+    config: &StatsConfig,
+) -> PolarsResult<DataFrame> {
+    with_platform_columns(series_frame(hosts)?, flows, &config.measured_platforms())
+}
+
 pub(super) fn series_frame(hosts: &DataFrame) -> PolarsResult<DataFrame> {
     let mut aggs = vec![
         len().cast(DataType::UInt64).alias("active_hosts"),
@@ -518,9 +528,7 @@ pub fn write_window_tables(
 ) -> io::Result<(Vec<MetricSeries>, Vec<PathBuf>)> {
     let flows = flow_frame(cols).map_err(to_io)?;
     let mut hosts = hosts_frame(&flows).map_err(to_io)?;
-    let series = series_frame(&hosts).map_err(to_io)?;
-    let mut series =
-        with_platform_columns(series, &flows, &config.measured_platforms()).map_err(to_io)?;
+    let mut series = full_series_frame(&flows, &hosts, config).map_err(to_io)?;
     let mut protocols = protocols_frame(&flows).map_err(to_io)?;
     let metrics = metric_series(&series, config.window_secs).map_err(to_io)?;
     let mut written = Vec::new();

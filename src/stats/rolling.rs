@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::frame::{
-    flow_frame, hosts_frame, metric_series, protocols_frame, series_frame, to_io, write_table,
+    flow_frame, full_series_frame, hosts_frame, metric_series, protocols_frame, to_io, write_table,
 };
 use super::{FlowColumns, MetricSeries, StatsConfig, TableFormat};
 use crate::fingerprint::Family;
@@ -163,11 +163,7 @@ impl RollingStats {
     fn advance(&mut self, cutoff: i64) -> io::Result<RollingMetrics> {
         let flows = flow_frame(&self.cols).map_err(to_io)?;
         let hosts = hosts_frame(&flows).map_err(to_io)?;
-        let series = series_frame(&hosts).map_err(to_io)?;
-        // The per-platform columns, as `write_window_tables` adds them.
-        let series =
-            super::frame::with_platform_columns(series, &flows, &self.config.measured_platforms())
-                .map_err(to_io)?;
+        let series = full_series_frame(&flows, &hosts, &self.config).map_err(to_io)?;
         let protocols = protocols_frame(&flows).map_err(to_io)?;
         // Rows of windows before the old cutoff are adoption markers (already frozen).
         let old = self.cutoff;
