@@ -31,20 +31,30 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC with microseconds, e.g. `2024-02-17T17:02:03.123456Z`.
 pub fn format_ts(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let micros = nanos.rem_euclid(1_000_000_000) / 1000;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        return format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            sod / 3600,
-            (sod % 3600) / 60,
-            sod % 60
-        );
+    match ts_digits(nanos) {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => {
+            let (y, m, d, sod, micros) = ts_parts(nanos);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                sod / 3600,
+                (sod % 3600) / 60,
+                sod % 60
+            )
+        }
     }
-    // Hot in flow output: fixed-width digits without the formatting machinery.
+}
+
+/// Length of [`ts_digits`]' output: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const TS_LEN: usize = 27;
+
+/// [`format_ts`] as fixed-width ASCII on the stack, for years 0..=9999 (`None` outside them).
+/// Hot in flow output: digits placed without the formatting machinery or an allocation.
+pub fn ts_digits(nanos: i64) -> Option<[u8; TS_LEN]> {
+    let (y, m, d, sod, micros) = ts_parts(nanos);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
     let mut b = *b"0000-00-00T00:00:00.000000Z";
     let mut put = |at: usize, width: usize, mut v: i64| {
         for i in (0..width).rev() {
@@ -59,7 +69,17 @@ pub fn format_ts(nanos: i64) -> String {
     put(14, 2, (sod % 3600) / 60);
     put(17, 2, sod % 60);
     put(20, 6, micros);
-    String::from_utf8_lossy(&b).into_owned()
+    Some(b)
+}
+
+/// (year, month, day, second of day, microseconds) of a nanosecond UTC timestamp.
+fn ts_parts(nanos: i64) -> (i64, u32, u32, i64, i64) {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let micros = nanos.rem_euclid(1_000_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    (y, m, d, sod, micros)
 }
 
 /// Formats UTC ns as `YYYY-MM-DDTHH:MM:SSZ` (sub-second part dropped).

@@ -293,17 +293,24 @@ impl Label {
     /// `spec: fact=value, ...; spec: ...`, deciding match first.
     pub fn evidence_text(&self) -> String {
         let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_evidence(&mut out);
+        out
+    }
+
+    /// [`Label::evidence_text`] written into `out` (flow output renders it in place).
+    pub fn write_evidence(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         for (i, m) in self.matches.iter().enumerate() {
             if i > 0 {
-                out.push_str("; ");
+                out.write_str("; ")?;
             }
-            out.push_str(m.verdict.protocol.unwrap_or(m.spec.name));
+            out.write_str(m.verdict.protocol.unwrap_or(m.spec.name))?;
             if !m.verdict.evidence.0.is_empty() {
-                out.push_str(": ");
-                out.push_str(&m.verdict.evidence.to_string());
+                out.write_str(": ")?;
+                write!(out, "{}", m.verdict.evidence)?;
             }
         }
-        out
+        Ok(())
     }
 }
 
