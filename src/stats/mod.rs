@@ -216,6 +216,61 @@ impl FlowColumns {
         self.host.len()
     }
 
+    /// A row that says only "this host used circumvention in `window`" (no packets, no
+    /// platform): what a frozen window keeps of an adopter so adoption counts stay right.
+    pub fn push_adoption_marker(&mut self, window: i64, host: String) {
+        let FlowColumns {
+            window_start,
+            host: hosts,
+            family,
+            protocol,
+            circumvention,
+            packets,
+            bytes,
+            platform,
+            control,
+            result,
+        } = self;
+        window_start.push(window);
+        hosts.push(host);
+        family.push(Family::Vpn.name());
+        protocol.push("unknown");
+        circumvention.push(true);
+        packets.push(0);
+        bytes.push(0);
+        platform.push(None);
+        control.push(false);
+        result.push("other");
+    }
+
+    /// Keeps the rows whose window starts at or after `cutoff`. Every column is named in the
+    /// destructuring below, so a new column cannot be left out of the filter.
+    pub fn retain_windows_from(&mut self, cutoff: i64) {
+        let keep: Vec<bool> = self.window_start.iter().map(|&w| w >= cutoff).collect();
+        let FlowColumns {
+            window_start,
+            host,
+            family,
+            protocol,
+            circumvention,
+            packets,
+            bytes,
+            platform,
+            control,
+            result,
+        } = self;
+        retain_rows(window_start, &keep);
+        retain_rows(host, &keep);
+        retain_rows(family, &keep);
+        retain_rows(protocol, &keep);
+        retain_rows(circumvention, &keep);
+        retain_rows(packets, &keep);
+        retain_rows(bytes, &keep);
+        retain_rows(platform, &keep);
+        retain_rows(control, &keep);
+        retain_rows(result, &keep);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.host.is_empty()
     }
@@ -450,6 +505,16 @@ pub const CIRCUMVENTION_FAMILIES: [Family; 5] = [
     Family::Obfuscated,
     Family::Tunnel,
 ];
+
+/// Keeps `column[i]` where `keep[i]` (rows past `keep`'s end are dropped).
+fn retain_rows<T>(column: &mut Vec<T>, keep: &[bool]) {
+    let mut row = 0;
+    column.retain(|_| {
+        let kept = keep.get(row).copied().unwrap_or(false);
+        row += 1;
+        kept
+    });
+}
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,6 @@ use super::frame::{
     flow_frame, full_series_frame, hosts_frame, metric_series, protocols_frame, to_io, write_table,
 };
 use super::{FlowColumns, MetricSeries, StatsConfig, TableFormat};
-use crate::fingerprint::Family;
 use crate::flow::FlowRecord;
 
 /// Per-window statistics of an open-ended run, frozen window by window (module docs).
@@ -216,37 +215,10 @@ impl RollingStats {
 
     /// Drops the rows of frozen windows and puts one adoption marker per frozen adopter.
     fn compact(&mut self) {
-        let old = std::mem::take(&mut self.cols);
-        let mut kept = FlowColumns::default();
-        for i in 0..old.len() {
-            let Some(&w) = old.window_start.get(i) else {
-                continue;
-            };
-            if w < self.cutoff {
-                continue;
-            }
-            kept.window_start.push(w);
-            kept.host.push(old.host[i].clone());
-            kept.family.push(old.family[i]);
-            kept.protocol.push(old.protocol[i]);
-            kept.circumvention.push(old.circumvention[i]);
-            kept.packets.push(old.packets[i]);
-            kept.bytes.push(old.bytes[i]);
-            kept.platform.push(old.platform[i].clone());
-            kept.control.push(old.control[i]);
-            kept.result.push(old.result[i]);
-        }
+        let mut kept = std::mem::take(&mut self.cols);
+        kept.retain_windows_from(self.cutoff);
         for (host, &w) in self.adopters.iter().filter(|(_, &w)| w < self.cutoff) {
-            kept.window_start.push(w);
-            kept.host.push(host.clone());
-            kept.family.push(Family::Vpn.name());
-            kept.protocol.push("unknown");
-            kept.circumvention.push(true);
-            kept.packets.push(0);
-            kept.bytes.push(0);
-            kept.platform.push(None);
-            kept.control.push(false);
-            kept.result.push("other");
+            kept.push_adoption_marker(w, host.clone());
         }
         self.cols = kept;
     }

@@ -162,6 +162,11 @@ impl TlsRecordBuffer {
             self.content_types |= 1 << (h.content_type - content_type::CHANGE_CIPHER_SPEC);
             self.body_type = h.content_type;
             self.body_remaining = usize::from(h.length);
+            if h.content_type == content_type::HANDSHAKE && !self.encrypted {
+                // One allocation per record instead of doubling through a certificate chain.
+                let room = MAX_BUFFER.saturating_sub(self.handshake.len());
+                self.handshake.reserve(self.body_remaining.min(room));
+            }
             match h.content_type {
                 content_type::CHANGE_CIPHER_SPEC => self.encrypted = true,
                 content_type::APPLICATION_DATA => {
