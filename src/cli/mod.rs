@@ -183,6 +183,10 @@ pub struct InputArgs {
     /// VPN provider/app address ranges: lines `PREFIX,TOKEN` (e.g. `198.51.100.0/24,mullvad`).
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
+    /// Do not use the built-in provider server lists (Mullvad, Proton VPN, Surfshark); only
+    /// `--endpoints`/`--tor-relays` name peers by address.
+    #[arg(long)]
+    pub no_builtin_endpoints: bool,
     /// Threads (default: all cores): one reads and dispatches, the others own flow tables.
     /// Output does not depend on it.
     #[arg(long, value_name = "N")]
@@ -477,6 +481,9 @@ fn run_pipeline_into(
 
 /// Loads the user's endpoint lists (if any) for the endpoint-list detectors.
 fn install_endpoint_lists(input: &InputArgs) -> Result<()> {
+    if input.no_builtin_endpoints {
+        crate::intel::endpoints::disable_builtin();
+    }
     let mut list = crate::intel::endpoints::EndpointList::default();
     if let Some(path) = &input.tor_relays {
         let text =
@@ -687,7 +694,12 @@ fn read_user_events(path: Option<&std::path::Path>) -> Result<Vec<crate::detect:
 }
 
 fn run_detect(args: DetectArgs) -> Result<i32> {
-    let series = args.dir.join("series.parquet");
+    // analyze writes the series table as Parquet by default, CSV or JSON with --tables.
+    let series = ["parquet", "csv", "json"]
+        .iter()
+        .map(|ext| args.dir.join(format!("series.{ext}")))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| args.dir.join("series.parquet"));
     let metrics = crate::stats::read_metric_series(&series, 300)
         .with_context(|| format!("reading {}", series.display()))?;
     let data_path = args.dir.join("report_data.json");

@@ -111,3 +111,54 @@ fn dev_corpus_labels() {
         "recall {recall:.3} below the floor {MIN_RECALL}"
     );
 }
+
+/// Issue 3: the Mullvad capture's server, 198.54.131.98, is a relay address (`ipv4_addr_in`) in
+/// Mullvad's published relay list, which is built in: its WireGuard flow gets provider `mullvad`
+/// while the protocol stays the wire's; `--no-builtin-endpoints` takes the provider away.
+#[test]
+fn mullvad_relay_is_named_from_the_builtin_provider_list() {
+    let Some(shared) = shared("mullvad_relay_is_named_from_the_builtin_provider_list") else {
+        return;
+    };
+    let capture = shared.join("corpus/dev/mullvad_wireguard.pcap");
+    let labels = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec![capture.to_str().unwrap(), "--format", "jsonl", "-q"];
+        args.insert(0, "flows");
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    };
+    let rows = labels(&[]);
+    let relay: Vec<_> = rows
+        .iter()
+        .filter(|r| r["server_ip"] == "198.54.131.98")
+        .collect();
+    assert!(!relay.is_empty(), "no flow to the relay: {rows:?}");
+    for r in relay {
+        assert_eq!(
+            (
+                r["protocol"].as_str(),
+                r["provider"].as_str(),
+                r["family"].as_str()
+            ),
+            (Some("wireguard"), Some("mullvad"), Some("vpn")),
+            "{r}"
+        );
+        assert!(
+            r["evidence"]
+                .as_str()
+                .is_some_and(|e| e.contains("endpoint_list=mullvad")),
+            "{r}"
+        );
+    }
+    for r in labels(&["--no-builtin-endpoints"]) {
+        assert_eq!(r["provider"].as_str().unwrap_or_default(), "", "{r}");
+        if r["server_ip"] == "198.54.131.98" {
+            assert_eq!(r["protocol"].as_str(), Some("wireguard"), "{r}");
+        }
+    }
+}

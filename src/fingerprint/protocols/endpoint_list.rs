@@ -1,6 +1,6 @@
-//! Labels from user-supplied endpoint lists (`--tor-relays`, `--endpoints`, see
-//! `intel::endpoints`): the server address is a known Tor relay, or belongs to a VPN provider
-//! or app. Confidence is `endpoint_list`: the address says who the peer is, not what was spoken.
+//! Labels from endpoint lists (`intel::endpoints`: the built-in provider server lists and the
+//! user's `--tor-relays`, `--endpoints`): the server address is a known Tor relay, or belongs to
+//! a VPN provider or app. Confidence is `endpoint_list`: the address says who the peer is, not what was spoken.
 //!
 //! Two specs: a relay names the protocol (`tor`, ranked above generic carriers, below any
 //! protocol-structure match); a provider range only adds `provider`/`application` (ranked
@@ -10,22 +10,7 @@ use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
 };
 use crate::intel::endpoints::{self, Endpoint};
-
-/// Application tokens of the vocabulary (anything else in a list is taken as a provider).
-const APPLICATIONS: &[&str] = &[
-    "psiphon",
-    "ultrasurf",
-    "hotspot_shield",
-    "tunnelbear",
-    "softether",
-    "warp",
-    "tailscale",
-    "zerotier",
-    "anyconnect",
-    "forticlient",
-    "globalprotect",
-    "tinc",
-];
+use crate::intel::APPLICATION_TOKENS;
 
 pub static TOR_RELAY_SPEC: Spec = Spec {
     name: "tor_relay",
@@ -79,7 +64,8 @@ impl Fingerprinter for VpnEndpoint {
                 let mut v = Verdict::new(Confidence::EndpointList).fact("endpoint_list", token);
                 v.protocol = Some("unknown");
                 v.family = Some(Family::Vpn);
-                if APPLICATIONS.contains(&token) {
+                // Anything that is not an application of the vocabulary is taken as a provider.
+                if APPLICATION_TOKENS.contains(&token) {
                     v.application = Some(token);
                 } else {
                     v.provider = Some(token);
