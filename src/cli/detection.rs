@@ -44,32 +44,45 @@ fn metric_config(metric: &str) -> detect::DetectConfig {
         cfg.min_value = 3.0;
         cfg.baseline.abs_scale_floor = 1.0;
     }
+    if metric == "new_adopters" {
+        // New adopters are counts of events (a host's first circumvention flow): inside a
+        // detected block they are tested against the day before it (Poisson), at least three
+        // adopters above the expectation.
+        cfg.event_counts = Some(detect::EventCountConfig {
+            min_excess: 3.0,
+            ..detect::EventCountConfig::default()
+        });
+    }
     cfg
 }
 
-/// Fewest hosts a share alert's peak must differ by from the expected share: one VPN host among
-/// twelve active at night is 8 points of share and says nothing. Two rather than the count
-/// metrics' three, so the first adopters of a slow ramp still show (scenario seeds 1-10: no
-/// false alarm left without a block; README "Scenario files").
+/// Fewest hosts by which a share window must differ from the expected share to count as
+/// anomalous: one VPN host among twelve active at night is 8 points of share and says nothing.
+/// Two rather than the count metrics' three, so the first adopters of a slow ramp still show
+/// (scenario seeds 1-10: no false alarm without a block; README "Scenario files"). Given to the
+/// detector per window as `hosts / active hosts` ([`detect::DetectContext::min_abs_delta`]).
 const MIN_SHARE_EXCESS_HOSTS: f64 = 2.0;
 
-/// Whether a share alert's peak moved at least [`MIN_SHARE_EXCESS_HOSTS`] hosts:
-/// |observed - expected| x active hosts in the peak window. Alerts without those facts stay.
-fn share_alert_has_enough_hosts(a: &Alert, active: &Series) -> bool {
-    let fact = |key: &str| {
-        a.evidence
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-    };
-    let hosts = active
-        .index_of(a.peak_ts)
-        .and_then(|i| active.values.get(i))
-        .copied();
-    match (fact("observed_at_peak"), fact("expected_at_peak"), hosts) {
-        (Some(x), Some(e), Some(n)) if n.is_finite() => (x - e).abs() * n >= MIN_SHARE_EXCESS_HOSTS,
-        _ => true,
-    }
+/// Per-window minimum change of a share metric: [`MIN_SHARE_EXCESS_HOSTS`] over the active hosts
+/// of each of `share`'s windows (`NaN`, no floor, where the host count is unknown; infinite, so
+/// nothing counts, where no host was active).
+fn share_floors(share: &Series, active: &Series) -> Vec<f64> {
+    (0..share.values.len())
+        .map(|i| {
+            let hosts = active
+                .index_of(share.ts(i))
+                .and_then(|j| active.values.get(j))
+                .copied()
+                .unwrap_or(f64::NAN);
+            if hosts.is_nan() {
+                f64::NAN
+            } else if hosts <= 0.0 {
+                f64::INFINITY
+            } else {
+                MIN_SHARE_EXCESS_HOSTS / hosts
+            }
+        })
+        .collect()
 }
 
 /// `source` of the events made from blocks detected in the capture itself.
@@ -228,13 +241,16 @@ pub fn run(
                     }
                 }
             }
-            let detection =
-                detect::detect_with_events(&s, name, &metric_config(name), &block_spans);
-            let mut found = detection.alerts;
-            if let (true, Some(active)) = (name.ends_with("_share"), &active) {
-                found.retain(|a| share_alert_has_enough_hosts(a, active));
-            }
-            alerts.extend(found);
+            let floors = match (name.ends_with("_share"), &active) {
+                (true, Some(active)) => Some(share_floors(&s, active)),
+                _ => None,
+            };
+            let context = detect::DetectContext {
+                events: &block_spans,
+                min_abs_delta: floors.as_deref(),
+            };
+            let detection = detect::detect_in_context(&s, name, &metric_config(name), &context);
+            alerts.extend(detection.alerts);
             baselines.push((name, s, detection.expected));
         }
     }
@@ -309,6 +325,7 @@ pub fn run(
                 method: e.method.clone(),
                 source: e.source.clone(),
                 note: e.note.clone(),
+                vpn_demand: e.vpn_demand.as_ref().map(Into::into),
             })
             .collect(),
         alerts: alerts
@@ -416,48 +433,64 @@ mod alignment_line_tests {
 mod share_tests {
     use super::*;
 
-    fn alert(observed: f64, expected: f64, peak_ts: i64) -> Alert {
-        Alert {
-            kind: detect::AlertKind::Spike,
-            metric: "circumvention_host_share".into(),
-            start_ts: peak_ts,
-            end_ts: None,
-            peak_ts,
-            detected_ts: peak_ts,
-            magnitude: 0.0,
-            score: 1.0,
-            evidence: vec![
-                ("expected_at_peak".into(), expected.to_string()),
-                ("observed_at_peak".into(), observed.to_string()),
-            ],
-        }
+    /// Two hosts over the window's active hosts; no floor where the count is unknown and
+    /// nothing counts where nobody was active.
+    #[test]
+    fn share_floors_are_two_hosts_of_each_window() {
+        let step = 3_600_000_000_000;
+        let active = Series {
+            start_ts_nanos: step,
+            step_nanos: step,
+            values: vec![12.0, 40.0, f64::NAN, 0.0],
+        };
+        let share = Series {
+            start_ts_nanos: 0,
+            step_nanos: step,
+            values: vec![0.0; 6],
+        };
+        let floors = share_floors(&share, &active);
+        assert_eq!(floors.len(), 6);
+        assert!(floors[0].is_nan(), "before the host counts: {floors:?}");
+        assert!((floors[1] - 2.0 / 12.0).abs() < 1e-12);
+        assert!((floors[2] - 0.05).abs() < 1e-12);
+        assert!(floors[3].is_nan());
+        assert!(floors[4].is_infinite());
+        assert!(floors[5].is_nan(), "after the host counts: {floors:?}");
     }
 
-    /// One VPN host among twelve (8 points of share) is not enough; four among twelve is.
+    /// One VPN host among twelve at night (8 points of share) does not alarm a share series;
+    /// the same night with five VPN hosts does.
     #[test]
-    fn share_alerts_need_a_few_hosts_of_excess() {
+    fn a_share_alarm_needs_two_hosts_in_its_windows() {
         let step = 3_600_000_000_000;
+        let n = 60;
         let active = Series {
             start_ts_nanos: 0,
             step_nanos: step,
-            values: vec![12.0, 12.0, f64::NAN],
+            values: (0..n).map(|i| if i >= 40 { 12.0 } else { 50.0 }).collect(),
         };
-        assert!(!share_alert_has_enough_hosts(
-            &alert(1.0 / 12.0, 0.0, step),
-            &active
-        ));
-        assert!(share_alert_has_enough_hosts(
-            &alert(4.0 / 12.0, 0.0, step),
-            &active
-        ));
-        // Without the facts (or the host count) the alert stays.
-        assert!(share_alert_has_enough_hosts(
-            &alert(0.1, 0.0, 2 * step),
-            &active
-        ));
-        let mut bare = alert(0.1, 0.0, step);
-        bare.evidence.clear();
-        assert!(share_alert_has_enough_hosts(&bare, &active));
+        let share = |vpn_at_night: f64| Series {
+            start_ts_nanos: 0,
+            step_nanos: step,
+            values: (0..n)
+                .map(|i| if i >= 40 { vpn_at_night / 12.0 } else { 0.0 })
+                .collect(),
+        };
+        let name = "circumvention_host_share";
+        let run = |s: &Series| {
+            let floors = share_floors(s, &active);
+            let context = detect::DetectContext {
+                events: &[],
+                min_abs_delta: Some(&floors),
+            };
+            detect::detect_in_context(s, name, &metric_config(name), &context).alerts
+        };
+        assert!(run(&share(1.0)).is_empty(), "{:?}", run(&share(1.0)));
+        assert!(!run(&share(5.0)).is_empty());
+        // Without the per-window floor one host among twelve alarms: the floor is what
+        // silences it.
+        let plain = detect::detect(&share(1.0), name, &metric_config(name));
+        assert!(!plain.alerts.is_empty());
     }
 }
 

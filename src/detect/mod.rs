@@ -5,7 +5,9 @@
 //!
 //! - [`baseline`]: robust seasonal / trailing baseline, frozen while an event is open.
 //! - [`spike`]: point spikes (robust z-score) and sustained shifts (two-sided CUSUM) on the
-//!   residual against the baseline -> [`Alert`]s. Entry point: [`detect`].
+//!   residual against the baseline -> [`Alert`]s, with per-window minimum absolute changes
+//!   ([`DetectContext`]) and, inside detected blocks, a Poisson test of event counts such as
+//!   new VPN adopters ([`EventCountConfig`]). Entry point: [`detect`] / [`detect_in_context`].
 //! - [`reachability`]: platform success ratio drops while controls hold -> `BlockSuspected`;
 //!   both drop -> `Outage`. Judged per platform, the alert naming it (`platform` evidence).
 //! - [`calendar`]: built-in, sourced block events plus the user's CSV file.
@@ -35,7 +37,10 @@ pub use calendar::{
 pub use reachability::{
     detect_blocks, detect_platform_blocks, BlockConfig, PlatformSeries, ReachabilityInput,
 };
-pub use spike::{detect, detect_with_events, DetectConfig, Detection};
+pub use spike::{
+    detect, detect_in_context, detect_with_events, DetectConfig, DetectContext, Detection,
+    EventCountConfig,
+};
 
 /// Version of the JSON shape of [`Alert`] / [`AlignmentReport`]; bump on any breaking change.
 pub const ALERTS_SCHEMA_VERSION: u32 = 1;

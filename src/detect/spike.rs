@@ -17,9 +17,20 @@
 //!    within `recover_z` of the frozen baseline, or, if `max_freeze_points` is set, after that
 //!    many windows, when its windows are learnt as the new level.
 //! 5. **Minimum counts**: a window only counts as anomalous when `|x - e| >= min_abs_delta` and
-//!    `max(|x|, |e|) >= min_value`, so "2 hosts instead of 1" never alarms.
+//!    `max(|x|, |e|) >= min_value`, so "2 hosts instead of 1" never alarms. A caller whose
+//!    series is a ratio gives a **per-window** minimum as well ([`DetectContext::min_abs_delta`]):
+//!    a VPN host share moves by `hosts / active hosts`, so "at least two hosts" is a different
+//!    share in a night window of 12 active hosts than in a day window of 60.
 //! 6. **Quiet period** (`cooldown_points`, default off): after an alert, no new alert for that
 //!    many windows.
+//! 7. **Event count test** ([`DetectConfig::event_counts`], off by default; for series that count
+//!    events, such as new VPN adopters per window): while an event found in the same data is
+//!    open (a detected block), a one-sided Poisson test of the count since the event began
+//!    against the rate of the day before it. A block is a known candidate change point, so
+//!    whether adoption rose after it is a before/after question, which a handful of adopters
+//!    against a pre-block rate of about zero answers long before the CUSUM (built for
+//!    level shifts of about two scale units, i.e. several hosts a window) does. See
+//!    [`EventCountConfig`].
 //!
 //! **Novelty mode** ([`DetectConfig::novelty`], off by default; used for the NAB evaluation,
 //! see [`super::nab::nab_config`]) replaces steps 1-4 with a cheaper streaming scorer for
@@ -65,6 +76,80 @@ pub struct DetectConfig {
     /// (the default) keeps those. `spike_z`, the CUSUM settings and `baseline` are then unused;
     /// `min_value`, `min_abs_delta` and `cooldown_points` still apply.
     pub novelty: Option<NoveltyConfig>,
+    /// The event count test (module docs, step 7) for series of event counts; `None` (the
+    /// default) = off. Runs only inside the events given to [`detect_with_events`] /
+    /// [`detect_in_context`]; ignored in novelty mode.
+    pub event_counts: Option<EventCountConfig>,
+}
+
+/// Tuning of the event count test (module docs, step 7).
+///
+/// Model: under "nothing changed", the counts per window after the event began are Poisson with
+/// the pre-event rate `λ0`, estimated from the finite windows of the `history_nanos` before the
+/// event as `(sum + 1/2) / windows` (the posterior mean under Jeffreys' prior, so a day without
+/// a single adopter still gives a small positive rate instead of zero, against which any count
+/// would be infinitely significant). At each window `t` inside the event the count `N` since the
+/// event began is tested: `p = P(Poisson(λ0 · m) >= N)` over the `m` finite windows so far.
+/// An alarm needs `p <= alpha` **and** `N - λ0 · m >= min_excess` (the minimum absolute count:
+/// two adopters are never a surge, however quiet the day before).
+///
+/// The onset is the maximum-likelihood change point after the event's start: the `τ` that
+/// maximises the Poisson log-likelihood ratio `N_τ ln(N_τ / (m_τ λ0)) - N_τ + m_τ λ0` of the
+/// windows `[τ, t]` (Page's CUSUM estimator, for a Poisson rate). With `λ0` near zero this is
+/// the window of the first adopter unless a lone early adopter is followed by a long silence,
+/// in which case the later cluster is the better estimate of when the rise began.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventCountConfig {
+    /// Pre-event history the rate `λ0` is learnt from (UTC ns; one day by default, so the
+    /// daily cycle is averaged over). Windows inside other events are left out.
+    pub history_nanos: i64,
+    /// Fewest finite pre-event windows needed; with fewer the test is not run for that event.
+    pub min_history_points: usize,
+    /// One-sided p-value at or below which the count since the event began is an alarm. It is
+    /// tested once per window, so the false-alarm rate over a long event is higher than this
+    /// (the looks are strongly correlated: a cumulative count).
+    pub alpha: f64,
+    /// Fewest events above the pre-event expectation (`N - λ0 m`) for an alarm.
+    pub min_excess: f64,
+}
+
+impl Default for EventCountConfig {
+    fn default() -> Self {
+        EventCountConfig {
+            history_nanos: super::baseline::DAY_NANOS,
+            min_history_points: 12,
+            alpha: 1e-3,
+            min_excess: 3.0,
+        }
+    }
+}
+
+/// What the caller knows about a series beyond its values (see [`detect_in_context`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DetectContext<'a> {
+    /// Events found in the same data, `[start, end)` in UTC ns, `None`: still open. The
+    /// baseline is frozen inside them ([`detect_with_events`]) and the event count test runs
+    /// inside them.
+    pub events: &'a [(i64, Option<i64>)],
+    /// Per-window minimum `|observed - expected|`, index `i` for window `i` of the series, on
+    /// top of [`DetectConfig::min_abs_delta`] (the larger of the two applies). For a share:
+    /// `hosts / active hosts` of that window, so the floor is a number of hosts. `NaN` or a
+    /// missing index: no extra floor for that window.
+    pub min_abs_delta: Option<&'a [f64]>,
+}
+
+impl DetectContext<'_> {
+    /// The minimum `|observed - expected|` of window `i`: the larger of the fixed and the
+    /// per-window floor.
+    fn min_abs_delta_at(&self, cfg: &DetectConfig, i: usize) -> f64 {
+        let extra = self
+            .min_abs_delta
+            .and_then(|floors| floors.get(i))
+            .copied()
+            .filter(|f| !f.is_nan())
+            .unwrap_or(f64::NEG_INFINITY);
+        cfg.min_abs_delta.max(extra)
+    }
 }
 
 /// Tuning of novelty mode (module docs). All counts are in windows (rows).
@@ -104,6 +189,7 @@ impl Default for DetectConfig {
             max_freeze_points: None,
             cooldown_points: 0,
             novelty: None,
+            event_counts: None,
         }
     }
 }
@@ -154,9 +240,62 @@ pub fn detect_with_events(
     cfg: &DetectConfig,
     events: &[(i64, Option<i64>)],
 ) -> Detection {
+    detect_in_context(
+        series,
+        metric,
+        cfg,
+        &DetectContext {
+            events,
+            min_abs_delta: None,
+        },
+    )
+}
+
+/// [`detect_with_events`] with everything the caller knows ([`DetectContext`]): the events and
+/// a per-window minimum absolute change. Then, if configured, the event count test (module
+/// docs, step 7) inside each event; its alert is left out when the other detectors already
+/// have a rise on this series starting inside the event no later than its onset.
+pub fn detect_in_context(
+    series: &Series,
+    metric: &str,
+    cfg: &DetectConfig,
+    ctx: &DetectContext<'_>,
+) -> Detection {
     if let Some(novelty) = &cfg.novelty {
-        return detect_novelty(series, metric, cfg, novelty);
+        return detect_novelty(series, metric, cfg, novelty, ctx);
     }
+    let mut detection = detect_shifts(series, metric, cfg, ctx);
+    if let Some(counts) = &cfg.event_counts {
+        for &(start, end) in ctx.events {
+            let Some(found) = event_count_alert(series, metric, counts, ctx.events, start, end)
+            else {
+                continue;
+            };
+            let covered = detection.alerts.iter().any(|a| {
+                matches!(a.kind, AlertKind::LevelShiftUp | AlertKind::Spike)
+                    && a.start_ts >= start
+                    && end.is_none_or(|e| a.start_ts < e)
+                    && a.start_ts <= found.start_ts
+            });
+            if !covered {
+                detection.alerts.push(found);
+            }
+        }
+        detection
+            .alerts
+            .sort_by_key(|a| (a.detected_ts, a.start_ts));
+    }
+    detection
+}
+
+/// Baseline, spike and CUSUM detectors (module docs, steps 1-6).
+fn detect_shifts(
+    series: &Series,
+    metric: &str,
+    cfg: &DetectConfig,
+    ctx: &DetectContext<'_>,
+) -> Detection {
+    let events = ctx.events;
     let in_event = |i: usize| {
         let ts = series.ts(i);
         events
@@ -222,7 +361,7 @@ pub fn detect_with_events(
         }
         let z = (x - e) / s;
         let significant =
-            (x - e).abs() >= cfg.min_abs_delta && x.abs().max(e.abs()) >= cfg.min_value;
+            (x - e).abs() >= ctx.min_abs_delta_at(cfg, i) && x.abs().max(e.abs()) >= cfg.min_value;
 
         // An open shift: judge against the frozen baseline, learn nothing.
         if let Some(mut ev) = shift.take() {
@@ -498,6 +637,7 @@ fn detect_novelty(
     metric: &str,
     cfg: &DetectConfig,
     nc: &NoveltyConfig,
+    ctx: &DetectContext<'_>,
 ) -> Detection {
     let n = series.values.len();
     let mut expected = vec![f64::NAN; n];
@@ -566,7 +706,7 @@ fn detect_novelty(
         }
         let e = level.map_or(x, |(_, m, _)| m);
         let significant =
-            (x - e).abs() >= cfg.min_abs_delta && x.abs().max(e.abs()) >= cfg.min_value;
+            (x - e).abs() >= ctx.min_abs_delta_at(cfg, i) && x.abs().max(e.abs()) >= cfg.min_value;
         if !significant {
             score = 0.0;
         }
@@ -669,6 +809,225 @@ fn novelty_alert(
             0.0
         },
         evidence,
+    }
+}
+
+/// The event count test (module docs, step 7; [`EventCountConfig`]) inside the event
+/// `[start, end)`: the alert of its first alarm, if any.
+fn event_count_alert(
+    series: &Series,
+    metric: &str,
+    cfg: &EventCountConfig,
+    events: &[(i64, Option<i64>)],
+    start: i64,
+    end: Option<i64>,
+) -> Option<Alert> {
+    let step = series.step_nanos;
+    if step <= 0 {
+        return None;
+    }
+    let in_any_event = |ts: i64| {
+        events
+            .iter()
+            .any(|&(s, e)| ts >= s && e.is_none_or(|e| ts < e))
+    };
+    // Counts are non-negative; anything else (NaN, infinite, negative) is a missing window.
+    let count = |i: usize| {
+        series
+            .values
+            .get(i)
+            .copied()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    // First window whose start is at or after the event's start.
+    let first = if start <= series.start_ts_nanos {
+        0
+    } else {
+        let offset = start.saturating_sub(series.start_ts_nanos);
+        usize::try_from(offset.div_euclid(step) + i64::from(offset.rem_euclid(step) != 0)).ok()?
+    };
+    if first >= series.values.len() {
+        return None;
+    }
+    let history_windows = usize::try_from(cfg.history_nanos.max(0) / step).unwrap_or(0);
+    let (mut history_sum, mut history_points) = (0.0f64, 0usize);
+    for i in first.saturating_sub(history_windows)..first {
+        if let (Some(v), false) = (count(i), in_any_event(series.ts(i))) {
+            history_sum += v;
+            history_points += 1;
+        }
+    }
+    if history_points < cfg.min_history_points.max(1) {
+        return None;
+    }
+    // Jeffreys' prior: a quiet day still gives a positive rate.
+    let rate = (history_sum + 0.5) / history_points as f64;
+    if !rate.is_finite() {
+        return None;
+    }
+    let alpha = if cfg.alpha.is_finite() && cfg.alpha > 0.0 {
+        cfg.alpha
+    } else {
+        1e-3
+    };
+    // Cumulative counts and finite windows since the event began, for the onset search.
+    let (mut sums, mut windows) = (vec![0.0f64], vec![0usize]);
+    for t in first..series.values.len() {
+        if end.is_some_and(|e| series.ts(t) >= e) {
+            break;
+        }
+        let (total, m) = (
+            sums.last().copied().unwrap_or(0.0),
+            windows.last().copied().unwrap_or(0),
+        );
+        let Some(x) = count(t) else {
+            sums.push(total);
+            windows.push(m);
+            continue;
+        };
+        let (total, m) = (total + x, m + 1);
+        sums.push(total);
+        windows.push(m);
+        let mu = rate * m as f64;
+        if total - mu < cfg.min_excess {
+            continue;
+        }
+        let p = poisson_upper_tail(total, mu);
+        if p > alpha {
+            continue;
+        }
+        // Maximum-likelihood onset: the τ in [first, t] with the largest log-likelihood ratio
+        // of the windows [τ, t] (rows of `sums` are offsets from `first`).
+        let offset = t - first + 1;
+        let mut onset = first;
+        let mut best = f64::NEG_INFINITY;
+        for k in 0..offset {
+            let n = total - sums.get(k).copied().unwrap_or(0.0);
+            let mk = (m - windows.get(k).copied().unwrap_or(0)) as f64;
+            if n <= 0.0 || mk <= 0.0 {
+                continue;
+            }
+            let expected = rate * mk;
+            let llr = n * (n / expected).ln() - n + expected;
+            if llr > best {
+                best = llr;
+                onset = first + k;
+            }
+        }
+        let peak = (onset..=t)
+            .max_by(|&a, &b| {
+                count(a)
+                    .unwrap_or(0.0)
+                    .total_cmp(&count(b).unwrap_or(0.0))
+                    .then(b.cmp(&a))
+            })
+            .unwrap_or(onset);
+        let since_onset = total - sums.get(onset - first).copied().unwrap_or(0.0);
+        let windows_since_onset = m - windows.get(onset - first).copied().unwrap_or(0);
+        let observed_rate = since_onset / windows_since_onset.max(1) as f64;
+        let magnitude = ratio(observed_rate, rate, 1e-9);
+        let score = if p > 0.0 {
+            p.log10() / alpha.log10()
+        } else {
+            f64::MAX
+        };
+        return Some(Alert {
+            kind: AlertKind::LevelShiftUp,
+            metric: metric.to_string(),
+            start_ts: series.ts(onset),
+            end_ts: end,
+            peak_ts: series.ts(peak),
+            detected_ts: series.ts(t),
+            magnitude: if magnitude.is_finite() {
+                magnitude
+            } else {
+                0.0
+            },
+            score: if score.is_finite() { score } else { f64::MAX },
+            evidence: vec![
+                ("baseline".to_string(), "pre_event_rate".to_string()),
+                ("test".to_string(), "poisson_count_since_event".to_string()),
+                ("event_start".to_string(), format_ts(start)),
+                ("expected_rate_per_window".to_string(), fmt(rate)),
+                ("history_windows".to_string(), history_points.to_string()),
+                ("count_since_event".to_string(), fmt(total)),
+                ("expected_since_event".to_string(), fmt(mu)),
+                ("windows_since_event".to_string(), m.to_string()),
+                ("p_value".to_string(), format!("{p:.3e}")),
+                ("alpha".to_string(), format!("{alpha:e}")),
+                ("min_excess".to_string(), fmt(cfg.min_excess)),
+                ("observed_rate_since_onset".to_string(), fmt(observed_rate)),
+                ("detected_ts".to_string(), format_ts(series.ts(t))),
+                ("closed_by".to_string(), "the event's end".to_string()),
+            ],
+        });
+    }
+    None
+}
+
+/// `P(X >= n)` for `X ~ Poisson(mu)` (`n` rounded down to a whole count). Summed upwards from
+/// `n` in log space while the terms matter (they shrink geometrically once `k > mu`); for large
+/// means the normal approximation with continuity correction, where the sum would be long and
+/// the approximation is good. 1 when the inputs are not finite (never significant).
+pub fn poisson_upper_tail(n: f64, mu: f64) -> f64 {
+    if !n.is_finite() || !mu.is_finite() || mu < 0.0 {
+        return 1.0;
+    }
+    let n = n.floor();
+    if n <= 0.0 {
+        return 1.0;
+    }
+    if mu == 0.0 {
+        return 0.0;
+    }
+    if mu > 1_000.0 {
+        let z = (n - 0.5 - mu) / mu.sqrt();
+        return 0.5 * erfc(z / std::f64::consts::SQRT_2);
+    }
+    let mut log_term = -mu + n * mu.ln() - ln_factorial(n);
+    let mut sum = 0.0f64;
+    let mut k = n;
+    for _ in 0..10_000 {
+        let term = log_term.exp();
+        sum += term;
+        if term <= sum * 1e-16 {
+            break;
+        }
+        k += 1.0;
+        log_term += mu.ln() - k.ln();
+    }
+    sum.clamp(0.0, 1.0)
+}
+
+/// `ln(n!)`: exact below 30, Stirling's series (error below 1e-10 there) above.
+fn ln_factorial(n: f64) -> f64 {
+    if n < 30.0 {
+        let mut acc = 0.0f64;
+        let mut k = 2.0;
+        while k <= n {
+            acc += f64::ln(k);
+            k += 1.0;
+        }
+        return acc;
+    }
+    let tau = std::f64::consts::TAU;
+    n * n.ln() - n + 0.5 * (tau * n).ln() + 1.0 / (12.0 * n) - 1.0 / (360.0 * n.powi(3))
+}
+
+/// Complementary error function, Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7),
+/// extended to negative arguments by `erfc(-x) = 2 - erfc(x)`.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let tail = poly * (-z * z).exp();
+    if x >= 0.0 {
+        tail
+    } else {
+        2.0 - tail
     }
 }
 
@@ -1177,6 +1536,189 @@ mod tests {
         assert_eq!(DetectConfig::default().novelty, None);
     }
 
+    /// One host over twelve active is a large share but a tiny number: a per-window floor of
+    /// two hosts silences it where the fixed floor (one point of share) does not; windows
+    /// without a floor (`NaN`) fall back to the fixed one.
+    #[test]
+    fn a_per_window_minimum_change_silences_small_numbers_in_small_windows() {
+        let hosts: Vec<f64> = (0..300)
+            .map(|i| if i >= 200 { 12.0 } else { 60.0 })
+            .collect();
+        let share: Vec<f64> = (0..300)
+            .map(|i| if i >= 200 { 1.0 / 12.0 } else { 0.0 })
+            .collect();
+        let s = series(share);
+        let cfg = DetectConfig {
+            min_abs_delta: 0.01,
+            ..DetectConfig::default()
+        };
+        let two_hosts: Vec<f64> = hosts.iter().map(|h| 2.0 / h).collect();
+        let with_floors = |s: &Series, cfg: &DetectConfig, floors: &[f64]| {
+            detect_in_context(
+                s,
+                "vpn_host_share",
+                cfg,
+                &DetectContext {
+                    events: &[],
+                    min_abs_delta: Some(floors),
+                },
+            )
+        };
+        assert!(!detect(&s, "vpn_host_share", &cfg).alerts.is_empty());
+        let d = with_floors(&s, &cfg, &two_hosts);
+        assert!(d.alerts.is_empty(), "{:?}", d.alerts);
+        // Unknown floors: the fixed minimum applies and the step alarms again.
+        assert!(!with_floors(&s, &cfg, &[f64::NAN; 300]).alerts.is_empty());
+        // A floor slice shorter than the series leaves the rest to the fixed minimum.
+        assert!(!with_floors(&s, &cfg, &two_hosts[..150]).alerts.is_empty());
+        // Windows the floor kept from counting are ordinary history: once the floor is gone
+        // (from window 250) the new level is no longer news.
+        assert!(with_floors(&s, &cfg, &two_hosts[..250]).alerts.is_empty());
+        // Three hosts among twelve clear the two-host floor.
+        let mut loud = s.clone();
+        for v in loud.values.iter_mut().skip(200) {
+            *v = 3.0 / 12.0;
+        }
+        let d = with_floors(&loud, &cfg, &two_hosts);
+        assert_eq!(kinds(&d), vec![AlertKind::LevelShiftUp], "{:?}", d.alerts);
+        // Novelty mode honours the per-window floor too.
+        let mut spiky = vec![0.0; 300];
+        spiky[250] = 1.0 / 12.0;
+        let spiky = series(spiky);
+        let quiet = with_floors(&spiky, &novelty_cfg(5), &two_hosts);
+        assert!(quiet.alerts.is_empty(), "{:?}", quiet.alerts);
+        assert!(!detect(&spiky, "vpn_host_share", &novelty_cfg(5))
+            .alerts
+            .is_empty());
+    }
+
+    /// New adopters per hour: a few in the first hours (everyone is new), none for the day
+    /// before the block at window 48, then one or two an hour from window 54.
+    fn adopters(after_block: &[(usize, f64)]) -> Series {
+        let mut v = vec![0.0; 64];
+        for i in [0, 1, 3, 7, 12] {
+            v[i] = 1.0;
+        }
+        for &(i, x) in after_block {
+            v[i] = x;
+        }
+        Series {
+            start_ts_nanos: 1_700_000_000_000_000_000,
+            step_nanos: 3_600_000_000_000,
+            values: v,
+        }
+    }
+
+    fn count_cfg() -> DetectConfig {
+        DetectConfig {
+            min_abs_delta: 3.0,
+            min_value: 3.0,
+            event_counts: Some(EventCountConfig::default()),
+            ..DetectConfig::default()
+        }
+    }
+
+    fn count_alerts(s: &Series, cfg: &DetectConfig, events: &[(i64, Option<i64>)]) -> Vec<Alert> {
+        detect_with_events(s, "new_adopters", cfg, events).alerts
+    }
+
+    #[test]
+    fn a_few_adopters_during_a_block_are_a_surge_from_the_first_of_them() {
+        let s = adopters(&[(54, 1.0), (56, 1.0), (57, 2.0), (58, 1.0)]);
+        let block = [(s.ts(48), None)];
+        let alerts = count_alerts(&s, &count_cfg(), &block);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a.kind, AlertKind::LevelShiftUp);
+        assert_eq!(a.start_ts, s.ts(54), "onset at the first adopter");
+        // Three adopters above a rate of 0.5/24 an hour: significant at window 57.
+        assert_eq!(a.detected_ts, s.ts(57));
+        assert_eq!(a.peak_ts, s.ts(57));
+        assert_eq!(a.end_ts, None);
+        assert!(a.magnitude > 10.0, "{}", a.magnitude);
+        assert!(a.score >= 1.0, "{}", a.score);
+        let fact = |k: &str| {
+            a.evidence
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(fact("count_since_event").as_deref(), Some("4"));
+        assert_eq!(fact("history_windows").as_deref(), Some("24"));
+        // The same counts without a block: the CUSUM's minimum of three hosts a window keeps
+        // them quiet, and the count test has no event to run in.
+        assert!(count_alerts(&s, &count_cfg(), &[]).is_empty());
+        // Without the test, the block alone does not make them an alarm either.
+        let plain = DetectConfig {
+            event_counts: None,
+            ..count_cfg()
+        };
+        assert!(count_alerts(&s, &plain, &block).is_empty());
+        // A block that ended before the adopters came: nothing to test.
+        assert!(count_alerts(&s, &count_cfg(), &[(s.ts(48), Some(s.ts(52)))]).is_empty());
+    }
+
+    #[test]
+    fn two_adopters_or_a_busy_day_before_are_not_a_surge() {
+        // Two adopters: under the minimum excess of three, however quiet the day before.
+        let s = adopters(&[(54, 1.0), (60, 1.0)]);
+        assert!(count_alerts(&s, &count_cfg(), &[(s.ts(48), None)]).is_empty());
+        // One adopter an hour all day before the block: four after it are ordinary.
+        let mut busy = adopters(&[(54, 1.0), (56, 1.0), (57, 2.0)]);
+        for v in busy.values.iter_mut().take(48).skip(24) {
+            *v = 1.0;
+        }
+        assert!(count_alerts(&busy, &count_cfg(), &[(busy.ts(48), None)]).is_empty());
+        // Too little history before the event: not run.
+        let early = adopters(&[(9, 1.0), (10, 2.0), (11, 3.0)]);
+        assert!(count_alerts(&early, &count_cfg(), &[(early.ts(8), None)]).is_empty());
+    }
+
+    #[test]
+    fn a_lone_early_adopter_before_a_long_silence_does_not_set_the_onset() {
+        // One adopter at 50, nothing for six hours, then a cluster from 57: the likelihood
+        // puts the rise at the cluster.
+        let s = adopters(&[(50, 1.0), (57, 2.0), (58, 1.0), (59, 2.0), (61, 3.0)]);
+        let alerts = count_alerts(&s, &count_cfg(), &[(s.ts(48), None)]);
+        let counted: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.evidence.iter().any(|(k, _)| k == "p_value"))
+            .collect();
+        assert_eq!(counted.len(), 1, "{alerts:?}");
+        assert_eq!(counted[0].start_ts, s.ts(57));
+        assert_eq!(counted[0].detected_ts, s.ts(58));
+    }
+
+    #[test]
+    fn poisson_upper_tail_matches_hand_computed_values() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.max(1e-300);
+        // 1 - e^-0.5 (1 + 0.5 + 0.125)
+        assert!(close(
+            poisson_upper_tail(3.0, 0.5),
+            1.0 - (-0.5f64).exp() * 1.625
+        ));
+        assert!(close(poisson_upper_tail(1.0, 1.0), 1.0 - (-1.0f64).exp()));
+        assert!(close(
+            poisson_upper_tail(3.7, 0.5),
+            poisson_upper_tail(3.0, 0.5)
+        ));
+        assert_eq!(poisson_upper_tail(0.0, 0.5), 1.0);
+        assert!(close(
+            poisson_upper_tail(2.0, 3.0),
+            1.0 - (-3.0f64).exp() * 4.0
+        ));
+        assert_eq!(poisson_upper_tail(2.0, 0.0), 0.0);
+        assert_eq!(poisson_upper_tail(f64::NAN, 1.0), 1.0);
+        assert_eq!(poisson_upper_tail(5.0, f64::INFINITY), 1.0);
+        // Stirling above 30 agrees with the exact sum: P(X >= 40 | 20), about 5.4e-5.
+        let p = poisson_upper_tail(40.0, 20.0);
+        assert!(p > 4e-5 && p < 7e-5, "{p}");
+        // Normal approximation for large means: 3.1 sd above 1000.
+        let p = poisson_upper_tail(1_100.0, 1_000.0);
+        assert!(p > 5e-4 && p < 1.5e-3, "{p}");
+        assert!(poisson_upper_tail(1e300, 1e299) < 1e-12);
+    }
+
     proptest! {
         #[test]
         fn never_panics(values in proptest::collection::vec(prop_oneof![
@@ -1186,8 +1728,14 @@ mod tests {
             start in any::<i64>(),
             novelty in any::<bool>(),
             window in 0usize..80,
-            cooldown in 0usize..50) {
+            cooldown in 0usize..50,
+            event_at in 0usize..700,
+            floor_len in 0usize..700,
+            floor_values in proptest::collection::vec(prop_oneof![
+                Just(f64::NAN), Just(0.0), Just(f64::INFINITY), Just(-1.0), 0.0f64..1.0], 1..4)) {
             let s = Series { start_ts_nanos: start, step_nanos: step, values };
+            let floors: Vec<f64> = (0..floor_len).map(|i| floor_values[i % floor_values.len()]).collect();
+            let events = [(s.ts(event_at), None), (s.ts(event_at / 2), Some(s.ts(event_at)))];
             let cfg = if novelty {
                 let mut c = novelty_cfg(cooldown);
                 if let Some(nc) = c.novelty.as_mut() {
@@ -1197,9 +1745,16 @@ mod tests {
                 }
                 c
             } else {
-                DetectConfig::default()
+                DetectConfig {
+                    event_counts: Some(EventCountConfig {
+                        min_history_points: window,
+                        ..EventCountConfig::default()
+                    }),
+                    ..DetectConfig::default()
+                }
             };
-            let d = detect(&s, "m", &cfg);
+            let context = DetectContext { events: &events, min_abs_delta: Some(&floors) };
+            let d = detect_in_context(&s, "m", &cfg, &context);
             prop_assert_eq!(d.expected.len(), s.values.len());
             prop_assert_eq!(d.scale.len(), s.values.len());
             for a in &d.alerts {

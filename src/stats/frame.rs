@@ -494,13 +494,11 @@ pub(super) fn metric_series(
     Ok(out)
 }
 
-/// The detector's metric series from a `series.parquet` written earlier (the window length is
-/// the smallest spacing of its windows, or `default_window_secs` for a single window).
+/// The detector's metric series from a `series` table written earlier (the window length is
+/// the smallest spacing of its windows, or `default_window_secs` for a single window): Parquet,
+/// or by the file's extension the CSV or JSON of `analyze --tables csv|json`.
 pub fn read_metric_series(path: &Path, default_window_secs: u32) -> io::Result<Vec<MetricSeries>> {
-    use polars_io::parquet::read::ParquetReader;
-    use polars_io::SerReader;
-    let file = std::fs::File::open(path)?;
-    let df = ParquetReader::new(file).finish().map_err(to_io)?;
+    let df = read_series_table(path)?;
     let windows_col = df
         .column("window_start")
         .map_err(to_io)?
@@ -518,6 +516,56 @@ pub fn read_metric_series(path: &Path, default_window_secs: u32) -> io::Result<V
         u32::try_from(s / 1_000_000_000).unwrap_or(u32::MAX).max(1)
     });
     metric_series(&df, window_secs).map_err(to_io)
+}
+
+/// A `series` table as written by [`write_table`], chosen by extension (`.csv`, `.json`, else
+/// Parquet). CSV and JSON carry `window_start` as UTC text without an offset
+/// (`2024-02-15T19:00:00.000000000`, `2024-02-15 19:00:00`); it is turned back into Unix
+/// nanoseconds (Int64, as the Parquet datetime casts to), and an unreadable time is an error.
+fn read_series_table(path: &Path) -> io::Result<DataFrame> {
+    use polars_io::json::JsonReader;
+    use polars_io::parquet::read::ParquetReader;
+    use polars_io::SerReader;
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let mut df = match extension.as_deref() {
+        Some("csv") => CsvReadOptions::default()
+            .with_has_header(true)
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish()),
+        Some("json") => JsonReader::new(std::fs::File::open(path)?)
+            .with_json_format(JsonFormat::Json)
+            .finish(),
+        _ => ParquetReader::new(std::fs::File::open(path)?).finish(),
+    }
+    .map_err(to_io)?;
+    let column = df.column("window_start").map_err(to_io)?;
+    if let Ok(text) = column.str() {
+        let nanos = (0..text.len())
+            .map(|i| text.get(i))
+            .map(|s| {
+                s.and_then(crate::ingest::flowlog::nfdump_csv::parse_timestamp)
+                    .ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: window_start {s:?} is not a UTC time", path.display()),
+                        )
+                    })
+            })
+            .collect::<io::Result<Vec<i64>>>()?;
+        df.with_column(Column::new("window_start".into(), nanos))
+            .map_err(to_io)?;
+    } else if let DataType::Datetime(unit, _) = column.dtype() {
+        if *unit != TimeUnit::Nanoseconds {
+            let ns = column
+                .cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
+                .map_err(to_io)?;
+            df.with_column(ns).map_err(to_io)?;
+        }
+    }
+    Ok(df)
 }
 
 pub fn write_window_tables(

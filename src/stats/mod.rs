@@ -451,7 +451,8 @@ pub fn write_window_tables(
     }
 }
 
-/// Reads the per-window metrics back from a `series.parquet` (for re-running detection).
+/// Reads the per-window metrics back from a `series.parquet` (or the `series.csv` / `series.json`
+/// of `--tables csv|json`, by extension) for re-running detection.
 pub fn read_metric_series(path: &Path, default_window_secs: u32) -> io::Result<Vec<MetricSeries>> {
     #[cfg(feature = "polars-out")]
     {

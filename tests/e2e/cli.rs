@@ -418,3 +418,66 @@ fn user_endpoint_lists_label_relays_and_providers() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("vpn.csv: line 1"), "{}", stderr(&bad));
 }
+
+/// `detect DIR` re-runs detection from the series table analyze wrote, whichever format
+/// (`--tables csv` or `json` leave no series.parquet): the same alerts as analyze's own.
+#[test]
+fn detect_reads_the_series_table_in_csv_or_json() {
+    let dir = scratch("detect-csv");
+    let scenario = dir.join("block.toml");
+    std::fs::write(
+        &scenario,
+        "base = \"no-block\"\nname = \"detect-csv\"\nseed = 1\n\
+         [capture]\nstart = 2024-02-15T19:00:00Z\ndays = 2.5\n\
+         [population]\nhosts = 40\nsessions_per_day = 30.0\n\
+         [adoption]\nshare = 0.4\nramp_median_hours = 1.0\n\
+         [block]\nstart = 44\nmethods = [\"dns_nxdomain\"]\n",
+    )
+    .unwrap();
+    let pcap = dir.join("block.pcap");
+    let out = run(&[
+        "synth",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for format in ["csv", "json"] {
+        let analysed = dir.join(format!("out-{format}"));
+        let out = run(&[
+            "analyze",
+            pcap.to_str().unwrap(),
+            "--window",
+            "1h",
+            "-q",
+            "--tables",
+            format,
+            "--out",
+            analysed.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(analysed.join(format!("series.{format}")).is_file());
+        assert!(!analysed.join("series.parquet").exists());
+        let alerts = |dir: &std::path::Path| {
+            let text = std::fs::read_to_string(dir.join("alerts.json")).unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            doc["alerts"].clone()
+        };
+        let by_analyze = alerts(&analysed);
+        assert!(
+            by_analyze.as_array().is_some_and(|a| !a.is_empty()),
+            "the block raises alerts: {by_analyze}"
+        );
+        std::fs::remove_file(analysed.join("alerts.json")).unwrap();
+        let out = run(&["detect", analysed.to_str().unwrap()]);
+        assert!(out.status.success(), "detect on {format}: {}", stderr(&out));
+        assert_eq!(alerts(&analysed), by_analyze, "{format}");
+    }
+    // A folder without any series table names the file it looked for.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(&["detect", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("series.parquet"), "{}", stderr(&out));
+}
