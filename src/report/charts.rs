@@ -563,9 +563,11 @@ pub fn time_chart(c: &TimeChart<'_>) -> String {
                     draw_line(&mut svg, plot, &centers, vals, &ys);
                 }
             }
-            // Event labels on top of the data.
-            for s in &events {
-                draw_span_label(&mut svg, &xs, s, top);
+            // Event labels on top of the data, in rows so that close events stay legible.
+            let placed: Vec<SpanLabel> = events.iter().map(|s| span_label(&xs, s)).collect();
+            let rows = label_rows(&placed, 3);
+            for (label, row) in placed.iter().zip(rows) {
+                draw_span_label(&mut svg, label, top + 11.0 + 12.0 * row as f64);
             }
         }
     }
@@ -648,24 +650,71 @@ fn draw_span(
     );
 }
 
-/// The event's label at the top of its band (inside the plot, shortened).
-fn draw_span_label(svg: &mut String, xs: &XScale, s: &Span, top: f64) {
+/// An event label placed at its span's start: text, x, anchor and the x extent it covers.
+struct SpanLabel {
+    text: String,
+    title: String,
+    x: f64,
+    anchor: &'static str,
+    extent: (f64, f64),
+}
+
+/// The label of `s` beside its start (shortened; to the left near the right edge).
+fn span_label(xs: &XScale, s: &Span) -> SpanLabel {
     let x = xs.x(i128::from(s.start_ts)).max(xs.left);
-    let label: String = if s.label.chars().count() > 32 {
+    let text: String = if s.label.chars().count() > 32 {
         s.label.chars().take(31).chain(['…']).collect()
     } else {
         s.label.clone()
     };
-    let (x, anchor) = if x > xs.left + xs.width - 180.0 {
-        (x - 3.0, "end")
+    // Helvetica at 10 px averages about 5.6 px a character.
+    let w = 5.6 * text.chars().count() as f64;
+    let (x, anchor, extent) = if x > xs.left + xs.width - 180.0 {
+        (x - 3.0, "end", (x - 3.0 - w, x - 3.0))
     } else {
-        (x + 3.0, "start")
+        (x + 3.0, "start", (x + 3.0, x + 3.0 + w))
     };
+    SpanLabel {
+        text,
+        title: s.label.clone(),
+        x,
+        anchor,
+        extent,
+    }
+}
+
+/// A row per label so that labels sharing a row do not overlap: each takes the first row free
+/// at its extent (in order of x); beyond `max_rows` rows, the last row is shared.
+fn label_rows(labels: &[SpanLabel], max_rows: usize) -> Vec<usize> {
+    let max_rows = max_rows.max(1);
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|a, b| labels[*a].extent.0.total_cmp(&labels[*b].extent.0));
+    let mut row_end: Vec<f64> = Vec::new();
+    let mut rows = vec![0; labels.len()];
+    for i in order {
+        let (start, end) = labels[i].extent;
+        let row = row_end
+            .iter()
+            .position(|e| *e + 6.0 <= start)
+            .unwrap_or(row_end.len())
+            .min(max_rows - 1);
+        match row_end.get_mut(row) {
+            Some(e) => *e = e.max(end),
+            None => row_end.push(end),
+        }
+        rows[i] = row;
+    }
+    rows
+}
+
+fn draw_span_label(svg: &mut String, label: &SpanLabel, y: f64) {
     let _ = write!(
         svg,
-        r#"<text class="event-label" x="{x:.1}" y="{:.1}" font-size="10" text-anchor="{anchor}" fill="{COLOR_TITLE}" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"#,
-        top + 11.0,
-        escape(&label)
+        r#"<text class="event-label" x="{:.1}" y="{y:.1}" font-size="10" text-anchor="{}" fill="{COLOR_TITLE}" stroke="white" stroke-width="3" paint-order="stroke"><title>{}</title>{}</text>"#,
+        label.x,
+        label.anchor,
+        escape(&label.title),
+        escape(&label.text)
     );
 }
 
@@ -770,6 +819,454 @@ fn draw_line(svg: &mut String, plot: &Plot<'_>, centers: &[f64], vals: &[f64], y
         let _ = write!(svg, r#"<g fill="{}">{dots}</g>"#, escape(plot.color));
     }
     svg.push_str("</g>");
+}
+
+/// The Okabe-Ito palette (Okabe & Ito 2008, "Color Universal Design"): eight colours that stay
+/// distinct under the common colour-vision deficiencies. Ordered for white paper: the yellow,
+/// weakest against white, last.
+pub const OKABE_ITO: [&str; 8] = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
+];
+/// The control sites' line in [`platform_chart`]: grey and dashed, so it never reads as one
+/// more platform whatever the palette.
+const COLOR_CONTROL_LINE: &str = "#7a7a7a";
+const DASH_CONTROL: &str = "7 4";
+const DASH_SPARSE: &str = "1.5 3";
+/// Height of one alert lane above the plot of [`platform_chart`].
+const LANE_HEIGHT: f64 = 9.0;
+
+/// One line of [`platform_chart`]: a success ratio and the attempts behind each window.
+#[derive(Debug, Clone, Copy)]
+pub struct RatioLine<'a> {
+    /// Legend name (`x`, `control sites`).
+    pub name: &'a str,
+    /// Column name, listed in the chart's `data-series`.
+    pub series: &'a str,
+    pub ratio: &'a [f64],
+    /// Attempts per window; empty = unknown (bucketed windows are then averaged unweighted and
+    /// never drawn as sparse).
+    pub attempts: &'a [f64],
+    pub color: &'a str,
+}
+
+/// A reachability alert shaded on [`platform_chart`]: in the colour of `platform` (an index
+/// into [`PlatformChart::platforms`]), or grey when it concerns all platforms pooled (`None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformAlert {
+    pub platform: Option<usize>,
+    pub span: Span,
+}
+
+/// Success ratio per platform over time against the control sites' ratio.
+#[derive(Debug, Clone)]
+pub struct PlatformChart<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub timestamps: &'a [i64],
+    pub step_nanos: i64,
+    /// One solid line each, coloured by the caller (see [`OKABE_ITO`]).
+    pub platforms: Vec<RatioLine<'a>>,
+    /// Drawn grey and dashed (its own colour is ignored).
+    pub control: Option<RatioLine<'a>>,
+    /// Windows of a platform with fewer attempts than this (but some) are drawn dotted: the
+    /// block detector leaves them out as too noisy to judge.
+    pub min_attempts: f64,
+    /// Shaded in the plot and drawn as a lane per platform above it.
+    pub alerts: &'a [PlatformAlert],
+    /// Marked by a vertical line at their start, labelled.
+    pub events: &'a [Span],
+}
+
+/// Bucketed ratio and attempts: attempt-weighted (the pooled ratio of the bucket) when attempts
+/// are known, else the plain mean.
+fn bucket_ratio(ratio: &[f64], attempts: &[f64], n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+    let ratio = sanitize(ratio, n);
+    if attempts.is_empty() {
+        let r = bucket_mean(&ratio, k);
+        let a = vec![f64::NAN; r.len()];
+        return (r, a);
+    }
+    let attempts = sanitize(attempts, n);
+    let mut r_out = Vec::with_capacity(n.div_ceil(k.max(1)));
+    let mut a_out = Vec::with_capacity(r_out.capacity());
+    for (rc, ac) in ratio.chunks(k.max(1)).zip(attempts.chunks(k.max(1))) {
+        let (mut ok, mut tried) = (0.0, 0.0);
+        for (r, a) in rc.iter().zip(ac) {
+            if r.is_finite() && a.is_finite() && *a > 0.0 {
+                ok += r * a;
+                tried += a;
+            }
+        }
+        let pooled = if tried > 0.0 { ok / tried } else { f64::NAN };
+        r_out.push(if pooled.is_finite() { pooled } else { f64::NAN });
+        a_out.push(tried);
+    }
+    (r_out, a_out)
+}
+
+/// An SVG path through the finite points whose `keep` is true, lifting the pen at the others.
+fn polyline(centers: &[f64], vals: &[f64], ys: &YScale, keep: impl Fn(usize) -> bool) -> String {
+    let mut d = String::new();
+    let mut pen_down = false;
+    for (i, (x, v)) in centers.iter().zip(vals).enumerate() {
+        if !v.is_finite() || !keep(i) {
+            pen_down = false;
+            continue;
+        }
+        let _ = write!(
+            d,
+            "{}{x:.1},{:.1} ",
+            if pen_down { "L" } else { "M" },
+            ys.y(*v)
+        );
+        pen_down = true;
+    }
+    d.trim_end().to_string()
+}
+
+/// Legend swatch styles of [`platform_chart`].
+#[derive(Clone, Copy)]
+enum Swatch {
+    Line,
+    Dashed,
+    Dotted,
+    Band,
+    Marker,
+}
+
+/// Renders a per-platform reachability chart as one `<svg>` element: y is the success ratio
+/// (0-100 %), x UTC time. Each platform is one `<path class="platform-ratio"
+/// data-platform=NAME>` (windows with at least `min_attempts`), plus at most one dotted
+/// `<path class="platform-ratio-sparse">` through all its windows with attempts; the control
+/// sites a `<path class="control-ratio">`. Alerts are `<rect class="alert-span"
+/// data-platform=NAME>` (no `data-platform` when pooled) and `<rect class="alert-lane">`.
+pub fn platform_chart(c: &PlatformChart<'_>) -> String {
+    let n = c.timestamps.len();
+    let k = n.div_ceil(MAX_POINTS).max(1);
+    let step = if c.step_nanos > 0 {
+        c.step_nanos
+    } else {
+        1_000_000_000
+    };
+    let bucket_step = i64::try_from(i128::from(step) * k as i128).unwrap_or(i64::MAX);
+    let ts: Vec<i64> = c.timestamps.iter().step_by(k).copied().collect();
+    let lines: Vec<(Vec<f64>, Vec<f64>)> = c
+        .platforms
+        .iter()
+        .map(|p| bucket_ratio(p.ratio, p.attempts, n, k))
+        .collect();
+    let control = c.control.map(|l| bucket_ratio(l.ratio, l.attempts, n, k).0);
+    let min_attempts = if c.min_attempts.is_finite() {
+        c.min_attempts.max(0.0)
+    } else {
+        0.0
+    };
+
+    let x_range = match (ts.iter().min(), ts.iter().max()) {
+        (Some(a), Some(b)) => Some((i128::from(*a), i128::from(*b) + i128::from(bucket_step))),
+        _ => None,
+    };
+    let overlaps = |s: &Span| match x_range {
+        Some((a, b)) => i128::from(s.start_ts) < b && s.end_ts.is_none_or(|e| i128::from(e) >= a),
+        None => false,
+    };
+    let alerts: Vec<&PlatformAlert> = c.alerts.iter().filter(|a| overlaps(&a.span)).collect();
+    let events: Vec<&Span> = c
+        .events
+        .iter()
+        .filter(|s| x_range.is_some_and(|(a, b)| (a..b).contains(&i128::from(s.start_ts))))
+        .collect();
+    let alert_color = |p: Option<usize>| {
+        p.and_then(|i| c.platforms.get(i))
+            .map_or(COLOR_CONTROL_LINE, |l| l.color)
+    };
+    // One lane per platform with an alert in range (pooled last), in platform order.
+    let mut lanes: Vec<Option<usize>> = Vec::new();
+    for a in &alerts {
+        if !lanes.contains(&a.platform) {
+            lanes.push(a.platform);
+        }
+    }
+    lanes.sort_by_key(|p| p.unwrap_or(usize::MAX));
+    let lane_name = |p: Option<usize>| {
+        p.and_then(|i| c.platforms.get(i))
+            .map_or("all platforms (pooled)".to_string(), |l| l.name.to_string())
+    };
+
+    // Legend: lines, the sparse style, alerts, events.
+    let mut items: Vec<(String, String, Swatch)> = c
+        .platforms
+        .iter()
+        .map(|p| (p.name.to_string(), p.color.to_string(), Swatch::Line))
+        .collect();
+    if let Some(l) = c.control {
+        items.push((
+            l.name.to_string(),
+            COLOR_CONTROL_LINE.to_string(),
+            Swatch::Dashed,
+        ));
+    }
+    let any_sparse = lines.iter().any(|(r, a)| {
+        r.iter()
+            .zip(a)
+            .any(|(r, a)| r.is_finite() && *a > 0.0 && *a < min_attempts)
+    });
+    if any_sparse {
+        items.push((
+            format!(
+                "fewer than {} attempts in the window",
+                fmt_plain(min_attempts)
+            ),
+            COLOR_AXIS.to_string(),
+            Swatch::Dotted,
+        ));
+    }
+    for p in &lanes {
+        items.push((
+            format!("alert: {}", lane_name(*p)),
+            alert_color(*p).to_string(),
+            Swatch::Band,
+        ));
+    }
+    if !events.is_empty() {
+        items.push((
+            "calendar event (start)".to_string(),
+            COLOR_EVENT.to_string(),
+            Swatch::Marker,
+        ));
+    }
+    let layout_items: Vec<(String, String, bool)> = items
+        .iter()
+        .map(|(n, c, _)| (n.clone(), c.clone(), false))
+        .collect();
+    let (legend, legend_h) = legend_layout(&layout_items, 38.0);
+    let left = MARGIN_LEFT;
+    let width = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
+    let xs = x_range.map(|(t0, t1)| XScale {
+        t0,
+        span: ((t1 - t0).max(1)) as f64,
+        left,
+        width,
+    });
+    // Event labels above the plot, clear of the data, in as many rows as they need (up to 3).
+    let event_labels: Vec<SpanLabel> = match &xs {
+        Some(xs) => events.iter().map(|s| span_label(xs, s)).collect(),
+        None => Vec::new(),
+    };
+    let label_row = label_rows(&event_labels, 3);
+    let label_rows_used = label_row.iter().map(|r| r + 1).max().unwrap_or(0);
+    let labels_top = 38.0 + legend_h + 2.0;
+    let lanes_top = labels_top + 12.0 * label_rows_used as f64 + 2.0;
+    let lanes_h = LANE_HEIGHT * lanes.len() as f64;
+    let top = lanes_top + lanes_h + if lanes.is_empty() { 2.0 } else { 6.0 };
+    let height = top + PLOT_HEIGHT + MARGIN_BOTTOM;
+    let bottom = top + PLOT_HEIGHT;
+
+    let mut names: Vec<&str> = c.platforms.iter().map(|p| p.series).collect();
+    if let Some(l) = c.control {
+        names.push(l.series);
+    }
+    let mut svg = String::with_capacity(8192 + ts.len() * 24 * (lines.len() + 1));
+    svg_open(&mut svg, c.id, &names, height, c.title);
+    for ((x, y, name, color, _), (_, _, swatch)) in legend.iter().zip(&items) {
+        let color = escape(color);
+        let _ = write!(svg, r#"<g class="legend-item">"#);
+        let (mid, x2) = (y - 4.0, x + 16.0);
+        match swatch {
+            Swatch::Line => {
+                let _ = write!(
+                    svg,
+                    r#"<line x1="{x:.1}" y1="{mid:.1}" x2="{x2:.1}" y2="{mid:.1}" stroke="{color}" stroke-width="2.2"/>"#
+                );
+            }
+            Swatch::Dashed | Swatch::Dotted => {
+                let dash = if matches!(swatch, Swatch::Dashed) {
+                    DASH_CONTROL
+                } else {
+                    DASH_SPARSE
+                };
+                let _ = write!(
+                    svg,
+                    r#"<line x1="{x:.1}" y1="{mid:.1}" x2="{x2:.1}" y2="{mid:.1}" stroke="{color}" stroke-width="1.8" stroke-dasharray="{dash}"/>"#
+                );
+            }
+            Swatch::Band => {
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{x:.1}" y="{:.1}" width="14" height="10" fill="{color}" fill-opacity="0.3"/><rect x="{x:.1}" y="{:.1}" width="14" height="3" fill="{color}"/>"#,
+                    y - 9.0,
+                    y - 9.0
+                );
+            }
+            Swatch::Marker => {
+                let _ = write!(
+                    svg,
+                    r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="3 2"/>"#,
+                    x + 7.0,
+                    y - 10.0,
+                    x + 7.0,
+                    y + 1.0
+                );
+            }
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{y:.1}" font-size="11" fill="{COLOR_AXIS}">{}</text></g>"#,
+            x + 20.0,
+            escape(name)
+        );
+    }
+
+    let ys = YScale {
+        lo: 0.0,
+        hi: 1.0,
+        top,
+        height: PLOT_HEIGHT,
+    };
+    for i in 0..=5 {
+        let v = f64::from(i) * 0.2;
+        let y = ys.y(v);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{left:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{COLOR_GRID}" stroke-width="1"/><text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="{COLOR_AXIS}">{}</text>"#,
+            left + width,
+            left - 6.0,
+            y + 4.0,
+            ValueFormat::Ratio.format(v, 0.2)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text class="axis-label" x="14" y="{:.1}" font-size="11" fill="{COLOR_AXIS}" transform="rotate(-90 14 {:.1})" text-anchor="middle">connection success ratio</text>"#,
+        top + PLOT_HEIGHT / 2.0,
+        top + PLOT_HEIGHT / 2.0,
+    );
+
+    match (x_range, xs) {
+        (Some((t0, t1)), Some(xs)) => {
+            draw_time_axis(&mut svg, &xs, t0, t1, bottom);
+            // Alerts: a light band in the plot, a solid bar in the platform's lane.
+            for a in &alerts {
+                let color = escape(alert_color(a.platform));
+                let x1 = xs.x(i128::from(a.span.start_ts));
+                let x2 = xs.x(a.span.end_ts.map_or(t1, i128::from));
+                let (x1, x2) = if x2 >= x1 { (x1, x2) } else { (x2, x1) };
+                let w = (x2 - x1).max(2.0);
+                let platform_attr = a
+                    .platform
+                    .and_then(|i| c.platforms.get(i))
+                    .map_or(String::new(), |l| {
+                        format!(r#" data-platform="{}""#, escape(l.name))
+                    });
+                let lane = lanes.iter().position(|p| *p == a.platform).unwrap_or(0);
+                let lane_y = lanes_top + LANE_HEIGHT * lane as f64 + 1.0;
+                let title = escape(&a.span.label);
+                let _ = write!(
+                    svg,
+                    r#"<rect class="alert-span"{platform_attr} x="{x1:.1}" y="{top:.1}" width="{w:.1}" height="{PLOT_HEIGHT:.1}" fill="{color}" fill-opacity="0.12"><title>{title}</title></rect><rect class="alert-lane"{platform_attr} x="{x1:.1}" y="{lane_y:.1}" width="{w:.1}" height="{:.1}" fill="{color}"><title>{title}</title></rect>"#,
+                    LANE_HEIGHT - 3.0
+                );
+            }
+            for (i, p) in lanes.iter().enumerate() {
+                let _ = write!(
+                    svg,
+                    r#"<text class="lane-label" x="{:.1}" y="{:.1}" font-size="9" text-anchor="end" fill="{COLOR_AXIS}">{}</text>"#,
+                    left - 6.0,
+                    lanes_top + LANE_HEIGHT * i as f64 + LANE_HEIGHT - 2.0,
+                    escape(&lane_name(*p))
+                );
+            }
+            for ((s, label), row) in events.iter().zip(&event_labels).zip(&label_row) {
+                let x = xs.x(i128::from(s.start_ts));
+                let y = labels_top + 10.0 + 12.0 * *row as f64;
+                let _ = write!(
+                    svg,
+                    r#"<g class="event-marker"><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="{COLOR_EVENT}" stroke-width="1.5" stroke-dasharray="3 2"><title>{}</title></line>"#,
+                    y + 2.0,
+                    escape(&s.label),
+                );
+                draw_span_label(&mut svg, label, y);
+                svg.push_str("</g>");
+            }
+            let half = i128::from(bucket_step) / 2;
+            let centers: Vec<f64> = ts.iter().map(|t| xs.x(i128::from(*t) + half)).collect();
+            if let (Some(l), Some(vals)) = (c.control, &control) {
+                let d = polyline(&centers, vals, &ys, |_| true);
+                let _ = write!(
+                    svg,
+                    r#"<path class="control-ratio" data-name="{}" d="{d}" fill="none" stroke="{COLOR_CONTROL_LINE}" stroke-width="1.6" stroke-dasharray="{DASH_CONTROL}"/>"#,
+                    escape(l.name)
+                );
+            }
+            for (p, (vals, attempts)) in c.platforms.iter().zip(&lines) {
+                let color = escape(p.color);
+                let name = escape(p.name);
+                let known = !p.attempts.is_empty();
+                let enough =
+                    |i: usize| !known || attempts.get(i).is_some_and(|a| *a >= min_attempts);
+                let sparse = known
+                    && vals
+                        .iter()
+                        .enumerate()
+                        .any(|(i, v)| v.is_finite() && !enough(i));
+                let _ = write!(svg, r#"<g class="platform" data-platform="{name}">"#);
+                if sparse {
+                    let d = polyline(&centers, vals, &ys, |_| true);
+                    let _ = write!(
+                        svg,
+                        r#"<path class="platform-ratio-sparse" data-platform="{name}" d="{d}" fill="none" stroke="{color}" stroke-width="1.2" stroke-opacity="0.8" stroke-dasharray="{DASH_SPARSE}"/>"#
+                    );
+                }
+                let d = polyline(&centers, vals, &ys, enough);
+                let _ = write!(
+                    svg,
+                    r#"<path class="platform-ratio" data-platform="{name}" d="{d}" fill="none" stroke="{color}" stroke-width="2.2" stroke-linejoin="round"/>"#
+                );
+                // A window of enough attempts between two sparse ones would vanish as a lone
+                // move-to: give it a dot.
+                for (i, (x, v)) in centers.iter().zip(vals.iter()).enumerate() {
+                    let lone = v.is_finite()
+                        && enough(i)
+                        && !(i.checked_sub(1).is_some_and(|j| {
+                            vals.get(j).is_some_and(|p| p.is_finite()) && enough(j)
+                        }))
+                        && !(vals.get(i + 1).is_some_and(|p| p.is_finite()) && enough(i + 1));
+                    if lone {
+                        let _ = write!(
+                            svg,
+                            r#"<circle cx="{x:.1}" cy="{:.1}" r="2.6" fill="{color}"/>"#,
+                            ys.y(*v)
+                        );
+                    }
+                }
+                svg.push_str("</g>");
+            }
+        }
+        _ => {
+            let _ = write!(
+                svg,
+                r#"<text class="no-data" x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="{COLOR_AXIS}">no data</text>"#,
+                left + width / 2.0,
+                top + PLOT_HEIGHT / 2.0
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<line class="axis" x1="{left:.1}" y1="{top:.1}" x2="{left:.1}" y2="{bottom:.1}" stroke="{COLOR_AXIS}" stroke-width="1"/><line class="axis" x1="{left:.1}" y1="{bottom:.1}" x2="{:.1}" y2="{bottom:.1}" stroke="{COLOR_AXIS}" stroke-width="1"/>"#,
+        left + width
+    );
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A count for a label: no decimals when whole.
+fn fmt_plain(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
 }
 
 /// One measure of a bar chart: a value per category.
@@ -1074,6 +1571,192 @@ pub(crate) mod tests {
         assert!(svg.len() < 400_000, "{} bytes", svg.len());
     }
 
+    /// Numbers in every attribute that holds coordinates (`d`, `x`, `y`, `width`...).
+    fn coordinates(svg: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for attr in [
+            " d=\"",
+            " x=\"",
+            " y=\"",
+            " x1=\"",
+            " x2=\"",
+            " y1=\"",
+            " y2=\"",
+            " cx=\"",
+            " cy=\"",
+            " width=\"",
+            " height=\"",
+        ] {
+            let mut rest = svg;
+            while let Some(at) = rest.find(attr) {
+                let value = &rest[at + attr.len()..];
+                let end = value.find('"').unwrap_or(value.len());
+                out.push(value[..end].to_string());
+                rest = &value[end..];
+            }
+        }
+        out
+    }
+
+    fn platform_test_chart<'a>(
+        ts: &'a [i64],
+        platforms: Vec<RatioLine<'a>>,
+        control: Option<RatioLine<'a>>,
+        alerts: &'a [PlatformAlert],
+        events: &'a [Span],
+    ) -> PlatformChart<'a> {
+        PlatformChart {
+            id: "chart-platforms",
+            title: "Reachability <per platform>",
+            timestamps: ts,
+            step_nanos: 3_600_000_000_000,
+            platforms,
+            control,
+            min_attempts: 10.0,
+            alerts,
+            events,
+        }
+    }
+
+    #[test]
+    fn platform_chart_draws_a_path_per_platform_sparse_windows_dotted_and_alerts_per_platform() {
+        let n = 24usize;
+        let ts: Vec<i64> = (0..n as i64).map(|i| T0 + i * 3_600_000_000_000).collect();
+        // x: 20 attempts a window, blocked from window 12; at night (4-6) only 3 attempts.
+        let x_ratio: Vec<f64> = (0..n).map(|i| if i < 12 { 0.95 } else { 0.1 }).collect();
+        let x_att: Vec<f64> = (0..n)
+            .map(|i| if (4..7).contains(&i) { 3.0 } else { 20.0 })
+            .collect();
+        // youtube: always enough attempts, never sparse.
+        let yt_ratio = vec![0.9; n];
+        let yt_att = vec![15.0; n];
+        let control = vec![1.0; n];
+        let alerts = [
+            PlatformAlert {
+                platform: Some(0),
+                span: Span {
+                    start_ts: ts[12],
+                    end_ts: None,
+                    label: "alert 0: BlockSuspected on platform_x_success_ratio".into(),
+                },
+            },
+            PlatformAlert {
+                platform: None,
+                span: Span {
+                    start_ts: ts[2],
+                    end_ts: Some(ts[3]),
+                    label: "pooled".into(),
+                },
+            },
+        ];
+        let events = [Span {
+            start_ts: ts[13],
+            end_ts: None,
+            label: "PK x 2024-02-18".into(),
+        }];
+        let svg = platform_chart(&platform_test_chart(
+            &ts,
+            vec![
+                RatioLine {
+                    name: "x",
+                    series: "platform_x_success_ratio",
+                    ratio: &x_ratio,
+                    attempts: &x_att,
+                    color: OKABE_ITO[0],
+                },
+                RatioLine {
+                    name: "youtube",
+                    series: "platform_youtube_success_ratio",
+                    ratio: &yt_ratio,
+                    attempts: &yt_att,
+                    color: OKABE_ITO[1],
+                },
+            ],
+            Some(RatioLine {
+                name: "control sites",
+                series: "control_success_ratio",
+                ratio: &control,
+                attempts: &[],
+                color: "#000",
+            }),
+            &alerts,
+            &events,
+        ));
+        check_balanced(&svg).unwrap();
+        assert!(svg.contains(
+            r#"data-series="platform_x_success_ratio platform_youtube_success_ratio control_success_ratio""#
+        ));
+        assert_eq!(svg.matches(r#"<path class="platform-ratio" "#).count(), 2);
+        assert_eq!(
+            svg.matches(r#"<path class="platform-ratio" data-platform="x""#)
+                .count(),
+            1
+        );
+        assert_eq!(
+            svg.matches(r#"class="platform-ratio-sparse""#).count(),
+            1,
+            "only x has sparse windows"
+        );
+        assert!(svg.contains(r#"<path class="platform-ratio-sparse" data-platform="x""#));
+        assert_eq!(svg.matches(r#"<path class="control-ratio""#).count(), 1);
+        // x's solid path lifts the pen over the three sparse night windows.
+        let x_path = svg
+            .split(r#"<path class="platform-ratio" data-platform="x" d=""#)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("x path");
+        assert_eq!(x_path.matches('M').count(), 2, "{x_path}");
+        assert_eq!(x_path.matches(['M', 'L']).count(), n - 3);
+        assert!(svg.contains(r#"<rect class="alert-span" data-platform="x" x="#));
+        assert!(svg.contains(&format!(r#"fill="{}" fill-opacity="0.12""#, OKABE_ITO[0])));
+        assert_eq!(svg.matches(r#"class="alert-span""#).count(), 2);
+        assert_eq!(svg.matches(r#"class="alert-lane""#).count(), 2);
+        assert!(svg.contains(">alert: x<") && svg.contains(">alert: all platforms (pooled)<"));
+        assert!(svg.contains(">fewer than 10 attempts in the window<"));
+        assert!(svg.contains(r#"class="event-marker""#) && svg.contains(">PK x 2024-02-18<"));
+        assert!(svg.contains("connection success ratio") && svg.contains("time (UTC)"));
+        assert!(svg.contains(">100%<") && svg.contains(">0%<"));
+        for c in coordinates(&svg) {
+            assert!(!c.contains("NaN") && !c.contains("inf"), "{c}");
+        }
+    }
+
+    #[test]
+    fn platform_chart_without_sparse_windows_or_data_draws_no_sparse_path() {
+        let ts: Vec<i64> = (0..6).map(|i| T0 + i * 3_600_000_000_000).collect();
+        let all_nan = [f64::NAN; 6];
+        let none = [0.0; 6];
+        let svg = platform_chart(&platform_test_chart(
+            &ts,
+            vec![RatioLine {
+                name: "signal",
+                series: "platform_signal_success_ratio",
+                ratio: &all_nan,
+                attempts: &none,
+                color: OKABE_ITO[2],
+            }],
+            None,
+            &[],
+            &[],
+        ));
+        check_balanced(&svg).unwrap();
+        assert!(!svg.contains("platform-ratio-sparse") && !svg.contains("fewer than"));
+        assert!(!svg.contains("NaN"));
+        let empty = platform_chart(&platform_test_chart(&[], vec![], None, &[], &[]));
+        check_balanced(&empty).unwrap();
+        assert!(empty.contains("no data"));
+    }
+
+    #[test]
+    fn bucketed_ratios_are_pooled_by_attempts() {
+        let (r, a) = bucket_ratio(&[1.0, 0.0, f64::NAN, 0.5], &[30.0, 10.0, 0.0, 2.0], 4, 2);
+        assert_eq!(r[0], 0.75);
+        assert_eq!(a, vec![40.0, 2.0]);
+        assert_eq!(r[1], 0.5);
+        let (r, _) = bucket_ratio(&[1.0, 0.0], &[], 2, 2);
+        assert_eq!(r, vec![0.5]);
+    }
+
     fn value() -> impl Strategy<Value = f64> {
         prop_oneof![
             Just(f64::NAN),
@@ -1114,6 +1797,33 @@ pub(crate) mod tests {
                 if !name.contains("NaN") && !name.contains("inf") {
                     prop_assert!(!svg.contains("NaN") && !svg.contains("inf"));
                 }
+            }
+        }
+
+        #[test]
+        fn platform_charts_never_panic_and_have_finite_coordinates(
+            start in prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(T0), any::<i64>()],
+            step in prop_oneof![Just(0i64), Just(-5i64), Just(3_600_000_000_000i64), any::<i64>()],
+            ratio in proptest::collection::vec(value(), 0..40),
+            attempts in proptest::collection::vec(value(), 0..40),
+            min_attempts in value(),
+            span in (any::<i64>(), proptest::option::of(any::<i64>())),
+            platform in proptest::option::of(0usize..3),
+            name in "[a-z<&\"]{0,10}",
+        ) {
+            let ts: Vec<i64> = (0..ratio.len()).map(|i| start.saturating_add(step.saturating_mul(i as i64))).collect();
+            let alerts = [PlatformAlert { platform, span: Span { start_ts: span.0, end_ts: span.1, label: name.clone() } }];
+            let events = [Span { start_ts: span.0, end_ts: span.1, label: name.clone() }];
+            let line = RatioLine { name: &name, series: &name, ratio: &ratio, attempts: &attempts, color: OKABE_ITO[0] };
+            let c = PlatformChart {
+                step_nanos: step,
+                min_attempts,
+                ..platform_test_chart(&ts, vec![line, RatioLine { attempts: &[], ..line }], Some(line), &alerts, &events)
+            };
+            let svg = platform_chart(&c);
+            prop_assert!(check_balanced(&svg).is_ok(), "{:?}", check_balanced(&svg));
+            for coordinate in coordinates(&svg) {
+                prop_assert!(!coordinate.contains("NaN") && !coordinate.contains("inf"), "{}", coordinate);
             }
         }
 

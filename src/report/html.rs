@@ -25,10 +25,14 @@ use super::charts::{
     self, escape, fmt_utc, BarChart, Measure, Plot, PlotKind, Span, TimeChart, ValueFormat,
 };
 use crate::atomic_file::write_bytes_atomically;
+use crate::detect::{BlockConfig, PlatformSeries, Series, VpnDemand};
 use crate::fingerprint::Family;
 use crate::flow::FlowRecord;
 use crate::pipeline::{FileStatus, RunSummary};
-use crate::stats::{host_of, FlowColumns, MetricSeries, StatsConfig, CIRCUMVENTION_FAMILIES};
+use crate::stats::{
+    host_of, parse_platform_column, platform_column, FlowColumns, MetricSeries, StatsConfig,
+    CIRCUMVENTION_FAMILIES,
+};
 
 /// Version of the `report_data.json` shape; bump on any incompatible change.
 pub const REPORT_DATA_SCHEMA_VERSION: u32 = 1;
@@ -243,6 +247,38 @@ pub struct EventRow {
     /// Source of the facts (URL or citation).
     pub source: String,
     pub note: String,
+    /// The rise in VPN demand published at the time, when known.
+    pub vpn_demand: Option<PublishedDemand>,
+}
+
+/// A published VPN-demand figure of an event (the calendar's `demand_*` fields), as published:
+/// each measurer has its own baseline, so only the figures whose baseline matches the
+/// pre-event ratio's compare with it directly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PublishedDemand {
+    /// Largest published increase in percent (`131.0` = +131 %); `None` when not a number.
+    pub peak_percent: Option<f64>,
+    /// The figure as published.
+    pub text: String,
+    /// Who measured it.
+    pub measured_by: String,
+    /// What the increase is relative to, as published.
+    pub baseline: String,
+    /// Where it was published (URL).
+    pub source: String,
+}
+
+impl From<&VpnDemand> for PublishedDemand {
+    fn from(d: &VpnDemand) -> Self {
+        PublishedDemand {
+            peak_percent: d.peak_percent,
+            text: d.text.clone(),
+            measured_by: d.measured_by.clone(),
+            baseline: d.baseline.clone(),
+            source: d.source.clone(),
+        }
+    }
 }
 
 /// A detected alert.
@@ -631,6 +667,8 @@ pub fn window_series_from_columns(
     let (mut bytes, mut circ_bytes) = (zeros(), zeros());
     let (mut p_att, mut p_ok, mut c_att, mut c_ok) = (zeros(), zeros(), zeros(), zeros());
     let mut failures: [Vec<f64>; 4] = [zeros(), zeros(), zeros(), zeros()];
+    // Attempts and successes of each platform (the stats `platform_<name>_*` columns).
+    let mut per_platform: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for i in 0..cols.len() {
         let (Some(&ws), Some(host)) = (cols.window_start.get(i), cols.host.get(i)) else {
             continue;
@@ -658,7 +696,7 @@ pub fn window_series_from_columns(
         if circ {
             circ_bytes[w] += b;
         }
-        if cols.platform.get(i).is_some_and(Option::is_some) {
+        if let Some(Some(platform)) = cols.platform.get(i) {
             let control = cols.control.get(i).copied().unwrap_or(false);
             let result = cols.result.get(i).copied().unwrap_or("");
             let success = result == "success";
@@ -668,6 +706,11 @@ pub fn window_series_from_columns(
             } else {
                 p_att[w] += 1.0;
                 p_ok[w] += f64::from(u8::from(success));
+                let (att, ok) = per_platform
+                    .entry(platform.as_str())
+                    .or_insert_with(|| (zeros(), zeros()));
+                att[w] += 1.0;
+                ok[w] += f64::from(u8::from(success));
                 let kinds = [
                     "dns_failure",
                     "reset_after_syn",
@@ -731,6 +774,11 @@ pub fn window_series_from_columns(
     s.set("control_attempts", c_att.clone());
     s.set("control_successes", c_ok.clone());
     s.set("control_success_ratio", ratio(&c_ok, &c_att));
+    for (platform, (att, ok)) in &per_platform {
+        s.set(&platform_column(platform, "attempts"), att.clone());
+        s.set(&platform_column(platform, "successes"), ok.clone());
+        s.set(&platform_column(platform, "success_ratio"), ratio(ok, att));
+    }
 
     // The stats stage's series win where they exist on the same grid.
     if step == base_step {
@@ -971,6 +1019,168 @@ fn alert_spans(data: &ReportData, group: AlertGroup) -> Vec<Span> {
         .collect()
 }
 
+/// Most platforms drawn on the per-platform reachability chart (one Okabe-Ito colour each).
+pub const MAX_CHART_PLATFORMS: usize = charts::OKABE_ITO.len();
+
+/// Which platforms the per-platform reachability chart shows, by the block detector's own rule
+/// ([`PlatformSeries::qualifies`] with the default [`BlockConfig`]: enough windows of enough
+/// attempts to judge a platform on its own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChartedPlatforms {
+    /// Qualifying platforms, most attempts first, at most [`MAX_CHART_PLATFORMS`].
+    pub shown: Vec<String>,
+    /// Qualifying platforms beyond [`MAX_CHART_PLATFORMS`].
+    pub omitted: Vec<String>,
+    /// Platforms with attempts, too few to qualify.
+    pub too_few: Vec<String>,
+    /// Platforms with a column but no attempt at all.
+    pub no_attempts: Vec<String>,
+}
+
+/// Sorts the series' platforms (`platform_<name>_attempts` columns) by [`ChartedPlatforms`].
+pub fn charted_platforms(series: &WindowSeries) -> ChartedPlatforms {
+    let cfg = BlockConfig::default();
+    let mut qualifying: Vec<(f64, String)> = Vec::new();
+    let mut out = ChartedPlatforms::default();
+    for col in &series.columns {
+        let Some((platform, "attempts")) = parse_platform_column(&col.name) else {
+            continue;
+        };
+        let total: f64 = col.values.iter().filter(|v| v.is_finite()).sum();
+        if total <= 0.0 {
+            out.no_attempts.push(platform.to_string());
+            continue;
+        }
+        let as_series = |values: Vec<f64>| Series {
+            start_ts_nanos: series.timestamps.first().copied().unwrap_or(0),
+            step_nanos: series.step_nanos.max(1),
+            values,
+        };
+        let metric = platform_column(platform, "success_ratio");
+        let ratio = as_series(series.values_or_nan(&metric));
+        let attempts = as_series(col.values.clone());
+        let judged = PlatformSeries {
+            platform,
+            metric: &metric,
+            ratio: &ratio,
+            attempts: Some(&attempts),
+            failures: &[],
+        };
+        if judged.qualifies(&cfg) {
+            qualifying.push((total, platform.to_string()));
+        } else {
+            out.too_few.push(platform.to_string());
+        }
+    }
+    qualifying.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for (i, (_, name)) in qualifying.into_iter().enumerate() {
+        if i < MAX_CHART_PLATFORMS {
+            out.shown.push(name);
+        } else {
+            out.omitted.push(name);
+        }
+    }
+    out
+}
+
+/// The platform a reachability alert is about: its metric's (`platform_x_success_ratio`) or
+/// its `platform` evidence; `None` for the pooled ratio.
+fn alert_platform(a: &AlertRow) -> Option<&str> {
+    parse_platform_column(&a.metric)
+        .map(|(p, _)| p)
+        .or_else(|| {
+            a.evidence
+                .iter()
+                .find(|(k, _)| k == "platform")
+                .map(|(_, v)| v.as_str())
+        })
+}
+
+/// The per-platform reachability chart (`chart-reachability-platforms`): the shown platforms'
+/// success ratios, the control sites' ratio, and the block and outage alerts per platform.
+fn platform_reachability_chart(data: &ReportData, events: &[Span]) -> (Vec<String>, String) {
+    let s = &data.series;
+    let picked = charted_platforms(s);
+    let columns: Vec<(String, Vec<f64>, Vec<f64>)> = picked
+        .shown
+        .iter()
+        .map(|p| {
+            let metric = platform_column(p, "success_ratio");
+            let ratio = s.values_or_nan(&metric);
+            let attempts = s.values_or_nan(&platform_column(p, "attempts"));
+            (metric, ratio, attempts)
+        })
+        .collect();
+    let platforms: Vec<charts::RatioLine<'_>> = picked
+        .shown
+        .iter()
+        .zip(&columns)
+        .zip(charts::OKABE_ITO)
+        .map(
+            |((name, (metric, ratio, attempts)), color)| charts::RatioLine {
+                name,
+                series: metric,
+                ratio,
+                attempts,
+                color,
+            },
+        )
+        .collect();
+    let control_ratio = s.values_or_nan("control_success_ratio");
+    let control_attempts = s.get("control_attempts").unwrap_or(&[]);
+    let control = charts::RatioLine {
+        name: "control sites",
+        series: "control_success_ratio",
+        ratio: &control_ratio,
+        attempts: control_attempts,
+        color: charts::COLOR_CONTROL,
+    };
+    let alerts: Vec<charts::PlatformAlert> = data
+        .alerts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| {
+            let kind = a.kind.to_ascii_lowercase();
+            kind == "blocksuspected" || kind == "outage"
+        })
+        .filter_map(|(i, a)| {
+            let platform = match alert_platform(a) {
+                Some(p) => Some(picked.shown.iter().position(|s| s == p)?),
+                None if a.metric == "platform_success_ratio" => None,
+                None => return None,
+            };
+            Some(charts::PlatformAlert {
+                platform,
+                span: Span {
+                    start_ts: a.start_ts,
+                    end_ts: a.end_ts,
+                    label: format!(
+                        "alert {i}: {} on {} from {}",
+                        a.kind,
+                        a.metric,
+                        fmt_utc(a.start_ts)
+                    ),
+                },
+            })
+        })
+        .collect();
+    let chart = charts::PlatformChart {
+        id: "chart-reachability-platforms",
+        title: "Reachability per platform: connection success ratio vs control sites",
+        timestamps: &s.timestamps,
+        step_nanos: s.step_nanos,
+        platforms,
+        control: Some(control),
+        min_attempts: BlockConfig::default().min_attempts,
+        alerts: &alerts,
+        events,
+    };
+    let svg = charts::platform_chart(&chart);
+    let mut names: Vec<String> = columns.into_iter().map(|(m, _, _)| m).collect();
+    names.push("control_success_ratio".to_string());
+    (names, svg)
+}
+
 /// One stacked area per circumvention family plus the total as a line on top.
 fn stacked_families<'a>(
     names: &'a [&'static str],
@@ -999,7 +1209,8 @@ fn stacked_families<'a>(
 }
 
 /// Every chart of the report, in page order: `chart-protocol-mix`, `chart-vpn-share`,
-/// `chart-vpn-hosts`, `chart-reachability`, `chart-failures`, `chart-adoption`.
+/// `chart-vpn-hosts`, `chart-reachability`, `chart-reachability-platforms`, `chart-failures`,
+/// `chart-adoption`.
 pub fn figures(data: &ReportData) -> Vec<Figure> {
     let mut out = Vec::new();
     let mut push = |id: &str, series: &[&str], svg: String| {
@@ -1174,6 +1385,10 @@ pub fn figures(data: &ReportData) -> Vec<Figure> {
     };
     push("chart-reachability", &names, charts::time_chart(&chart));
 
+    let (names, svg) = platform_reachability_chart(data, events);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    push("chart-reachability-platforms", &names, svg);
+
     let failure_values: Vec<Vec<f64>> = FAILURE_SERIES.iter().map(|n| s.values_or_nan(n)).collect();
     let failure_colors = ["#8c564b", "#e377c2", "#d62728", "#7f7f7f"];
     let plots: Vec<Plot<'_>> = FAILURE_SERIES
@@ -1324,8 +1539,16 @@ th, td { border-bottom: 1px solid #e2e2e2; padding: 3px 6px; text-align: left; v
 th { background: #f4f4f4; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.ts { white-space: nowrap; font-variant-numeric: tabular-nums; }
+td.published { min-width: 13em; }
+td.published .figure { white-space: nowrap; font-variant-numeric: tabular-nums; font-weight: 600; }
 td.evidence, td.wrap { word-break: break-word; overflow-wrap: anywhere; }
-td.evidence ul { margin: 0; padding-left: 16px; }
+td.evidence { min-width: 12em; font-size: 0.92em; }
+td.evidence li { display: inline; }
+td.evidence li + li::before { content: "; "; }
+#alerts-table td.ts { white-space: normal; min-width: 6.5em; }
+th.head-wrap { white-space: normal; }
+a.event-name { white-space: nowrap; }
+td.evidence ul { margin: 0; padding-left: 0; list-style: none; }
 .muted { color: #666; }
 .note { color: #555; font-size: 0.9em; }
 .status-failed { color: #b00020; font-weight: 600; }
@@ -1405,6 +1628,7 @@ pub fn render_html(data: &ReportData) -> String {
         &mut h,
         data,
         &fig("chart-reachability"),
+        &fig("chart-reachability-platforms"),
         &fig("chart-failures"),
     );
     section_adoption(&mut h, data, &fig("chart-adoption"));
@@ -1547,16 +1771,23 @@ fn section_vpn_use(h: &mut String, d: &ReportData, share: &str, hosts: &str) {
     h.push_str("</section>\n");
 }
 
-fn section_reachability(h: &mut String, d: &ReportData, ratio: &str, failures: &str) {
+fn section_reachability(
+    h: &mut String,
+    d: &ReportData,
+    ratio: &str,
+    per_platform: &str,
+    failures: &str,
+) {
     h.push_str("<section id=\"reachability\"><h2>Platform reachability</h2>");
     figure(
         h,
         ratio,
         &format!(
-            "Share of attempts to reach the watched platforms that succeeded, against the same ratio for control sites. A platform drop while controls hold suggests a block; both dropping, an outage.{}",
+            "Share of attempts to reach the watched platforms that succeeded (all platforms pooled), against the same ratio for control sites. A platform drop while controls hold suggests a block; both dropping, an outage.{}",
             event_note(d)
         ),
     );
+    figure(h, per_platform, &platform_chart_caption(d));
     figure(h, failures, "Failed platform attempts per window, by kind (DNS failure, reset after SYN, reset after client data, no reply).");
     let sum = |name: &str| {
         d.series
@@ -1577,6 +1808,35 @@ fn section_reachability(h: &mut String, d: &ReportData, ratio: &str, failures: &
         );
     }
     h.push_str("</tbody></table></section>\n");
+}
+
+/// The per-platform chart's caption: what is drawn and which platforms are not.
+fn platform_chart_caption(d: &ReportData) -> String {
+    let cfg = BlockConfig::default();
+    let picked = charted_platforms(&d.series);
+    let mut text = format!(
+        "Success ratio of connection attempts per platform, one line each, for the platforms with enough attempts for the block detector to judge them on their own (at least {} attempts in at least {} windows); dashed grey: the control sites. Dotted: windows with fewer than {} attempts, which the detector leaves out. Shaded, and as a bar in the platform's lane above the plot: block and outage alerts, in the platform's colour (grey: all platforms pooled). Dashed blue lines: starts of calendar events.",
+        fmt_num(cfg.min_attempts),
+        cfg.min_platform_windows,
+        fmt_num(cfg.min_attempts),
+    );
+    if picked.shown.is_empty() {
+        text.push_str(" No platform had enough attempts; the pooled ratio is in the chart above.");
+    }
+    let lists = [
+        (&picked.omitted, "beyond the first eight"),
+        (&picked.too_few, "too few attempts"),
+        (&picked.no_attempts, "no attempts"),
+    ];
+    let parts: Vec<String> = lists
+        .iter()
+        .filter(|(names, _)| !names.is_empty())
+        .map(|(names, why)| format!("{} ({why})", names.join(", ")))
+        .collect();
+    if !parts.is_empty() {
+        let _ = write!(text, " Not drawn: {}.", parts.join("; "));
+    }
+    text
 }
 
 fn section_adoption(h: &mut String, d: &ReportData, svg: &str) {
@@ -1686,10 +1946,13 @@ fn section_alerts(h: &mut String, d: &ReportData) {
     if d.alignments.is_empty() {
         h.push_str("<p class=\"muted\">No alert lined up with a block event.</p>");
     } else {
-        h.push_str("<table id=\"alignments-table\"><thead><tr><th>event</th><th>alert</th><th class=\"num\">lag</th><th class=\"num\">score</th><th class=\"num\">magnitude</th><th class=\"num\">pre-event ratio</th><th class=\"num\">significance</th></tr></thead><tbody>");
+        h.push_str("<table id=\"alignments-table\"><thead><tr><th>event</th><th>alert</th><th class=\"num\">lag</th><th class=\"num\">score</th><th class=\"num\">magnitude</th><th class=\"num head-wrap\">measured peak / pre-event mean</th><th>published VPN demand</th><th class=\"num\">significance</th></tr></thead><tbody>");
         for a in &d.alignments {
             let event = match a.event_index.filter(|i| *i < d.events.len()) {
-                Some(i) => format!("<a href=\"#event-{i}\">{}</a>", escape(&a.event_name)),
+                Some(i) => format!(
+                    "<a class=\"event-name\" href=\"#event-{i}\">{}</a>",
+                    escape(&a.event_name)
+                ),
                 None => escape(&a.event_name),
             };
             let alert = match a
@@ -1707,19 +1970,116 @@ fn section_alerts(h: &mut String, d: &ReportData) {
                 Some(x) => num_cell(x, &format!("{}{suffix}", fmt_num(x))),
                 None => "<td class=\"num\">–</td>".to_string(),
             };
+            let demand = a
+                .event_index
+                .and_then(|i| d.events.get(i))
+                .and_then(|e| e.vpn_demand.as_ref());
             let _ = write!(
                 h,
-                "<tr class=\"alignment\"><td>{event}</td><td>{alert}</td>{}{}{}{}{}</tr>",
+                "<tr class=\"alignment\"><td>{event}</td><td>{alert}</td>{}{}{}{}{}{}</tr>",
                 num_cell(a.lag_seconds, &fmt_duration(a.lag_seconds)),
                 num_cell(a.score, &fmt_num(a.score)),
                 opt(a.magnitude, "×"),
-                opt(a.pre_event_ratio, "×"),
+                ratio_cell(a.pre_event_ratio),
+                published_cell(demand, a.published_peak_ratio),
                 opt(a.significance, "")
             );
         }
         h.push_str("</tbody></table>");
+        h.push_str("<p class=\"note\" id=\"alignments-caption\">Measured: the aligned metric's peak over its mean in the 28 days before the event (or the part of them that was captured). Published: the measurer's own figure against its own baseline; baselines differ, and only Top10VPN's (daily demand against the average of the preceding 28 days) matches ours, so only those compare directly.</p>");
     }
     h.push_str("</section>\n");
+}
+
+/// The alignments table's published VPN-demand cell: `+131% (2.31×)` over the measurer, its
+/// baseline and a link to the source; the figure as published in the tooltip. An em dash
+/// when the event has no published figure.
+fn published_cell(demand: Option<&PublishedDemand>, ratio: Option<f64>) -> String {
+    let percent = demand
+        .and_then(|x| x.peak_percent)
+        .filter(|p| p.is_finite())
+        .or_else(|| ratio.filter(|r| r.is_finite()).map(|r| (r - 1.0) * 100.0));
+    let value = percent.map(|p| 1.0 + p / 100.0);
+    let headline = match (percent, demand) {
+        (Some(p), _) => format!("{}% ({})", fmt_signed(p), fmt_ratio(1.0 + p / 100.0)),
+        (None, Some(x)) if !x.text.trim().is_empty() => x.text.clone(),
+        _ => return "<td class=\"published\">\u{2014}</td>".to_string(),
+    };
+    let data_value = value.map_or(String::new(), |v| {
+        format!(" data-value=\"{}\"", escape(&v.to_string()))
+    });
+    let Some(x) = demand else {
+        return format!(
+            "<td class=\"published\"{data_value}>{}</td>",
+            escape(&headline)
+        );
+    };
+    let mut who = x.measured_by.trim().to_string();
+    if !x.baseline.trim().is_empty() {
+        if !who.is_empty() {
+            who.push_str(", ");
+        }
+        let _ = write!(who, "vs {}", x.baseline.trim());
+    }
+    let source = x.source.trim();
+    let link = if (source.starts_with("https://") || source.starts_with("http://"))
+        && !source.contains(char::is_whitespace)
+    {
+        format!(
+            " <a href=\"{}\" rel=\"noreferrer noopener\">[source]</a>",
+            escape(source)
+        )
+    } else if source.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", escape(source))
+    };
+    let detail = escape(&who);
+    format!(
+        "<td class=\"published\"{data_value} title=\"{}\"><span class=\"figure\">{}</span><br><span class=\"muted\">{detail}{link}</span></td>",
+        escape(&x.text),
+        escape(&headline)
+    )
+}
+
+/// A peak-over-baseline ratio as `2.31×`, `44.4×`, `232×` (three significant figures or so).
+fn fmt_ratio(r: f64) -> String {
+    if !r.is_finite() {
+        "–".to_string()
+    } else if r.abs() >= 100.0 {
+        format!("{r:.0}×")
+    } else if r.abs() >= 10.0 {
+        format!("{r:.1}×")
+    } else {
+        format!("{r:.2}×")
+    }
+}
+
+/// A ratio cell ([`fmt_ratio`]) with the exact value in `data-value`; `–` when unknown.
+fn ratio_cell(r: Option<f64>) -> String {
+    match r {
+        Some(x) => num_cell(x, &fmt_ratio(x)),
+        None => "<td class=\"num\">–</td>".to_string(),
+    }
+}
+
+/// `+131`, `-12.5`: a percentage with its sign, decimals only when needed.
+fn fmt_signed(p: f64) -> String {
+    let shown = if p.fract() == 0.0 && p.abs() < 1e15 {
+        let digits = fmt_int(p.abs() as u64);
+        if p < 0.0 {
+            format!("-{digits}")
+        } else {
+            digits
+        }
+    } else {
+        fmt_num(p)
+    };
+    if p >= 0.0 {
+        format!("+{shown}")
+    } else {
+        shown
+    }
 }
 
 fn section_examples(h: &mut String, d: &ReportData) {
@@ -1951,6 +2311,7 @@ mod tests {
                 method: "SNI <reset>".into(),
                 source: "https://example.org/report?a=1&b=2".into(),
                 note: String::new(),
+                vpn_demand: None,
             }],
             alerts: vec![
                 AlertRow {
@@ -2135,7 +2496,7 @@ mod tests {
                 "section {id}"
             );
         }
-        let expected: [(&str, &[&str]); 6] = [
+        let expected: [(&str, &[&str]); 7] = [
             ("chart-protocol-mix", &["flows", "hosts", "bytes"]),
             (
                 "chart-vpn-share",
@@ -2163,6 +2524,8 @@ mod tests {
                 "chart-reachability",
                 &["platform_success_ratio", "control_success_ratio"],
             ),
+            // x has one attempt a window in the sample: too few to be judged on its own.
+            ("chart-reachability-platforms", &["control_success_ratio"]),
             ("chart-failures", &FAILURE_SERIES),
             ("chart-adoption", &["cumulative_adopters", "new_adopters"]),
         ];
@@ -2180,7 +2543,9 @@ mod tests {
                 "{id}: {tag}"
             );
             check_balanced(svg_element(&html, id)).unwrap();
-            if *id != "chart-protocol-mix" {
+            if *id == "chart-reachability-platforms" {
+                assert!(svg_element(&html, id).contains("class=\"event-marker\""));
+            } else if *id != "chart-protocol-mix" {
                 assert!(
                     svg_element(&html, id).contains("class=\"event-band\""),
                     "{id} has the event band"
@@ -2218,6 +2583,179 @@ mod tests {
         );
     }
 
+    /// The published VPN-demand figure of the PK X 2024 event as the built-in calendar has it.
+    fn pk_x_demand() -> PublishedDemand {
+        PublishedDemand {
+            peak_percent: Some(131.0),
+            text: "+131% on Sun 18 Feb 2024".into(),
+            measured_by: "Top10VPN".into(),
+            baseline: "average demand (as reported)".into(),
+            source: "https://example.org/vpn?a=1&b=2".into(),
+        }
+    }
+
+    /// The `<td class="published"...>` cells of the alignments table, in row order.
+    fn published_cells(html: &str) -> Vec<&str> {
+        html.split("<td class=\"published\"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find("</td>").expect("cell ends")])
+            .collect()
+    }
+
+    #[test]
+    fn alignments_show_the_published_figure_or_a_dash() {
+        let mut d = sample();
+        d.events[0].vpn_demand = Some(pk_x_demand());
+        d.events.push(EventRow {
+            name: "XX x detected".into(),
+            ..EventRow::default()
+        });
+        let first = d.alignments[0].clone();
+        d.alignments[0].published_peak_ratio = Some(2.31);
+        d.alignments[0].pre_event_ratio = Some(44.375);
+        d.alignments.push(AlignmentRow {
+            event_index: Some(1),
+            event_name: "XX x detected".into(),
+            ..first
+        });
+        let html = render_html(&d);
+        check_balanced(&html).unwrap();
+        let cells = published_cells(&html);
+        assert_eq!(cells.len(), 2, "{cells:?}");
+        assert!(cells[0].contains("+131% (2.31×)"), "{}", cells[0]);
+        assert!(cells[0].contains("Top10VPN, vs average demand (as reported)"));
+        assert!(cells[0].contains("href=\"https://example.org/vpn?a=1&amp;b=2\""));
+        assert!(cells[0].contains("data-value=\"2.31\""));
+        assert!(cells[0].contains("title=\"+131% on Sun 18 Feb 2024\""));
+        assert_eq!(cells[1], ">\u{2014}", "no figure: an em dash");
+        assert!(html.contains("data-value=\"44.375\">44.4×</td>"));
+        assert!(html.contains("<th>published VPN demand</th>"));
+        assert!(html.contains("id=\"alignments-caption\""));
+        assert!(html.contains("only Top10VPN's"));
+        // Without the event's text, the alignment's own ratio is shown as a percentage.
+        let mut bare = d.clone();
+        bare.events[0].vpn_demand = None;
+        let cells_html = render_html(&bare);
+        let cells = published_cells(&cells_html);
+        assert!(cells[0].contains("+131% (2.31×)"), "{}", cells[0]);
+        // A figure that is words, not a number, is shown as published.
+        let mut words = d.clone();
+        words.alignments[0].published_peak_ratio = None;
+        words.events[0].vpn_demand = Some(PublishedDemand {
+            peak_percent: None,
+            text: "doubled <overnight>".into(),
+            ..pk_x_demand()
+        });
+        let words_html = render_html(&words);
+        assert!(published_cells(&words_html)[0].contains("doubled &lt;overnight&gt;"));
+    }
+
+    /// 24 hourly windows: x has 20 attempts a window (blocked from window 12), youtube 2 (too
+    /// few for the detector), signal none; the control sites work throughout.
+    fn platform_series() -> ReportData {
+        let n = 24usize;
+        let mut d = ReportData::default();
+        d.series.step_nanos = 60 * MIN;
+        d.series.timestamps = (0..n as i64).map(|i| T0 + i * 60 * MIN).collect();
+        let mut col = |name: &str, values: Vec<f64>| d.series.set(name, values);
+        col("platform_x_attempts", vec![20.0; n]);
+        col(
+            "platform_x_success_ratio",
+            (0..n).map(|i| if i < 12 { 0.95 } else { 0.05 }).collect(),
+        );
+        col("platform_youtube_attempts", vec![2.0; n]);
+        col("platform_youtube_success_ratio", vec![1.0; n]);
+        col("platform_signal_attempts", vec![0.0; n]);
+        col("platform_signal_success_ratio", vec![f64::NAN; n]);
+        col("control_attempts", vec![12.0; n]);
+        col("control_success_ratio", vec![1.0; n]);
+        d.alerts.push(AlertRow {
+            kind: "BlockSuspected".into(),
+            metric: "platform_x_success_ratio".into(),
+            start_ts: T0 + 12 * 60 * MIN,
+            peak_ts: T0 + 12 * 60 * MIN,
+            evidence: vec![("platform".into(), "x".into())],
+            ..AlertRow::default()
+        });
+        d
+    }
+
+    #[test]
+    fn per_platform_chart_draws_the_platforms_the_detector_would_judge() {
+        let d = platform_series();
+        let picked = charted_platforms(&d.series);
+        assert_eq!(picked.shown, vec!["x"]);
+        assert_eq!(picked.too_few, vec!["youtube"]);
+        assert_eq!(picked.no_attempts, vec!["signal"]);
+        let html = render_html(&d);
+        check_balanced(&html).unwrap();
+        let svg = svg_element(&html, "chart-reachability-platforms");
+        assert!(svg_tag(&html, "chart-reachability-platforms")
+            .contains("data-series=\"platform_x_success_ratio control_success_ratio\""));
+        assert_eq!(svg.matches("<path class=\"platform-ratio\" ").count(), 1);
+        assert!(svg.contains("<path class=\"platform-ratio\" data-platform=\"x\""));
+        assert!(
+            !svg.contains("data-platform=\"youtube\"") && !svg.contains("data-platform=\"signal\"")
+        );
+        assert_eq!(svg.matches("<path class=\"control-ratio\"").count(), 1);
+        assert!(svg.contains("<rect class=\"alert-span\" data-platform=\"x\""));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        assert!(html.contains("youtube (too few attempts); signal (no attempts)"));
+        // The pooled fallback: with no qualifying platform, the caption says so.
+        let mut none = platform_series();
+        none.series.set("platform_x_attempts", vec![3.0; 24]);
+        let html = render_html(&none);
+        let svg = svg_element(&html, "chart-reachability-platforms");
+        assert_eq!(svg.matches("class=\"platform-ratio\"").count(), 0);
+        assert!(html.contains("No platform had enough attempts"));
+    }
+
+    #[test]
+    fn more_than_eight_qualifying_platforms_keep_the_busiest_eight() {
+        let mut d = platform_series();
+        for i in 0..10 {
+            d.series.set(
+                &format!("platform_p{i}_attempts"),
+                vec![10.0 + f64::from(i); 24],
+            );
+            d.series
+                .set(&format!("platform_p{i}_success_ratio"), vec![0.9; 24]);
+        }
+        let picked = charted_platforms(&d.series);
+        assert_eq!(picked.shown.len(), MAX_CHART_PLATFORMS);
+        assert_eq!(picked.shown.first().map(String::as_str), Some("x"));
+        assert_eq!(
+            picked.omitted,
+            vec!["p2", "p1", "p0"],
+            "x and p9..p3 are busier"
+        );
+        let svg = figures(&d)
+            .into_iter()
+            .find(|f| f.id == "chart-reachability-platforms")
+            .expect("chart")
+            .svg;
+        assert_eq!(
+            svg.matches("<path class=\"platform-ratio\" ").count(),
+            MAX_CHART_PLATFORMS
+        );
+        for color in charts::OKABE_ITO {
+            assert!(svg.contains(&format!("stroke=\"{color}\"")), "{color}");
+        }
+    }
+
+    #[test]
+    fn per_platform_columns_come_from_the_flows() {
+        let s = window_series(&records(), &[], &StatsConfig::default());
+        let get = |n: &str| s.get(n).unwrap_or_else(|| panic!("{n}")).to_vec();
+        assert_eq!(get("platform_x_attempts"), vec![1.0; 12]);
+        assert_eq!(get("platform_x_success_ratio")[5..7], [1.0, 0.0]);
+        assert_eq!(get("platform_x_successes")[6], 0.0);
+        assert!(
+            s.get("platform_wikipedia_attempts").is_none(),
+            "controls are not platforms"
+        );
+    }
+
     #[test]
     fn hostile_strings_are_escaped() {
         let mut d = sample();
@@ -2252,7 +2790,7 @@ mod tests {
         for id in SECTION_IDS {
             assert!(html.contains(&format!("<section id=\"{id}\">")));
         }
-        assert_eq!(figures(&d).len(), 6);
+        assert_eq!(figures(&d).len(), 7);
         let only_totals = ReportData::from_run(
             &summary(),
             &[],
@@ -2292,7 +2830,7 @@ mod tests {
     fn figures_are_written_as_standalone_svg() {
         let dir = std::env::temp_dir().join(format!("tunnelwatch-figures-{}", std::process::id()));
         let paths = write_figures(&sample(), &dir).expect("written");
-        assert_eq!(paths.len(), 6);
+        assert_eq!(paths.len(), 7);
         for p in &paths {
             let text = std::fs::read_to_string(p).expect("readable");
             assert!(text.starts_with("<?xml"));

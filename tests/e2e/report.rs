@@ -202,6 +202,70 @@ fn samples_detect_the_circumvention_the_generator_made() {
     assert_eq!(summary["packets_read"], summary["packets_in_flows"]);
 }
 
+/// Issue #5, report side: the per-platform reachability chart draws X (the one platform with
+/// enough attempts in the sample's hourly windows) beside the control sites, with X's block
+/// alert shaded in X's colour; the alignments table sets the built-in calendar's published
+/// figure for the Pakistan X 2024 block (Top10VPN, +131 %) beside the measured ratio.
+#[test]
+fn samples_report_charts_each_platform_and_shows_the_published_vpn_demand() {
+    let dir = analyze_samples("per-platform");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let at = html
+        .find("id=\"chart-reachability-platforms\"")
+        .expect("the per-platform chart");
+    let svg_start = html[..at].rfind("<svg").unwrap();
+    let svg = &html[svg_start..svg_start + html[svg_start..].find("</svg>").unwrap()];
+    assert!(
+        svg.contains("data-series=\"platform_x_success_ratio control_success_ratio\""),
+        "{}",
+        &svg[..svg.len().min(600)]
+    );
+    assert_eq!(svg.matches("<path class=\"platform-ratio\" ").count(), 1);
+    assert!(svg.contains("<path class=\"platform-ratio\" data-platform=\"x\""));
+    assert!(svg.contains("<path class=\"control-ratio\""));
+    assert!(
+        svg.contains("<rect class=\"alert-span\" data-platform=\"x\""),
+        "X's block alert is shaded on X"
+    );
+    for attr in [" d=\"", " x=\"", " y=\"", " width=\""] {
+        for value in svg.split(attr).skip(1) {
+            let value = &value[..value.find('"').unwrap()];
+            assert!(!value.contains("NaN") && !value.contains("inf"), "{value}");
+        }
+    }
+    assert!(dir
+        .join("figures")
+        .join("chart-reachability-platforms.svg")
+        .is_file());
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report_data.json")).unwrap())
+            .unwrap();
+    let columns: Vec<&str> = data["series"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for name in ["platform_x_attempts", "platform_x_success_ratio"] {
+        assert!(columns.contains(&name), "{name} not in report_data.json");
+    }
+
+    // The calendar's PK X 2024 line: demand_percent 131, measured by Top10VPN.
+    let rows: Vec<&str> = html
+        .split("<tr class=\"alignment\">")
+        .skip(1)
+        .map(|r| &r[..r.find("</tr>").unwrap()])
+        .filter(|r| r.contains("PK x 2024-02-17T17:00:00Z"))
+        .collect();
+    assert!(!rows.is_empty(), "no alignment with the PK X event");
+    for row in &rows {
+        assert!(row.contains("+131% (2.31×)"), "{row}");
+        assert!(row.contains("Top10VPN"), "{row}");
+        assert!(row.contains("[source]</a>"), "{row}");
+    }
+    assert!(html.contains("only Top10VPN's"), "the caption on baselines");
+}
+
 #[test]
 fn report_command_rebuilds_the_same_page() {
     let dir = analyze_samples("rebuild");
