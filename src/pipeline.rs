@@ -358,21 +358,27 @@ pub fn flow_order_key(r: &FlowRecord) -> [u8; FLOW_ORDER_KEY_LEN] {
     k
 }
 
-/// Sorts flows by [`flow_order_key`] (first packet time, endpoints, protocol) and numbers them
-/// from 0: an order that does not depend on which worker saw which flow.
-pub fn number_flows(records: &mut Vec<FlowRecord>) {
-    // Sorting small keys and then moving each record once is several times faster than
-    // sorting the records themselves (hundreds of bytes each), and this runs on one thread.
-    let mut order: Vec<_> = records
+/// Indexes of `records` in [`flow_order_key`] order (first packet time, endpoints, protocol):
+/// an order that does not depend on which worker saw which flow.
+pub fn flow_order(records: &[FlowRecord]) -> Vec<usize> {
+    // Sorting small keys is several times faster than sorting the records themselves
+    // (hundreds of bytes each).
+    let mut keyed: Vec<_> = records
         .iter()
         .enumerate()
         .map(|(i, r)| (flow_order_key(r), i))
         .collect();
     // The index makes every key unique, so an unstable sort gives one order.
-    order.sort_unstable();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Sorts flows by [`flow_order`] and numbers them from 0.
+pub fn number_flows(records: &mut Vec<FlowRecord>) {
+    let order = flow_order(records);
     let mut slots: Vec<Option<FlowRecord>> =
         std::mem::take(records).into_iter().map(Some).collect();
-    records.extend(order.iter().filter_map(|&(_, i)| slots[i].take()));
+    records.extend(order.iter().filter_map(|&i| slots[i].take()));
     for (i, r) in records.iter_mut().enumerate() {
         r.id = i as u64;
     }

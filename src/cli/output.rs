@@ -1,5 +1,6 @@
 //! Flow rows as a table, JSON lines or CSV; and the `explain` text.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
@@ -126,9 +127,9 @@ const RENDER_CHUNK: usize = 4096;
 /// each, and written in order: the bytes are identical for any `threads`. On a capture of a
 /// million packets rendering is a sixth of a one-thread run, so leaving it serial would cap the
 /// speed-up of `--threads 2` well below two.
-pub fn write_flows_threads(
+pub fn write_flows_threads<R: Borrow<FlowRecord> + Sync>(
     out: &mut impl Write,
-    rows: &[FlowRecord],
+    rows: &[R],
     format: FlowFormat,
     threads: usize,
 ) -> io::Result<()> {
@@ -150,7 +151,7 @@ pub fn write_flows_threads(
         }
         return Ok(());
     }
-    let chunks: Vec<&[FlowRecord]> = rows.chunks(RENDER_CHUNK).collect();
+    let chunks: Vec<&[R]> = rows.chunks(RENDER_CHUNK).collect();
     for round in chunks.chunks(threads) {
         let rendered: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = round
@@ -185,7 +186,11 @@ pub enum RowFormat {
 }
 
 /// Renders rows (no CSV header) into `buf`.
-pub fn render_rows(rows: &[FlowRecord], format: RowFormat, buf: &mut Vec<u8>) -> io::Result<()> {
+pub fn render_rows<R: Borrow<FlowRecord>>(
+    rows: &[R],
+    format: RowFormat,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
     match format {
         RowFormat::Jsonl => render_jsonl(rows, buf),
         RowFormat::Csv => render_csv(rows, buf),
@@ -195,8 +200,9 @@ pub fn render_rows(rows: &[FlowRecord], format: RowFormat, buf: &mut Vec<u8>) ->
 /// JSON lines written field by field into `buf`: byte for byte what serde_json makes of a
 /// [`FlowRow`] (tested), without the row's strings. Rendering was a quarter of a one-thread
 /// `flows` run while it built a `FlowRow` (seven allocations) per flow.
-fn render_jsonl(rows: &[FlowRecord], buf: &mut Vec<u8>) -> io::Result<()> {
+fn render_jsonl<R: Borrow<FlowRecord>>(rows: &[R], buf: &mut Vec<u8>) -> io::Result<()> {
     for r in rows {
+        let r = r.borrow();
         buf.extend_from_slice(b"{\"id\":");
         push_u64(buf, r.id);
         buf.extend_from_slice(b",\"first_ts\":\"");
@@ -247,9 +253,10 @@ fn render_jsonl(rows: &[FlowRecord], buf: &mut Vec<u8>) -> io::Result<()> {
 
 /// CSV rows written field by field (same bytes as joining [`row_strings`] through
 /// [`csv_field`], tested); `evidence` goes through one scratch string reused for all rows.
-fn render_csv(rows: &[FlowRecord], buf: &mut Vec<u8>) -> io::Result<()> {
+fn render_csv<R: Borrow<FlowRecord>>(rows: &[R], buf: &mut Vec<u8>) -> io::Result<()> {
     let mut evidence = String::new();
     for r in rows {
+        let r = r.borrow();
         push_u64(buf, r.id);
         buf.push(b',');
         push_ts(buf, r.first_ts);
@@ -369,7 +376,7 @@ impl std::fmt::Write for JsonEscaped<'_> {
     }
 }
 
-fn write_table(out: &mut impl Write, rows: &[FlowRecord]) -> io::Result<()> {
+fn write_table<R: Borrow<FlowRecord>>(out: &mut impl Write, rows: &[R]) -> io::Result<()> {
     // A readable subset; the full set is in jsonl/csv.
     const COLS: &[(&str, usize)] = &[
         ("id", 0),
@@ -388,7 +395,7 @@ fn write_table(out: &mut impl Write, rows: &[FlowRecord]) -> io::Result<()> {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let s = row_strings(r);
+            let s = row_strings(r.borrow());
             let app = match (s[14].as_str(), s[15].as_str()) {
                 ("", "") => String::new(),
                 (a, "") => a.to_string(),

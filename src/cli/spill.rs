@@ -138,13 +138,20 @@ impl FlowSpill {
         }
         let mut records = std::mem::take(&mut self.pending);
         if self.runs.is_empty() {
-            // Everything fit in memory: number in place and render on all threads.
-            crate::pipeline::number_flows(&mut records);
+            // Everything fit in memory: number in place and render in order on all threads,
+            // through references (moving the records into order would copy them twice).
+            let order = crate::pipeline::flow_order(&records);
+            for (id, &i) in order.iter().enumerate() {
+                if let Some(r) = records.get_mut(i) {
+                    r.id = id as u64;
+                }
+            }
+            let ordered: Vec<&FlowRecord> = order.iter().filter_map(|&i| records.get(i)).collect();
             let format = match self.format {
                 RowFormat::Jsonl => super::FlowFormat::Jsonl,
                 RowFormat::Csv => super::FlowFormat::Csv,
             };
-            return super::output::write_flows_threads(out, &records, format, self.threads);
+            return super::output::write_flows_threads(out, &ordered, format, self.threads);
         }
         if self.format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;

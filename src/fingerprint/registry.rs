@@ -18,6 +18,7 @@ pub static REGISTRY: &[&Spec] = &[
     &websocket_tunnel::SPEC,
     &softether::SPEC,
     &tinc::SPEC,
+    &ultrasurf::SPEC,
     &openvpn::SPEC,
     &openvpn_obfuscated::SPEC,
     &tls::SPEC,

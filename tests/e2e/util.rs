@@ -32,19 +32,40 @@ pub fn shared(what: &str) -> Option<PathBuf> {
     }
 }
 
-/// A fresh scratch folder under target/ (removed first if it exists).
+/// A fresh scratch folder under target/ (removed first if it exists). Folders stay after the
+/// run for inspection; the first call of a later run removes those of processes that are gone,
+/// so they do not pile up over many runs.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/e2e-scratch")
-        .join(format!(
-            "{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-scratch");
+    SWEPT.call_once(|| remove_stale_scratch(&root));
+    let dir = root.join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     dir
+}
+
+/// Removes scratch folders (`NAME-PID-N`) whose process no longer runs.
+fn remove_stale_scratch(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .rsplitn(3, '-')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -26,6 +26,7 @@ pub mod tailscale;
 pub mod tinc;
 pub mod tls;
 pub mod tor;
+pub mod ultrasurf;
 pub mod vmess;
 pub mod websocket_tunnel;
 pub mod wireguard;
