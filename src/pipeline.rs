@@ -534,10 +534,12 @@ mod parallel {
     /// The reader also reads, decodes and dispatches every packet: per packet it spends `r`
     /// times what a worker spends on flow-table and fingerprint work. Equal finishing times
     /// need `r + f = (1 - f) / W` for `W` workers, so `f = (1/W - r) / (1 + 1/W)`. With `r`
-    /// about 0.3 (measured on the 983 k-packet reference capture: the reader's profile share
-    /// at the best split) that is 0.35 on two threads, 0.13 on three, 0.02 on four, none from five up.
+    /// about 0.2 (on the 983 k-packet reference capture, per-thread `perf` timelines: at a share
+    /// of 0.35 the worker was busy throughout and the reader idle a third of the time, at 0.45
+    /// the other way round) that is 0.40 on two threads, 0.20 on three, 0.10 on four, 0.04 on
+    /// five and none from six up.
     pub fn reader_share(threads: usize) -> f64 {
-        const READ_DECODE_RATIO: f64 = 0.3;
+        const READ_DECODE_RATIO: f64 = 0.2;
         let w = threads.saturating_sub(1).max(1) as f64;
         ((1.0 / w - READ_DECODE_RATIO) / (1.0 + 1.0 / w)).max(0.0)
     }

@@ -152,30 +152,39 @@ pub fn write_flows_threads<R: Borrow<FlowRecord> + Sync>(
         return Ok(());
     }
     let chunks: Vec<&[R]> = rows.chunks(RENDER_CHUNK).collect();
-    for round in chunks.chunks(threads) {
-        let rendered: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = round
-                .iter()
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let mut buf = Vec::new();
-                        render(chunk, &mut buf).map(|()| buf)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
-        for buf in rendered {
-            out.write_all(&buf?)?;
+    std::thread::scope(|scope| -> io::Result<()> {
+        // Renderer `t` takes chunks t, t + threads, ... and hands each buffer to this thread
+        // (the writer) through a channel of one; written buffers go back for reuse. No thread
+        // is started per chunk and nobody waits for a whole round, so all cores stay busy.
+        let mut lanes = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let (to_writer, rendered) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(1);
+            let (to_renderer, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+            let mine: Vec<&[R]> = chunks.iter().skip(t).step_by(threads).copied().collect();
+            scope.spawn(move || {
+                for chunk in mine {
+                    let mut buf = spare.try_recv().unwrap_or_default();
+                    buf.clear();
+                    // A failed send means the writer stopped on an error: nothing more to do.
+                    if to_writer
+                        .send(render(chunk, &mut buf).map(|()| buf))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            lanes.push((rendered, to_renderer));
         }
-    }
-    Ok(())
+        for (rendered, to_renderer) in lanes.iter().cycle().take(chunks.len()) {
+            let buf = rendered
+                .recv()
+                .map_err(|_| io::Error::other("a flow renderer stopped"))??;
+            out.write_all(&buf)?;
+            let _ = to_renderer.send(buf);
+        }
+        Ok(())
+    })
 }
 
 /// The streamable row formats (one line per flow).

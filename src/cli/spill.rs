@@ -151,7 +151,14 @@ impl FlowSpill {
                 RowFormat::Jsonl => super::FlowFormat::Jsonl,
                 RowFormat::Csv => super::FlowFormat::Csv,
             };
-            return super::output::write_flows_threads(out, &ordered, format, self.threads);
+            super::output::write_flows_threads(out, &ordered, format, self.threads)?;
+            drop(ordered);
+            // Freeing a hundred thousand labels one by one is the last serial step of a run;
+            // with more threads it happens beside whatever the caller does next.
+            if self.threads > 1 {
+                std::thread::spawn(move || drop(records));
+            }
+            return Ok(());
         }
         if self.format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;

@@ -162,3 +162,34 @@ fn mullvad_relay_is_named_from_the_builtin_provider_list() {
         }
     }
 }
+
+/// Ultrasurf on real traffic: the benchmark capture (nDPI's test captures, merged) holds one
+/// Ultrasurf session, and only that flow may be named so among its ~8 000 flows of hundreds of
+/// other protocols.
+#[test]
+fn ultrasurf_session_in_the_benchmark_capture_is_named_and_nothing_else_is() {
+    let Some(shared) = shared("ultrasurf on the benchmark capture") else {
+        return;
+    };
+    let capture = shared.join("bench/ndpi-mix.pcap.gz");
+    let out = run(&[
+        "flows",
+        capture.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let named: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|r| r["application"] == "ultrasurf" || r["protocol"] == "ultrasurf")
+        .collect();
+    assert_eq!(named.len(), 1, "{named:#?}");
+    let flow = &named[0];
+    assert_eq!(flow["transport"], "tcp");
+    assert_eq!(flow["family"], "proxy");
+    assert!(flow["evidence"]
+        .as_str()
+        .is_some_and(|e| e.contains("preamble=cc1c30415ba43866")));
+}

@@ -14,8 +14,9 @@
 //! that happens to contain it) does not count.
 //!
 //! Labels: `protocol=ultrasurf`, `application=ultrasurf`, family proxy (Ultrasurf relays the
-//! user's web traffic through its own proxy servers). No dev-corpus capture contains Ultrasurf,
-//! so the tests use the documented preamble with arbitrary bytes after it.
+//! user's web traffic through its own proxy servers). No dev-corpus capture contains Ultrasurf;
+//! the real-traffic benchmark capture (`../shared/bench/ndpi-mix.pcap.gz`, nDPI's test
+//! captures) holds one session, which the tests use.
 
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
@@ -82,6 +83,21 @@ mod tests {
         let mut b = PREAMBLE.to_vec();
         b.extend_from_slice(rest);
         b
+    }
+
+    /// First 24 bytes of the first payload (2576 bytes, TCP 65.49.68.25:50053 ->
+    /// 10.132.0.23:37898) of the Ultrasurf session in `../shared/bench/ndpi-mix.pcap.gz`.
+    const REAL_FIRST_PAYLOAD: [u8; 24] = [
+        0xcc, 0x1c, 0x30, 0x41, 0x5b, 0xa4, 0x38, 0x66, 0x99, 0x6f, 0xeb, 0xa3, 0xff, 0xc3, 0xdd,
+        0x23, 0x91, 0xa2, 0xeb, 0xc6, 0x70, 0xb2, 0x55, 0x9e,
+    ];
+
+    #[test]
+    fn real_session_opening_is_ultrasurf() {
+        assert!(matches!(
+            State.observe(&pl(Direction::ToServer, 0, &REAL_FIRST_PAYLOAD)),
+            Step::Match(v) if v.application == Some("ultrasurf")
+        ));
     }
 
     #[test]
