@@ -140,7 +140,7 @@ impl FlowSpill {
         if self.runs.is_empty() {
             // Everything fit in memory: number in place and render in order on all threads,
             // through references (moving the records into order would copy them twice).
-            let order = crate::pipeline::flow_order(&records);
+            let order = crate::pipeline::flow_order(&records, self.threads);
             for (id, &i) in order.iter().enumerate() {
                 if let Some(r) = records.get_mut(i) {
                     r.id = id as u64;
