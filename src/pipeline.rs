@@ -434,7 +434,7 @@ mod parallel {
     use memmap2::Mmap;
 
     use super::PipelineConfig;
-    use crate::decode::{self, DecodedPacket};
+    use crate::decode::{self, DecodedPacket, DetachedPacket};
     use crate::fingerprint::registry::REGISTRY;
     use crate::flow::{FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
     use crate::ingest::MappedCapture;
@@ -451,6 +451,8 @@ mod parallel {
         in_mapping: bool,
         start: usize,
         len: usize,
+        /// The reader's decoding of the frame (`None`: decode it again).
+        packet: Option<DetachedPacket>,
     }
 
     struct Batch {
@@ -685,6 +687,7 @@ mod parallel {
                 in_mapping: in_mapping.is_some(),
                 start,
                 len: frame.len(),
+                packet: pkt.detach(frame),
             });
             if w.current.frames.len() >= BATCH_PACKETS {
                 w.send();
@@ -749,10 +752,19 @@ mod parallel {
         let mut reported = 0u64;
         for mut batch in batches {
             for f in &batch.frames {
-                // The reader decoded this frame successfully; decoding is deterministic.
-                if let Some(Ok(pkt)) = batch.frame(f).map(|b| decode::decode(f.link_type, b)) {
-                    table.process(f.ts, &pkt, &mut |r| records.push(r));
-                }
+                let Some(frame) = batch.frame(f) else {
+                    continue;
+                };
+                // The reader decoded this frame successfully (decoding is deterministic) and
+                // usually passes its result along.
+                let pkt = match f.packet.and_then(|p| p.attach(frame)) {
+                    Some(pkt) => pkt,
+                    None => match decode::decode(f.link_type, frame) {
+                        Ok(pkt) => pkt,
+                        Err(_) => continue,
+                    },
+                };
+                table.process(f.ts, &pkt, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);

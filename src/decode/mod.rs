@@ -136,6 +136,67 @@ pub struct DecodedPacket<'a> {
     pub ip_len: u32,
 }
 
+/// A [`DecodedPacket`] without its borrow: the payload as a byte range of its frame. Lets the
+/// reading thread hand a decoded packet to a worker with the frame's location, so the worker
+/// does not parse the headers a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct DetachedPacket {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub ip_proto: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub ip_len: u32,
+    payload_start: u32,
+    payload_len: u32,
+}
+
+impl<'a> DecodedPacket<'a> {
+    /// This packet with its payload as an offset into `frame`; `None` when the payload is not
+    /// inside `frame` (then the frame must be decoded again where it is needed).
+    pub fn detach(&self, frame: &[u8]) -> Option<DetachedPacket> {
+        let frame_start = frame.as_ptr() as usize;
+        let start = (self.payload.as_ptr() as usize).checked_sub(frame_start)?;
+        let end = start.checked_add(self.payload.len())?;
+        if end > frame.len() {
+            return None;
+        }
+        Some(DetachedPacket {
+            src: self.src,
+            dst: self.dst,
+            ip_proto: self.ip_proto,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            tcp_flags: self.tcp_flags,
+            tcp_seq: self.tcp_seq,
+            ip_len: self.ip_len,
+            payload_start: u32::try_from(start).ok()?,
+            payload_len: u32::try_from(self.payload.len()).ok()?,
+        })
+    }
+}
+
+impl DetachedPacket {
+    /// The packet again, its payload borrowed from `frame` (the frame it was detached from).
+    pub fn attach<'a>(&self, frame: &'a [u8]) -> Option<DecodedPacket<'a>> {
+        let start = self.payload_start as usize;
+        let payload = frame.get(start..start.checked_add(self.payload_len as usize)?)?;
+        Some(DecodedPacket {
+            src: self.src,
+            dst: self.dst,
+            ip_proto: self.ip_proto,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            tcp_flags: self.tcp_flags,
+            tcp_seq: self.tcp_seq,
+            payload,
+            ip_len: self.ip_len,
+        })
+    }
+}
+
 /// Decodes one frame of the given link type.
 pub fn decode(link_type: u16, frame: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
     let ip = match link_type {
@@ -360,6 +421,21 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// Detaching and re-attaching to the same frame gives the packet back; a frame that does
+    /// not hold the payload cannot take it.
+    #[test]
+    fn detached_packet_attaches_to_its_frame_only() {
+        let frame = ipv4_udp([10, 0, 0, 1], [192, 0, 2, 9], 40_000, 53, b"payload bytes");
+        let pkt = decode(link::RAW, &frame).expect("decodes");
+        let detached = pkt.detach(&frame).expect("payload inside the frame");
+        let again = detached.attach(&frame).expect("attaches");
+        assert_eq!(format!("{pkt:?}"), format!("{again:?}"));
+        assert_eq!(again.payload, b"payload bytes");
+        let other = vec![0u8; 8];
+        assert!(pkt.detach(&other).is_none(), "payload outside this frame");
+        assert!(detached.attach(&other).is_none(), "frame too short for the payload");
+    }
 
     /// IPv4 header + UDP header + payload, checksums zero (decode does not check them).
     pub fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
