@@ -3,7 +3,8 @@
 # tunnelwatch (1 thread and all threads), a bare record walk, and the peers when installed:
 # ndpiReader (libndpi-bin), tshark -q, tcpdump -w /dev/null.
 # usage: benches/compare.sh CAPTURE [RUNS=3]
-# Prints packets/s, MB/s and peak RSS per tool (median of RUNS) and the ratio to ndpiReader.
+# Prints packets/s, MB/s and peak RSS per tool (median of RUNS) and the ratio to ndpiReader,
+# then the thread scaling as the median ratio of RUNS interleaved one-thread/all-thread pairs.
 set -euo pipefail
 cap=${1:?usage: benches/compare.sh CAPTURE [RUNS]}
 runs=${2:-3}
@@ -50,3 +51,18 @@ for k in "${order[@]}"; do
   if [ -n "${secs[ndpi]:-}" ]; then ratio=$(awk -v a="${secs[ndpi]}" -v s="$s" 'BEGIN{printf "%.2f", (s>0)?a/s:0}'); fi
   printf '%-28s %10s %12s %10s %12.1f %14s\n' "${label[$k]}" "$s" "$pps" "$mbs" "$(awk -v r="${rss[$k]}" 'BEGIN{print r/1024}')" "$ratio"
 done
+
+# Thread scaling from interleaved pairs (one thread, then all threads, RUNS times): on a shared
+# VM the speed drifts between the blocks of runs above, and a ratio of two medians taken minutes
+# apart inherits that drift; the median of per-pair ratios does not.
+if [ "$cores" -gt 1 ]; then
+  ratios=()
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -o "$tfile" -f "%e" ${cmd[tw1]} >/dev/null 2>&1 || true
+    one=$(tail -1 "$tfile")
+    /usr/bin/time -o "$tfile" -f "%e" ${cmd[twN]} >/dev/null 2>&1 || true
+    all=$(tail -1 "$tfile")
+    ratios+=("$(awk -v a="$one" -v b="$all" 'BEGIN{printf "%.3f", (b>0)?a/b:0}')")
+  done
+  printf '%s\n' "${ratios[@]}" | sort -g | awk -v n="$cores" '{r[NR]=$1} END{q3=int(3*NR/4)+1; if (q3>NR) q3=NR; printf "--threads %s vs --threads 1, %d interleaved pairs: median %.2fx (quartiles %.2f-%.2f)\n", n, NR, r[int((NR+1)/2)], r[int(NR/4)+1], r[q3]}'
+fi

@@ -121,7 +121,7 @@ pub fn write_flows(
 }
 
 /// Rows rendered per chunk when rendering on several threads.
-const RENDER_CHUNK: usize = 4096;
+const RENDER_CHUNK: usize = 1024;
 
 /// [`write_flows`] with JSONL and CSV rows rendered on up to `threads` threads, a chunk of rows
 /// each, and written in order: the bytes are identical for any `threads`. On a capture of a
