@@ -195,6 +195,7 @@ pub enum RowFormat {
 }
 
 /// Renders rows (no CSV header) into `buf`.
+#[cfg(test)]
 pub fn render_rows<R: Borrow<FlowRecord>>(
     rows: &[R],
     format: RowFormat,
@@ -212,51 +213,78 @@ pub fn render_rows<R: Borrow<FlowRecord>>(
 fn render_jsonl<R: Borrow<FlowRecord>>(rows: &[R], buf: &mut Vec<u8>) -> io::Result<()> {
     for r in rows {
         let r = r.borrow();
-        buf.extend_from_slice(b"{\"id\":");
-        push_u64(buf, r.id);
-        buf.extend_from_slice(b",\"first_ts\":\"");
-        push_ts(buf, r.first_ts);
-        buf.extend_from_slice(b"\",\"last_ts\":\"");
-        push_ts(buf, r.last_ts);
-        buf.extend_from_slice(b"\",\"transport\":\"");
-        push_json_escaped(buf, &r.transport.name());
-        write!(buf, "\",\"client_ip\":\"{}\",\"client_port\":", r.client_ip)?;
-        push_u64(buf, u64::from(r.client_port));
-        write!(buf, ",\"server_ip\":\"{}\",\"server_port\":", r.server_ip)?;
-        push_u64(buf, u64::from(r.server_port));
-        for (key, v) in [
-            (&b",\"packets_c2s\":"[..], r.packets[0]),
-            (b",\"packets_s2c\":", r.packets[1]),
-            (b",\"bytes_c2s\":", r.bytes[0]),
-            (b",\"bytes_s2c\":", r.bytes[1]),
-        ] {
-            buf.extend_from_slice(key);
-            push_u64(buf, v);
-        }
-        let label = &r.label;
-        for (key, v) in [
-            (&b",\"outcome\":\""[..], r.outcome.name()),
-            (b"\",\"protocol\":\"", label.protocol),
-            (b"\",\"application\":\"", label.application.unwrap_or("")),
-            (b"\",\"provider\":\"", label.provider.unwrap_or("")),
-        ] {
-            buf.extend_from_slice(key);
-            push_json_escaped(buf, v);
-        }
-        buf.extend_from_slice(if label.obfuscated {
-            b"\",\"obfuscated\":true,\"family\":\""
-        } else {
-            b"\",\"obfuscated\":false,\"family\":\""
-        });
-        push_json_escaped(buf, label.family.name());
-        buf.extend_from_slice(b"\",\"confidence\":\"");
-        push_json_escaped(buf, label.confidence.map_or("", |c| c.name()));
-        buf.extend_from_slice(b"\",\"evidence\":\"");
-        label
-            .write_evidence(&mut JsonEscaped(buf))
-            .map_err(|_| io::Error::other("formatting evidence"))?;
-        buf.extend_from_slice(b"\"}\n");
+        push_id_prefix(buf, RowFormat::Jsonl, r.id);
+        jsonl_fields(r, buf)?;
     }
+    Ok(())
+}
+
+/// The start of a row up to and including the comma after its id: `{"id":N,` or `N,`.
+pub fn push_id_prefix(buf: &mut Vec<u8>, format: RowFormat, id: u64) {
+    if format == RowFormat::Jsonl {
+        buf.extend_from_slice(b"{\"id\":");
+    }
+    push_u64(buf, id);
+    buf.push(b',');
+}
+
+/// A row after its id prefix ([`push_id_prefix`]), newline included: what can be rendered
+/// before the flow's number is known. `scratch` is reused between calls (CSV evidence).
+pub fn render_row_fields(
+    r: &FlowRecord,
+    format: RowFormat,
+    buf: &mut Vec<u8>,
+    scratch: &mut String,
+) -> io::Result<()> {
+    match format {
+        RowFormat::Jsonl => jsonl_fields(r, buf),
+        RowFormat::Csv => csv_fields(r, buf, scratch),
+    }
+}
+
+fn jsonl_fields(r: &FlowRecord, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.extend_from_slice(b"\"first_ts\":\"");
+    push_ts(buf, r.first_ts);
+    buf.extend_from_slice(b"\",\"last_ts\":\"");
+    push_ts(buf, r.last_ts);
+    buf.extend_from_slice(b"\",\"transport\":\"");
+    push_json_escaped(buf, &r.transport.name());
+    write!(buf, "\",\"client_ip\":\"{}\",\"client_port\":", r.client_ip)?;
+    push_u64(buf, u64::from(r.client_port));
+    write!(buf, ",\"server_ip\":\"{}\",\"server_port\":", r.server_ip)?;
+    push_u64(buf, u64::from(r.server_port));
+    for (key, v) in [
+        (&b",\"packets_c2s\":"[..], r.packets[0]),
+        (b",\"packets_s2c\":", r.packets[1]),
+        (b",\"bytes_c2s\":", r.bytes[0]),
+        (b",\"bytes_s2c\":", r.bytes[1]),
+    ] {
+        buf.extend_from_slice(key);
+        push_u64(buf, v);
+    }
+    let label = &r.label;
+    for (key, v) in [
+        (&b",\"outcome\":\""[..], r.outcome.name()),
+        (b"\",\"protocol\":\"", label.protocol),
+        (b"\",\"application\":\"", label.application.unwrap_or("")),
+        (b"\",\"provider\":\"", label.provider.unwrap_or("")),
+    ] {
+        buf.extend_from_slice(key);
+        push_json_escaped(buf, v);
+    }
+    buf.extend_from_slice(if label.obfuscated {
+        b"\",\"obfuscated\":true,\"family\":\""
+    } else {
+        b"\",\"obfuscated\":false,\"family\":\""
+    });
+    push_json_escaped(buf, label.family.name());
+    buf.extend_from_slice(b"\",\"confidence\":\"");
+    push_json_escaped(buf, label.confidence.map_or("", |c| c.name()));
+    buf.extend_from_slice(b"\",\"evidence\":\"");
+    label
+        .write_evidence(&mut JsonEscaped(buf))
+        .map_err(|_| io::Error::other("formatting evidence"))?;
+    buf.extend_from_slice(b"\"}\n");
     Ok(())
 }
 
@@ -266,42 +294,46 @@ fn render_csv<R: Borrow<FlowRecord>>(rows: &[R], buf: &mut Vec<u8>) -> io::Resul
     let mut evidence = String::new();
     for r in rows {
         let r = r.borrow();
-        push_u64(buf, r.id);
-        buf.push(b',');
-        push_ts(buf, r.first_ts);
-        buf.push(b',');
-        push_ts(buf, r.last_ts);
-        buf.push(b',');
-        push_csv_field(buf, &r.transport.name());
-        write!(buf, ",{},", r.client_ip)?;
-        push_u64(buf, u64::from(r.client_port));
-        write!(buf, ",{},", r.server_ip)?;
-        push_u64(buf, u64::from(r.server_port));
-        for v in [r.packets[0], r.packets[1], r.bytes[0], r.bytes[1]] {
-            buf.push(b',');
-            push_u64(buf, v);
-        }
-        let label = &r.label;
-        for v in [
-            r.outcome.name(),
-            label.protocol,
-            label.application.unwrap_or(""),
-            label.provider.unwrap_or(""),
-            if label.obfuscated { "true" } else { "false" },
-            label.family.name(),
-            label.confidence.map_or("", |c| c.name()),
-        ] {
-            buf.push(b',');
-            push_csv_field(buf, v);
-        }
-        buf.push(b',');
-        evidence.clear();
-        label
-            .write_evidence(&mut evidence)
-            .map_err(|_| io::Error::other("formatting evidence"))?;
-        push_csv_field(buf, &evidence);
-        buf.push(b'\n');
+        push_id_prefix(buf, RowFormat::Csv, r.id);
+        csv_fields(r, buf, &mut evidence)?;
     }
+    Ok(())
+}
+
+fn csv_fields(r: &FlowRecord, buf: &mut Vec<u8>, evidence: &mut String) -> io::Result<()> {
+    push_ts(buf, r.first_ts);
+    buf.push(b',');
+    push_ts(buf, r.last_ts);
+    buf.push(b',');
+    push_csv_field(buf, &r.transport.name());
+    write!(buf, ",{},", r.client_ip)?;
+    push_u64(buf, u64::from(r.client_port));
+    write!(buf, ",{},", r.server_ip)?;
+    push_u64(buf, u64::from(r.server_port));
+    for v in [r.packets[0], r.packets[1], r.bytes[0], r.bytes[1]] {
+        buf.push(b',');
+        push_u64(buf, v);
+    }
+    let label = &r.label;
+    for v in [
+        r.outcome.name(),
+        label.protocol,
+        label.application.unwrap_or(""),
+        label.provider.unwrap_or(""),
+        if label.obfuscated { "true" } else { "false" },
+        label.family.name(),
+        label.confidence.map_or("", |c| c.name()),
+    ] {
+        buf.push(b',');
+        push_csv_field(buf, v);
+    }
+    buf.push(b',');
+    evidence.clear();
+    label
+        .write_evidence(evidence)
+        .map_err(|_| io::Error::other("formatting evidence"))?;
+    push_csv_field(buf, evidence);
+    buf.push(b'\n');
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //!
 //! A run file is a sequence of entries: the 63-byte sort key, a 4-byte big-endian row length,
 //! and the row as it will be printed minus its leading `id` (which is only known after the
-//! merge). Keys are [`crate::pipeline::flow_order_key`], the order `number_flows` uses.
+//! merge; [`push_id_prefix`] writes it then). Keys are [`crate::pipeline::flow_order_key`], the order `number_flows` uses.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-use super::output::{render_rows, RowFormat};
+use super::output::{push_id_prefix, render_row_fields, RowFormat};
 use crate::flow::FlowRecord;
 use crate::pipeline::{flow_order_key as sort_key, FLOW_ORDER_KEY_LEN};
 
@@ -82,11 +82,12 @@ impl FlowSpill {
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || -> io::Result<Vec<(Key, Vec<u8>)>> {
+                        let mut scratch = String::new();
                         part.iter()
                             .map(|r| {
-                                let mut row = Vec::new();
-                                render_rows(std::slice::from_ref(r), format, &mut row)?;
-                                Ok((sort_key(r), strip_id(format, row)))
+                                let mut row = Vec::with_capacity(512);
+                                render_row_fields(r, format, &mut row, &mut scratch)?;
+                                Ok((sort_key(r), row))
                             })
                             .collect()
                     })
@@ -230,26 +231,10 @@ impl RunReader {
     }
 }
 
-/// The row as rendered, minus its leading id (`{"id":N,` in JSONL, `N,` in CSV): the id is a
-/// number, so the first comma ends it.
-fn strip_id(format: RowFormat, mut row: Vec<u8>) -> Vec<u8> {
-    let open: &[u8] = match format {
-        RowFormat::Jsonl => b"{\"id\":",
-        RowFormat::Csv => b"",
-    };
-    if row.starts_with(open) {
-        if let Some(comma) = row.iter().position(|&b| b == b',') {
-            row.drain(..=comma);
-        }
-    }
-    row
-}
-
 fn write_row(out: &mut impl Write, format: RowFormat, id: u64, rest: &[u8]) -> io::Result<()> {
-    match format {
-        RowFormat::Jsonl => write!(out, "{{\"id\":{id},")?,
-        RowFormat::Csv => write!(out, "{id},")?,
-    }
+    let mut prefix = Vec::with_capacity(24);
+    push_id_prefix(&mut prefix, format, id);
+    out.write_all(&prefix)?;
     out.write_all(rest)
 }
 
@@ -295,7 +280,7 @@ mod tests {
             out.extend_from_slice(super::super::FLOW_COLUMNS.join(",").as_bytes());
             out.push(b'\n');
         }
-        render_rows(&sorted, format, &mut out).expect("render");
+        super::super::output::render_rows(&sorted, format, &mut out).expect("render");
         out
     }
 

@@ -434,7 +434,10 @@ pub(crate) mod tests {
         assert_eq!(again.payload, b"payload bytes");
         let other = vec![0u8; 8];
         assert!(pkt.detach(&other).is_none(), "payload outside this frame");
-        assert!(detached.attach(&other).is_none(), "frame too short for the payload");
+        assert!(
+            detached.attach(&other).is_none(),
+            "frame too short for the payload"
+        );
     }
 
     /// IPv4 header + UDP header + payload, checksums zero (decode does not check them).
