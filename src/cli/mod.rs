@@ -550,6 +550,8 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating output folder {}", args.out.display()))?;
+    // Read before the captures, so a bad events file fails at once, not after the run.
+    let extra_events = read_user_events(args.stats.events.as_deref())?;
     let have_captures = !args.input.inputs.is_empty() || !args.input.read.is_empty();
     let (mut records, mut summary) = if have_captures || args.flow_log.is_empty() {
         run_pipeline(&args.input)?
@@ -574,6 +576,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         &records,
         &summary,
         &args.stats,
+        &extra_events,
         &args.out,
         args.figures.as_deref(),
         args.input.quiet || args.input.json,
@@ -621,10 +624,12 @@ fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
 
 /// Everything `analyze` writes from finished flows: flows table, per-window tables, detection,
 /// summary.json, report.html (+ report_data.json, figures).
+/// `extra_events` are the user's `--events`, read once per run by the caller.
 fn write_analysis(
     records: &[FlowRecord],
     summary: &RunSummary,
     stats_args: &StatsArgs,
+    extra_events: &[crate::detect::BlockEvent],
     out: &std::path::Path,
     figures: Option<&std::path::Path>,
     quiet: bool,
@@ -639,9 +644,8 @@ fn write_analysis(
     let (metrics, _tables) =
         crate::stats::write_window_tables(&columns, &stats_config, out, &formats)
             .context("writing per-window tables")?;
-    let extra_events = read_user_events(stats_args.events.as_deref())?;
     let detections =
-        detection::run(&metrics, summary, &extra_events, out).context("detecting events")?;
+        detection::run(&metrics, summary, extra_events, out).context("detecting events")?;
     let protocol_counts = output::protocol_counts(records);
     let data =
         report::html::ReportData::from_run(summary, records, &metrics, &stats_config, detections);
@@ -869,7 +873,16 @@ fn run_collect(args: CollectArgs) -> Result<i32> {
         flows: records.len() as u64,
         ..RunSummary::default()
     };
-    write_analysis(&records, &summary, &args.stats, &args.out, None, args.quiet)?;
+    let extra_events = read_user_events(args.stats.events.as_deref())?;
+    write_analysis(
+        &records,
+        &summary,
+        &args.stats,
+        &extra_events,
+        &args.out,
+        None,
+        args.quiet,
+    )?;
     Ok(0)
 }
 
@@ -931,6 +944,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
             &records,
             &window.run_summary(),
             &args.stats,
+            &extra_events,
             &dir,
             None,
             true,

@@ -57,10 +57,7 @@ fn remove_stale_scratch(root: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .rsplitn(3, '-')
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
+        let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
         if !alive {
             let _ = std::fs::remove_dir_all(entry.path());
