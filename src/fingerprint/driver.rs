@@ -55,8 +55,9 @@ impl FingerprintState {
         if self.matches.is_empty() {
             return None;
         }
-        let label = Label::merge(self.matches.clone());
-        Some((label.protocol, label.family))
+        // The merge's order, walked in place: this runs for every open flow at each window edge.
+        let decided = Decision::of(InRankOrder::new(&self.matches));
+        Some((decided.protocol, decided.family))
     }
 
     /// Offers one payload to every candidate that still wants one from this direction.
@@ -194,6 +195,110 @@ pub struct Label {
     pub matches: Vec<Match>,
 }
 
+/// Precedence of a match: higher rank, then higher confidence.
+fn rank_key(m: &Match) -> (u8, Confidence) {
+    (m.spec.rank, m.verdict.confidence)
+}
+
+/// Matches in [`Label::merge`]'s order (rank key descending, earlier first among equals)
+/// without sorting or allocating: each step scans for the next one (a flow has a handful).
+#[derive(Clone)]
+struct InRankOrder<'a> {
+    matches: &'a [Match],
+    last: Option<((u8, Confidence), usize)>,
+}
+
+impl<'a> InRankOrder<'a> {
+    fn new(matches: &'a [Match]) -> Self {
+        InRankOrder {
+            matches,
+            last: None,
+        }
+    }
+}
+
+impl<'a> Iterator for InRankOrder<'a> {
+    type Item = &'a Match;
+
+    fn next(&mut self) -> Option<&'a Match> {
+        // "Comes after `last`": lower key, or equal key and later index.
+        let after = |key: (u8, Confidence), i: usize| match self.last {
+            None => true,
+            Some((lk, li)) => key < lk || (key == lk && i > li),
+        };
+        let mut best: Option<((u8, Confidence), usize)> = None;
+        for (i, m) in self.matches.iter().enumerate() {
+            let key = rank_key(m);
+            if after(key, i) && best.is_none_or(|(bk, _)| key > bk) {
+                best = Some((key, i));
+            }
+        }
+        self.last = best;
+        best.and_then(|(_, i)| self.matches.get(i))
+    }
+}
+
+/// The label fields that [`Label::merge`] derives from matches in rank order.
+struct Decision {
+    protocol: &'static str,
+    application: Option<&'static str>,
+    provider: Option<&'static str>,
+    obfuscated: bool,
+    family: Family,
+    confidence: Option<Confidence>,
+    roles_reversed: bool,
+}
+
+impl Decision {
+    /// `ranked` must yield the matches in rank order (deciding match first) and be non-empty
+    /// for a protocol to be named.
+    fn of<'a>(ranked: impl Iterator<Item = &'a Match> + Clone) -> Decision {
+        let Some(top) = ranked.clone().next() else {
+            let d = Label::default();
+            return Decision {
+                protocol: d.protocol,
+                application: None,
+                provider: None,
+                obfuscated: false,
+                family: d.family,
+                confidence: None,
+                roles_reversed: false,
+            };
+        };
+        let application = ranked.clone().find_map(|m| m.verdict.application);
+        let provider = ranked.clone().find_map(|m| m.verdict.provider);
+        let obfuscated = ranked.clone().any(|m| m.verdict.obfuscated);
+        let mut family = top.verdict.family.unwrap_or(top.spec.family);
+        // A generic carrier to a VPN app or provider is VPN use.
+        if matches!(family, Family::Web | Family::Other) {
+            if let Some(f) = ranked
+                .clone()
+                .find_map(|m| m.verdict.family.filter(|f| f.is_circumvention()))
+            {
+                family = f;
+            } else if provider.is_some()
+                || ranked
+                    .clone()
+                    .any(|m| m.verdict.application.is_some() && m.spec.family.is_circumvention())
+            {
+                family = Family::Vpn;
+            }
+        }
+        if obfuscated && family == Family::Web {
+            family = Family::Obfuscated;
+        }
+        Decision {
+            protocol: top.verdict.protocol.unwrap_or(top.spec.name),
+            application,
+            provider,
+            obfuscated,
+            family,
+            confidence: Some(top.verdict.confidence),
+            roles_reversed: top.verdict.roles_reversed,
+        }
+    }
+}
+
 impl Default for Label {
     fn default() -> Self {
         Label {
@@ -216,43 +321,17 @@ impl Label {
         if matches.is_empty() {
             return Label::default();
         }
-        matches.sort_by(|a, b| {
-            b.spec
-                .rank
-                .cmp(&a.spec.rank)
-                .then(b.verdict.confidence.cmp(&a.verdict.confidence))
-        });
-        let top = &matches[0];
-        let application = matches.iter().find_map(|m| m.verdict.application);
-        let provider = matches.iter().find_map(|m| m.verdict.provider);
-        let obfuscated = matches.iter().any(|m| m.verdict.obfuscated);
-        let mut family = top.verdict.family.unwrap_or(top.spec.family);
-        // A generic carrier to a VPN app or provider is VPN use.
-        if matches!(family, Family::Web | Family::Other) {
-            if let Some(f) = matches
-                .iter()
-                .find_map(|m| m.verdict.family.filter(|f| f.is_circumvention()))
-            {
-                family = f;
-            } else if provider.is_some()
-                || matches
-                    .iter()
-                    .any(|m| m.verdict.application.is_some() && m.spec.family.is_circumvention())
-            {
-                family = Family::Vpn;
-            }
-        }
-        if obfuscated && family == Family::Web {
-            family = Family::Obfuscated;
-        }
+        // Stable: among equal rank and confidence the earlier match decides.
+        matches.sort_by(|a, b| rank_key(b).cmp(&rank_key(a)));
+        let d = Decision::of(matches.iter());
         Label {
-            protocol: top.verdict.protocol.unwrap_or(top.spec.name),
-            application,
-            provider,
-            obfuscated,
-            family,
-            confidence: Some(top.verdict.confidence),
-            roles_reversed: top.verdict.roles_reversed,
+            protocol: d.protocol,
+            application: d.application,
+            provider: d.provider,
+            obfuscated: d.obfuscated,
+            family: d.family,
+            confidence: d.confidence,
+            roles_reversed: d.roles_reversed,
             matches,
         }
     }
@@ -577,6 +656,41 @@ mod tests {
             got.evidence_text()
         );
         assert_eq!(got.evidence_text(), expected.evidence_text());
+    }
+
+    proptest::proptest! {
+        /// The open-flow view (`provisional`, walked in place) names what `Label::merge` would.
+        #[test]
+        fn provisional_agrees_with_merge(
+            picks in proptest::collection::vec(
+                (0usize..64, 0usize..5, proptest::option::of(0usize..4), proptest::bool::ANY, proptest::bool::ANY),
+                0..8,
+            ),
+        ) {
+            use crate::fingerprint::registry::REGISTRY;
+            const CONFIDENCES: [Confidence; 5] = [
+                Confidence::PortOnly,
+                Confidence::EndpointList,
+                Confidence::Statistical,
+                Confidence::OneMessage,
+                Confidence::BothDirections,
+            ];
+            const FAMILIES: [Family; 4] = [Family::Web, Family::Vpn, Family::Tor, Family::Other];
+            let matches: Vec<Match> = picks
+                .iter()
+                .map(|&(spec, conf, family, provider, obfuscated)| {
+                    let mut verdict = Verdict::new(CONFIDENCES[conf]);
+                    verdict.family = family.map(|f| FAMILIES[f]);
+                    verdict.provider = provider.then_some("mullvad");
+                    verdict.obfuscated = obfuscated;
+                    Match { spec: REGISTRY[spec % REGISTRY.len()], verdict }
+                })
+                .collect();
+            let state = FingerprintState { matches: matches.clone(), ..FingerprintState::default() };
+            let merged = Label::merge(matches);
+            let expected = (!merged.matches.is_empty()).then_some((merged.protocol, merged.family));
+            proptest::prop_assert_eq!(state.provisional(), expected);
+        }
     }
 
     proptest::proptest! {
