@@ -322,7 +322,7 @@ impl Label {
             return Label::default();
         }
         // Stable: among equal rank and confidence the earlier match decides.
-        matches.sort_by(|a, b| rank_key(b).cmp(&rank_key(a)));
+        matches.sort_by_key(|m| std::cmp::Reverse(rank_key(m)));
         let d = Decision::of(matches.iter());
         Label {
             protocol: d.protocol,
