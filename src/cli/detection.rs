@@ -366,18 +366,39 @@ const MAX_ALIGNMENT_LINES: usize = 12;
 /// Terminal lines for the alignments that have a measured pre-event ratio or a published
 /// VPN-demand peak, so the two can be read side by side (both are peak / baseline ratios; the
 /// published one's measurer and baseline are in `alerts.json` under `event.vpn_demand`).
-pub fn alignment_lines(rows: &[AlignmentRow]) -> Vec<String> {
+pub fn alignment_lines(rows: &[AlignmentRow], alerts: &[AlertRow]) -> Vec<String> {
     let ratio = |r: Option<f64>| r.map_or_else(|| "–".to_string(), |r| format!("{r:.2}×"));
-    let shown: Vec<&AlignmentRow> = rows
+    let metric = |r: &AlignmentRow| {
+        r.alert_index
+            .and_then(|i| alerts.get(i))
+            .map_or("", |a| a.metric.as_str())
+    };
+    // One line per event and metric: the alignment closest to the event (several alerts of
+    // one metric around one event say the same thing on the terminal; alerts.json has all).
+    let mut shown: Vec<&AlignmentRow> = Vec::new();
+    for r in rows
         .iter()
         .filter(|r| r.pre_event_ratio.is_some() || r.published_peak_ratio.is_some())
-        .collect();
+    {
+        let same = shown
+            .iter()
+            .position(|s| s.event_name == r.event_name && metric(s) == metric(r));
+        match same {
+            Some(i) if r.lag_seconds.abs() < shown[i].lag_seconds.abs() => shown[i] = r,
+            Some(_) => {}
+            None => shown.push(r),
+        }
+    }
     let mut lines: Vec<String> = shown
         .iter()
         .take(MAX_ALIGNMENT_LINES)
         .map(|r| {
+            let what = match metric(r) {
+                "" => String::new(),
+                m => format!(" {m}"),
+            };
             format!(
-                "  aligned    {}: lag {:+.1} h, measured pre-event ratio {}, published VPN demand {}",
+                "  aligned    {}:{what} lag {:+.1} h, measured pre-event ratio {}, published VPN demand {}",
                 r.event_name,
                 r.lag_seconds / 3600.0,
                 ratio(r.pre_event_ratio),
@@ -407,7 +428,7 @@ mod alignment_line_tests {
             published_peak_ratio: published,
             ..AlignmentRow::default()
         };
-        let lines = alignment_lines(&[row(Some(3.4), Some(2.31)), row(None, None)]);
+        let lines = alignment_lines(&[row(Some(3.4), Some(2.31)), row(None, None)], &[]);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].contains("PK x 2024-02-17T17:00:00Z"),
@@ -421,11 +442,36 @@ mod alignment_line_tests {
             "{}",
             lines[0]
         );
-        let many: Vec<AlignmentRow> = (0..20).map(|_| row(None, Some(2.0))).collect();
-        let lines = alignment_lines(&many);
+        // Twenty alerts on twenty metrics: twelve lines and a count of the rest.
+        let alerts: Vec<AlertRow> = (0..20)
+            .map(|i| AlertRow {
+                metric: format!("metric_{i}"),
+                ..AlertRow::default()
+            })
+            .collect();
+        let many: Vec<AlignmentRow> = (0..20)
+            .map(|i| AlignmentRow {
+                alert_index: Some(i),
+                ..row(None, Some(2.0))
+            })
+            .collect();
+        let lines = alignment_lines(&many, &alerts);
         assert_eq!(lines.len(), MAX_ALIGNMENT_LINES + 1);
         assert!(lines[MAX_ALIGNMENT_LINES].contains("8 more"));
         assert!(lines[0].contains("measured pre-event ratio –"));
+        assert!(lines[0].contains(": metric_0 lag"), "{}", lines[0]);
+        // Several alerts of one metric around one event: one line, the closest to the event.
+        let same_metric: Vec<AlignmentRow> = [7200.0, -1800.0, 3600.0]
+            .iter()
+            .map(|&lag| AlignmentRow {
+                alert_index: Some(0),
+                lag_seconds: lag,
+                ..row(Some(2.0), None)
+            })
+            .collect();
+        let lines = alignment_lines(&same_metric, &alerts);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("lag -0.5 h"), "{}", lines[0]);
     }
 }
 

@@ -658,7 +658,7 @@ fn write_analysis(
     }
     if !quiet {
         report::print_terminal_summary(summary, &protocol_counts);
-        for line in detection::alignment_lines(&data.alignments) {
+        for line in detection::alignment_lines(&data.alignments, &data.alerts) {
             eprintln!("{line}");
         }
         eprintln!(
@@ -724,7 +724,7 @@ fn run_detect(args: DetectArgs) -> Result<i32> {
         detections.alignments.len(),
         args.dir.display()
     );
-    for line in detection::alignment_lines(&detections.alignments) {
+    for line in detection::alignment_lines(&detections.alignments, &detections.alerts) {
         eprintln!("{line}");
     }
     data.events = detections.events;
