@@ -386,18 +386,92 @@ fn svg_open(svg: &mut String, id: &str, series: &[&str], height: f64, title: &st
     );
 }
 
+/// The windows a chart draws: `n` windows bucketed `k` to a point (at most [`MAX_POINTS`]
+/// points), each point `bucket_step` wide, starting at `ts`.
+struct WindowGrid {
+    n: usize,
+    k: usize,
+    bucket_step: i64,
+    ts: Vec<i64>,
+}
+
+impl WindowGrid {
+    fn of(timestamps: &[i64], step_nanos: i64) -> WindowGrid {
+        let n = timestamps.len();
+        let k = n.div_ceil(MAX_POINTS).max(1);
+        let step = if step_nanos > 0 {
+            step_nanos
+        } else {
+            1_000_000_000
+        };
+        WindowGrid {
+            n,
+            k,
+            bucket_step: i64::try_from(i128::from(step) * k as i128).unwrap_or(i64::MAX),
+            ts: timestamps.iter().step_by(k).copied().collect(),
+        }
+    }
+}
+
+/// The time range the points cover, end of the last bucket included (`None`: no point).
+fn x_range(ts: &[i64], bucket_step: i64) -> Option<(i128, i128)> {
+    match (ts.iter().min(), ts.iter().max()) {
+        (Some(a), Some(b)) => Some((i128::from(*a), i128::from(*b) + i128::from(bucket_step))),
+        _ => None,
+    }
+}
+
+/// Whether a span (open-ended when it has no end) reaches into `range`.
+fn span_overlaps(range: Option<(i128, i128)>, s: &Span) -> bool {
+    match range {
+        Some((a, b)) => i128::from(s.start_ts) < b && s.end_ts.is_none_or(|e| i128::from(e) >= a),
+        None => false,
+    }
+}
+
+/// Horizontal grid lines with tick labels from `lo` to `hi` every `step`, and the rotated
+/// y-axis label.
+fn draw_y_axis(
+    svg: &mut String,
+    ys: &YScale,
+    (left, width): (f64, f64),
+    (lo, hi, step): (f64, f64, f64),
+    format: ValueFormat,
+    label: &str,
+) {
+    let mut v = lo;
+    for _ in 0..=40 {
+        if v > hi + step * 0.01 {
+            break;
+        }
+        let y = ys.y(v);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{left:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{COLOR_GRID}" stroke-width="1"/><text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="{COLOR_AXIS}">{}</text>"#,
+            left + width,
+            left - 6.0,
+            y + 4.0,
+            escape(&format.format(v, step))
+        );
+        v += step;
+    }
+    let mid = ys.top + ys.height / 2.0;
+    let _ = write!(
+        svg,
+        r#"<text class="axis-label" x="14" y="{mid:.1}" font-size="11" fill="{COLOR_AXIS}" transform="rotate(-90 14 {mid:.1})" text-anchor="middle">{}</text>"#,
+        escape(label)
+    );
+}
+
 /// Renders a time chart as one `<svg>` element.
 pub fn time_chart(c: &TimeChart<'_>) -> String {
     // Window grid, bucketed when there are too many windows to draw.
-    let n = c.timestamps.len();
-    let k = n.div_ceil(MAX_POINTS).max(1);
-    let step = if c.step_nanos > 0 {
-        c.step_nanos
-    } else {
-        1_000_000_000
-    };
-    let bucket_step = i64::try_from(i128::from(step) * k as i128).unwrap_or(i64::MAX);
-    let ts: Vec<i64> = c.timestamps.iter().step_by(k).copied().collect();
+    let WindowGrid {
+        n,
+        k,
+        bucket_step,
+        ts,
+    } = WindowGrid::of(c.timestamps, c.step_nanos);
     let values: Vec<Vec<f64>> = c
         .plots
         .iter()
@@ -460,16 +534,8 @@ pub fn time_chart(c: &TimeChart<'_>) -> String {
         .iter()
         .map(|p| (p.name.to_string(), p.color.to_string(), false))
         .collect();
-    let t_first = ts.iter().min().copied();
-    let t_last = ts.iter().max().copied();
-    let x_range = match (t_first, t_last) {
-        (Some(a), Some(b)) => Some((i128::from(a), i128::from(b) + i128::from(bucket_step))),
-        _ => None,
-    };
-    let overlaps = |s: &Span| match x_range {
-        Some((a, b)) => i128::from(s.start_ts) < b && s.end_ts.is_none_or(|e| i128::from(e) >= a),
-        None => false,
-    };
+    let x_range = x_range(&ts, bucket_step);
+    let overlaps = |s: &Span| span_overlaps(x_range, s);
     let events: Vec<&Span> = c.events.iter().filter(|s| overlaps(s)).collect();
     let alerts: Vec<&Span> = c.alerts.iter().filter(|s| overlaps(s)).collect();
     if !events.is_empty() {
@@ -496,29 +562,13 @@ pub fn time_chart(c: &TimeChart<'_>) -> String {
         top,
         height: PLOT_HEIGHT,
     };
-    // Y grid and tick labels.
-    let mut v = lo;
-    for _ in 0..=40 {
-        if v > hi + y_step * 0.01 {
-            break;
-        }
-        let y = ys.y(v);
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{left:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{COLOR_GRID}" stroke-width="1"/><text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="{COLOR_AXIS}">{}</text>"#,
-            left + width,
-            left - 6.0,
-            y + 4.0,
-            escape(&c.y_format.format(v, y_step))
-        );
-        v += y_step;
-    }
-    let _ = write!(
-        svg,
-        r#"<text class="axis-label" x="14" y="{:.1}" font-size="11" fill="{COLOR_AXIS}" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
-        top + PLOT_HEIGHT / 2.0,
-        top + PLOT_HEIGHT / 2.0,
-        escape(c.y_label)
+    draw_y_axis(
+        &mut svg,
+        &ys,
+        (left, width),
+        (lo, hi, y_step),
+        c.y_format,
+        c.y_label,
     );
 
     match x_range {
@@ -941,15 +991,12 @@ enum Swatch {
 /// sites a `<path class="control-ratio">`. Alerts are `<rect class="alert-span"
 /// data-platform=NAME>` (no `data-platform` when pooled) and `<rect class="alert-lane">`.
 pub fn platform_chart(c: &PlatformChart<'_>) -> String {
-    let n = c.timestamps.len();
-    let k = n.div_ceil(MAX_POINTS).max(1);
-    let step = if c.step_nanos > 0 {
-        c.step_nanos
-    } else {
-        1_000_000_000
-    };
-    let bucket_step = i64::try_from(i128::from(step) * k as i128).unwrap_or(i64::MAX);
-    let ts: Vec<i64> = c.timestamps.iter().step_by(k).copied().collect();
+    let WindowGrid {
+        n,
+        k,
+        bucket_step,
+        ts,
+    } = WindowGrid::of(c.timestamps, c.step_nanos);
     let lines: Vec<(Vec<f64>, Vec<f64>)> = c
         .platforms
         .iter()
@@ -962,14 +1009,8 @@ pub fn platform_chart(c: &PlatformChart<'_>) -> String {
         0.0
     };
 
-    let x_range = match (ts.iter().min(), ts.iter().max()) {
-        (Some(a), Some(b)) => Some((i128::from(*a), i128::from(*b) + i128::from(bucket_step))),
-        _ => None,
-    };
-    let overlaps = |s: &Span| match x_range {
-        Some((a, b)) => i128::from(s.start_ts) < b && s.end_ts.is_none_or(|e| i128::from(e) >= a),
-        None => false,
-    };
+    let x_range = x_range(&ts, bucket_step);
+    let overlaps = |s: &Span| span_overlaps(x_range, s);
     let alerts: Vec<&PlatformAlert> = c.alerts.iter().filter(|a| overlaps(&a.span)).collect();
     let events: Vec<&Span> = c
         .events
@@ -1123,23 +1164,13 @@ pub fn platform_chart(c: &PlatformChart<'_>) -> String {
         top,
         height: PLOT_HEIGHT,
     };
-    for i in 0..=5 {
-        let v = f64::from(i) * 0.2;
-        let y = ys.y(v);
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{left:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{COLOR_GRID}" stroke-width="1"/><text class="tick" x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="{COLOR_AXIS}">{}</text>"#,
-            left + width,
-            left - 6.0,
-            y + 4.0,
-            ValueFormat::Ratio.format(v, 0.2)
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text class="axis-label" x="14" y="{:.1}" font-size="11" fill="{COLOR_AXIS}" transform="rotate(-90 14 {:.1})" text-anchor="middle">connection success ratio</text>"#,
-        top + PLOT_HEIGHT / 2.0,
-        top + PLOT_HEIGHT / 2.0,
+    draw_y_axis(
+        &mut svg,
+        &ys,
+        (left, width),
+        (0.0, 1.0, 0.2),
+        ValueFormat::Ratio,
+        "connection success ratio",
     );
 
     match (x_range, xs) {
