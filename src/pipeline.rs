@@ -801,31 +801,8 @@ mod tests {
     /// The two-thread sort (halves, then merge) gives the one-thread order, ties included.
     #[test]
     fn flow_order_is_the_same_on_any_number_of_threads() {
-        use crate::fingerprint::Label;
-        use crate::flow::{EndReason, Outcome, Transport};
         let records: Vec<FlowRecord> = (0..20_011u64)
-            .map(|i| {
-                // Few distinct times, so most keys tie on time and differ further on.
-                let first_ts = ((i * 7919) % 13) as i64 - 6;
-                FlowRecord {
-                    id: i % 3,
-                    first_ts,
-                    last_ts: first_ts + (i % 5) as i64,
-                    transport: Transport::Udp,
-                    ip_proto: if i % 7 == 0 { 6 } else { 17 },
-                    client_ip: std::net::IpAddr::from([10, 0, (i % 4) as u8, 1]),
-                    client_port: (i % 11) as u16,
-                    server_ip: std::net::IpAddr::from([192, 0, 2, (i % 3) as u8]),
-                    server_port: 443,
-                    packets: [1, 0],
-                    bytes: [60, 0],
-                    payload_bytes: [0, 0],
-                    tcp_flags: [0, 0],
-                    outcome: Outcome::NoReply,
-                    end_reason: EndReason::IdleTimeout,
-                    label: Label::default(),
-                }
-            })
+            .map(crate::flow::interleaved_test_record)
             .collect();
         let one = flow_order(&records, 1);
         assert_eq!(one, flow_order(&records, 2));

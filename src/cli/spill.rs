@@ -152,14 +152,7 @@ impl FlowSpill {
                 RowFormat::Jsonl => super::FlowFormat::Jsonl,
                 RowFormat::Csv => super::FlowFormat::Csv,
             };
-            super::output::write_flows_threads(out, &ordered, format, self.threads)?;
-            drop(ordered);
-            // Freeing a hundred thousand labels one by one is the last serial step of a run;
-            // with more threads it happens beside whatever the caller does next.
-            if self.threads > 1 {
-                std::thread::spawn(move || drop(records));
-            }
-            return Ok(());
+            return super::output::write_flows_threads(out, &ordered, format, self.threads);
         }
         if self.format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
@@ -241,36 +234,7 @@ fn write_row(out: &mut impl Write, format: RowFormat, id: u64, rest: &[u8]) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::Label;
-    use crate::flow::{EndReason, Outcome, Transport};
-    use std::net::IpAddr;
-
-    fn record(i: u64) -> FlowRecord {
-        // Times and endpoints chosen to interleave and tie in several fields.
-        let first_ts = ((i * 7919) % 997) as i64 - 400;
-        FlowRecord {
-            id: i,
-            first_ts,
-            last_ts: first_ts + (i % 3) as i64,
-            transport: Transport::Udp,
-            ip_proto: 17,
-            client_ip: if i % 5 == 0 {
-                "2001:db8::1".parse().expect("v6")
-            } else {
-                IpAddr::from([10, 0, (i % 4) as u8, 1])
-            },
-            client_port: (i % 11) as u16,
-            server_ip: IpAddr::from([192, 0, 2, (i % 3) as u8]),
-            server_port: 443,
-            packets: [1, 0],
-            bytes: [60, 0],
-            payload_bytes: [0, 0],
-            tcp_flags: [0, 0],
-            outcome: Outcome::NoReply,
-            end_reason: EndReason::IdleTimeout,
-            label: Label::default(),
-        }
-    }
+    use crate::flow::interleaved_test_record;
 
     fn expected(records: &[FlowRecord], format: RowFormat) -> Vec<u8> {
         let mut sorted = records.to_vec();
@@ -286,7 +250,7 @@ mod tests {
 
     #[test]
     fn spilled_runs_merge_to_the_in_memory_order_and_numbers() {
-        let records: Vec<FlowRecord> = (0..2123).map(record).collect();
+        let records: Vec<FlowRecord> = (0..2123).map(interleaved_test_record).collect();
         for format in [RowFormat::Jsonl, RowFormat::Csv] {
             let mut spill = FlowSpill::new(format, 2);
             spill.spill_rows = 1000;
@@ -304,7 +268,7 @@ mod tests {
 
     #[test]
     fn small_runs_stay_in_memory() {
-        let records: Vec<FlowRecord> = (0..500).map(record).collect();
+        let records: Vec<FlowRecord> = (0..500).map(interleaved_test_record).collect();
         let mut spill = FlowSpill::new(RowFormat::Jsonl, 1);
         records.iter().cloned().for_each(|r| spill.push(r));
         assert!(spill.runs.is_empty());

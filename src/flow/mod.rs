@@ -7,6 +7,8 @@
 //! without scanning.
 
 mod record;
+#[cfg(test)]
+pub(crate) use record::interleaved_test_record;
 mod table;
 
 pub use record::{EndReason, FlowRecord, Outcome, FLOW_COLUMNS};

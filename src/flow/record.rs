@@ -120,3 +120,32 @@ impl FlowRecord {
         (self.last_ts - self.first_ts) as f64 / 1e9
     }
 }
+
+/// A flow for tests of ordering and output: times, endpoints and ports chosen so that many
+/// records tie on the first fields of the output order and differ further on.
+#[cfg(test)]
+pub(crate) fn interleaved_test_record(i: u64) -> FlowRecord {
+    let first_ts = ((i * 7919) % 997) as i64 - 400;
+    FlowRecord {
+        id: i,
+        first_ts,
+        last_ts: first_ts + (i % 3) as i64,
+        transport: Transport::Udp,
+        ip_proto: 17,
+        client_ip: if i % 5 == 0 {
+            IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1])
+        } else {
+            IpAddr::from([10, 0, (i % 4) as u8, 1])
+        },
+        client_port: (i % 11) as u16,
+        server_ip: IpAddr::from([192, 0, 2, (i % 3) as u8]),
+        server_port: 443,
+        packets: [1, 0],
+        bytes: [60, 0],
+        payload_bytes: [0, 0],
+        tcp_flags: [0, 0],
+        outcome: Outcome::NoReply,
+        end_reason: EndReason::IdleTimeout,
+        label: Label::default(),
+    }
+}
