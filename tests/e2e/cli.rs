@@ -435,14 +435,7 @@ fn detect_reads_the_series_table_in_csv_or_json() {
     )
     .unwrap();
     let pcap = dir.join("block.pcap");
-    let out = run(&[
-        "synth",
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--out",
-        pcap.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    synth_scenario(&scenario, &pcap);
     for format in ["csv", "json"] {
         let analysed = dir.join(format!("out-{format}"));
         let out = run(&[

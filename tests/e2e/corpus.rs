@@ -17,22 +17,8 @@ const ORDINARY: &[&str] = &[
 const MIN_RECALL: f64 = 0.95;
 
 fn tokens(capture: &std::path::Path) -> BTreeSet<String> {
-    let out = run(&[
-        "flows",
-        capture.to_str().unwrap(),
-        "--format",
-        "jsonl",
-        "-q",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        capture.display(),
-        stderr(&out)
-    );
     let mut found = BTreeSet::new();
-    for line in stdout(&out).lines() {
-        let row: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+    for row in flow_rows(capture, &[]) {
         for key in ["protocol", "application"] {
             if let Some(v) = row[key].as_str().filter(|v| !v.is_empty()) {
                 found.insert(v.to_lowercase());
@@ -121,17 +107,7 @@ fn mullvad_relay_is_named_from_the_builtin_provider_list() {
         return;
     };
     let capture = shared.join("corpus/dev/mullvad_wireguard.pcap");
-    let labels = |extra: &[&str]| -> Vec<serde_json::Value> {
-        let mut args = vec![capture.to_str().unwrap(), "--format", "jsonl", "-q"];
-        args.insert(0, "flows");
-        args.extend_from_slice(extra);
-        let out = run(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect()
-    };
+    let labels = |extra: &[&str]| flow_rows(&capture, extra);
     let rows = labels(&[]);
     let relay: Vec<_> = rows
         .iter()
@@ -172,17 +148,8 @@ fn ultrasurf_session_in_the_benchmark_capture_is_named_and_nothing_else_is() {
         return;
     };
     let capture = shared.join("bench/ndpi-mix.pcap.gz");
-    let out = run(&[
-        "flows",
-        capture.to_str().unwrap(),
-        "--format",
-        "jsonl",
-        "-q",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let named: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+    let named: Vec<serde_json::Value> = flow_rows(&capture, &[])
+        .into_iter()
         .filter(|r| r["application"] == "ultrasurf" || r["protocol"] == "ultrasurf")
         .collect();
     assert_eq!(named.len(), 1, "{named:#?}");

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::util::{run, scratch, stderr};
+use crate::util::{run, scratch, stderr, synth_scenario};
 
 const WINDOW_SECS: i64 = 3_600;
 const WINDOW_NANOS: i64 = WINDOW_SECS * 1_000_000_000;
@@ -201,19 +201,7 @@ fn detection_matches_the_truth_of_each_scenario_shape() {
             let toml_path = stem.with_extension("toml");
             std::fs::write(&toml_path, scenario_toml(shape, seed)).unwrap();
             let pcap = stem.with_extension("pcap");
-            let out = run(&[
-                "synth",
-                "--scenario",
-                toml_path.to_str().unwrap(),
-                "--out",
-                pcap.to_str().unwrap(),
-            ]);
-            assert!(
-                out.status.success(),
-                "synth {}: {}",
-                shape.name,
-                stderr(&out)
-            );
+            synth_scenario(&toml_path, &pcap);
             let analysed = stem.with_extension("out");
             let out = run(&[
                 "analyze",

@@ -147,3 +147,43 @@ pub fn read_labels(path: &Path) -> Vec<std::collections::HashMap<String, String>
         })
         .collect()
 }
+
+/// `tunnelwatch flows CAPTURE --format jsonl -q EXTRA...`, asserted to succeed, as JSON rows.
+pub fn flow_rows(capture: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "flows",
+        capture.to_str().expect("UTF-8 path"),
+        "--format",
+        "jsonl",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        capture.display(),
+        stderr(&out)
+    );
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// `tunnelwatch synth --scenario SCENARIO --out PCAP`, asserted to succeed.
+pub fn synth_scenario(scenario: &Path, pcap: &Path) {
+    let out = run(&[
+        "synth",
+        "--scenario",
+        scenario.to_str().expect("UTF-8 path"),
+        "--out",
+        pcap.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "synth {}: {}",
+        scenario.display(),
+        stderr(&out)
+    );
+}
