@@ -96,6 +96,105 @@ pub fn format_seconds(nanos: i64) -> String {
     )
 }
 
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+fn num(s: &str, what: &str, max: u32) -> Result<u32, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{what}: expected digits, found {s:?}"));
+    }
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{what}: out of range: {s:?}"))?;
+    if v > max {
+        return Err(format!("{what}: {v} is out of range (max {max})"));
+    }
+    Ok(v)
+}
+
+/// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|±HH:MM]` as UTC nanoseconds: the one timestamp
+/// parser, for event calendars, NAB series, flow logs (nfdump's `YYYY-MM-DD HH:MM:SS.fff`) and
+/// the stats tables read back (RFC 3339 as [`format_ts`] writes it). The error names the field.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let bad = || format!("expected YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM], found {s:?}");
+    let (date, rest) = match s.find(['T', 't', ' ']) {
+        Some(p) => (s.get(..p).ok_or_else(bad)?, s.get(p + 1..).ok_or_else(bad)?),
+        None => (s, ""),
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let year = i64::from(num(y, "year", 9999)?);
+    let month = num(m, "month", 12)?;
+    let day = num(d, "day", 31)?;
+    if month == 0 || day == 0 || day > days_in_month(year, month) {
+        return Err(format!("no such date: {date}"));
+    }
+    let mut secs = days_from_civil(year, month, day) * 86_400;
+    let mut frac_nanos = 0i64;
+    let rest = rest.trim();
+    if !rest.is_empty() {
+        // Split off a zone suffix.
+        let (time, offset) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
+            (t, 0i64)
+        } else if let Some(p) = rest.rfind(['+', '-']) {
+            let (t, off) = rest.split_at(p);
+            let sign = if off.starts_with('-') { -1 } else { 1 };
+            let off = off.get(1..).unwrap_or("");
+            let (oh, om) = off
+                .split_once(':')
+                .ok_or_else(|| format!("offset: expected ±HH:MM, found {off:?}"))?;
+            (
+                t,
+                sign * (i64::from(num(oh, "offset hours", 23)?) * 3600
+                    + i64::from(num(om, "offset minutes", 59)?) * 60),
+            )
+        } else {
+            (rest, 0)
+        };
+        let mut tp = time.split(':');
+        let hh = num(tp.next().unwrap_or(""), "hour", 23)?;
+        let mm = num(tp.next().ok_or_else(bad)?, "minute", 59)?;
+        let mut ss = 0;
+        if let Some(sec) = tp.next() {
+            let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+            ss = num(whole, "second", 60)?;
+            if !frac.is_empty() {
+                if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("fraction of a second: {frac:?}"));
+                }
+                // Nine digits or fewer: scaled to nanoseconds without a padded copy (flow logs
+                // parse two stamps a line).
+                let scale = 10i64.pow(9 - frac.len() as u32);
+                frac_nanos = frac.parse::<i64>().map_err(|_| bad())? * scale;
+            }
+        }
+        if tp.next().is_some() {
+            return Err(bad());
+        }
+        secs += i64::from(hh) * 3600 + i64::from(mm) * 60 + i64::from(ss) - offset;
+    }
+    secs.checked_mul(NANOS_PER_SEC)
+        .and_then(|n| n.checked_add(frac_nanos))
+        .ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +210,46 @@ mod tests {
             format_seconds(1_708_189_200_999_999_999),
             "2024-02-17T17:00:00Z"
         );
+    }
+
+    #[test]
+    fn timestamps_parse_and_format() {
+        assert_eq!(parse_timestamp("1970-01-01"), Ok(0));
+        assert_eq!(
+            parse_timestamp("2024-02-17T17:00Z").map(format_seconds),
+            Ok("2024-02-17T17:00:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2024-02-17 22:00:00+05:00").map(format_seconds),
+            Ok("2024-02-17T17:00:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2024-08-08T21:00-04:00").map(format_seconds),
+            Ok("2024-08-09T01:00:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2014-04-10 07:15:00.000000").map(format_seconds),
+            Ok("2014-04-10T07:15:00Z".to_string())
+        );
+        assert_eq!(
+            parse_timestamp("2000-02-29"),
+            Ok(951_782_400 * NANOS_PER_SEC)
+        );
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Ok(-NANOS_PER_SEC));
+        for bad in [
+            "",
+            "2024",
+            "2024-13-01",
+            "2023-02-29",
+            "2024-02-30",
+            "24-02-01",
+            "2024-02-17T25:00",
+            "2024-02-17T10",
+            "2024-02-17Tab:cd",
+            "2024-02-17T10:00+0500",
+            "2024-02-17T10:00:00:00",
+        ] {
+            assert!(parse_timestamp(bad).is_err(), "{bad:?} should not parse");
+        }
     }
 }

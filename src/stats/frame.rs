@@ -546,7 +546,7 @@ fn read_series_table(path: &Path) -> io::Result<DataFrame> {
         let nanos = (0..text.len())
             .map(|i| text.get(i))
             .map(|s| {
-                s.and_then(crate::ingest::flowlog::nfdump_csv::parse_timestamp)
+                s.and_then(|s| crate::civil::parse_timestamp(s).ok())
                     .ok_or_else(|| {
                         io::Error::new(
                             io::ErrorKind::InvalidData,

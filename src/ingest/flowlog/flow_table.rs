@@ -126,8 +126,8 @@ pub fn is_flow_table_header(line: &str) -> bool {
 }
 
 fn parse_ts(s: &str) -> Option<i64> {
-    // RFC 3339 as tunnelwatch writes it: a trailing `Z` (UTC).
-    parse_timestamp(s.trim().trim_end_matches(['Z', 'z']))
+    // RFC 3339 as tunnelwatch writes it (a trailing `Z`, UTC).
+    parse_timestamp(s)
 }
 
 fn parse_transport(s: &str, ipv6: bool) -> Option<(Transport, u8)> {

@@ -80,46 +80,10 @@ impl Columns {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`) as UTC Unix nanoseconds.
+/// nfdump's `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`) as UTC Unix nanoseconds: the
+/// crate's one timestamp parser ([`crate::civil::parse_timestamp`]), without its reason.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, time) = s.split_once([' ', 'T'])?;
-    let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if d.next().is_some()
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&da)
-        || !(0..=9999).contains(&y)
-    {
-        return None;
-    }
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.split(':');
-    let (h, mi, se): (i64, i64, i64) = (
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-    );
-    if t.next().is_some() || h > 23 || mi > 59 || se > 60 || h < 0 || mi < 0 || se < 0 {
-        return None;
-    }
-    let mut frac_ns = 0i64;
-    if !frac.is_empty() {
-        if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        frac_ns = frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32);
-    }
-    let secs = crate::civil::days_from_civil(y, u32::try_from(mo).ok()?, u32::try_from(da).ok()?)
-        * 86_400
-        + h * 3600
-        + mi * 60
-        + se;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+    crate::civil::parse_timestamp(s).ok()
 }
 
 /// nfdump's protocol names (its `-o csv` `pr` column) or a number.
