@@ -6,12 +6,22 @@
 //! seeds per shape. The table of lags is printed (`cargo test --test e2e scenarios --
 //! --nocapture`).
 //!
-//! The surge starts with the first circumvention flow of a host that adopted after the block
-//! (truth.csv), not at the earliest adoption time in events.json: that is when the synthetic
-//! user made up their mind, at any hour of the day, and nothing of it is on the wire until
-//! their next session, which after a night-time decision comes hours later (block-slow-ramp
-//! seed 1: first decision 21:54 UTC, 02:54 in Pakistan; first circumvention flow of any adopter
-//! 00:46 UTC). The table prints the lag from that decision too, as `adopt`.
+//! The surge's onset is a span on the wire, not an instant: from the first circumvention flow
+//! of a host that adopted after the block (truth.csv) to the first flow of the second such host.
+//! One host is not yet a surge (two hosts is the least any detector counts,
+//! `MIN_SHARE_EXCESS_HOSTS` in src/cli/detection.rs: the issue's "minimum absolute counts so tiny
+//! numbers do not alarm"), yet a detector that dates the shift back to its change point rightly
+//! names the first adopter's window. A detected onset within two windows of that span passes, as
+//! NAB scores a detection anywhere in a labelled anomaly window. In a quick surge the span is a
+//! few minutes; in block-slow-ramp seed 9 it is six and a half hours (a lone adopter at 19:02 UTC,
+//! the next at 01:32), in seed 5 three (the detector names the first adopter's window).
+//!
+//! Nor is the onset the earliest adoption time in events.json: that is when the synthetic user
+//! made up their mind, at any hour of the day, and nothing of it is on the wire until their next
+//! session, which after a night-time decision comes hours later (block-slow-ramp seed 1: first
+//! decision 21:54 UTC, 02:54 in Pakistan; first circumvention flow of any adopter 00:46 UTC).
+//! The table prints the lag from the decision (`adopt`), from the first adopter's first flow
+//! (`first`) and from the second's (`second`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -139,23 +149,49 @@ fn first_onset(
 /// Families of circumvention flows in truth.csv (the others are `web` and `other`).
 const CIRCUMVENTION_FAMILIES: &[&str] = &["vpn", "proxy", "tor", "obfuscated", "tunnel"];
 
-/// Start (ns) of the first circumvention flow of a host in `adopted` (host -> adoption time,
-/// µs) at or after its adoption: the first sign of the surge on the wire.
-fn first_circumvention_flow(truth_csv: &str, adopted: &BTreeMap<i64, i64>) -> Option<i64> {
+/// Start (ns) of the first circumvention flow at or after adoption of each host in `adopted`
+/// (host -> adoption time, µs), earliest first: the surge as it shows on the wire.
+fn first_circumvention_flows(truth_csv: &str, adopted: &BTreeMap<i64, i64>) -> Vec<i64> {
     let mut lines = truth_csv.lines();
-    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let header: Vec<&str> = header.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let (start, host, family) = (col("start_us")?, col("host")?, col("family")?);
-    lines
-        .filter_map(|line| {
-            let cells: Vec<&str> = line.split(',').collect();
+    let (Some(start), Some(host), Some(family)) = (col("start_us"), col("host"), col("family"))
+    else {
+        return Vec::new();
+    };
+    let mut first_per_host: BTreeMap<i64, i64> = BTreeMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let parsed = (|| {
             let at: i64 = cells.get(start)?.parse().ok()?;
             let h: i64 = cells.get(host)?.parse().ok()?;
             let adopted_at = *adopted.get(&h)?;
             (at >= adopted_at && CIRCUMVENTION_FAMILIES.contains(cells.get(family)?))
-                .then_some(at * 1_000)
-        })
-        .min()
+                .then_some((h, at * 1_000))
+        })();
+        if let Some((h, at)) = parsed {
+            let first = first_per_host.entry(h).or_insert(at);
+            *first = (*first).min(at);
+        }
+    }
+    let mut firsts: Vec<i64> = first_per_host.into_values().collect();
+    firsts.sort_unstable();
+    firsts
+}
+
+/// Windows from the detected onset `d` to the span `[first, second]` (0 inside it).
+fn span_lag(d: Option<i64>, first: i64, second: i64) -> Option<i64> {
+    let (lo, hi) = (lag(d, first)?, lag(d, second)?);
+    Some(if lo < 0 {
+        lo
+    } else if hi > 0 {
+        hi
+    } else {
+        0
+    })
 }
 
 /// Seeds per shape: 1 and 2, or `TW_SCENARIO_SEEDS` (`1-10` or `3,5,8`) for a longer look
@@ -271,7 +307,7 @@ fn detection_matches_the_truth_of_each_scenario_shape() {
                     let decided = adopted.values().min().map(|us| us * 1_000);
                     let truth_csv = std::fs::read_to_string(stem.with_extension("truth.csv"))
                         .expect("truth.csv");
-                    let ramp = first_circumvention_flow(&truth_csv, &adopted);
+                    let firsts = first_circumvention_flows(&truth_csv, &adopted);
                     let surge = first_onset(
                         &alerts,
                         &["LevelShiftUp", "Spike"],
@@ -283,10 +319,14 @@ fn detection_matches_the_truth_of_each_scenario_shape() {
                         from,
                     );
                     row("adopt", decided, surge);
-                    match (ramp, row("surge", ramp, surge)) {
-                        (None, _) => failures.push(format!("{tag}: nobody adopted")),
-                        (_, Some(l)) if l.abs() <= surge_windows => {}
-                        (_, other) => failures.push(format!("{tag}: surge lag {other:?}")),
+                    row("first", firsts.first().copied(), surge);
+                    row("second", firsts.get(1).copied(), surge);
+                    match firsts.get(..2) {
+                        Some(&[first, second]) => match span_lag(surge, first, second) {
+                            Some(l) if l.abs() <= surge_windows => {}
+                            other => failures.push(format!("{tag}: surge lag {other:?}")),
+                        },
+                        _ => failures.push(format!("{tag}: fewer than two hosts adopted")),
                     }
                     let early = alerts
                         .iter()
