@@ -425,7 +425,6 @@ mod parallel {
     //! to the reader when processed, which tells it how far the mapping may be released.
 
     use std::collections::VecDeque;
-    use std::hash::BuildHasher;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
     use std::sync::Arc;
@@ -451,6 +450,8 @@ mod parallel {
         in_mapping: bool,
         start: usize,
         len: usize,
+        /// [`FlowKey::flow_hash`] of the packet's flow, computed by the reader.
+        hash: u64,
         /// The reader's decoding of the frame (`None`: decode it again).
         packet: Option<DetachedPacket>,
     }
@@ -549,7 +550,6 @@ mod parallel {
 
     pub struct Dispatcher {
         workers: Vec<Worker>,
-        hasher: foldhash::fast::FixedState,
         /// The reading thread's own table, for flows whose hash falls below `local_buckets`.
         local: Box<FlowTable>,
         local_records: Vec<FlowRecord>,
@@ -620,7 +620,6 @@ mod parallel {
                 .collect();
             Dispatcher {
                 workers,
-                hasher: foldhash::fast::FixedState::default(),
                 local,
                 local_records: Vec::new(),
                 local_buckets,
@@ -656,10 +655,11 @@ mod parallel {
         pub fn dispatch(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &DecodedPacket<'_>) {
             let (key, _) =
                 FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
-            let hash = self.hasher.hash_one(key);
+            let hash = key.flow_hash();
             if hash % BUCKETS < self.local_buckets {
                 let records = &mut self.local_records;
-                self.local.process(ts, pkt, &mut |r| records.push(r));
+                self.local
+                    .process_hashed(ts, pkt, hash, &mut |r| records.push(r));
                 return;
             }
             let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
@@ -687,6 +687,7 @@ mod parallel {
                 in_mapping: in_mapping.is_some(),
                 start,
                 len: frame.len(),
+                hash,
                 packet: pkt.detach(frame),
             });
             if w.current.frames.len() >= BATCH_PACKETS {
@@ -764,7 +765,7 @@ mod parallel {
                         Err(_) => continue,
                     },
                 };
-                table.process(f.ts, &pkt, &mut |r| records.push(r));
+                table.process_hashed(f.ts, &pkt, f.hash, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);

@@ -127,3 +127,13 @@ impl FlowKey {
         }
     }
 }
+
+impl FlowKey {
+    /// The key's hash, with one fixed seed for the whole process: the reader hashes a packet's
+    /// key once to pick the table that owns it, and that table's index reuses the same value
+    /// ([`FlowTable::process_hashed`]) instead of hashing again.
+    pub fn flow_hash(&self) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(self)
+    }
+}

@@ -1,6 +1,7 @@
 //! The bounded flow table.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::{Direction, EndReason, FlowKey, FlowRecord, Outcome, Transport};
 use crate::decode::{tcp_flags, DecodedPacket};
@@ -88,8 +89,46 @@ struct FlowState {
     fingerprint: FingerprintState,
 }
 
+/// An index key with its [`FlowKey::flow_hash`] beside it, so the key is hashed once per packet
+/// (by the reader that dispatched it, or by [`FlowTable::process`]) and never on insert or
+/// removal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct IndexKey {
+    hash: u64,
+    key: FlowKey,
+}
+
+impl Hash for IndexKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The [`Hasher`] of the index: hands back the hash an [`IndexKey`] carries.
+#[derive(Default)]
+struct CarriedHash(u64);
+
+impl Hasher for CarriedHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `IndexKey` is hashed here, through `write_u64`; fold anything else all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+}
+
 struct Slot {
     flow: Option<FlowState>,
+    /// [`FlowKey::flow_hash`] of the flow's key, for removing it from the index.
+    hash: u64,
     prev: u32,
     next: u32,
     list: u8,
@@ -99,7 +138,7 @@ struct Slot {
 pub struct FlowTable {
     config: FlowConfig,
     registry: &'static [&'static Spec],
-    index: HashMap<FlowKey, u32, foldhash::fast::FixedState>,
+    index: HashMap<IndexKey, u32, BuildHasherDefault<CarriedHash>>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     heads: [u32; 3],
@@ -116,7 +155,7 @@ impl FlowTable {
         FlowTable {
             config,
             registry,
-            index: HashMap::with_capacity_and_hasher(1024, foldhash::fast::FixedState::default()),
+            index: HashMap::with_capacity_and_hasher(1024, BuildHasherDefault::default()),
             slots: Vec::new(),
             free: Vec::new(),
             heads: [NIL; 3],
@@ -173,6 +212,35 @@ impl FlowTable {
 
     /// Accounts one packet; finished flows (closed, expired, evicted) go to `emit`.
     pub fn process(&mut self, ts: i64, pkt: &DecodedPacket<'_>, emit: &mut impl FnMut(FlowRecord)) {
+        let (key, src_is_lo) =
+            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        let hash = key.flow_hash();
+        self.process_keyed(ts, pkt, IndexKey { hash, key }, src_is_lo, emit);
+    }
+
+    /// [`FlowTable::process`] for a packet whose canonical key's [`FlowKey::flow_hash`] is
+    /// already known (the reader computed it to choose this table).
+    pub fn process_hashed(
+        &mut self,
+        ts: i64,
+        pkt: &DecodedPacket<'_>,
+        hash: u64,
+        emit: &mut impl FnMut(FlowRecord),
+    ) {
+        let (key, src_is_lo) =
+            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        debug_assert_eq!(hash, key.flow_hash());
+        self.process_keyed(ts, pkt, IndexKey { hash, key }, src_is_lo, emit);
+    }
+
+    fn process_keyed(
+        &mut self,
+        ts: i64,
+        pkt: &DecodedPacket<'_>,
+        index_key: IndexKey,
+        src_is_lo: bool,
+        emit: &mut impl FnMut(FlowRecord),
+    ) {
         self.counters.packets += 1;
         if ts > self.now {
             self.now = ts;
@@ -184,11 +252,9 @@ impl FlowTable {
             self.expire_idle(emit);
         }
 
-        let (key, src_is_lo) =
-            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
         let is_syn = pkt.ip_proto == 6
             && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        let slot = match self.index.get(&key).copied() {
+        let slot = match self.index.get(&index_key).copied() {
             Some(slot) => {
                 let (closed, idle) = match self.slots[slot as usize].flow.as_ref() {
                     Some(f) => {
@@ -210,19 +276,19 @@ impl FlowTable {
                         EndReason::IdleTimeout
                     };
                     self.remove(slot, reason, emit);
-                    self.create(key, src_is_lo, ts, pkt, emit)
+                    self.create(index_key, src_is_lo, ts, pkt, emit)
                 } else {
                     slot
                 }
             }
-            None => self.create(key, src_is_lo, ts, pkt, emit),
+            None => self.create(index_key, src_is_lo, ts, pkt, emit),
         };
         self.update(slot, src_is_lo, ts, pkt);
     }
 
     fn create(
         &mut self,
-        key: FlowKey,
+        index_key: IndexKey,
         src_is_lo: bool,
         ts: i64,
         pkt: &DecodedPacket<'_>,
@@ -235,7 +301,7 @@ impl FlowTable {
         let is_tcp = pkt.ip_proto == 6;
         let handshake = is_tcp && pkt.tcp_flags & tcp_flags::SYN != 0;
         let flow = FlowState {
-            key,
+            key: index_key.key,
             id: self.next_id,
             client_is_lo: client_is_src == src_is_lo,
             first_ts: ts,
@@ -259,6 +325,7 @@ impl FlowTable {
             Some(s) => {
                 self.slots[s as usize] = Slot {
                     flow: Some(flow),
+                    hash: index_key.hash,
                     prev: NIL,
                     next: NIL,
                     list: list as u8,
@@ -268,6 +335,7 @@ impl FlowTable {
             None => {
                 self.slots.push(Slot {
                     flow: Some(flow),
+                    hash: index_key.hash,
                     prev: NIL,
                     next: NIL,
                     list: list as u8,
@@ -276,7 +344,7 @@ impl FlowTable {
             }
         };
         self.push_tail(slot, list);
-        self.index.insert(key, slot);
+        self.index.insert(index_key, slot);
         self.live += 1;
         self.counters.peak_live = self.counters.peak_live.max(self.live as u64);
         slot
@@ -440,8 +508,12 @@ impl FlowTable {
 
     fn remove(&mut self, slot: u32, reason: EndReason, emit: &mut impl FnMut(FlowRecord)) {
         self.unlink(slot);
+        let hash = self.slots[slot as usize].hash;
         if let Some(flow) = self.slots[slot as usize].flow.take() {
-            self.index.remove(&flow.key);
+            self.index.remove(&IndexKey {
+                hash,
+                key: flow.key,
+            });
             self.free.push(slot);
             self.live -= 1;
             emit(finish(flow, reason, self.registry));
@@ -618,6 +690,52 @@ mod tests {
 
     const C: [u8; 4] = [10, 0, 0, 1];
     const S: [u8; 4] = [93, 184, 216, 34];
+
+    #[test]
+    fn index_keys_with_one_hash_stay_apart() {
+        // The index trusts the carried hash for bucketing only; equal hashes of different keys
+        // (a collision) must still be two entries.
+        let key = |port| FlowKey {
+            lo_ip: C.into(),
+            hi_ip: S.into(),
+            lo_port: port,
+            hi_port: 443,
+            ip_proto: 6,
+        };
+        let mut index: HashMap<IndexKey, u32, BuildHasherDefault<CarriedHash>> = HashMap::default();
+        index.insert(
+            IndexKey {
+                hash: 7,
+                key: key(1),
+            },
+            1,
+        );
+        index.insert(
+            IndexKey {
+                hash: 7,
+                key: key(2),
+            },
+            2,
+        );
+        assert_eq!(index.len(), 2);
+        assert_eq!(
+            index.get(&IndexKey {
+                hash: 7,
+                key: key(2)
+            }),
+            Some(&2)
+        );
+        assert_eq!(
+            index.get(&IndexKey {
+                hash: 8,
+                key: key(2)
+            }),
+            None
+        );
+        // The reader's hash and the table's are one function of the key.
+        assert_eq!(key(1).flow_hash(), key(1).flow_hash());
+        assert_ne!(key(1).flow_hash(), key(2).flow_hash());
+    }
 
     #[test]
     fn tcp_handshake_direction_and_completion() {
