@@ -435,7 +435,7 @@ mod parallel {
     use super::PipelineConfig;
     use crate::decode::{self, DecodedPacket, DetachedPacket};
     use crate::fingerprint::registry::REGISTRY;
-    use crate::flow::{FlowConfig, FlowCounters, FlowKey, FlowRecord, FlowTable};
+    use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable, PacketKey};
     use crate::ingest::MappedCapture;
 
     const BATCH_PACKETS: usize = 4096;
@@ -450,8 +450,8 @@ mod parallel {
         in_mapping: bool,
         start: usize,
         len: usize,
-        /// [`FlowKey::flow_hash`] of the packet's flow, computed by the reader.
-        hash: u64,
+        /// The packet's flow key and hash, worked out by the reader.
+        packet_key: PacketKey,
         /// The reader's decoding of the frame (`None`: decode it again).
         packet: Option<DetachedPacket>,
     }
@@ -653,13 +653,12 @@ mod parallel {
         }
 
         pub fn dispatch(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &DecodedPacket<'_>) {
-            let (key, _) =
-                FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
-            let hash = key.flow_hash();
+            let packet_key = PacketKey::of(pkt);
+            let hash = packet_key.hash;
             if hash % BUCKETS < self.local_buckets {
                 let records = &mut self.local_records;
                 self.local
-                    .process_hashed(ts, pkt, hash, &mut |r| records.push(r));
+                    .process_keyed(ts, pkt, packet_key, &mut |r| records.push(r));
                 return;
             }
             let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
@@ -687,7 +686,7 @@ mod parallel {
                 in_mapping: in_mapping.is_some(),
                 start,
                 len: frame.len(),
-                hash,
+                packet_key,
                 packet: pkt.detach(frame),
             });
             if w.current.frames.len() >= BATCH_PACKETS {
@@ -765,7 +764,7 @@ mod parallel {
                         Err(_) => continue,
                     },
                 };
-                table.process_hashed(f.ts, &pkt, f.hash, &mut |r| records.push(r));
+                table.process_keyed(f.ts, &pkt, f.packet_key, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);

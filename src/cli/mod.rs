@@ -954,9 +954,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
             rolling.push(r);
             protocol_mix.add(r, &stats_config);
             servers.add(r);
-            *protocol_counts
-                .entry(r.label.protocol.to_string())
-                .or_insert(0) += 1;
+            output::count_protocol(&mut protocol_counts, r.label.protocol);
         }
         examples.extend(records);
         report::html::keep_example_candidates(&mut examples);

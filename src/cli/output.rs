@@ -106,9 +106,20 @@ fn csv_field(s: &str) -> String {
 pub fn protocol_counts(records: &[FlowRecord]) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for r in records {
-        *m.entry(r.label.protocol.to_string()).or_insert(0) += 1;
+        count_protocol(&mut m, r.label.protocol);
     }
     m
+}
+
+/// Adds one flow of `protocol` to `counts`; the token is copied only the first time it is seen
+/// (this runs once per finished flow, on the reading thread).
+pub fn count_protocol(counts: &mut BTreeMap<String, u64>, protocol: &str) {
+    match counts.get_mut(protocol) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(protocol.to_string(), 1);
+        }
+    }
 }
 
 /// Writes flows (already numbered and ordered) in the chosen format.

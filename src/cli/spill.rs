@@ -45,7 +45,9 @@ impl FlowSpill {
             format,
             spill_rows: SPILL_ROWS,
             threads: threads.max(1),
-            pending: Vec::new(),
+            // Address space only: pages are touched as flows arrive, and the buffer never has
+            // to be copied to grow.
+            pending: Vec::with_capacity(SPILL_ROWS),
             runs: Vec::new(),
             dir: None,
             protocols: BTreeMap::new(),
@@ -60,10 +62,7 @@ impl FlowSpill {
 
     /// Takes one finished flow (in any order).
     pub fn push(&mut self, r: FlowRecord) {
-        *self
-            .protocols
-            .entry(r.label.protocol.to_string())
-            .or_insert(0) += 1;
+        super::output::count_protocol(&mut self.protocols, r.label.protocol);
         self.pending.push(r);
         if self.pending.len() >= self.spill_rows && self.error.is_none() {
             if let Err(e) = self.spill() {
@@ -102,7 +101,7 @@ impl FlowSpill {
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        let mut records = std::mem::take(&mut self.pending);
+        let mut records = std::mem::replace(&mut self.pending, Vec::with_capacity(self.spill_rows));
         let entries = self.sorted_entries(&mut records)?;
         drop(records);
         let dir = match &self.dir {

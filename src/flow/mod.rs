@@ -131,9 +131,32 @@ impl FlowKey {
 impl FlowKey {
     /// The key's hash, with one fixed seed for the whole process: the reader hashes a packet's
     /// key once to pick the table that owns it, and that table's index reuses the same value
-    /// ([`FlowTable::process_hashed`]) instead of hashing again.
+    /// ([`FlowTable::process_keyed`]) instead of hashing again.
     pub fn flow_hash(&self) -> u64 {
         use std::hash::BuildHasher;
         foldhash::fast::FixedState::default().hash_one(self)
+    }
+}
+
+/// A packet's canonical flow key, which end sent it and the key's hash: worked out once per
+/// packet, by the thread that reads it, and handed to whichever table owns the flow.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketKey {
+    pub key: FlowKey,
+    /// The packet's source is the key's `lo` endpoint.
+    pub src_is_lo: bool,
+    /// [`FlowKey::flow_hash`] of `key`.
+    pub hash: u64,
+}
+
+impl PacketKey {
+    pub fn of(pkt: &crate::decode::DecodedPacket<'_>) -> PacketKey {
+        let (key, src_is_lo) =
+            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        PacketKey {
+            key,
+            src_is_lo,
+            hash: key.flow_hash(),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use super::{Direction, EndReason, FlowKey, FlowRecord, Outcome, Transport};
+use super::{Direction, EndReason, FlowKey, FlowRecord, Outcome, PacketKey, Transport};
 use crate::decode::{tcp_flags, DecodedPacket};
 use crate::fingerprint::{FingerprintState, FlowContext, Payload, Spec};
 
@@ -212,35 +212,25 @@ impl FlowTable {
 
     /// Accounts one packet; finished flows (closed, expired, evicted) go to `emit`.
     pub fn process(&mut self, ts: i64, pkt: &DecodedPacket<'_>, emit: &mut impl FnMut(FlowRecord)) {
-        let (key, src_is_lo) =
-            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
-        let hash = key.flow_hash();
-        self.process_keyed(ts, pkt, IndexKey { hash, key }, src_is_lo, emit);
+        self.process_keyed(ts, pkt, PacketKey::of(pkt), emit);
     }
 
-    /// [`FlowTable::process`] for a packet whose canonical key's [`FlowKey::flow_hash`] is
-    /// already known (the reader computed it to choose this table).
-    pub fn process_hashed(
+    /// [`FlowTable::process`] for a packet whose [`PacketKey`] is already known (the reader
+    /// worked it out to choose this table).
+    pub fn process_keyed(
         &mut self,
         ts: i64,
         pkt: &DecodedPacket<'_>,
-        hash: u64,
+        packet_key: PacketKey,
         emit: &mut impl FnMut(FlowRecord),
     ) {
-        let (key, src_is_lo) =
-            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
-        debug_assert_eq!(hash, key.flow_hash());
-        self.process_keyed(ts, pkt, IndexKey { hash, key }, src_is_lo, emit);
-    }
-
-    fn process_keyed(
-        &mut self,
-        ts: i64,
-        pkt: &DecodedPacket<'_>,
-        index_key: IndexKey,
-        src_is_lo: bool,
-        emit: &mut impl FnMut(FlowRecord),
-    ) {
+        debug_assert_eq!(packet_key.hash, packet_key.key.flow_hash());
+        let PacketKey {
+            key,
+            src_is_lo,
+            hash,
+        } = packet_key;
+        let index_key = IndexKey { hash, key };
         self.counters.packets += 1;
         if ts > self.now {
             self.now = ts;
