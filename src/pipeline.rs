@@ -568,13 +568,15 @@ mod parallel {
     ///
     /// The reader also reads, decodes and dispatches every packet: per packet it spends `r`
     /// times what a worker spends on flow-table and fingerprint work. Equal finishing times
-    /// need `r + f = (1 - f) / W` for `W` workers, so `f = (1/W - r) / (1 + 1/W)`. With `r`
-    /// about 0.2 (on the 983 k-packet reference capture, per-thread `perf` timelines: at a share
-    /// of 0.35 the worker was busy throughout and the reader idle a third of the time, at 0.45
-    /// the other way round) that is 0.40 on two threads, 0.20 on three, 0.10 on four, 0.04 on
-    /// five and none from six up.
+    /// need `r + f = (1 - f) / W` for `W` workers, so `f = (1/W - r) / (1 + 1/W)`. `r` is about
+    /// a third since the reader works out every packet's key and hash for its owner
+    /// (`PacketKey`): on the 983 k-packet reference capture, per-thread `perf` timelines at a
+    /// share of 0.40 had the worker idle 10-30 % of the flow phase in three runs of three, and at
+    /// 0.33 either thread waited a little, by turns; fifteen interleaved rounds gave medians of
+    /// 0.49 s at 0.28, 0.47 s at 0.33, 0.50 s at 0.36 and 0.49 s at 0.40 (noise about ±20 %).
+    /// That is a third on two threads, a tenth on three and none from four up.
     pub fn reader_share(threads: usize) -> f64 {
-        const READ_DECODE_RATIO: f64 = 0.2;
+        const READ_DECODE_RATIO: f64 = 1.0 / 3.0;
         let w = threads.saturating_sub(1).max(1) as f64;
         ((1.0 / w - READ_DECODE_RATIO) / (1.0 + 1.0 / w)).max(0.0)
     }
