@@ -299,10 +299,13 @@ impl Decision {
     }
 }
 
+/// The protocol token of a flow no detector named.
+pub const UNKNOWN_PROTOCOL: &str = "unknown";
+
 impl Default for Label {
     fn default() -> Self {
         Label {
-            protocol: "unknown",
+            protocol: UNKNOWN_PROTOCOL,
             application: None,
             provider: None,
             obfuscated: false,
@@ -383,7 +386,13 @@ impl Label {
             if i > 0 {
                 out.write_str("; ")?;
             }
-            out.write_str(m.verdict.protocol.unwrap_or(m.spec.name))?;
+            // A match that names no wire protocol (a provider's address range says who the
+            // peer is, not what was spoken) is introduced by its detector's name.
+            let name = match m.verdict.protocol {
+                Some(p) if p != UNKNOWN_PROTOCOL => p,
+                _ => m.spec.name,
+            };
+            out.write_str(name)?;
             if !m.verdict.evidence.0.is_empty() {
                 out.write_str(": ")?;
                 write!(out, "{}", m.verdict.evidence)?;

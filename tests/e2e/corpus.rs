@@ -127,7 +127,7 @@ fn mullvad_relay_is_named_from_the_builtin_provider_list() {
         assert!(
             r["evidence"]
                 .as_str()
-                .is_some_and(|e| e.contains("endpoint_list=mullvad")),
+                .is_some_and(|e| e.contains("; vpn_endpoint: endpoint_list=mullvad")),
             "{r}"
         );
     }

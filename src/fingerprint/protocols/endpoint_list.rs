@@ -6,6 +6,7 @@
 //! protocol-structure match); a provider range only adds `provider`/`application` (ranked
 //! below everything, so the wire protocol comes from the other detectors).
 
+use crate::fingerprint::driver::UNKNOWN_PROTOCOL;
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
 };
@@ -62,7 +63,7 @@ impl Fingerprinter for VpnEndpoint {
         match endpoints::lookup(flow.server_ip)? {
             Endpoint::Service(token) => {
                 let mut v = Verdict::new(Confidence::EndpointList).fact("endpoint_list", token);
-                v.protocol = Some("unknown");
+                v.protocol = Some(UNKNOWN_PROTOCOL);
                 v.family = Some(Family::Vpn);
                 // Anything that is not an application of the vocabulary is taken as a provider.
                 if APPLICATION_TOKENS.contains(&token) {
@@ -141,6 +142,11 @@ mod tests {
         assert_eq!(
             (label.protocol, label.provider, label.family),
             ("wireguard", Some("mullvad"), Family::Vpn)
+        );
+        // The address match names no protocol, so its evidence goes under the detector's name.
+        assert_eq!(
+            label.evidence_text(),
+            "wireguard; vpn_endpoint: endpoint_list=mullvad"
         );
         let alone = Label::merge(vec![Match {
             spec: &VPN_ENDPOINT_SPEC,
