@@ -624,7 +624,9 @@ fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
 
 /// Everything `analyze` writes from finished flows: flows table, per-window tables, detection,
 /// summary.json, report.html (+ report_data.json, figures).
-/// `extra_events` are the user's `--events`, read once per run by the caller.
+/// `extra_events` are the user's `--events`, read once per run by the caller. Returns the
+/// flows reduced to the stats columns (live capture adds a window's to its rolling statistics
+/// instead of reducing the flows again).
 fn write_analysis(
     records: &[FlowRecord],
     summary: &RunSummary,
@@ -633,12 +635,9 @@ fn write_analysis(
     out: &std::path::Path,
     figures: Option<&std::path::Path>,
     quiet: bool,
-) -> Result<()> {
+) -> Result<crate::stats::FlowColumns> {
     let stats_config = stats_config(stats_args)?;
-    let mut columns = crate::stats::FlowColumns::default();
-    for r in records {
-        columns.push(r, &stats_config);
-    }
+    let columns = crate::stats::FlowColumns::of(records, &stats_config);
     let formats: Vec<crate::stats::TableFormat> =
         stats_args.tables.iter().map(|f| (*f).into()).collect();
     let (metrics, _tables) =
@@ -647,8 +646,14 @@ fn write_analysis(
     let detections =
         detection::run(&metrics, summary, extra_events, out).context("detecting events")?;
     let protocol_counts = output::protocol_counts(records);
-    let data =
-        report::html::ReportData::from_run(summary, records, &metrics, &stats_config, detections);
+    let data = report::html::ReportData::from_run(
+        summary,
+        records,
+        &columns,
+        &metrics,
+        &stats_config,
+        detections,
+    );
     write_summary_and_report(summary, &protocol_counts, &data, out)?;
     let flows_path = crate::stats::write_flows_shown(records, out, &stats_config)
         .context("writing flows table")?;
@@ -667,7 +672,7 @@ fn write_analysis(
             out.display()
         );
     }
-    Ok(())
+    Ok(columns)
 }
 
 /// Writes `summary.json`, `report_data.json` and `report.html` of a run into `out`.
@@ -940,7 +945,9 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         let dir = args.out.join(format!("window-{}", window.start_secs()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating output folder {}", dir.display()))?;
-        write_analysis(
+        // Same arguments, so the same stats config as `rolling`'s: the window's columns are the
+        // rows the run's statistics need.
+        let columns = write_analysis(
             &records,
             &window.run_summary(),
             &args.stats,
@@ -950,8 +957,8 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
             true,
         )?;
         write_json_atomically(&dir.join("capture.json"), &window.to_json())?;
+        rolling.push_columns(&columns);
         for r in &records {
-            rolling.push(r);
             protocol_mix.add(r, &stats_config);
             servers.add(r);
             output::count_protocol(&mut protocol_counts, r.label.protocol);
@@ -985,9 +992,12 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         .context("writing the run's statistics")?;
     let detections = detection::run(&metrics.detector, &totals.summary, &extra_events, &args.out)
         .context("detecting events")?;
+    // Every series comes from the run's statistics (`all_columns`); the examples are a sample
+    // of the flows, not a base for counting.
     let mut data = report::html::ReportData::from_run(
         &totals.summary,
         &examples,
+        &crate::stats::FlowColumns::default(),
         &metrics.all_columns,
         &stats_config,
         detections,

@@ -413,20 +413,21 @@ fn vec_f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error>
 }
 
 impl ReportData {
-    /// Builds the report data of one run: totals from `summary`; protocol mix, per-window series,
-    /// examples and top servers from `records` (hosts, windows and platform attempts exactly as
-    /// the stats stage defines them, through [`FlowColumns`]); `metrics` (the stats stage's
-    /// series, if any) override the same-named columns so charts show what the detector saw.
+    /// Builds the report data of one run: totals from `summary`; protocol mix, examples and top
+    /// servers from `records`; per-window series from `columns` (the stats stage's reduction of
+    /// the same flows, [`FlowColumns::of`]), with `metrics` (the stats stage's series, if any)
+    /// overriding the same-named columns so charts show what the detector saw.
     pub fn from_run(
         summary: &RunSummary,
         records: &[FlowRecord],
+        columns: &FlowColumns,
         metrics: &[MetricSeries],
         config: &StatsConfig,
         detections: Detections,
     ) -> ReportData {
         let mut data = ReportData::from_summary(summary);
         data.protocol_mix = protocol_mix(records, config);
-        data.series = window_series(records, metrics, config);
+        data.series = window_series_from_columns(columns, metrics, window_nanos(config));
         data.examples = example_flows(records, config);
         data.top_servers = top_servers(records, config);
         data.events = detections.events;
@@ -588,15 +589,15 @@ pub fn window_series(
     metrics: &[MetricSeries],
     config: &StatsConfig,
 ) -> WindowSeries {
-    let mut cols = FlowColumns::default();
-    for r in records {
-        cols.push(r, config);
-    }
     window_series_from_columns(
-        &cols,
+        &FlowColumns::of(records, config),
         metrics,
-        i64::from(config.window_secs.max(1)) * 1_000_000_000,
+        window_nanos(config),
     )
+}
+
+fn window_nanos(config: &StatsConfig) -> i64 {
+    i64::from(config.window_secs.max(1)) * 1_000_000_000
 }
 
 /// As [`window_series`], from flows already reduced to [`FlowColumns`] with window `step_nanos`.
@@ -2369,11 +2370,14 @@ mod tests {
     }
 
     fn sample() -> ReportData {
+        let config = StatsConfig::default();
+        let records = records();
         ReportData::from_run(
             &summary(),
-            &records(),
+            &records,
+            &FlowColumns::of(&records, &config),
             &[],
-            &StatsConfig::default(),
+            &config,
             detections(),
         )
     }
@@ -2794,6 +2798,7 @@ mod tests {
         let only_totals = ReportData::from_run(
             &summary(),
             &[],
+            &FlowColumns::default(),
             &[],
             &StatsConfig::default(),
             Detections::default(),

@@ -275,6 +275,42 @@ impl FlowColumns {
         self.host.is_empty()
     }
 
+    /// The columns of `records`.
+    pub fn of(records: &[FlowRecord], config: &StatsConfig) -> FlowColumns {
+        let mut cols = FlowColumns::default();
+        for r in records {
+            cols.push(r, config);
+        }
+        cols
+    }
+
+    /// Appends `other`'s rows. Every column is named in the destructuring below, so a new
+    /// column cannot be left out.
+    pub fn append(&mut self, other: &FlowColumns) {
+        let FlowColumns {
+            window_start,
+            host,
+            family,
+            protocol,
+            circumvention,
+            packets,
+            bytes,
+            platform,
+            control,
+            result,
+        } = self;
+        window_start.extend_from_slice(&other.window_start);
+        host.extend_from_slice(&other.host);
+        family.extend_from_slice(&other.family);
+        protocol.extend_from_slice(&other.protocol);
+        circumvention.extend_from_slice(&other.circumvention);
+        packets.extend_from_slice(&other.packets);
+        bytes.extend_from_slice(&other.bytes);
+        platform.extend_from_slice(&other.platform);
+        control.extend_from_slice(&other.control);
+        result.extend_from_slice(&other.result);
+    }
+
     /// Adds one finished flow.
     pub fn push(&mut self, r: &FlowRecord, config: &StatsConfig) {
         let window = i64::from(config.window_secs.max(1)) * 1_000_000_000;

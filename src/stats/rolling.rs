@@ -32,7 +32,6 @@ use super::frame::{
     flow_frame, full_series_frame, hosts_frame, metric_series, protocols_frame, to_io, write_table,
 };
 use super::{FlowColumns, MetricSeries, StatsConfig, TableFormat};
-use crate::flow::FlowRecord;
 
 /// Per-window statistics of an open-ended run, frozen window by window (module docs).
 pub struct RollingStats {
@@ -105,21 +104,29 @@ impl RollingStats {
         &self.host_parts
     }
 
-    /// Adds one finished flow.
-    pub fn push(&mut self, r: &FlowRecord) {
-        self.cols.push(r, &self.config);
-        let last = self.cols.len() - 1;
-        if let Some(w) = self.cols.window_start.get_mut(last) {
-            if *w < self.cutoff {
-                *w = self.cutoff;
-                self.late_flows += 1;
+    /// Adds finished flows as `cols`, reduced with this run's [`StatsConfig`] (a window's
+    /// columns, already built for its own tables).
+    pub fn push_columns(&mut self, cols: &FlowColumns) {
+        let first = self.cols.len();
+        self.cols.append(cols);
+        self.account_rows_from(first);
+    }
+
+    /// Moves late rows (from `first` on) into the first open window and records adoptions.
+    fn account_rows_from(&mut self, first: usize) {
+        for row in first..self.cols.len() {
+            if let Some(w) = self.cols.window_start.get_mut(row) {
+                if *w < self.cutoff {
+                    *w = self.cutoff;
+                    self.late_flows += 1;
+                }
             }
-        }
-        if self.cols.circumvention.get(last).copied().unwrap_or(false) {
-            let (Some(&w), Some(host)) =
-                (self.cols.window_start.get(last), self.cols.host.get(last))
+            if !self.cols.circumvention.get(row).copied().unwrap_or(false) {
+                continue;
+            }
+            let (Some(&w), Some(host)) = (self.cols.window_start.get(row), self.cols.host.get(row))
             else {
-                return;
+                continue;
             };
             match self.adopters.get_mut(host) {
                 Some(first) => *first = (*first).min(w),
@@ -344,10 +351,13 @@ mod tests {
         let mut i = 0;
         while i < by_end.len() {
             let window = by_end[i].last_ts.div_euclid(step) * step;
+            // As live capture hands them over: a window's flows at once, as columns.
+            let mut cols = FlowColumns::default();
             while i < by_end.len() && by_end[i].last_ts.div_euclid(step) * step == window {
-                rolling.push(by_end[i]);
+                cols.push(by_end[i], &rolling.config);
                 i += 1;
             }
+            rolling.push_columns(&cols);
             rolling.roll(window + step).expect("roll");
             rolls += 1;
         }
