@@ -260,6 +260,77 @@ pub struct FlowContext {
     pub duration_nanos: i64,
 }
 
+#[cfg(test)]
+impl<'a> Payload<'a> {
+    /// First TCP payload of a flow 40000 -> 443 at time 0; the methods below change one aspect.
+    pub(crate) fn test(direction: Direction, bytes: &'a [u8]) -> Self {
+        Payload {
+            direction,
+            nth_in_direction: 0,
+            nth: 0,
+            transport: Transport::Tcp,
+            client_port: 40000,
+            server_port: 443,
+            ts_nanos: 0,
+            bytes,
+        }
+    }
+
+    /// Sets both `nth` and `nth_in_direction` to `n`.
+    pub(crate) fn nth(self, n: u8) -> Self {
+        Payload {
+            nth: n,
+            nth_in_direction: n,
+            ..self
+        }
+    }
+
+    /// Sets only `nth` (position in the flow), keeping `nth_in_direction`.
+    pub(crate) fn nth_in_flow(self, n: u8) -> Self {
+        Payload { nth: n, ..self }
+    }
+
+    /// Sets only `nth_in_direction`, keeping `nth`.
+    pub(crate) fn nth_in_direction(self, n: u8) -> Self {
+        Payload {
+            nth_in_direction: n,
+            ..self
+        }
+    }
+
+    /// Sets the transport.
+    pub(crate) fn over(self, transport: Transport) -> Self {
+        Payload { transport, ..self }
+    }
+
+    /// Sets the client and server ports.
+    pub(crate) fn ports(self, client_port: u16, server_port: u16) -> Self {
+        Payload {
+            client_port,
+            server_port,
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+impl FlowContext {
+    /// Flow 10.0.0.1 -> 10.0.0.2 with one one-byte payload packet each way, duration 0.
+    pub(crate) fn test(transport: Transport, client_port: u16, server_port: u16) -> Self {
+        FlowContext {
+            transport,
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)),
+            client_port,
+            server_ip: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)),
+            server_port,
+            packets: [1, 1],
+            payload_bytes: [1, 1],
+            payload_packets: [1, 1],
+            duration_nanos: 0,
+        }
+    }
+}
+
 /// Per-flow state of one protocol's detector.
 pub trait Fingerprinter: Send {
     /// Looks at one payload (within the spec's budget) and says what it makes of the flow so far.

@@ -160,7 +160,6 @@ impl Fingerprinter for State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Transport;
     use proptest::prelude::*;
 
     /// shadowsocks.pcap frame 15: ss-local -> ss-server:8388, the whole 105-byte first payload
@@ -176,16 +175,9 @@ mod tests {
     ];
 
     fn pl(direction: Direction, nth: u8, server_port: u16, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: 0,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 44276,
-            server_port,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .nth_in_flow(nth)
+            .ports(44276, server_port)
     }
 
     fn random(n: usize, seed: u64) -> Vec<u8> {

@@ -347,16 +347,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(transport: Transport, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction: Direction::ToServer,
-            nth_in_direction: 0,
-            nth: 0,
-            transport,
-            client_port: 0,
-            server_port: 0,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(Direction::ToServer, bytes)
+            .over(transport)
+            .ports(0, 0)
     }
 
     fn decide(bytes: &[u8]) -> Option<Verdict> {
@@ -545,15 +538,10 @@ mod tests {
                 fs.observe(&REG, &pl(Transport::Other(IP_PROTO_GRE), &bytes));
             }
             let ctx = FlowContext {
-                transport: Transport::Other(IP_PROTO_GRE),
-                client_ip: "10.0.0.1".parse().unwrap(),
-                client_port: 0,
-                server_ip: "10.0.0.2".parse().unwrap(),
-                server_port: 0,
                 packets: [4, 0],
                 payload_bytes: [0, 0],
                 payload_packets: [4, 0],
-                duration_nanos: 0,
+                ..FlowContext::test(Transport::Other(IP_PROTO_GRE), 0, 0)
             };
             prop_assert!(fs.finish(&REG, &ctx).matches.len() <= 1);
         }

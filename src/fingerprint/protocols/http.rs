@@ -264,20 +264,10 @@ impl Fingerprinter for State {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::flow::Transport;
     use proptest::prelude::*;
 
     pub(crate) fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 40000,
-            server_port: 80,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(40000, 80)
     }
 
     /// windowsupdate_over_http.pcap, frame 4 (start of the GET, target shortened).

@@ -131,16 +131,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(transport: Transport, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction: Direction::ToServer,
-            nth_in_direction: 0,
-            nth: 0,
-            transport,
-            client_port: 0,
-            server_port: 0,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(Direction::ToServer, bytes)
+            .over(transport)
+            .ports(0, 0)
     }
 
     /// ah.pcapng frame 5 (bytes 34.., 104 bytes).
@@ -219,15 +212,10 @@ mod tests {
                 fs.observe(&REG, &pl(Transport::Other(IP_PROTO_AH), &bytes));
             }
             let ctx = FlowContext {
-                transport: Transport::Other(IP_PROTO_AH),
-                client_ip: "10.0.0.1".parse().unwrap(),
-                client_port: 0,
-                server_ip: "10.0.0.2".parse().unwrap(),
-                server_port: 0,
                 packets: [4, 0],
                 payload_bytes: [0, 0],
                 payload_packets: [4, 0],
-                duration_nanos: 0,
+                ..FlowContext::test(Transport::Other(IP_PROTO_AH), 0, 0)
             };
             prop_assert!(fs.finish(&REG, &ctx).matches.len() <= 1);
         }

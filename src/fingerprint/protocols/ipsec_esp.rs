@@ -157,30 +157,13 @@ mod tests {
     const RAW: Transport = Transport::Other(IP_PROTO_ESP);
 
     fn pl(direction: Direction, transport: Transport, port: u16, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: 0,
-            nth: 0,
-            transport,
-            client_port: port,
-            server_port: port,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(transport)
+            .ports(port, port)
     }
 
     fn ctx(transport: Transport) -> FlowContext {
-        FlowContext {
-            transport,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 0,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 0,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(transport, 0, 0)
     }
 
     fn run(t: Transport, port: u16, seq: &[(Direction, &[u8])]) -> Option<Verdict> {

@@ -264,30 +264,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 500,
-            server_port: 500,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(500, 500)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 500,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 500,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 500, 500)
     }
 
     /// ikev2four.pcap frame 1 (udp.payload, 376 bytes).

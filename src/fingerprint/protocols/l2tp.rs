@@ -198,16 +198,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction: Direction::ToServer,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 1701,
-            server_port: 1701,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(Direction::ToServer, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(1701, 1701)
     }
 
     /// l2tp.pcap frame 1 (bytes 50.., 24 bytes).
@@ -312,15 +306,10 @@ mod tests {
                 fs.observe(&REG, &pl(i, &bytes));
             }
             let ctx = FlowContext {
-                transport: Transport::Udp,
-                client_ip: "10.0.0.1".parse().unwrap(),
-                client_port: 1701,
-                server_ip: "10.0.0.2".parse().unwrap(),
-                server_port: 1701,
                 packets: [4, 0],
                 payload_bytes: [0, 0],
                 payload_packets: [4, 0],
-                duration_nanos: 0,
+                ..FlowContext::test(Transport::Udp, 1701, 1701)
             };
             prop_assert!(fs.finish(&REG, &ctx).matches.len() <= 1);
         }

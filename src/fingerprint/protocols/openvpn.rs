@@ -914,30 +914,14 @@ mod tests {
     }
 
     fn pl(dir: Direction, t: Transport, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction: dir,
-            nth_in_direction: nth,
-            nth,
-            transport: t,
-            client_port: 40000,
-            server_port: 1194,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(dir, bytes)
+            .over(t)
+            .nth(nth)
+            .ports(40000, 1194)
     }
 
     fn ctx(t: Transport) -> FlowContext {
-        FlowContext {
-            transport: t,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 40000,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 1194,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(t, 40000, 1194)
     }
 
     /// Runs payloads through a fresh detector like the driver does (budget per direction).

@@ -166,30 +166,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 41366,
-            server_port: 1723,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(41366, 1723)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Tcp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 41366,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 1723,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Tcp, 41366, 1723)
     }
 
     /// pptp.pcap frame 4 (tcp.payload, 156 bytes).

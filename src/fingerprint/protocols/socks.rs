@@ -411,16 +411,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 53535,
-            server_port: 1080,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(53535, 1080)
     }
 
     fn run(msgs: &[(Direction, &[u8])]) -> Option<Verdict> {
@@ -432,17 +423,7 @@ mod tests {
                 Step::Match(v) => return Some(v),
             }
         }
-        let ctx = FlowContext {
-            transport: Transport::Tcp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 1,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 2,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        };
+        let ctx = FlowContext::test(Transport::Tcp, 1, 2);
         s.conclude(&ctx)
     }
 

@@ -251,16 +251,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(t: Transport, direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: t,
-            client_port: 51381,
-            server_port: 5004,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(t)
+            .nth(nth)
+            .ports(51381, 5004)
     }
 
     /// softether.pcap, frame 19 (HTTP headers shortened; body start as captured).

@@ -233,29 +233,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 48020,
-            server_port: 22,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(48020, 22)
     }
 
     fn ctx(duration_s: i64, bytes: u64, packets: u64) -> FlowContext {
         FlowContext {
-            transport: Transport::Tcp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 48020,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 22,
             packets: [packets, packets],
             payload_bytes: [bytes / 2, bytes / 2],
             payload_packets: [packets, packets],
             duration_nanos: duration_s * 1_000_000_000,
+            ..FlowContext::test(Transport::Tcp, 48020, 22)
         }
     }
 

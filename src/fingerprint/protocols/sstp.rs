@@ -143,29 +143,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: 0,
-            nth: 0,
-            transport: Transport::Tcp,
-            client_port: 50000,
-            server_port: 443,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).ports(50000, 443)
     }
 
     fn ctx() -> FlowContext {
         FlowContext {
-            transport: Transport::Tcp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 50000,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 443,
             packets: [4, 4],
             payload_bytes: [100, 100],
             payload_packets: [2, 2],
-            duration_nanos: 0,
+            ..FlowContext::test(Transport::Tcp, 50000, 443)
         }
     }
 

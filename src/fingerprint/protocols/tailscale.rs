@@ -100,30 +100,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: 0,
-            nth: 0,
-            transport: Transport::Udp,
-            client_port: 41641,
-            server_port: 41641,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .ports(41641, 41641)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 41641,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 41641,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 41641, 41641)
     }
 
     /// No Tailscale capture is in the dev corpus: a ping-sized disco message built from the

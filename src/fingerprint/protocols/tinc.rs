@@ -175,20 +175,11 @@ impl Fingerprinter for State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{Direction, Transport};
+    use crate::flow::Direction;
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 40000,
-            server_port: 655,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(40000, 655)
     }
 
     // No tinc capture exists in the dev corpus: these lines follow the protocol documentation's

@@ -63,20 +63,10 @@ impl Fingerprinter for State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Transport;
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 49_152,
-            server_port: 443,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(49_152, 443)
     }
 
     fn with_preamble(rest: &[u8]) -> Vec<u8> {

@@ -478,7 +478,6 @@ fn ws_server_frame(client_frame: &Option<FrameFacts>, b: &[u8]) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Transport;
     use proptest::prelude::*;
 
     /// tls_heur__vmess-websocket.pcapng frame 23: the first 72 bytes of the client's first
@@ -503,16 +502,9 @@ mod tests {
     const WS_101: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: CD1U0JDcEhm/1Rbp3PwxoCiQ9IU=\r\n\r\n";
 
     fn pl(direction: Direction, nth_in_direction: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction,
-            nth: 0,
-            transport: Transport::Tcp,
-            client_port: 33702,
-            server_port: 1234,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .nth_in_direction(nth_in_direction)
+            .ports(33702, 1234)
     }
 
     fn run(seq: &[(Direction, Vec<u8>)]) -> Step {

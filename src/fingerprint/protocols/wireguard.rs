@@ -339,30 +339,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 47278,
-            server_port: 51820,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(47278, 51820)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 47278,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 51820,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 47278, 51820)
     }
 
     /// Runs a sequence of (direction, bytes) through one detector; returns the final verdict.

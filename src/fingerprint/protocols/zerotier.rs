@@ -153,30 +153,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn pl(direction: Direction, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: 0,
-            nth: 0,
-            transport: Transport::Udp,
-            client_port: 9993,
-            server_port: 9993,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .ports(9993, 9993)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 9993,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 9993,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 9993, 9993)
     }
 
     const A: [u8; 5] = [0x8e, 0x4d, 0xf2, 0x8b, 0x72];
