@@ -469,30 +469,11 @@ mod tests {
     static REG: [&Spec; 3] = [&MAGIC, &GENERIC, &COUNTER];
 
     fn payload(dir: Direction, nth: u8, t: Transport, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction: dir,
-            nth_in_direction: nth,
-            nth,
-            transport: t,
-            client_port: 1,
-            server_port: 2,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(dir, bytes).over(t).nth(nth).ports(1, 2)
     }
 
     fn ctx(t: Transport) -> FlowContext {
-        FlowContext {
-            transport: t,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 1,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 2,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(t, 1, 2)
     }
 
     #[test]
@@ -720,16 +701,11 @@ mod tests {
                     let dir = if *to_server { Direction::ToServer } else { Direction::ToClient };
                     let k = dir.index();
                     nth[k] = nth[k].saturating_add(1);
-                    Payload {
-                        direction: dir,
-                        nth_in_direction: nth[k] - 1,
-                        nth: u8::try_from(i).unwrap_or(u8::MAX),
-                        transport: t,
-                        client_port: 1,
-                        server_port: 2,
-                        ts_nanos: 0,
-                        bytes,
-                    }
+                    Payload::test(dir, bytes)
+                        .over(t)
+                        .ports(1, 2)
+                        .nth_in_flow(u8::try_from(i).unwrap_or(u8::MAX))
+                        .nth_in_direction(nth[k] - 1)
                 })
                 .collect();
             let flow = ctx(t);

@@ -361,16 +361,10 @@ mod tests {
     }
 
     fn payload(direction: Direction, nth: u8, transport: Transport, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport,
-            client_port: 40000,
-            server_port: 53,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(transport)
+            .nth(nth)
+            .ports(40000, 53)
     }
 
     /// wikipedia.pcap, frame 16: AAAA? upload.wikimedia.org.
@@ -428,17 +422,7 @@ mod tests {
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 1,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 53,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 1, 53)
     }
 
     #[test]

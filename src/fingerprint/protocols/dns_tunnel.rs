@@ -172,30 +172,14 @@ mod tests {
     }
 
     fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 44639,
-            server_port: 53,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(44639, 53)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 1,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 53,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 1, 53)
     }
 
     /// A query for `first.pirate.sea` with the given type (the shape of the capture's queries).

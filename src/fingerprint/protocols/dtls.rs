@@ -285,16 +285,10 @@ mod tests {
     }
 
     fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 54107,
-            server_port: 443,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(54107, 443)
     }
 
     /// anyconnect-vpn.pcap frame 413 (10.0.0.227:54107 -> 8.37.102.91:443): Cisco DTLS 0x0100

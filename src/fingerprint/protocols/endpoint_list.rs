@@ -86,15 +86,11 @@ mod tests {
 
     fn ctx(server: &str) -> FlowContext {
         FlowContext {
-            transport: Transport::Tcp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 40000,
             server_ip: server.parse().unwrap(),
-            server_port: 443,
             packets: [3, 3],
             payload_bytes: [100, 100],
-            payload_packets: [1, 1],
             duration_nanos: 1,
+            ..FlowContext::test(Transport::Tcp, 40000, 443)
         }
     }
 

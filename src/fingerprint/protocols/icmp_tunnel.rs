@@ -274,29 +274,19 @@ mod tests {
     }
 
     fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Icmp,
-            client_port: 0,
-            server_port: 0,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Icmp)
+            .nth(nth)
+            .ports(0, 0)
     }
 
     fn ctx(client: &str, server: &str) -> FlowContext {
         FlowContext {
-            transport: Transport::Icmp,
             client_ip: client.parse().unwrap(),
-            client_port: 0,
             server_ip: server.parse().unwrap(),
-            server_port: 0,
             packets: [8, 8],
-            payload_bytes: [1, 1],
             payload_packets: [8, 8],
-            duration_nanos: 0,
+            ..FlowContext::test(Transport::Icmp, 0, 0)
         }
     }
 

@@ -247,16 +247,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 50000,
-            server_port: 443,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(50000, 443)
     }
 
     fn hex(s: &str) -> Vec<u8> {

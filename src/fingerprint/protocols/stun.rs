@@ -162,30 +162,14 @@ mod tests {
     }
 
     fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Udp,
-            client_port: 43016,
-            server_port: 3478,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes)
+            .over(Transport::Udp)
+            .nth(nth)
+            .ports(43016, 3478)
     }
 
     fn ctx() -> FlowContext {
-        FlowContext {
-            transport: Transport::Udp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 1,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 3478,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        }
+        FlowContext::test(Transport::Udp, 1, 3478)
     }
 
     /// stun.pcap frame 16 (192.168.12.169:43016 -> 74.125.247.128:3478): Binding request,

@@ -152,16 +152,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
-        Payload {
-            direction,
-            nth_in_direction: nth,
-            nth,
-            transport: Transport::Tcp,
-            client_port: 50000,
-            server_port: 443,
-            ts_nanos: 0,
-            bytes,
-        }
+        Payload::test(direction, bytes).nth(nth).ports(50000, 443)
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
@@ -188,18 +179,7 @@ pub(crate) mod tests {
                 Step::Match(v) => return Some(v),
             }
         }
-        let ctx = FlowContext {
-            transport: Transport::Tcp,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            client_port: 50000,
-            server_ip: "10.0.0.2".parse().unwrap(),
-            server_port: 443,
-            packets: [1, 1],
-            payload_bytes: [1, 1],
-            payload_packets: [1, 1],
-            duration_nanos: 0,
-        };
-        d.conclude(&ctx)
+        d.conclude(&FlowContext::test(Transport::Tcp, 50000, 443))
     }
 
     /// opera-vpn.pcapng, frame 29: ClientHello to an Opera browser-VPN proxy, SNI
