@@ -150,6 +150,7 @@ pub struct PacketKey {
 }
 
 impl PacketKey {
+    /// The key of a decoded packet (ports zeroed for portless protocols, lower endpoint first).
     pub fn of(pkt: &crate::decode::DecodedPacket<'_>) -> PacketKey {
         let (key, src_is_lo) =
             FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
