@@ -2,9 +2,9 @@
 //! written as a TOML scenario file, generated with `synth --scenario`, analysed with
 //! `analyze --window 1h`, and the alerts are compared with the truth in `events.json` and
 //! `truth.csv`: block onset within one window, VPN surge onset within two windows of the
-//! surge's start, no alert at all without a block, and an outage never called a block. Two
-//! seeds per shape. The table of lags is printed (`cargo test --test e2e scenarios --
-//! --nocapture`).
+//! surge's span (below), no alert at all without a block, and an outage never called a block.
+//! Two seeds per shape, four for block-slow-ramp. The table of lags is printed (`cargo test
+//! --test e2e scenarios -- --nocapture`).
 //!
 //! The surge's onset is a span on the wire, not an instant: from the first circumvention flow
 //! of a host that adopted after the block (truth.csv) to the first flow of the second such host.
@@ -194,11 +194,15 @@ fn span_lag(d: Option<i64>, first: i64, second: i64) -> Option<i64> {
     })
 }
 
-/// Seeds per shape: 1 and 2, or `TW_SCENARIO_SEEDS` (`1-10` or `3,5,8`) for a longer look
-/// (`TW_SCENARIO_SHAPES=block-slow-ramp,outage` picks shapes).
-fn seeds() -> Vec<u64> {
+/// Seeds of `shape`: 1 and 2 (and, for block-slow-ramp, 5 and 9, the two seeds whose
+/// detections sit at either end of the surge span), or `TW_SCENARIO_SEEDS` (`1-10` or
+/// `3,5,8`) for a longer look (`TW_SCENARIO_SHAPES=block-slow-ramp,outage` picks shapes).
+fn seeds(shape: &str) -> Vec<u64> {
     let Ok(spec) = std::env::var("TW_SCENARIO_SEEDS") else {
-        return vec![1, 2];
+        return match shape {
+            "block-slow-ramp" => vec![1, 2, 5, 9],
+            _ => vec![1, 2],
+        };
     };
     if let Some((a, b)) = spec.split_once('-') {
         if let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
@@ -232,7 +236,7 @@ fn detection_matches_the_truth_of_each_scenario_shape() {
             .as_deref()
             .is_none_or(|w| w.split(',').any(|n| n == s.name))
     }) {
-        for seed in seeds() {
+        for seed in seeds(shape.name) {
             let stem = dir.join(format!("{}-{seed}", shape.name));
             let toml_path = stem.with_extension("toml");
             std::fs::write(&toml_path, scenario_toml(shape, seed)).unwrap();
