@@ -675,7 +675,7 @@ fn detect_novelty(
             0.0
         };
         let floor = (nc.range_floor * range).max(abs_floor);
-        let floor = if floor.is_finite() { floor } else { abs_floor };
+        let floor = finite_or(floor, abs_floor);
         let robust_z = |w: &TrailingWindow, v: f64| -> Option<(f64, f64, f64)> {
             if w.len() < min_points {
                 return None;
@@ -798,16 +798,8 @@ fn novelty_alert(
         end_ts: Some(series.ts(i.saturating_add(1))),
         peak_ts: series.ts(i),
         detected_ts: series.ts(i),
-        magnitude: if magnitude.is_finite() {
-            magnitude
-        } else {
-            0.0
-        },
-        score: if (score / threshold).is_finite() {
-            score / threshold
-        } else {
-            0.0
-        },
+        magnitude: finite_or(magnitude, 0.0),
+        score: finite_or(score / threshold, 0.0),
         evidence,
     }
 }
@@ -938,12 +930,8 @@ fn event_count_alert(
             end_ts: end,
             peak_ts: series.ts(peak),
             detected_ts: series.ts(t),
-            magnitude: if magnitude.is_finite() {
-                magnitude
-            } else {
-                0.0
-            },
-            score: if score.is_finite() { score } else { f64::MAX },
+            magnitude: finite_or(magnitude, 0.0),
+            score: finite_or(score, f64::MAX),
             evidence: vec![
                 ("baseline".to_string(), "pre_event_rate".to_string()),
                 ("test".to_string(), "poisson_count_since_event".to_string()),
@@ -1107,13 +1095,18 @@ fn finish(
         end_ts,
         peak_ts: series.ts(ev.peak),
         detected_ts: series.ts(ev.detected),
-        magnitude: if magnitude.is_finite() {
-            magnitude
-        } else {
-            0.0
-        },
-        score: if ev.score.is_finite() { ev.score } else { 0.0 },
+        magnitude: finite_or(magnitude, 0.0),
+        score: finite_or(ev.score, 0.0),
         evidence,
+    }
+}
+
+/// `v`, or `fallback` where `v` is NaN or infinite (alert fields and thresholds stay finite).
+fn finite_or(v: f64, fallback: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        fallback
     }
 }
 
