@@ -582,25 +582,13 @@ impl ProtocolMixTally {
     }
 }
 
-/// Per-window series from the flows (definitions of the stats `series` table), with `metrics`
-/// overriding same-named columns when their step matches, plus `cumulative_adopters`.
-pub fn window_series(
-    records: &[FlowRecord],
-    metrics: &[MetricSeries],
-    config: &StatsConfig,
-) -> WindowSeries {
-    window_series_from_columns(
-        &FlowColumns::of(records, config),
-        metrics,
-        window_nanos(config),
-    )
-}
-
 fn window_nanos(config: &StatsConfig) -> i64 {
     i64::from(config.window_secs.max(1)) * 1_000_000_000
 }
 
-/// As [`window_series`], from flows already reduced to [`FlowColumns`] with window `step_nanos`.
+/// Per-window series (definitions of the stats `series` table) from flows reduced to
+/// [`FlowColumns`] with window `step_nanos`, with `metrics` overriding same-named columns when
+/// their step matches, plus `cumulative_adopters`.
 pub fn window_series_from_columns(
     cols: &FlowColumns,
     metrics: &[MetricSeries],
@@ -2367,6 +2355,18 @@ mod tests {
         s.last_ts = Some(T0 + 60 * MIN);
         s.skipped.add(crate::decode::SkipReason::ALL[0]);
         s
+    }
+
+    fn window_series(
+        records: &[FlowRecord],
+        metrics: &[MetricSeries],
+        config: &StatsConfig,
+    ) -> WindowSeries {
+        window_series_from_columns(
+            &FlowColumns::of(records, config),
+            metrics,
+            window_nanos(config),
+        )
     }
 
     fn sample() -> ReportData {
