@@ -435,7 +435,7 @@ mod parallel {
     use super::PipelineConfig;
     use crate::decode::{self, DecodedPacket, DetachedPacket};
     use crate::fingerprint::registry::REGISTRY;
-    use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable, PacketKey};
+    use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable, MovedFlow, PacketKey};
     use crate::ingest::MappedCapture;
 
     const BATCH_PACKETS: usize = 4096;
@@ -466,6 +466,10 @@ mod parallel {
         lowest_offset: usize,
         /// Sent to a worker since it was last recycled.
         sent: bool,
+        /// Flows handed over by the reader, taken in before any frame of this batch.
+        adopted: Vec<MovedFlow>,
+        /// The worker table's new cap on live flows, set before the flows are taken in.
+        max_flows: Option<usize>,
     }
 
     impl Default for Batch {
@@ -476,11 +480,17 @@ mod parallel {
                 frames: Vec::new(),
                 lowest_offset: usize::MAX,
                 sent: false,
+                adopted: Vec::new(),
+                max_flows: None,
             }
         }
     }
 
     impl Batch {
+        fn is_empty(&self) -> bool {
+            self.frames.is_empty() && self.adopted.is_empty() && self.max_flows.is_none()
+        }
+
         fn frame(&self, f: &FrameRef) -> Option<&[u8]> {
             let source: &[u8] = if f.in_mapping {
                 self.mapping.as_deref()?
@@ -523,8 +533,11 @@ mod parallel {
             }
         }
 
-        fn send(&mut self) {
+        /// Sends the current batch. Returns whether the worker had processed every earlier
+        /// batch already, that is, whether it was waiting for the reader.
+        fn send(&mut self) -> bool {
             self.drain_returned();
+            let caught_up = self.in_flight.is_empty();
             if self.free.is_empty() {
                 match self.recycled.recv() {
                     Ok(batch) => self.take_returned(batch),
@@ -538,6 +551,7 @@ mod parallel {
             self.in_flight.push_back(full.lowest_offset);
             // A worker that died (panicked) is reported when it is joined.
             let _ = self.to_worker.send(full);
+            caught_up
         }
 
         /// Lowest mapping offset this worker may still read.
@@ -556,12 +570,75 @@ mod parallel {
         local_buckets: u64,
         /// Flows of the local table already added to the shared progress counter.
         local_reported: u64,
+        /// The run's cap on live flows, split between the tables by bucket count.
+        max_flows: usize,
+        balance: Balance,
+        /// Live flows handed to the workers so far.
+        handed_over: u64,
         /// The file being read, when mapped: (mapping, its start address, its length).
         mapping: Option<(Arc<Mmap>, usize, usize)>,
     }
 
     /// Flow hashes are split into this many buckets between the reader and the workers.
     const BUCKETS: u64 = 1024;
+
+    /// How the reader learns that the workers wait for it, and what it hands over then.
+    ///
+    /// The reader's share ([`reader_share`]) is right for one mix of traffic only: reading and
+    /// decoding cost more per packet, next to flow and fingerprint work, on large packets of
+    /// long bulk flows than on the short flows of the reference capture, and a fixed split
+    /// left the worker idle a third of the time on a `synth --preset bench` capture. So every
+    /// `sends_per_check` batches the reader looks at how many of them found their worker with
+    /// nothing queued; when at least three in four did, it hands `move_buckets` of its buckets,
+    /// with their live flows, to the workers. Hand-overs go one way only: taking flows back
+    /// would have to stop the reader until the worker's queue is empty.
+    #[derive(Clone, Copy)]
+    pub struct Balance {
+        pub batch_packets: usize,
+        pub sends_per_check: u32,
+        pub move_buckets: u64,
+        /// Hand over at every check, waiting or not (tests).
+        pub always: bool,
+        sends: u32,
+        caught_up: u32,
+    }
+
+    impl Default for Balance {
+        fn default() -> Self {
+            Balance {
+                batch_packets: BATCH_PACKETS,
+                sends_per_check: 16,
+                move_buckets: 8,
+                always: false,
+                sends: 0,
+                caught_up: 0,
+            }
+        }
+    }
+
+    impl Balance {
+        /// Counts one send; returns whether the reader should hand buckets over now.
+        fn hand_over_after(&mut self, caught_up: bool) -> bool {
+            self.sends += 1;
+            self.caught_up += u32::from(caught_up);
+            if self.sends < self.sends_per_check {
+                return false;
+            }
+            let waiting = self.caught_up * 4 >= self.sends * 3;
+            self.sends = 0;
+            self.caught_up = 0;
+            waiting || self.always
+        }
+    }
+
+    /// Caps on live flows of the reader's table and of each worker's, for `local_buckets` of
+    /// [`BUCKETS`] kept by the reader: together they stay within `max_flows`.
+    fn table_caps(max_flows: usize, local_buckets: u64, workers: usize) -> (usize, usize) {
+        let local = (max_flows as u128 * u128::from(local_buckets) / u128::from(BUCKETS)) as usize;
+        let local = local.min(max_flows.saturating_sub(workers));
+        let each = (max_flows - local) / workers.max(1);
+        (local.max(1), each.max(1))
+    }
 
     /// Share of the flows (0..=1) the reading thread processes itself when `threads` threads run
     /// (`threads - 1` workers).
@@ -574,7 +651,9 @@ mod parallel {
     /// share of 0.40 had the worker idle 10-30 % of the flow phase in three runs of three, and at
     /// 0.33 either thread waited a little, by turns; fifteen interleaved rounds gave medians of
     /// 0.49 s at 0.28, 0.47 s at 0.33, 0.50 s at 0.36 and 0.49 s at 0.40 (noise about ±20 %).
-    /// That is a third on two threads, a tenth on three and none from four up.
+    /// That is a third on two threads, a tenth on three and none from four up. It is where a
+    /// run starts: the reader hands buckets over while it runs when the workers wait for it
+    /// ([`Balance`]).
     pub fn reader_share(threads: usize) -> f64 {
         const READ_DECODE_RATIO: f64 = 1.0 / 3.0;
         let w = threads.saturating_sub(1).max(1) as f64;
@@ -583,20 +662,28 @@ mod parallel {
 
     impl Dispatcher {
         pub fn start(config: PipelineConfig, flows_seen: Arc<AtomicU64>) -> Self {
+            Self::start_balanced(config, flows_seen, Balance::default())
+        }
+
+        pub fn start_balanced(
+            config: PipelineConfig,
+            flows_seen: Arc<AtomicU64>,
+            balance: Balance,
+        ) -> Self {
             // The calling thread reads and decodes; it counts as one of the threads.
             let n = config.threads.saturating_sub(1).max(1);
             let share = reader_share(config.threads);
             let local_buckets = (share * BUCKETS as f64).round() as u64;
-            let cap = config.flow.max_flows as f64;
+            let (local_cap, worker_cap) = table_caps(config.flow.max_flows, local_buckets, n);
             let local = Box::new(FlowTable::new(
                 FlowConfig {
-                    max_flows: ((cap * share) as usize).max(1),
+                    max_flows: local_cap,
                     ..config.flow
                 },
                 REGISTRY,
             ));
             let flow = FlowConfig {
-                max_flows: ((cap * (1.0 - share) / n as f64) as usize).max(1),
+                max_flows: worker_cap,
                 ..config.flow
             };
             let workers = (0..n)
@@ -626,7 +713,31 @@ mod parallel {
                 local_records: Vec::new(),
                 local_buckets,
                 local_reported: 0,
+                max_flows: config.flow.max_flows,
+                balance,
+                handed_over: 0,
                 mapping: None,
+            }
+        }
+
+        /// Hands the reader's top `count` buckets, and their live flows, to the workers.
+        fn hand_over(&mut self, count: u64) {
+            let keep = self.local_buckets.saturating_sub(count);
+            if keep == self.local_buckets {
+                return;
+            }
+            let moved = self.local.take_flows(|hash| hash % BUCKETS >= keep);
+            self.local_buckets = keep;
+            let n = self.workers.len();
+            let (local_cap, worker_cap) = table_caps(self.max_flows, keep, n);
+            self.local.set_max_flows(local_cap);
+            for w in &mut self.workers {
+                w.current.max_flows = Some(worker_cap);
+            }
+            self.handed_over += moved.len() as u64;
+            for flow in moved {
+                let i = ((flow.hash() / BUCKETS) % n as u64) as usize;
+                self.workers[i].current.adopted.push(flow);
             }
         }
 
@@ -634,7 +745,7 @@ mod parallel {
         /// batch never mixes two files' mappings.
         pub fn set_mapping(&mut self, mapped: Option<&MappedCapture>) {
             for w in &mut self.workers {
-                if !w.current.frames.is_empty() {
+                if !w.current.is_empty() {
                     w.send();
                 }
             }
@@ -691,8 +802,10 @@ mod parallel {
                 packet_key,
                 packet: pkt.detach(frame),
             });
-            if w.current.frames.len() >= BATCH_PACKETS {
-                w.send();
+            if w.current.frames.len() >= self.balance.batch_packets
+                && self.balance.hand_over_after(w.send())
+            {
+                self.hand_over(self.balance.move_buckets);
             }
         }
 
@@ -719,7 +832,7 @@ mod parallel {
             self.local.finish_all(&mut |r| records.push(r));
             let mut counters = self.local.counters();
             for w in &mut self.workers {
-                if !w.current.frames.is_empty() {
+                if !w.current.is_empty() {
                     w.send();
                 }
             }
@@ -753,6 +866,12 @@ mod parallel {
         let mut records = Vec::new();
         let mut reported = 0u64;
         for mut batch in batches {
+            if let Some(max_flows) = batch.max_flows.take() {
+                table.set_max_flows(max_flows);
+            }
+            if !batch.adopted.is_empty() {
+                table.adopt(std::mem::take(&mut batch.adopted), &mut |r| records.push(r));
+            }
             for f in &batch.frames {
                 let Some(frame) = batch.frame(f) else {
                     continue;
@@ -784,6 +903,137 @@ mod parallel {
         table.finish_all(&mut |r| records.push(r));
         let _ = finished.send(records);
         table.counters()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::decode::tests::{ipv4_tcp, ipv4_udp};
+
+        /// Packets of many interleaved TCP and UDP flows (handshakes, payloads that wake the
+        /// fingerprinters, FIN closes, a pause long enough for UDP flows to time out and start
+        /// again), one every 10 ms.
+        fn interleaved_packets() -> Vec<(i64, Vec<u8>)> {
+            let mut packets = Vec::new();
+            let mut ts = 1_700_000_000_000_000_000i64;
+            for round in 0..24u32 {
+                if round == 12 {
+                    ts += 200 * 1_000_000_000;
+                }
+                for flow in 0..300u32 {
+                    let client = [10, 1, (flow / 200) as u8, (flow % 200) as u8];
+                    let server = [192, 0, 2, (flow % 7) as u8];
+                    let port = 30_000 + flow as u16;
+                    let payload =
+                        vec![(flow ^ round) as u8; (flow as usize * 13 + round as usize) % 200];
+                    let frame = if flow % 3 == 0 {
+                        ipv4_udp(client, server, port, 443, &payload)
+                    } else {
+                        let (flags, body): (u8, &[u8]) = match round {
+                            0 => (0x02, &[]),
+                            23 if flow % 2 == 0 => (0x11, &[]),
+                            _ => (0x18, &payload),
+                        };
+                        if round % 2 == 1 {
+                            ipv4_tcp(server, client, 443, port, flags | 0x10, body)
+                        } else {
+                            ipv4_tcp(client, server, port, 443, flags, body)
+                        }
+                    };
+                    packets.push((ts, frame));
+                    ts += 10_000_000;
+                }
+            }
+            packets
+        }
+
+        fn numbered_rows(mut records: Vec<FlowRecord>) -> Vec<String> {
+            crate::pipeline::number_flows(&mut records);
+            records
+                .iter()
+                .map(|r| crate::cli::flow_row_json(r).to_string())
+                .collect()
+        }
+
+        /// Buckets handed over mid-flow, with their live flows, change nothing: the same rows
+        /// as one table that saw every packet.
+        #[test]
+        fn handing_buckets_to_workers_keeps_every_flow_as_one_table_sees_it() {
+            let packets = interleaved_packets();
+            let mut one = FlowTable::new(FlowConfig::default(), REGISTRY);
+            let mut expected = Vec::new();
+            for (ts, frame) in &packets {
+                let pkt = decode::decode(101, frame).expect("test frames decode");
+                one.process(*ts, &pkt, &mut |r| expected.push(r));
+            }
+            one.finish_all(&mut |r| expected.push(r));
+            let expected = numbered_rows(expected);
+
+            for threads in [2, 3] {
+                let config = PipelineConfig {
+                    threads,
+                    ..PipelineConfig::default()
+                };
+                let balance = Balance {
+                    batch_packets: 64,
+                    sends_per_check: 2,
+                    move_buckets: 16,
+                    always: true,
+                    ..Balance::default()
+                };
+                let mut d =
+                    Dispatcher::start_balanced(config, Arc::new(AtomicU64::new(0)), balance);
+                let start_buckets = d.local_buckets;
+                for (ts, frame) in &packets {
+                    let pkt = decode::decode(101, frame).expect("test frames decode");
+                    d.dispatch(*ts, 101, frame, &pkt);
+                }
+                let counters = d.finish();
+                let mut records = Vec::new();
+                d.drain_finished(&mut |r| records.push(r));
+                assert!(
+                    start_buckets > 0,
+                    "{threads} threads: the reader starts with buckets"
+                );
+                assert_eq!(d.local_buckets, 0, "{threads} threads: all handed over");
+                assert!(
+                    d.handed_over > 10,
+                    "{threads} threads: {} moved",
+                    d.handed_over
+                );
+                assert_eq!(counters.packets, packets.len() as u64);
+                assert_eq!(numbered_rows(records), expected, "{threads} threads");
+            }
+        }
+
+        #[test]
+        fn table_caps_stay_within_the_run_cap() {
+            for (cap, local, workers) in [(500_000, 341, 1), (1000, 1024, 1), (7, 3, 3), (1, 0, 2)]
+            {
+                let (l, w) = table_caps(cap, local, workers);
+                assert!(l >= 1 && w >= 1);
+                assert!(
+                    l + w * workers <= cap.max(1 + workers),
+                    "{cap} {local} {workers}"
+                );
+            }
+        }
+
+        #[test]
+        fn balance_hands_over_when_three_sends_in_four_found_the_worker_waiting() {
+            let mut b = Balance {
+                sends_per_check: 4,
+                ..Balance::default()
+            };
+            let decisions: Vec<bool> = [true, true, false, true, true, false, false, true]
+                .into_iter()
+                .map(|caught_up| b.hand_over_after(caught_up))
+                .collect();
+            assert_eq!(
+                decisions,
+                [false, false, false, true, false, false, false, false]
+            );
+        }
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) use record::interleaved_test_record;
 mod table;
 
 pub use record::{EndReason, FlowRecord, Outcome, FLOW_COLUMNS};
-pub use table::{FlowConfig, FlowCounters, FlowTable};
+pub use table::{FlowConfig, FlowCounters, FlowTable, MovedFlow};
 
 use std::net::IpAddr;
 

@@ -89,6 +89,21 @@ struct FlowState {
     fingerprint: FingerprintState,
 }
 
+/// A live flow on its way from one table to another: the reading thread hands hash buckets,
+/// and their flows, to the workers when they keep waiting for it.
+pub struct MovedFlow {
+    hash: u64,
+    list: u8,
+    state: FlowState,
+}
+
+impl MovedFlow {
+    /// [`FlowKey::flow_hash`] of the flow's key: which table owns it.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// An index key with its [`FlowKey::flow_hash`] beside it, so the key is hashed once per packet
 /// (by the reader that dispatched it, or by [`FlowTable::process`]) and never on insert or
 /// removal.
@@ -311,33 +326,105 @@ impl FlowTable {
         self.next_id += 1;
         self.counters.flows_created += 1;
         let list = if is_tcp { LIST_TCP } else { LIST_OTHER };
+        let slot = self.occupy(flow, index_key.hash, list);
+        self.push_tail(slot, list);
+        slot
+    }
+
+    /// Puts a live flow into a free slot and the index (not yet into a recency list).
+    fn occupy(&mut self, flow: FlowState, hash: u64, list: usize) -> u32 {
+        let index_key = IndexKey {
+            hash,
+            key: flow.key,
+        };
+        let filled = Slot {
+            flow: Some(flow),
+            hash,
+            prev: NIL,
+            next: NIL,
+            list: list as u8,
+        };
         let slot = match self.free.pop() {
             Some(s) => {
-                self.slots[s as usize] = Slot {
-                    flow: Some(flow),
-                    hash: index_key.hash,
-                    prev: NIL,
-                    next: NIL,
-                    list: list as u8,
-                };
+                self.slots[s as usize] = filled;
                 s
             }
             None => {
-                self.slots.push(Slot {
-                    flow: Some(flow),
-                    hash: index_key.hash,
-                    prev: NIL,
-                    next: NIL,
-                    list: list as u8,
-                });
+                self.slots.push(filled);
                 (self.slots.len() - 1) as u32
             }
         };
-        self.push_tail(slot, list);
         self.index.insert(index_key, slot);
         self.live += 1;
         self.counters.peak_live = self.counters.peak_live.max(self.live as u64);
         slot
+    }
+
+    /// Sets the cap on live flows (the reader hands part of its share to the workers). A table
+    /// above its new cap evicts as new flows arrive.
+    pub fn set_max_flows(&mut self, max_flows: usize) {
+        self.config.max_flows = max_flows.max(1);
+    }
+
+    /// Takes out, without ending them, the live flows whose hash `moves` selects, each list
+    /// from least to most recently seen: another table [`FlowTable::adopt`]s them and carries
+    /// on as if it had seen every packet itself.
+    pub fn take_flows(&mut self, mut moves: impl FnMut(u64) -> bool) -> Vec<MovedFlow> {
+        let mut taken = Vec::new();
+        for list in [LIST_TCP, LIST_OTHER, LIST_CLOSED] {
+            let mut slot = self.heads[list];
+            while slot != NIL {
+                let next = self.slots[slot as usize].next;
+                let hash = self.slots[slot as usize].hash;
+                if moves(hash) {
+                    self.unlink(slot);
+                    if let Some(state) = self.slots[slot as usize].flow.take() {
+                        self.index.remove(&IndexKey {
+                            hash,
+                            key: state.key,
+                        });
+                        self.free.push(slot);
+                        self.live -= 1;
+                        taken.push(MovedFlow {
+                            hash,
+                            list: list as u8,
+                            state,
+                        });
+                    }
+                }
+                slot = next;
+            }
+        }
+        taken
+    }
+
+    /// Takes in flows another table took out ([`FlowTable::take_flows`]). Each joins its
+    /// recency list where its last packet puts it, so sweeps and evictions treat it as if
+    /// this table had seen it all along; flows beyond the cap are evicted first.
+    pub fn adopt(&mut self, flows: Vec<MovedFlow>, emit: &mut impl FnMut(FlowRecord)) {
+        let room = self.config.max_flows.max(1);
+        for _ in 0..(self.live + flows.len())
+            .saturating_sub(room)
+            .min(self.live)
+        {
+            self.evict_one(emit);
+        }
+        // Flows come list by list, least recent first: one walk down each list places them.
+        let mut cursor = self.heads;
+        for moved in flows {
+            let MovedFlow { hash, list, state } = moved;
+            let list = usize::from(list).min(LIST_CLOSED);
+            let last_ts = state.last_ts;
+            while cursor[list] != NIL {
+                let here = &self.slots[cursor[list] as usize];
+                if here.flow.as_ref().is_some_and(|f| f.last_ts > last_ts) {
+                    break;
+                }
+                cursor[list] = here.next;
+            }
+            let slot = self.occupy(state, hash, list);
+            self.insert_before(slot, cursor[list], list);
+        }
     }
 
     fn update(&mut self, slot: u32, src_is_lo: bool, ts: i64, pkt: &DecodedPacket<'_>) {
@@ -507,6 +594,27 @@ impl FlowTable {
             self.free.push(slot);
             self.live -= 1;
             emit(finish(flow, reason, self.registry));
+        }
+    }
+
+    /// Links `slot` into `list` just before `before` (at the tail when `before` is `NIL`).
+    fn insert_before(&mut self, slot: u32, before: u32, list: usize) {
+        if before == NIL {
+            self.push_tail(slot, list);
+            return;
+        }
+        let prev = self.slots[before as usize].prev;
+        {
+            let s = &mut self.slots[slot as usize];
+            s.prev = prev;
+            s.next = before;
+            s.list = list as u8;
+        }
+        self.slots[before as usize].prev = slot;
+        if prev == NIL {
+            self.heads[list] = slot;
+        } else {
+            self.slots[prev as usize].next = slot;
         }
     }
 
@@ -680,6 +788,32 @@ mod tests {
 
     const C: [u8; 4] = [10, 0, 0, 1];
     const S: [u8; 4] = [93, 184, 216, 34];
+
+    /// An adopted flow joins its recency list where its last packet puts it: evictions (least
+    /// recently seen first) come out in last-packet order across both tables' flows, and the
+    /// adopted flow keeps its counts and goes on from them.
+    #[test]
+    fn adopted_flows_keep_their_state_and_their_place_in_recency_order() {
+        let udp = |port: u16| ipv4_udp(C, S, port, 53, b"q");
+        let mut giver = FlowTable::new(FlowConfig::default(), &[]);
+        let mut taker = FlowTable::new(FlowConfig::default(), &[]);
+        let mut out = Vec::new();
+        run(&mut taker, 10, &udp(1000), &mut out);
+        run(&mut giver, 20, &udp(2000), &mut out);
+        run(&mut giver, 21, &udp(2000), &mut out);
+        run(&mut taker, 30, &udp(3000), &mut out);
+        let moved = giver.take_flows(|_| true);
+        assert_eq!((moved.len(), giver.live()), (1, 0));
+        taker.adopt(moved, &mut |r| out.push(r));
+        assert_eq!(taker.live(), 3);
+        taker.set_max_flows(3);
+        for (i, port) in [4000, 4001, 4002].into_iter().enumerate() {
+            run(&mut taker, 40 + i as i64, &udp(port), &mut out);
+        }
+        let evicted: Vec<(u16, u64)> = out.iter().map(|r| (r.client_port, r.packets[0])).collect();
+        assert_eq!(evicted, [(1000, 1), (2000, 2), (3000, 1)]);
+        assert!(giver.live() == 0 && taker.live() == 3);
+    }
 
     #[test]
     fn index_keys_with_one_hash_stay_apart() {
