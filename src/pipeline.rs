@@ -319,6 +319,8 @@ impl Pipeline {
         };
         self.deliver_finished();
         let mut records = std::mem::take(&mut self.collected);
+        // Up to half the buffer is growth room; the caller keeps every record to the end.
+        records.shrink_to_fit();
         number_flows(&mut records);
         self.summary.flow_counters = counters;
         (records, self.summary)
@@ -406,14 +408,32 @@ pub fn flow_order(records: &[FlowRecord], threads: usize) -> Vec<usize> {
     order
 }
 
-/// Sorts flows by [`flow_order`] and numbers them from 0.
-pub fn number_flows(records: &mut Vec<FlowRecord>) {
+/// Sorts flows by [`flow_order`] and numbers them from 0. The records are moved into order
+/// in place: a second buffer of every record was the largest allocation of an `analyze` run.
+pub fn number_flows(records: &mut [FlowRecord]) {
     let order = flow_order(records, 1);
-    let mut slots: Vec<Option<FlowRecord>> =
-        std::mem::take(records).into_iter().map(Some).collect();
-    records.extend(order.iter().filter_map(|&i| slots[i].take()));
+    put_in_order(records, order);
     for (i, r) in records.iter_mut().enumerate() {
         r.id = i as u64;
+    }
+}
+
+/// Rearranges `items` so that position `i` holds what was at `order[i]` (`order` must be a
+/// permutation of the positions), swapping along each cycle of the permutation.
+fn put_in_order<T>(items: &mut [T], mut order: Vec<usize>) {
+    debug_assert_eq!(items.len(), order.len());
+    for start in 0..items.len().min(order.len()) {
+        let mut at = start;
+        loop {
+            let from = order[at];
+            // Marks `at` as holding its final item.
+            order[at] = at;
+            if from == start || from == at || from >= items.len() {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
     }
 }
 
@@ -1049,6 +1069,29 @@ fn partial_status(e: &CaptureError) -> FileStatus {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn put_in_order_applies_any_permutation() {
+        let orders: [&[usize]; 5] = [&[], &[0], &[1, 0], &[2, 0, 1, 3], &[3, 4, 0, 1, 2, 6, 5]];
+        for order in orders {
+            let mut items: Vec<usize> = (100..100 + order.len()).collect();
+            put_in_order(&mut items, order.to_vec());
+            let expected: Vec<usize> = order.iter().map(|&i| 100 + i).collect();
+            assert_eq!(items, expected, "{order:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn put_in_order_matches_indexing(keys in proptest::collection::vec(any::<u16>(), 0..300)) {
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            order.sort_by_key(|&i| keys[i]);
+            let expected: Vec<u16> = order.iter().map(|&i| keys[i]).collect();
+            let mut items = keys.clone();
+            put_in_order(&mut items, order);
+            prop_assert_eq!(items, expected);
+        }
+    }
 
     /// The two-thread sort (halves, then merge) gives the one-thread order, ties included.
     #[test]

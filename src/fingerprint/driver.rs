@@ -326,6 +326,13 @@ impl Label {
         }
         // Stable: among equal rank and confidence the earlier match decides.
         matches.sort_by_key(|m| std::cmp::Reverse(rank_key(m)));
+        // A finished flow's label lives as long as its record (every flow of an `analyze`
+        // run): growth room left by the pushes (room for 4 of each) is given back. Shrinking
+        // a small block is done in place by the allocator.
+        matches.shrink_to_fit();
+        for m in &mut matches {
+            m.verdict.evidence.0.shrink_to_fit();
+        }
         let d = Decision::of(matches.iter());
         Label {
             protocol: d.protocol,

@@ -1,5 +1,6 @@
 //! Every polars call of the project (schemas in the parent module's docs).
 
+use std::borrow::Cow;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -103,11 +104,41 @@ pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
     DataFrame::new(records.len(), columns)
 }
 
-pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
+/// Flows per batch of `flows.parquet` (one row group each). The table is built and written a
+/// batch at a time, so a run's flows never sit in one DataFrame: for the 160 k flows of a
+/// `synth --preset bench` capture that frame was the peak of an `analyze` run.
+const FLOW_ROWS_PER_BATCH: usize = 65_536;
+
+/// How a batch of flows is shown in the table (as they are, or with hosts anonymised).
+pub type ShowFlows<'s> = &'s dyn for<'a> Fn(&'a [FlowRecord]) -> Cow<'a, [FlowRecord]>;
+
+/// Writes `flows.parquet` into `dir`, a batch of flows at a time.
+pub fn write_flows(records: &[FlowRecord], dir: &Path, show: ShowFlows<'_>) -> io::Result<PathBuf> {
     let path = dir.join("flows.parquet");
-    let mut df = flows_frame(records).map_err(to_io)?;
-    write_table(&mut df, &path, TableFormat::Parquet)?;
+    write_atomically(&path, |f| {
+        write_flow_batches(f, records, show, FLOW_ROWS_PER_BATCH)
+    })?;
     Ok(path)
+}
+
+fn write_flow_batches(
+    out: impl io::Write,
+    records: &[FlowRecord],
+    show: ShowFlows<'_>,
+    rows_per_batch: usize,
+) -> io::Result<()> {
+    let mut batches = records.chunks(rows_per_batch.max(1));
+    let first = flows_frame(&show(batches.next().unwrap_or_default())).map_err(to_io)?;
+    let mut writer = ParquetWriter::new(out)
+        .batched(first.schema())
+        .map_err(to_io)?;
+    writer.write_batch(&first).map_err(to_io)?;
+    drop(first);
+    for batch in batches {
+        let df = flows_frame(&show(batch)).map_err(to_io)?;
+        writer.write_batch(&df).map_err(to_io)?;
+    }
+    writer.finish().map(|_| ()).map_err(to_io)
 }
 
 pub(super) fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Result<()> {
@@ -125,37 +156,21 @@ pub(super) fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) 
 
 /// One row per flow: the input of every grouping.
 pub(super) fn flow_frame(cols: &FlowColumns) -> PolarsResult<DataFrame> {
+    // Polars copies every column into its own arrays: columns are built from slices, not from
+    // per-row `String` copies (a run's flows are all in this frame).
     DataFrame::new(
         cols.len(),
         vec![
             datetime("window_start", cols.window_start.clone())?,
-            Column::new("host".into(), cols.host.clone()),
-            Column::new(
-                "family".into(),
-                cols.family
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "protocol".into(),
-                cols.protocol
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new("circumvention".into(), cols.circumvention.clone()),
-            Column::new("packets".into(), cols.packets.clone()),
-            Column::new("bytes".into(), cols.bytes.clone()),
-            Column::new("platform".into(), cols.platform.clone()),
-            Column::new("control".into(), cols.control.clone()),
-            Column::new(
-                "result".into(),
-                cols.result
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            ),
+            Column::new("host".into(), cols.host.as_slice()),
+            Column::new("family".into(), cols.family.as_slice()),
+            Column::new("protocol".into(), cols.protocol.as_slice()),
+            Column::new("circumvention".into(), cols.circumvention.as_slice()),
+            Column::new("packets".into(), cols.packets.as_slice()),
+            Column::new("bytes".into(), cols.bytes.as_slice()),
+            Column::new("platform".into(), cols.platform.as_slice()),
+            Column::new("control".into(), cols.control.as_slice()),
+            Column::new("result".into(), cols.result.as_slice()),
         ],
     )
 }
@@ -640,6 +655,44 @@ pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<Str
 mod tests {
     use super::*;
     use crate::stats::AttemptResult;
+
+    /// The flows table written a few rows per batch reads back as written in one batch, and
+    /// the `show` rewrite applies to every batch.
+    #[test]
+    fn flows_table_in_batches_reads_back_whole() {
+        let dir = std::env::temp_dir().join(format!("tw-flow-batches-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let records: Vec<FlowRecord> = (0..10u64)
+            .map(crate::flow::interleaved_test_record)
+            .collect();
+        let write = |name: &str, rows: usize, show: ShowFlows<'_>| {
+            let path = dir.join(name);
+            let file = std::fs::File::create(&path).expect("create");
+            write_flow_batches(file, &records, show, rows).expect("write");
+            read_parquet_as_text(&path).expect("read back")
+        };
+        let as_is: ShowFlows<'_> = &|batch| Cow::Borrowed(batch);
+        let whole = write("whole.parquet", 1000, as_is);
+        assert_eq!(whole.1.len(), 10);
+        assert_eq!(write("threes.parquet", 3, as_is), whole);
+        let renumbered: ShowFlows<'_> = &|batch| {
+            Cow::Owned(
+                batch
+                    .iter()
+                    .map(|r| FlowRecord {
+                        id: r.id + 100,
+                        ..r.clone()
+                    })
+                    .collect(),
+            )
+        };
+        let (names, rows) = write("shown.parquet", 4, renumbered);
+        let id = names.iter().position(|n| n == "id").expect("id column");
+        let ids: Vec<&str> = rows.iter().map(|r| r[id].as_str()).collect();
+        let expected: Vec<String> = records.iter().map(|r| (r.id + 100).to_string()).collect();
+        assert_eq!(ids, expected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn cols() -> FlowColumns {
         let w = 300_000_000_000i64;

@@ -369,25 +369,33 @@ pub fn write_flows_shown(
     let Some(anon) = &config.anonymize else {
         return write_flows(records, dir);
     };
-    let shown: Vec<FlowRecord> = records
-        .iter()
-        .map(|r| {
-            let host = host_of(r, &config.home_net);
-            let shown = |ip: IpAddr| {
-                if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
-                    anon.anonymize(ip)
-                } else {
-                    ip
-                }
-            };
-            FlowRecord {
-                client_ip: shown(r.client_ip),
-                server_ip: shown(r.server_ip),
-                ..r.clone()
+    let show = |r: &FlowRecord| {
+        let host = host_of(r, &config.home_net);
+        let shown = |ip: IpAddr| {
+            if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
+                anon.anonymize(ip)
+            } else {
+                ip
             }
+        };
+        FlowRecord {
+            client_ip: shown(r.client_ip),
+            server_ip: shown(r.server_ip),
+            ..r.clone()
+        }
+    };
+    #[cfg(feature = "polars-out")]
+    {
+        // Anonymised copies a batch at a time, not of every flow at once.
+        frame::write_flows(records, dir, &|batch| {
+            std::borrow::Cow::Owned(batch.iter().map(show).collect())
         })
-        .collect();
-    write_flows(&shown, dir)
+    }
+    #[cfg(not(feature = "polars-out"))]
+    {
+        let shown: Vec<FlowRecord> = records.iter().map(show).collect();
+        write_flows(&shown, dir)
+    }
 }
 
 /// If the flow tried to reach a platform or control site: (name, is control, result).
@@ -460,7 +468,7 @@ pub struct MetricSeries {
 pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
     #[cfg(feature = "polars-out")]
     {
-        frame::write_flows(records, dir)
+        frame::write_flows(records, dir, &|batch| std::borrow::Cow::Borrowed(batch))
     }
     #[cfg(not(feature = "polars-out"))]
     {
