@@ -462,16 +462,21 @@ mod parallel {
     /// Batches in flight per worker (bounds memory and keeps workers busy).
     const BATCHES_IN_FLIGHT: usize = 4;
 
-    /// Where a frame's bytes are: in the batch's mapping or in its own byte buffer.
+    /// Where a frame's bytes are (in the batch's mapping or in its own byte buffer), with
+    /// what the reader learnt of it.
+    ///
+    /// Every frame's `FrameRef` is written by the reader's core and read by a worker's, a cache
+    /// line at a time, so it is kept small (88 bytes): the flow key is not carried (the worker
+    /// rebuilds it from the packet with [`PacketKey::with_hash`]), only its hash.
     #[derive(Clone, Copy)]
     struct FrameRef {
         ts: i64,
+        start: usize,
+        /// [`crate::flow::FlowKey::flow_hash`] of the packet's flow key.
+        hash: u64,
+        len: u32,
         link_type: u16,
         in_mapping: bool,
-        start: usize,
-        len: usize,
-        /// The packet's flow key and hash, worked out by the reader.
-        packet_key: PacketKey,
         /// The reader's decoding of the frame (`None`: decode it again).
         packet: Option<DetachedPacket>,
     }
@@ -517,7 +522,7 @@ mod parallel {
             } else {
                 &self.bytes
             };
-            source.get(f.start..f.start.checked_add(f.len)?)
+            source.get(f.start..f.start.checked_add(f.len as usize)?)
         }
     }
 
@@ -815,11 +820,12 @@ mod parallel {
             });
             w.current.frames.push(FrameRef {
                 ts,
+                start,
+                hash,
+                // pcap and pcapng record lengths are 32-bit: every frame fits.
+                len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 link_type,
                 in_mapping: in_mapping.is_some(),
-                start,
-                len: frame.len(),
-                packet_key,
                 packet: pkt.detach(frame),
             });
             if w.current.frames.len() >= self.balance.batch_packets
@@ -905,7 +911,8 @@ mod parallel {
                         Err(_) => continue,
                     },
                 };
-                table.process_keyed(f.ts, &pkt, f.packet_key, &mut |r| records.push(r));
+                let packet_key = PacketKey::with_hash(&pkt, f.hash);
+                table.process_keyed(f.ts, &pkt, packet_key, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);

@@ -160,4 +160,16 @@ impl PacketKey {
             hash: key.flow_hash(),
         }
     }
+
+    /// [`PacketKey::of`] for a packet whose key hash is already known: a worker rebuilds the
+    /// key from the packet (a few comparisons) rather than have it carried in every batch.
+    pub fn with_hash(pkt: &crate::decode::DecodedPacket<'_>, hash: u64) -> PacketKey {
+        let (key, src_is_lo) =
+            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        PacketKey {
+            key,
+            src_is_lo,
+            hash,
+        }
+    }
 }
