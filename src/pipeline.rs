@@ -466,11 +466,14 @@ mod parallel {
     /// what the reader learnt of it.
     ///
     /// Every frame's `FrameRef` is written by the reader's core and read by a worker's, a cache
-    /// line at a time, so it is kept small (88 bytes): the flow key is not carried (the worker
+    /// line at a time, so it is kept small (96 bytes): the flow key is not carried (the worker
     /// rebuilds it from the packet with [`PacketKey::with_hash`]), only its hash.
     #[derive(Clone, Copy)]
     struct FrameRef {
         ts: i64,
+        /// The run's clock when the reader read the frame: the latest timestamp so far, ahead
+        /// of `ts` where the capture's time steps back ([`FlowTable::advance_clock`]).
+        now: i64,
         start: usize,
         /// [`crate::flow::FlowKey::flow_hash`] of the packet's flow key.
         hash: u64,
@@ -495,6 +498,9 @@ mod parallel {
         adopted: Vec<MovedFlow>,
         /// The worker table's new cap on live flows, set before the flows are taken in.
         max_flows: Option<usize>,
+        /// The run's clock at its end, sent with the last batch: flows timed out by then end
+        /// as timed out, as in a table that saw every packet.
+        final_clock: Option<i64>,
     }
 
     impl Default for Batch {
@@ -507,13 +513,17 @@ mod parallel {
                 sent: false,
                 adopted: Vec::new(),
                 max_flows: None,
+                final_clock: None,
             }
         }
     }
 
     impl Batch {
         fn is_empty(&self) -> bool {
-            self.frames.is_empty() && self.adopted.is_empty() && self.max_flows.is_none()
+            self.frames.is_empty()
+                && self.adopted.is_empty()
+                && self.max_flows.is_none()
+                && self.final_clock.is_none()
         }
 
         fn frame(&self, f: &FrameRef) -> Option<&[u8]> {
@@ -600,6 +610,8 @@ mod parallel {
         balance: Balance,
         /// Live flows handed to the workers so far.
         handed_over: u64,
+        /// The run's clock: the latest timestamp dispatched so far.
+        now: i64,
         /// The file being read, when mapped: (mapping, its start address, its length).
         mapping: Option<(Arc<Mmap>, usize, usize)>,
     }
@@ -741,6 +753,7 @@ mod parallel {
                 max_flows: config.flow.max_flows,
                 balance,
                 handed_over: 0,
+                now: i64::MIN,
                 mapping: None,
             }
         }
@@ -793,8 +806,10 @@ mod parallel {
         pub fn dispatch(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &DecodedPacket<'_>) {
             let packet_key = PacketKey::of(pkt);
             let hash = packet_key.hash;
+            self.now = self.now.max(ts);
             if hash % BUCKETS < self.local_buckets {
                 let records = &mut self.local_records;
+                self.local.advance_clock(self.now);
                 self.local
                     .process_keyed(ts, pkt, packet_key, &mut |r| records.push(r));
                 return;
@@ -820,6 +835,7 @@ mod parallel {
             });
             w.current.frames.push(FrameRef {
                 ts,
+                now: self.now,
                 start,
                 hash,
                 // pcap and pcapng record lengths are 32-bit: every frame fits.
@@ -855,12 +871,12 @@ mod parallel {
         /// Ends every flow; their records are then ready for [`Dispatcher::drain_finished`].
         pub fn finish(&mut self) -> FlowCounters {
             let records = &mut self.local_records;
+            self.local.advance_clock(self.now);
             self.local.finish_all(&mut |r| records.push(r));
             let mut counters = self.local.counters();
             for w in &mut self.workers {
-                if !w.current.is_empty() {
-                    w.send();
-                }
+                w.current.final_clock = Some(self.now);
+                w.send();
             }
             for w in std::mem::take(&mut self.workers) {
                 let Worker {
@@ -912,11 +928,15 @@ mod parallel {
                     },
                 };
                 let packet_key = PacketKey::with_hash(&pkt, f.hash);
+                table.advance_clock(f.now);
                 table.process_keyed(f.ts, &pkt, packet_key, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);
             reported = created;
+            if let Some(now) = batch.final_clock.take() {
+                table.advance_clock(now);
+            }
             if !records.is_empty() {
                 // The reader is gone only when the run is being torn down.
                 let _ = finished.send(std::mem::take(&mut records));
@@ -1130,6 +1150,49 @@ mod tests {
             v.extend_from_slice(f);
         }
         v
+    }
+
+    /// Captures whose time steps back (merged captures, clock jumps; the corpus has one): every
+    /// table's sweeps go by the run's clock, so a flow ends when that clock passes its timeout
+    /// whichever table holds it, and every thread count gives the flows of one table. Here 60 UDP flows send at 1000 s, a clock
+    /// packet at 5000 s, then the 60 flows again at 1010 s: by the run's clock they timed out,
+    /// so each is two flows, though only the table that holds the clock packet saw 5000 s, and
+    /// at the end the second 60 count as timed out too.
+    #[test]
+    fn time_stepping_back_gives_the_same_flows_on_any_thread_count() {
+        let flow = |i: u8| {
+            crate::decode::tests::ipv4_udp([10, 0, 1, i], [192, 0, 2, 7], 40_000, 53, b"query")
+        };
+        let mut frames: Vec<(u32, Vec<u8>)> = (0..60).map(|i| (1000, flow(i))).collect();
+        frames.push((
+            5000,
+            crate::decode::tests::ipv4_udp([10, 9, 9, 9], [192, 0, 2, 8], 1, 2, b"clock"),
+        ));
+        frames.extend((0..60).map(|i| (1010, flow(i))));
+        let mut v = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0,
+        ];
+        v.extend_from_slice(&101u32.to_le_bytes());
+        for (secs, f) in &frames {
+            v.extend_from_slice(&secs.to_le_bytes());
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            v.extend_from_slice(f);
+        }
+        let (one, summary, _) = run_threads(&v, 1);
+        assert_eq!(
+            one.len(),
+            121,
+            "each of the 60 flows twice, and the clock packet"
+        );
+        // All 120 timed out by the run's clock (the last 60 at the end); the clock flow did not.
+        assert_eq!(summary.flow_counters.idle_expired, 120);
+        for threads in [2, 3] {
+            let (many, s, _) = run_threads(&v, threads);
+            assert_eq!(rows(&many), rows(&one), "{threads} threads");
+            assert_eq!(s.flow_counters.idle_expired, 120, "{threads} threads");
+        }
     }
 
     fn run_threads(bytes: &[u8], threads: usize) -> (Vec<FlowRecord>, RunSummary, u64) {

@@ -216,6 +216,18 @@ impl FlowTable {
         self.next_id = id;
     }
 
+    /// Moves the table's clock (what sweeps and the end of input judge idleness by) to `now` if
+    /// that is later. When packets are split between tables, each is told the latest timestamp
+    /// of the whole run so far: where a capture's time steps back, sweeps then end the same
+    /// flows in every table as in one table that sees every packet, so a later packet of such
+    /// a flow starts a new flow whatever the thread count. A table that sees every packet
+    /// keeps its clock itself.
+    pub fn advance_clock(&mut self, now: i64) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
     fn timeout_nanos(&self, list: usize) -> i64 {
         let secs = match list {
             LIST_TCP => self.config.tcp_idle_secs,
@@ -272,7 +284,10 @@ impl FlowTable {
                     None => (false, false),
                 };
                 // Idle past its timeout: the flow ended, whether or not a sweep noticed yet, so
-                // results do not depend on when sweeps happen to run.
+                // results do not depend on when sweeps happen to run. (Judged by this packet's
+                // time, not the run's clock: where a capture's time steps back, the clock is
+                // ahead of every packet after the step, and would end their flows at every
+                // packet.)
                 if idle || (closed && is_syn) {
                     let reason = if closed {
                         self.closed_reason(slot)
@@ -574,8 +589,17 @@ impl FlowTable {
             .collect();
         live.sort_unstable();
         for (_, slot) in live {
-            let reason = if self.slots[slot as usize].list as usize == LIST_CLOSED {
+            let list = self.slots[slot as usize].list as usize;
+            let idle = self.slots[slot as usize]
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.last_ts.saturating_add(self.timeout_nanos(list)) < self.now);
+            let reason = if list == LIST_CLOSED {
                 self.closed_reason(slot)
+            } else if idle {
+                // Timed out since the last sweep (sweeps run once a second of capture time).
+                self.counters.idle_expired += 1;
+                EndReason::IdleTimeout
             } else {
                 EndReason::EndOfInput
             };
