@@ -173,8 +173,20 @@ fn dev_corpus_flows_are_the_same_on_any_thread_count() {
     let dev = shared.join("corpus/dev");
     let dev = dev.to_str().expect("utf-8 path");
     let flows = |threads: &str| {
-        let out = run(&["flows", dev, "--format", "jsonl", "--threads", threads, "-q"]);
-        assert!(out.status.code().is_some_and(|c| c <= 1), "{}", stderr(&out));
+        let out = run(&[
+            "flows",
+            dev,
+            "--format",
+            "jsonl",
+            "--threads",
+            threads,
+            "-q",
+        ]);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            stderr(&out)
+        );
         out.stdout
     };
     let one = flows("1");
