@@ -260,9 +260,13 @@ fn jsonl_fields(r: &FlowRecord, buf: &mut Vec<u8>) -> io::Result<()> {
     push_ts(buf, r.last_ts);
     buf.extend_from_slice(b"\",\"transport\":\"");
     push_json_escaped(buf, &r.transport.name());
-    write!(buf, "\",\"client_ip\":\"{}\",\"client_port\":", r.client_ip)?;
+    buf.extend_from_slice(b"\",\"client_ip\":\"");
+    push_ip(buf, r.client_ip);
+    buf.extend_from_slice(b"\",\"client_port\":");
     push_u64(buf, u64::from(r.client_port));
-    write!(buf, ",\"server_ip\":\"{}\",\"server_port\":", r.server_ip)?;
+    buf.extend_from_slice(b",\"server_ip\":\"");
+    push_ip(buf, r.server_ip);
+    buf.extend_from_slice(b"\",\"server_port\":");
     push_u64(buf, u64::from(r.server_port));
     for (key, v) in [
         (&b",\"packets_c2s\":"[..], r.packets[0]),
@@ -317,9 +321,13 @@ fn csv_fields(r: &FlowRecord, buf: &mut Vec<u8>, evidence: &mut String) -> io::R
     push_ts(buf, r.last_ts);
     buf.push(b',');
     push_csv_field(buf, &r.transport.name());
-    write!(buf, ",{},", r.client_ip)?;
+    buf.push(b',');
+    push_ip(buf, r.client_ip);
+    buf.push(b',');
     push_u64(buf, u64::from(r.client_port));
-    write!(buf, ",{},", r.server_ip)?;
+    buf.push(b',');
+    push_ip(buf, r.server_ip);
+    buf.push(b',');
     push_u64(buf, u64::from(r.server_port));
     for v in [r.packets[0], r.packets[1], r.bytes[0], r.bytes[1]] {
         buf.push(b',');
@@ -361,6 +369,25 @@ fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
         }
     }
     buf.extend_from_slice(&digits[at..]);
+}
+
+/// An address as its `Display` writes it. IPv4 digit by digit: through `write!` the two
+/// addresses of a row were 6 % of a one-thread run's instructions (callgrind, nDPI mix).
+fn push_ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                push_u64(buf, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            // Zero-compression and embedded IPv4 forms follow RFC 5952 in `Display`.
+            let _ = write!(buf, "{v6}");
+        }
+    }
 }
 
 /// A timestamp as [`format_ts`] writes it.
@@ -668,8 +695,17 @@ mod tests {
             ts in any::<i64>(),
             id in any::<u64>(),
             proto in any::<u8>(),
+            v4 in any::<u32>(),
+            v6 in any::<u128>(),
+            v4_client in any::<bool>(),
         ) {
-            let rows = [record(id, ts, Transport::from_ip_proto(proto), &text)];
+            let mut row = record(id, ts, Transport::from_ip_proto(proto), &text);
+            let (v4, v6) = (
+                std::net::IpAddr::from(std::net::Ipv4Addr::from(v4)),
+                std::net::IpAddr::from(std::net::Ipv6Addr::from(v6)),
+            );
+            (row.client_ip, row.server_ip) = if v4_client { (v4, v6) } else { (v6, v4) };
+            let rows = [row];
             prop_assert_eq!(rendered(&rows), reference(&rows));
         }
     }
