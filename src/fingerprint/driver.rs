@@ -402,7 +402,7 @@ impl Label {
             out.write_str(name)?;
             if !m.verdict.evidence.0.is_empty() {
                 out.write_str(": ")?;
-                write!(out, "{}", m.verdict.evidence)?;
+                m.verdict.evidence.write_to(out)?;
             }
         }
         Ok(())

@@ -89,14 +89,39 @@ pub enum Fact {
     Text(String),
 }
 
+impl Fact {
+    /// Writes the value as `Display` does. Integers, texts and flags go out without the
+    /// formatting machinery: evidence is written for every flow row.
+    pub fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        match self {
+            Fact::Int(v) => {
+                let mut digits = [0u8; 20];
+                let mut at = digits.len();
+                let mut n = v.unsigned_abs();
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if *v < 0 {
+                    out.write_char('-')?;
+                }
+                // ASCII digits only.
+                out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())
+            }
+            Fact::Float(v) => write!(out, "{v:.3}"),
+            Fact::Bool(v) => out.write_str(if *v { "true" } else { "false" }),
+            Fact::Text(v) => out.write_str(v),
+        }
+    }
+}
+
 impl fmt::Display for Fact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fact::Int(v) => write!(f, "{v}"),
-            Fact::Float(v) => write!(f, "{v:.3}"),
-            Fact::Bool(v) => write!(f, "{v}"),
-            Fact::Text(v) => write!(f, "{v}"),
-        }
+        self.write_to(f)
     }
 }
 
@@ -169,15 +194,24 @@ impl Evidence {
     }
 }
 
-impl fmt::Display for Evidence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Evidence {
+    /// Writes `key=value, key=value` as `Display` does, without the formatting machinery.
+    pub fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         for (i, (k, v)) in self.0.iter().enumerate() {
             if i > 0 {
-                f.write_str(", ")?;
+                out.write_str(", ")?;
             }
-            write!(f, "{k}={v}")?;
+            out.write_str(k)?;
+            out.write_char('=')?;
+            v.write_to(out)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -439,5 +473,33 @@ impl fmt::Debug for Spec {
             .field("name", &self.name)
             .field("family", &self.family)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Facts written without the formatting machinery read as their values' `Display`.
+        #[test]
+        fn facts_write_as_their_values_display(i in any::<i64>(), x in any::<f64>(), b in any::<bool>(), t in any::<String>()) {
+            let mut evidence = Evidence::default();
+            evidence.push("i", i);
+            evidence.push("x", x);
+            evidence.push("b", b);
+            evidence.push("t", t.clone());
+            let mut written = String::new();
+            evidence.write_to(&mut written).expect("String never fails");
+            prop_assert_eq!(written, format!("i={i}, x={x:.3}, b={b}, t={t}"));
+        }
+    }
+
+    #[test]
+    fn integer_facts_at_the_ends_of_the_range() {
+        for v in [i64::MIN, i64::MIN + 1, -10, -1, 0, 9, 10, i64::MAX] {
+            assert_eq!(Fact::Int(v).to_string(), v.to_string());
+        }
     }
 }
