@@ -16,6 +16,7 @@ pub mod atomic_file;
 pub mod civil;
 pub mod cli;
 pub mod csv_line;
+pub mod decimal;
 pub mod decode;
 pub mod detect;
 pub mod fingerprint;

@@ -357,18 +357,8 @@ fn csv_fields(r: &FlowRecord, buf: &mut Vec<u8>, evidence: &mut String) -> io::R
 }
 
 /// Decimal digits of `v` without the formatting machinery.
-fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[at..]);
+fn push_u64(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(crate::decimal::digits(v, &mut [0; 20]));
 }
 
 /// An address as its `Display` writes it. IPv4 digit by digit: through `write!` the two

@@ -95,22 +95,13 @@ impl Fact {
     pub fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         match self {
             Fact::Int(v) => {
-                let mut digits = [0u8; 20];
-                let mut at = digits.len();
-                let mut n = v.unsigned_abs();
-                loop {
-                    at -= 1;
-                    digits[at] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
                 if *v < 0 {
                     out.write_char('-')?;
                 }
+                let mut buf = [0; 20];
+                let digits = crate::decimal::digits(v.unsigned_abs(), &mut buf);
                 // ASCII digits only.
-                out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())
+                out.write_str(std::str::from_utf8(digits).unwrap_or_default())
             }
             Fact::Float(v) => write!(out, "{v:.3}"),
             Fact::Bool(v) => out.write_str(if *v { "true" } else { "false" }),

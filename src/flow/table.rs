@@ -392,14 +392,7 @@ impl FlowTable {
                 let next = self.slots[slot as usize].next;
                 let hash = self.slots[slot as usize].hash;
                 if moves(hash) {
-                    self.unlink(slot);
-                    if let Some(state) = self.slots[slot as usize].flow.take() {
-                        self.index.remove(&IndexKey {
-                            hash,
-                            key: state.key,
-                        });
-                        self.free.push(slot);
-                        self.live -= 1;
+                    if let Some(state) = self.vacate(slot) {
                         taken.push(MovedFlow {
                             hash,
                             list: list as u8,
@@ -608,17 +601,23 @@ impl FlowTable {
     }
 
     fn remove(&mut self, slot: u32, reason: EndReason, emit: &mut impl FnMut(FlowRecord)) {
-        self.unlink(slot);
-        let hash = self.slots[slot as usize].hash;
-        if let Some(flow) = self.slots[slot as usize].flow.take() {
-            self.index.remove(&IndexKey {
-                hash,
-                key: flow.key,
-            });
-            self.free.push(slot);
-            self.live -= 1;
+        if let Some(flow) = self.vacate(slot) {
             emit(finish(flow, reason, self.registry));
         }
+    }
+
+    /// Takes the flow out of `slot`, its recency list and the index, and frees the slot.
+    fn vacate(&mut self, slot: u32) -> Option<FlowState> {
+        self.unlink(slot);
+        let hash = self.slots[slot as usize].hash;
+        let flow = self.slots[slot as usize].flow.take()?;
+        self.index.remove(&IndexKey {
+            hash,
+            key: flow.key,
+        });
+        self.free.push(slot);
+        self.live -= 1;
+        Some(flow)
     }
 
     /// Links `slot` into `list` just before `before` (at the tail when `before` is `NIL`).
