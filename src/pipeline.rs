@@ -1195,6 +1195,49 @@ mod tests {
         }
     }
 
+    /// A capture written from `(seconds, frame)` pairs, raw IPv4 link type.
+    fn pcap_at(frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut v = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0,
+        ];
+        v.extend_from_slice(&101u32.to_le_bytes());
+        for (secs, f) in frames {
+            v.extend_from_slice(&secs.to_le_bytes());
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            v.extend_from_slice(f);
+        }
+        v
+    }
+
+    /// Where time steps back twice, a sweep must end the same flows in every table: here one
+    /// flow far ahead in time heads the single table's recency list, 40 flows from a step back
+    /// sit behind it, the clock moves on (a sweep that walks the list from its head stops at
+    /// the first flow that has not timed out) and the 40 send again, 50 s after their first
+    /// packet. One table keeps them; a table without the flow ahead in time must too.
+    #[test]
+    fn sweeps_after_a_step_back_end_the_same_flows_in_every_table() {
+        let udp = |client: [u8; 4], server: u8| {
+            crate::decode::tests::ipv4_udp(client, [192, 0, 2, server], 1000, 53, b"q")
+        };
+        let mut frames = vec![(10_000, udp([10, 0, 0, 1], 1))];
+        frames.extend((0..40).map(|i| (1000, udp([10, 1, 0, i], 2))));
+        frames.push((10_002, udp([10, 2, 0, 1], 3)));
+        frames.extend((0..40).map(|i| (1050, udp([10, 1, 0, i], 2))));
+        let capture = pcap_at(&frames);
+        let (one, _, _) = run_threads(&capture, 1);
+        for threads in [2, 3] {
+            let (many, _, _) = run_threads(&capture, threads);
+            assert!(
+                rows(&many) == rows(&one),
+                "{threads} threads: {} flows, one thread {}",
+                many.len(),
+                one.len()
+            );
+        }
+    }
+
     fn run_threads(bytes: &[u8], threads: usize) -> (Vec<FlowRecord>, RunSummary, u64) {
         let mut p = Pipeline::new(PipelineConfig {
             threads,

@@ -1,6 +1,7 @@
 //! The bounded flow table.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::{Direction, EndReason, FlowKey, FlowRecord, Outcome, PacketKey, Transport};
@@ -159,7 +160,17 @@ pub struct FlowTable {
     heads: [u32; 3],
     tails: [u32; 3],
     live: usize,
+    /// Live flows by the time they time out, earliest first: `(expires, slot, flow id)`.
+    ///
+    /// Sweeps take flows from here, not from the heads of the recency lists. Where a capture's
+    /// time steps back, a list can hold a flow that timed out behind one that has not, and a
+    /// walk from the head would stop early; which flows sit in which table then decided which
+    /// flows a sweep ended, and so the flows of a run depended on the thread count. Entries are
+    /// left alone when a flow sees a packet (no work per packet); a sweep that meets a flow not
+    /// yet timed out puts it back under its real time, and drops entries of flows gone.
+    expiry: BinaryHeap<Reverse<(i64, u32, u64)>>,
     now: i64,
+    /// Start of the clock second of the last sweep.
     last_sweep: i64,
     next_id: u64,
     counters: FlowCounters,
@@ -176,6 +187,7 @@ impl FlowTable {
             heads: [NIL; 3],
             tails: [NIL; 3],
             live: 0,
+            expiry: BinaryHeap::new(),
             now: i64::MIN,
             last_sweep: i64::MIN,
             next_id: 0,
@@ -262,11 +274,14 @@ impl FlowTable {
         if ts > self.now {
             self.now = ts;
         }
-        // Expiry sweeps at most once per second of capture time: each flow is removed once,
-        // so the cost is amortised.
-        if self.now.saturating_sub(self.last_sweep) >= NANOS {
-            self.last_sweep = self.now;
-            self.expire_idle(emit);
+        // Expiry sweeps once per second of the clock, at the first packet in it, and end every
+        // flow timed out by the start of that second: the same cut in every table (each table's
+        // clock is the run's), so the flows swept before any packet do not depend on which
+        // other flows share its table.
+        let second = self.now.saturating_sub(self.now.rem_euclid(NANOS));
+        if second > self.last_sweep {
+            self.last_sweep = second;
+            self.expire_idle(second, emit);
         }
 
         let is_syn = pkt.ip_proto == 6
@@ -343,7 +358,29 @@ impl FlowTable {
         let list = if is_tcp { LIST_TCP } else { LIST_OTHER };
         let slot = self.occupy(flow, index_key.hash, list);
         self.push_tail(slot, list);
+        self.schedule(slot);
         slot
+    }
+
+    /// Adds an expiry entry for the flow in `slot` at its current timeout.
+    fn schedule(&mut self, slot: u32) {
+        let list = self.slots[slot as usize].list as usize;
+        let timeout = self.timeout_nanos(list);
+        if let Some(f) = self.slots[slot as usize].flow.as_ref() {
+            let expires = f.last_ts.saturating_add(timeout);
+            self.expiry.push(Reverse((expires, slot, f.id)));
+        }
+        // Entries of flows gone are dropped by sweeps; when they pile up (flows ended by their
+        // next packet, evicted or handed over), they are dropped all at once.
+        if self.expiry.len() > 3 * self.live + 4096 {
+            let slots = &self.slots;
+            self.expiry.retain(|Reverse((_, slot, id))| {
+                slots
+                    .get(*slot as usize)
+                    .and_then(|s| s.flow.as_ref())
+                    .is_some_and(|f| f.id == *id)
+            });
+        }
     }
 
     /// Puts a live flow into a free slot and the index (not yet into a recency list).
@@ -420,8 +457,15 @@ impl FlowTable {
         // Flows come list by list, least recent first: one walk down each list places them.
         let mut cursor = self.heads;
         for moved in flows {
-            let MovedFlow { hash, list, state } = moved;
+            let MovedFlow {
+                hash,
+                list,
+                mut state,
+            } = moved;
             let list = usize::from(list).min(LIST_CLOSED);
+            // Ids are this table's (expiry entries name a flow by slot and id).
+            state.id = self.next_id;
+            self.next_id += 1;
             let last_ts = state.last_ts;
             while cursor[list] != NIL {
                 let here = &self.slots[cursor[list] as usize];
@@ -432,6 +476,7 @@ impl FlowTable {
             }
             let slot = self.occupy(state, hash, list);
             self.insert_before(slot, cursor[list], list);
+            self.schedule(slot);
         }
     }
 
@@ -517,31 +562,39 @@ impl FlowTable {
         }
         self.unlink(slot);
         self.push_tail(slot, list);
+        if newly_closed {
+            // Closed flows linger briefly: the entry under the open timeout would be too late.
+            self.schedule(slot);
+        }
     }
 
-    fn expire_idle(&mut self, emit: &mut impl FnMut(FlowRecord)) {
-        for list in [LIST_TCP, LIST_OTHER, LIST_CLOSED] {
-            let timeout = self.timeout_nanos(list);
-            loop {
-                let head = self.heads[list];
-                if head == NIL {
-                    break;
-                }
-                let last = self.slots[head as usize]
-                    .flow
-                    .as_ref()
-                    .map_or(i64::MIN, |f| f.last_ts);
-                if last.saturating_add(timeout) >= self.now {
-                    break;
-                }
-                let reason = if list == LIST_CLOSED {
-                    self.closed_reason(head)
-                } else {
-                    self.counters.idle_expired += 1;
-                    EndReason::IdleTimeout
-                };
-                self.remove(head, reason, emit);
+    /// Ends every flow that timed out before `cutoff`.
+    fn expire_idle(&mut self, cutoff: i64, emit: &mut impl FnMut(FlowRecord)) {
+        while let Some(&Reverse((expires, slot, id))) = self.expiry.peek() {
+            if expires >= cutoff {
+                break;
             }
+            self.expiry.pop();
+            let list = self.slots[slot as usize].list as usize;
+            let Some(flow) = self.slots[slot as usize].flow.as_ref() else {
+                continue;
+            };
+            if flow.id != id {
+                continue;
+            }
+            let real = flow.last_ts.saturating_add(self.timeout_nanos(list));
+            if real >= cutoff {
+                // Seen since the entry was made: back in under its real time.
+                self.expiry.push(Reverse((real, slot, id)));
+                continue;
+            }
+            let reason = if list == LIST_CLOSED {
+                self.closed_reason(slot)
+            } else {
+                self.counters.idle_expired += 1;
+                EndReason::IdleTimeout
+            };
+            self.remove(slot, reason, emit);
         }
     }
 
@@ -836,6 +889,35 @@ mod tests {
         let evicted: Vec<(u16, u64)> = out.iter().map(|r| (r.client_port, r.packets[0])).collect();
         assert_eq!(evicted, [(1000, 1), (2000, 2), (3000, 1)]);
         assert!(giver.live() == 0 && taker.live() == 3);
+    }
+
+    /// Flows evicted under the cap leave expiry entries behind; they are dropped in bulk, so
+    /// the entries stay bounded by the live flows, not the flows ever seen.
+    #[test]
+    fn expiry_entries_of_flows_gone_do_not_pile_up() {
+        let mut table = FlowTable::new(
+            FlowConfig {
+                max_flows: 10,
+                ..FlowConfig::default()
+            },
+            &[],
+        );
+        let mut out = Vec::new();
+        for i in 0..20_000u32 {
+            let client = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            run(
+                &mut table,
+                5,
+                &ipv4_udp(client, S, 1000, 53, b"q"),
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 20_000 - 10);
+        assert!(
+            table.expiry.len() <= 3 * table.live() + 4096,
+            "{}",
+            table.expiry.len()
+        );
     }
 
     #[test]
