@@ -1136,14 +1136,20 @@ mod tests {
         assert!(seen.iter().copied().eq(0..records.len()), "a permutation");
     }
 
-    /// A little-endian pcap of the given (link type applies to all) frames.
+    /// A little-endian pcap of the given (link type applies to all) frames, one a second.
     fn pcap(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
+        let timed: Vec<(u32, Vec<u8>)> = (0u32..).zip(frames.iter().cloned()).collect();
+        pcap_at(link, &timed)
+    }
+
+    /// A little-endian pcap of `(seconds, frame)` pairs.
+    fn pcap_at(link: u32, frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
         let mut v = vec![
             0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0,
         ];
         v.extend_from_slice(&link.to_le_bytes());
-        for (i, f) in frames.iter().enumerate() {
-            v.extend_from_slice(&(i as u32).to_le_bytes());
+        for (secs, f) in frames {
+            v.extend_from_slice(&secs.to_le_bytes());
             v.extend_from_slice(&0u32.to_le_bytes());
             v.extend_from_slice(&(f.len() as u32).to_le_bytes());
             v.extend_from_slice(&(f.len() as u32).to_le_bytes());
@@ -1169,17 +1175,7 @@ mod tests {
             crate::decode::tests::ipv4_udp([10, 9, 9, 9], [192, 0, 2, 8], 1, 2, b"clock"),
         ));
         frames.extend((0..60).map(|i| (1010, flow(i))));
-        let mut v = vec![
-            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0,
-        ];
-        v.extend_from_slice(&101u32.to_le_bytes());
-        for (secs, f) in &frames {
-            v.extend_from_slice(&secs.to_le_bytes());
-            v.extend_from_slice(&0u32.to_le_bytes());
-            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            v.extend_from_slice(f);
-        }
+        let v = pcap_at(101, &frames);
         let (one, summary, _) = run_threads(&v, 1);
         assert_eq!(
             one.len(),
@@ -1193,22 +1189,6 @@ mod tests {
             assert_eq!(rows(&many), rows(&one), "{threads} threads");
             assert_eq!(s.flow_counters.idle_expired, 120, "{threads} threads");
         }
-    }
-
-    /// A capture written from `(seconds, frame)` pairs, raw IPv4 link type.
-    fn pcap_at(frames: &[(u32, Vec<u8>)]) -> Vec<u8> {
-        let mut v = vec![
-            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0,
-        ];
-        v.extend_from_slice(&101u32.to_le_bytes());
-        for (secs, f) in frames {
-            v.extend_from_slice(&secs.to_le_bytes());
-            v.extend_from_slice(&0u32.to_le_bytes());
-            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            v.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            v.extend_from_slice(f);
-        }
-        v
     }
 
     /// Where time steps back twice, a sweep must end the same flows in every table: here one
@@ -1225,7 +1205,7 @@ mod tests {
         frames.extend((0..40).map(|i| (1000, udp([10, 1, 0, i], 2))));
         frames.push((10_002, udp([10, 2, 0, 1], 3)));
         frames.extend((0..40).map(|i| (1050, udp([10, 1, 0, i], 2))));
-        let capture = pcap_at(&frames);
+        let capture = pcap_at(101, &frames);
         let (one, _, _) = run_threads(&capture, 1);
         for threads in [2, 3] {
             let (many, _, _) = run_threads(&capture, threads);
