@@ -631,11 +631,11 @@ mod parallel {
     /// would have to stop the reader until the worker's queue is empty.
     #[derive(Clone, Copy)]
     pub struct Balance {
-        pub batch_packets: usize,
-        pub sends_per_check: u32,
-        pub move_buckets: u64,
+        batch_packets: usize,
+        sends_per_check: u32,
+        move_buckets: u64,
         /// Hand over at every check, waiting or not (tests).
-        pub always: bool,
+        always: bool,
         sends: u32,
         caught_up: u32,
     }

@@ -94,7 +94,6 @@ struct FlowState {
 /// and their flows, to the workers when they keep waiting for it.
 pub struct MovedFlow {
     hash: u64,
-    list: u8,
     state: FlowState,
 }
 
@@ -288,29 +287,18 @@ impl FlowTable {
             && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let slot = match self.index.get(&index_key).copied() {
             Some(slot) => {
-                let (closed, idle) = match self.slots[slot as usize].flow.as_ref() {
-                    Some(f) => {
-                        let list = self.slots[slot as usize].list as usize;
-                        (
-                            f.closed,
-                            f.last_ts.saturating_add(self.timeout_nanos(list)) < ts,
-                        )
-                    }
-                    None => (false, false),
-                };
+                let closed = self.slots[slot as usize]
+                    .flow
+                    .as_ref()
+                    .is_some_and(|f| f.closed);
+                let idle = self.expires_at(slot).is_some_and(|e| e < ts);
                 // Idle past its timeout: the flow ended, whether or not a sweep noticed yet, so
                 // results do not depend on when sweeps happen to run. (Judged by this packet's
                 // time, not the run's clock: where a capture's time steps back, the clock is
                 // ahead of every packet after the step, and would end their flows at every
                 // packet.)
                 if idle || (closed && is_syn) {
-                    let reason = if closed {
-                        self.closed_reason(slot)
-                    } else {
-                        self.counters.idle_expired += 1;
-                        EndReason::IdleTimeout
-                    };
-                    self.remove(slot, reason, emit);
+                    self.end_timed_out(slot, emit);
                     self.create(index_key, src_is_lo, ts, pkt, emit)
                 } else {
                     slot
@@ -355,7 +343,7 @@ impl FlowTable {
         };
         self.next_id += 1;
         self.counters.flows_created += 1;
-        let list = if is_tcp { LIST_TCP } else { LIST_OTHER };
+        let list = list_of(&flow);
         let slot = self.occupy(flow, index_key.hash, list);
         self.push_tail(slot, list);
         self.schedule(slot);
@@ -364,10 +352,7 @@ impl FlowTable {
 
     /// Adds an expiry entry for the flow in `slot` at its current timeout.
     fn schedule(&mut self, slot: u32) {
-        let list = self.slots[slot as usize].list as usize;
-        let timeout = self.timeout_nanos(list);
-        if let Some(f) = self.slots[slot as usize].flow.as_ref() {
-            let expires = f.last_ts.saturating_add(timeout);
+        if let (Some(expires), Some(f)) = (self.expires_at(slot), &self.slots[slot as usize].flow) {
             self.expiry.push(Reverse((expires, slot, f.id)));
         }
         // Entries of flows gone are dropped by sweeps; when they pile up (flows ended by their
@@ -430,11 +415,7 @@ impl FlowTable {
                 let hash = self.slots[slot as usize].hash;
                 if moves(hash) {
                     if let Some(state) = self.vacate(slot) {
-                        taken.push(MovedFlow {
-                            hash,
-                            list: list as u8,
-                            state,
-                        });
+                        taken.push(MovedFlow { hash, state });
                     }
                 }
                 slot = next;
@@ -457,12 +438,8 @@ impl FlowTable {
         // Flows come list by list, least recent first: one walk down each list places them.
         let mut cursor = self.heads;
         for moved in flows {
-            let MovedFlow {
-                hash,
-                list,
-                mut state,
-            } = moved;
-            let list = usize::from(list).min(LIST_CLOSED);
+            let MovedFlow { hash, mut state } = moved;
+            let list = list_of(&state);
             // Ids are this table's (expiry entries name a flow by slot and id).
             state.id = self.next_id;
             self.next_id += 1;
@@ -550,13 +527,7 @@ impl FlowTable {
         if now_closed {
             flow.closed = true;
         }
-        let list = if flow.closed {
-            LIST_CLOSED
-        } else if is_tcp {
-            LIST_TCP
-        } else {
-            LIST_OTHER
-        };
+        let list = list_of(flow);
         if newly_closed {
             self.counters.closed += 1;
         }
@@ -575,27 +546,36 @@ impl FlowTable {
                 break;
             }
             self.expiry.pop();
-            let list = self.slots[slot as usize].list as usize;
-            let Some(flow) = self.slots[slot as usize].flow.as_ref() else {
-                continue;
-            };
-            if flow.id != id {
+            if self.slots[slot as usize].flow.as_ref().map(|f| f.id) != Some(id) {
                 continue;
             }
-            let real = flow.last_ts.saturating_add(self.timeout_nanos(list));
-            if real >= cutoff {
+            match self.expires_at(slot) {
                 // Seen since the entry was made: back in under its real time.
-                self.expiry.push(Reverse((real, slot, id)));
-                continue;
+                Some(real) if real >= cutoff => self.expiry.push(Reverse((real, slot, id))),
+                _ => self.end_timed_out(slot, emit),
             }
-            let reason = if list == LIST_CLOSED {
-                self.closed_reason(slot)
-            } else {
-                self.counters.idle_expired += 1;
-                EndReason::IdleTimeout
-            };
-            self.remove(slot, reason, emit);
         }
+    }
+
+    /// When the flow in `slot` times out: its last packet plus its list's timeout.
+    fn expires_at(&self, slot: u32) -> Option<i64> {
+        let s = &self.slots[slot as usize];
+        let f = s.flow.as_ref()?;
+        Some(
+            f.last_ts
+                .saturating_add(self.timeout_nanos(usize::from(s.list))),
+        )
+    }
+
+    /// Ends the flow in `slot` as timed out: a closed flow by its FIN or RST, others idle.
+    fn end_timed_out(&mut self, slot: u32, emit: &mut impl FnMut(FlowRecord)) {
+        let reason = if usize::from(self.slots[slot as usize].list) == LIST_CLOSED {
+            self.closed_reason(slot)
+        } else {
+            self.counters.idle_expired += 1;
+            EndReason::IdleTimeout
+        };
+        self.remove(slot, reason, emit);
     }
 
     fn closed_reason(&self, slot: u32) -> EndReason {
@@ -635,21 +615,14 @@ impl FlowTable {
             .collect();
         live.sort_unstable();
         for (_, slot) in live {
-            let list = self.slots[slot as usize].list as usize;
-            let idle = self.slots[slot as usize]
-                .flow
-                .as_ref()
-                .is_some_and(|f| f.last_ts.saturating_add(self.timeout_nanos(list)) < self.now);
-            let reason = if list == LIST_CLOSED {
-                self.closed_reason(slot)
-            } else if idle {
-                // Timed out since the last sweep (sweeps run once a second of capture time).
-                self.counters.idle_expired += 1;
-                EndReason::IdleTimeout
+            let closed = usize::from(self.slots[slot as usize].list) == LIST_CLOSED;
+            // Timed out since the last sweep (sweeps run once a second of the clock).
+            let idle = self.expires_at(slot).is_some_and(|e| e < self.now);
+            if closed || idle {
+                self.end_timed_out(slot, emit);
             } else {
-                EndReason::EndOfInput
-            };
-            self.remove(slot, reason, emit);
+                self.remove(slot, EndReason::EndOfInput, emit);
+            }
         }
     }
 
@@ -732,6 +705,17 @@ impl FlowTable {
         let s = &mut self.slots[slot as usize];
         s.prev = NIL;
         s.next = NIL;
+    }
+}
+
+/// The recency list a flow belongs on: closed TCP flows, open TCP flows, the rest.
+fn list_of(flow: &FlowState) -> usize {
+    if flow.closed {
+        LIST_CLOSED
+    } else if flow.key.ip_proto == 6 {
+        LIST_TCP
+    } else {
+        LIST_OTHER
     }
 }
 
