@@ -91,21 +91,130 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     sink: Sink,
     /// Where finished flows go: `None` collects them for [`Pipeline::finish`]; a callback gets
-    /// them as they finish (unnumbered), so memory stays bounded by the flow cap.
-    deliver: Option<RecordSink>,
+    /// them as rows as they finish (unnumbered), so memory stays bounded by the flow cap.
+    deliver: Option<RowSink>,
     collected: Vec<FlowRecord>,
     summary: RunSummary,
     /// Flows created so far, for progress displays (updated every few thousand packets).
     flows_seen: Arc<AtomicU64>,
 }
 
-/// Receives finished flows as they leave the flow tables (see [`Pipeline::with_sink`]).
-pub type RecordSink = Box<dyn FnMut(FlowRecord)>;
+/// Receives finished flows, rendered as rows, as they leave the flow tables (see
+/// [`Pipeline::with_rows`]).
+pub type RowSink = Box<dyn FnMut(RowBatch)>;
+
+/// Renders a finished flow's output row without its number, which is only known once every
+/// flow is in (see `cli::output::row_renderer`); the `String` is scratch space, reused.
+pub type RowRenderer = fn(&FlowRecord, &mut Vec<u8>, &mut String);
+
+/// Flows as they leave a flow table: kept as records, or rendered as rows on the spot.
+///
+/// Rendering where a flow ends puts that work on the thread that ended it (a worker, mostly)
+/// while the reader still reads, instead of in a serial step after the run; and the record is
+/// freed by the thread that allocated its label, which returning it to another thread's
+/// allocator arena made several times slower (7 ms serial, 10-25 ms on two threads, for the
+/// 75 k flows of the reference capture).
+pub enum Finished {
+    Records(Vec<FlowRecord>),
+    Rows(RowBatch),
+}
+
+impl Finished {
+    fn new(render: Option<RowRenderer>) -> Self {
+        match render {
+            None => Finished::Records(Vec::new()),
+            Some(render) => Finished::Rows(RowBatch::new(render)),
+        }
+    }
+
+    fn push(&mut self, r: FlowRecord) {
+        match self {
+            Finished::Records(records) => records.push(r),
+            Finished::Rows(rows) => rows.push(r),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Finished::Records(records) => records.len(),
+            Finished::Rows(rows) => rows.rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the flows out, leaving an empty collection of the same kind.
+    fn take(&mut self) -> Finished {
+        match self {
+            Finished::Records(records) => Finished::Records(std::mem::take(records)),
+            Finished::Rows(rows) => Finished::Rows(rows.take()),
+        }
+    }
+}
+
+/// Finished flows rendered as rows: their bytes back to back, and where each row is.
+pub struct RowBatch {
+    render: RowRenderer,
+    scratch: String,
+    pub bytes: Vec<u8>,
+    pub rows: Vec<RenderedRow>,
+}
+
+/// One rendered flow: its place in the output order and where its row is in
+/// [`RowBatch::bytes`].
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedRow {
+    pub key: [u8; FLOW_ORDER_KEY_LEN],
+    /// The flow's protocol label, for the run's counts.
+    pub protocol: &'static str,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl RowBatch {
+    pub fn new(render: RowRenderer) -> Self {
+        RowBatch {
+            render,
+            scratch: String::new(),
+            bytes: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Renders `r` and drops it.
+    pub fn push(&mut self, r: FlowRecord) {
+        let start = self.bytes.len();
+        (self.render)(&r, &mut self.bytes, &mut self.scratch);
+        self.rows.push(RenderedRow {
+            key: flow_order_key(&r),
+            protocol: r.label.protocol,
+            start,
+            end: self.bytes.len(),
+        });
+    }
+
+    /// The row of `row` (one of this batch's).
+    pub fn row(&self, row: &RenderedRow) -> &[u8] {
+        self.bytes.get(row.start..row.end).unwrap_or_default()
+    }
+
+    /// Takes the rows out, keeping the scratch space.
+    fn take(&mut self) -> RowBatch {
+        RowBatch {
+            render: self.render,
+            scratch: String::new(),
+            bytes: std::mem::take(&mut self.bytes),
+            rows: std::mem::take(&mut self.rows),
+        }
+    }
+}
 
 enum Sink {
     Local {
         table: Box<FlowTable>,
-        records: Vec<FlowRecord>,
+        finished: Finished,
     },
     Workers(parallel::Dispatcher),
 }
@@ -134,16 +243,20 @@ impl Sink {
     }
 
     /// Hands every flow finished so far to `out` (the workers' ones that have arrived).
-    fn drain_finished(&mut self, out: &mut dyn FnMut(FlowRecord)) {
+    fn drain_finished(&mut self, out: &mut dyn FnMut(Finished)) {
         match self {
-            Sink::Local { records, .. } => records.drain(..).for_each(out),
+            Sink::Local { finished, .. } => {
+                if !finished.is_empty() {
+                    out(finished.take());
+                }
+            }
             Sink::Workers(d) => d.drain_finished(out),
         }
     }
 
     fn accept(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &decode::DecodedPacket<'_>) {
         match self {
-            Sink::Local { table, records } => table.process(ts, pkt, &mut |r| records.push(r)),
+            Sink::Local { table, finished } => table.process(ts, pkt, &mut |r| finished.push(r)),
             Sink::Workers(d) => d.dispatch(ts, link_type, frame, pkt),
         }
     }
@@ -164,14 +277,34 @@ impl FileReport {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A pipeline that renders each finished flow with `render` on the thread that ended it
+    /// and hands the rows to `sink` in batches, instead of keeping records for
+    /// [`Pipeline::finish`] (which then returns none; the summary still counts them). The rows
+    /// come unnumbered and in no particular order: the consumer sorts them by their keys
+    /// (e.g. `cli::FlowSpill`).
+    pub fn with_rows(config: PipelineConfig, render: RowRenderer, sink: RowSink) -> Self {
+        Pipeline {
+            deliver: Some(sink),
+            ..Self::build(config, Some(render))
+        }
+    }
+
+    fn build(config: PipelineConfig, render: Option<RowRenderer>) -> Self {
         let flows_seen = Arc::new(AtomicU64::new(0));
         let sink = if config.threads <= 1 {
             Sink::Local {
                 table: Box::new(FlowTable::new(config.flow, REGISTRY)),
-                records: Vec::new(),
+                finished: Finished::new(render),
             }
         } else {
-            Sink::Workers(parallel::Dispatcher::start(config, Arc::clone(&flows_seen)))
+            Sink::Workers(parallel::Dispatcher::start(
+                config,
+                render,
+                Arc::clone(&flows_seen),
+            ))
         };
         Pipeline {
             sink,
@@ -179,17 +312,6 @@ impl Pipeline {
             collected: Vec::new(),
             summary: RunSummary::default(),
             flows_seen,
-        }
-    }
-
-    /// A pipeline that hands each finished flow to `sink` as soon as it leaves its flow table,
-    /// instead of keeping it for [`Pipeline::finish`] (which then returns no records; the
-    /// summary still counts them). The records come unnumbered and in no particular order:
-    /// the consumer sorts them (e.g. `cli::FlowSpill`).
-    pub fn with_sink(config: PipelineConfig, sink: RecordSink) -> Self {
-        Pipeline {
-            deliver: Some(sink),
-            ..Pipeline::new(config)
         }
     }
 
@@ -202,11 +324,13 @@ impl Pipeline {
             summary,
             ..
         } = self;
-        sink.drain_finished(&mut |r| {
-            summary.flows += 1;
-            match deliver {
-                Some(f) => f(r),
-                None => collected.push(r),
+        sink.drain_finished(&mut |finished| {
+            summary.flows += finished.len() as u64;
+            match (finished, deliver.as_mut()) {
+                (Finished::Rows(rows), Some(f)) => f(rows),
+                (Finished::Records(mut records), _) => collected.append(&mut records),
+                // Rows are only made for a sink.
+                (Finished::Rows(_), None) => {}
             }
         });
     }
@@ -311,8 +435,8 @@ impl Pipeline {
     /// endpoints), and the run's totals.
     pub fn finish(mut self) -> (Vec<FlowRecord>, RunSummary) {
         let counters = match &mut self.sink {
-            Sink::Local { table, records } => {
-                table.finish_all(&mut |r| records.push(r));
+            Sink::Local { table, finished } => {
+                table.finish_all(&mut |r| finished.push(r));
                 table.counters()
             }
             Sink::Workers(d) => d.finish(),
@@ -379,20 +503,30 @@ pub fn flow_order(records: &[FlowRecord], threads: usize) -> Vec<usize> {
         head.copy_from_slice(time);
         (u64::from_be_bytes(head), tail, i)
     };
-    let mut keys: Vec<Keyed> = records.iter().enumerate().map(keyed).collect();
-    if threads < 2 || keys.len() < 8192 {
-        keys.sort_unstable();
-        return keys.into_iter().map(|(_, _, i)| i).collect();
+    let keys: Vec<Keyed> = records.iter().enumerate().map(keyed).collect();
+    sort_on_threads(keys, threads)
+        .into_iter()
+        .map(|(_, _, i)| i)
+        .collect()
+}
+
+/// `items` sorted, on two threads when `threads > 1` and there are enough of them (halves
+/// sorted apart, then merged): sorting finished flows is a serial step between the flow
+/// tables and the output.
+pub fn sort_on_threads<T: Ord + Send>(mut items: Vec<T>, threads: usize) -> Vec<T> {
+    if threads < 2 || items.len() < 8192 {
+        items.sort_unstable();
+        return items;
     }
-    let mid = keys.len() / 2;
-    let (left, right) = keys.split_at_mut(mid);
+    let right_half = items.split_off(items.len() / 2);
+    let mut left = items;
+    let mut right = right_half;
     std::thread::scope(|scope| {
         scope.spawn(|| left.sort_unstable());
         right.sort_unstable();
     });
-    let (left, right) = keys.split_at(mid);
-    let mut order = Vec::with_capacity(keys.len());
-    let (mut a, mut b) = (left.iter().peekable(), right.iter().peekable());
+    let mut sorted = Vec::with_capacity(left.len() + right.len());
+    let (mut a, mut b) = (left.into_iter().peekable(), right.into_iter().peekable());
     loop {
         let next = match (a.peek(), b.peek()) {
             (Some(x), Some(y)) if x <= y => a.next(),
@@ -401,11 +535,11 @@ pub fn flow_order(records: &[FlowRecord], threads: usize) -> Vec<usize> {
             (None, _) => b.next(),
         };
         match next {
-            Some(&(_, _, i)) => order.push(i),
+            Some(item) => sorted.push(item),
             None => break,
         }
     }
-    order
+    sorted
 }
 
 /// Sorts flows by [`flow_order`] and numbers them from 0. The records are moved into order
@@ -452,10 +586,10 @@ mod parallel {
 
     use memmap2::Mmap;
 
-    use super::PipelineConfig;
+    use super::{Finished, PipelineConfig, RowRenderer};
     use crate::decode::{self, DecodedPacket, DetachedPacket};
     use crate::fingerprint::registry::REGISTRY;
-    use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable, MovedFlow, PacketKey};
+    use crate::flow::{FlowConfig, FlowCounters, FlowTable, MovedFlow, PacketKey};
     use crate::ingest::MappedCapture;
 
     const BATCH_PACKETS: usize = 4096;
@@ -539,7 +673,7 @@ mod parallel {
     struct Worker {
         current: Batch,
         /// Flows the worker finished, sent after each batch and at the end.
-        finished: Receiver<Vec<FlowRecord>>,
+        finished: Receiver<Finished>,
         /// Processed batches ready for reuse.
         free: Vec<Batch>,
         /// `lowest_offset` of each batch sent and not yet returned, oldest first.
@@ -601,7 +735,9 @@ mod parallel {
         workers: Vec<Worker>,
         /// The reading thread's own table, for flows whose hash falls below `local_buckets`.
         local: Box<FlowTable>,
-        local_records: Vec<FlowRecord>,
+        /// Flows the reader's table ended, and after [`Dispatcher::finish`] the workers' last.
+        local_finished: Finished,
+        from_workers: Vec<Finished>,
         local_buckets: u64,
         /// Flows of the local table already added to the shared progress counter.
         local_reported: u64,
@@ -698,12 +834,18 @@ mod parallel {
     }
 
     impl Dispatcher {
-        pub fn start(config: PipelineConfig, flows_seen: Arc<AtomicU64>) -> Self {
-            Self::start_balanced(config, flows_seen, Balance::default())
+        /// Starts the workers; with `render`, every thread renders the flows it ends as rows.
+        pub fn start(
+            config: PipelineConfig,
+            render: Option<RowRenderer>,
+            flows_seen: Arc<AtomicU64>,
+        ) -> Self {
+            Self::start_balanced(config, render, flows_seen, Balance::default())
         }
 
         pub fn start_balanced(
             config: PipelineConfig,
+            render: Option<RowRenderer>,
             flows_seen: Arc<AtomicU64>,
             balance: Balance,
         ) -> Self {
@@ -731,7 +873,13 @@ mod parallel {
                     let flows_seen = Arc::clone(&flows_seen);
                     let (finished_tx, finished) = std::sync::mpsc::channel();
                     let handle = std::thread::spawn(move || {
-                        work(flow, from_reader, to_reader, &finished_tx, &flows_seen)
+                        work(
+                            flow,
+                            from_reader,
+                            to_reader,
+                            (Finished::new(render), &finished_tx),
+                            &flows_seen,
+                        )
                     });
                     Worker {
                         current: Batch::default(),
@@ -747,7 +895,8 @@ mod parallel {
             Dispatcher {
                 workers,
                 local,
-                local_records: Vec::new(),
+                local_finished: Finished::new(render),
+                from_workers: Vec::new(),
                 local_buckets,
                 local_reported: 0,
                 max_flows: config.flow.max_flows,
@@ -808,10 +957,10 @@ mod parallel {
             let hash = packet_key.hash;
             self.now = self.now.max(ts);
             if hash % BUCKETS < self.local_buckets {
-                let records = &mut self.local_records;
+                let finished = &mut self.local_finished;
                 self.local.advance_clock(self.now);
                 self.local
-                    .process_keyed(ts, pkt, packet_key, &mut |r| records.push(r));
+                    .process_keyed(ts, pkt, packet_key, &mut |r| finished.push(r));
                 return;
             }
             let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
@@ -859,20 +1008,21 @@ mod parallel {
         }
 
         /// Hands over the flows finished so far: the reader's own, and those workers have sent.
-        pub fn drain_finished(&mut self, out: &mut dyn FnMut(FlowRecord)) {
-            self.local_records.drain(..).for_each(&mut *out);
+        pub fn drain_finished(&mut self, out: &mut dyn FnMut(Finished)) {
+            if !self.local_finished.is_empty() {
+                out(self.local_finished.take());
+            }
+            self.from_workers.drain(..).for_each(&mut *out);
             for w in &self.workers {
-                while let Ok(records) = w.finished.try_recv() {
-                    records.into_iter().for_each(&mut *out);
-                }
+                w.finished.try_iter().for_each(&mut *out);
             }
         }
 
         /// Ends every flow; their records are then ready for [`Dispatcher::drain_finished`].
         pub fn finish(&mut self) -> FlowCounters {
-            let records = &mut self.local_records;
+            let finished = &mut self.local_finished;
             self.local.advance_clock(self.now);
-            self.local.finish_all(&mut |r| records.push(r));
+            self.local.finish_all(&mut |r| finished.push(r));
             let mut counters = self.local.counters();
             for w in &mut self.workers {
                 w.current.final_clock = Some(self.now);
@@ -891,21 +1041,22 @@ mod parallel {
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
                 // Everything the worker sent is queued now; keep it for `drain_finished`.
-                self.local_records.extend(finished.try_iter().flatten());
+                self.from_workers.extend(finished.try_iter());
             }
             counters
         }
     }
 
+    /// A worker: runs batches through its table; flows it ends go to `records`, and from
+    /// there to `finished` after each batch.
     fn work(
         flow: FlowConfig,
         batches: Receiver<Batch>,
         recycle: SyncSender<Batch>,
-        finished: &std::sync::mpsc::Sender<Vec<FlowRecord>>,
+        (mut records, finished): (Finished, &std::sync::mpsc::Sender<Finished>),
         flows_seen: &AtomicU64,
     ) -> FlowCounters {
         let mut table = FlowTable::new(flow, REGISTRY);
-        let mut records = Vec::new();
         let mut reported = 0u64;
         for mut batch in batches {
             if let Some(max_flows) = batch.max_flows.take() {
@@ -939,7 +1090,7 @@ mod parallel {
             }
             if !records.is_empty() {
                 // The reader is gone only when the run is being torn down.
-                let _ = finished.send(std::mem::take(&mut records));
+                let _ = finished.send(records.take());
             }
             batch.bytes.clear();
             batch.frames.clear();
@@ -956,6 +1107,7 @@ mod parallel {
     mod tests {
         use super::*;
         use crate::decode::tests::{ipv4_tcp, ipv4_udp};
+        use crate::flow::FlowRecord;
 
         /// Packets of many interleaved TCP and UDP flows (handshakes, payloads that wake the
         /// fingerprinters, FIN closes, a pause long enough for UDP flows to time out and start
@@ -1029,7 +1181,7 @@ mod parallel {
                     ..Balance::default()
                 };
                 let mut d =
-                    Dispatcher::start_balanced(config, Arc::new(AtomicU64::new(0)), balance);
+                    Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance);
                 let start_buckets = d.local_buckets;
                 for (ts, frame) in &packets {
                     let pkt = decode::decode(101, frame).expect("test frames decode");
@@ -1037,7 +1189,11 @@ mod parallel {
                 }
                 let counters = d.finish();
                 let mut records = Vec::new();
-                d.drain_finished(&mut |r| records.push(r));
+                d.drain_finished(&mut |finished| {
+                    if let Finished::Records(mut r) = finished {
+                        records.append(&mut r);
+                    }
+                });
                 assert!(
                     start_buckets > 0,
                     "{threads} threads: the reader starts with buckets"

@@ -433,7 +433,7 @@ pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> 
 /// returned list is empty.
 fn run_pipeline_into(
     input: &InputArgs,
-    sink: Option<crate::pipeline::RecordSink>,
+    rows: Option<(crate::pipeline::RowRenderer, crate::pipeline::RowSink)>,
 ) -> Result<(Vec<FlowRecord>, RunSummary)> {
     let files = input.checked_files()?;
     install_endpoint_lists(input)?;
@@ -444,8 +444,8 @@ fn run_pipeline_into(
         .sum();
     let mut progress =
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
-    let mut pipeline = match sink {
-        Some(sink) => Pipeline::with_sink(input.config(), sink),
+    let mut pipeline = match rows {
+        Some((render, sink)) => Pipeline::with_rows(input.config(), render, sink),
         None => Pipeline::new(input.config()),
     };
     let flows = pipeline.flows_seen();
@@ -520,7 +520,10 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
             let sink = std::rc::Rc::clone(&spill);
             let (_, summary) = run_pipeline_into(
                 &args.input,
-                Some(Box::new(move |r| sink.borrow_mut().push(r))),
+                Some((
+                    output::row_renderer(format),
+                    Box::new(move |rows| sink.borrow_mut().push(rows)),
+                )),
             )?;
             let spill = std::rc::Rc::into_inner(spill)
                 .context("flow spill still shared after the run")?
@@ -534,7 +537,7 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
         None => {
             let (records, summary) = run_pipeline(&args.input)?;
             let mut writer = io::BufWriter::new(stdout.lock());
-            output::write_flows_threads(&mut writer, &records, args.format, threads)?;
+            output::write_flows(&mut writer, &records, args.format)?;
             writer.flush()?;
             (summary, output::protocol_counts(&records))
         }

@@ -122,27 +122,12 @@ pub fn count_protocol(counts: &mut BTreeMap<String, u64>, protocol: &str) {
     }
 }
 
-/// Writes flows (already numbered and ordered) in the chosen format.
-pub fn write_flows(
-    out: &mut impl Write,
-    rows: &[FlowRecord],
-    format: FlowFormat,
-) -> io::Result<()> {
-    write_flows_threads(out, rows, format, 1)
-}
-
-/// Rows rendered per chunk when rendering on several threads.
-const RENDER_CHUNK: usize = 1024;
-
-/// [`write_flows`] with JSONL and CSV rows rendered on up to `threads` threads, a chunk of rows
-/// each, and written in order: the bytes are identical for any `threads`. On a capture of a
-/// million packets rendering is a sixth of a one-thread run, so leaving it serial would cap the
-/// speed-up of `--threads 2` well below two.
-pub fn write_flows_threads<R: Borrow<FlowRecord> + Sync>(
+/// Writes flows (already numbered and ordered) in the chosen format. `tunnelwatch flows`
+/// renders its JSONL and CSV rows where the flows end instead ([`row_renderer`]).
+pub fn write_flows<R: Borrow<FlowRecord>>(
     out: &mut impl Write,
     rows: &[R],
     format: FlowFormat,
-    threads: usize,
 ) -> io::Result<()> {
     let render = match format {
         FlowFormat::Table => return write_table(out, rows),
@@ -152,51 +137,17 @@ pub fn write_flows_threads<R: Borrow<FlowRecord> + Sync>(
             render_csv
         }
     };
-    let threads = threads.max(1);
-    if threads == 1 || rows.len() <= RENDER_CHUNK {
-        let mut buf = Vec::new();
-        for chunk in rows.chunks(RENDER_CHUNK) {
-            buf.clear();
-            render(chunk, &mut buf)?;
-            out.write_all(&buf)?;
-        }
-        return Ok(());
+    let mut buf = Vec::new();
+    for chunk in rows.chunks(RENDER_CHUNK) {
+        buf.clear();
+        render(chunk, &mut buf)?;
+        out.write_all(&buf)?;
     }
-    let chunks: Vec<&[R]> = rows.chunks(RENDER_CHUNK).collect();
-    std::thread::scope(|scope| -> io::Result<()> {
-        // Renderer `t` takes chunks t, t + threads, ... and hands each buffer to this thread
-        // (the writer) through a channel of one; written buffers go back for reuse. No thread
-        // is started per chunk and nobody waits for a whole round, so all cores stay busy.
-        let mut lanes = Vec::with_capacity(threads);
-        for t in 0..threads {
-            let (to_writer, rendered) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(1);
-            let (to_renderer, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-            let mine: Vec<&[R]> = chunks.iter().skip(t).step_by(threads).copied().collect();
-            scope.spawn(move || {
-                for chunk in mine {
-                    let mut buf = spare.try_recv().unwrap_or_default();
-                    buf.clear();
-                    // A failed send means the writer stopped on an error: nothing more to do.
-                    if to_writer
-                        .send(render(chunk, &mut buf).map(|()| buf))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-            lanes.push((rendered, to_renderer));
-        }
-        for (rendered, to_renderer) in lanes.iter().cycle().take(chunks.len()) {
-            let buf = rendered
-                .recv()
-                .map_err(|_| io::Error::other("a flow renderer stopped"))??;
-            out.write_all(&buf)?;
-            let _ = to_renderer.send(buf);
-        }
-        Ok(())
-    })
+    Ok(())
 }
+
+/// Rows rendered into one buffer before it is written.
+const RENDER_CHUNK: usize = 1024;
 
 /// The streamable row formats (one line per flow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,17 +190,17 @@ pub fn push_id_prefix(buf: &mut Vec<u8>, format: RowFormat, id: u64) {
     buf.push(b',');
 }
 
-/// A row after its id prefix ([`push_id_prefix`]), newline included: what can be rendered
-/// before the flow's number is known. `scratch` is reused between calls (CSV evidence).
-pub fn render_row_fields(
-    r: &FlowRecord,
-    format: RowFormat,
-    buf: &mut Vec<u8>,
-    scratch: &mut String,
-) -> io::Result<()> {
+/// The renderer of rows after their id prefix ([`push_id_prefix`]), newline included: what
+/// can be rendered before a flow's number is known, on the thread that ended the flow.
+pub fn row_renderer(format: RowFormat) -> crate::pipeline::RowRenderer {
+    // Writing into a `Vec` cannot fail: the `io::Result`s are those of `write!`'s signature.
     match format {
-        RowFormat::Jsonl => jsonl_fields(r, buf),
-        RowFormat::Csv => csv_fields(r, buf, scratch),
+        RowFormat::Jsonl => |r, buf, _| {
+            let _ = jsonl_fields(r, buf);
+        },
+        RowFormat::Csv => |r, buf, scratch| {
+            let _ = csv_fields(r, buf, scratch);
+        },
     }
 }
 

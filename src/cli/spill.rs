@@ -1,8 +1,10 @@
 //! Flow rows sorted on disk: `tunnelwatch flows` writes JSONL/CSV in the same order and with the
 //! same numbers as [`crate::pipeline::number_flows`] gives, while holding at most
-//! [`SPILL_ROWS`] finished flows in memory. Beyond that, each batch is sorted, rendered (on all
-//! threads) and written to a temporary run file; the runs are merged at the end. A flood of
-//! millions of one-packet flows therefore costs the flow table's cap, not a record per flow.
+//! [`SPILL_ROWS`] finished flows in memory. The rows come rendered, without their numbers,
+//! from the threads that ended the flows ([`RowBatch`]); beyond [`SPILL_ROWS`], each batch of
+//! rows is sorted and written to a temporary run file, and the runs are merged at the end. A
+//! flood of millions of one-packet flows therefore costs the flow table's cap, not a row per
+//! flow.
 //!
 //! A run file is a sequence of entries: the 63-byte sort key, a 4-byte big-endian row length,
 //! and the row as it will be printed minus its leading `id` (which is only known after the
@@ -14,24 +16,35 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-use super::output::{push_id_prefix, render_row_fields, RowFormat};
-use crate::flow::FlowRecord;
-use crate::pipeline::{flow_order_key as sort_key, FLOW_ORDER_KEY_LEN};
+use super::output::{push_id_prefix, RowFormat};
+use crate::pipeline::{sort_on_threads, RowBatch, FLOW_ORDER_KEY_LEN};
 
-/// Finished flows kept in memory before a sorted run goes to disk (about 0.5 KB each, and
-/// their rendered rows while a run is written): runs of up to this many flows never touch disk.
+/// Finished flows kept in memory before a sorted run goes to disk (their rows, some 0.4 KB
+/// each, and 90 bytes of key and place): runs of up to this many flows never touch disk.
 pub const SPILL_ROWS: usize = 100_000;
 
 const KEY_LEN: usize = FLOW_ORDER_KEY_LEN;
 type Key = [u8; KEY_LEN];
 
-/// Collects finished flows and writes them sorted and numbered.
+/// A row waiting in memory: its sort key, then where its bytes are. Ordered by key, and among
+/// equal keys by arrival, so every sort gives one order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Pending {
+    key: Key,
+    batch: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Collects finished flows' rows and writes them sorted and numbered.
 pub struct FlowSpill {
     format: RowFormat,
-    /// Flows held before a run is written ([`SPILL_ROWS`]; smaller in tests).
+    /// Rows held before a run is written ([`SPILL_ROWS`]; smaller in tests).
     spill_rows: usize,
     threads: usize,
-    pending: Vec<FlowRecord>,
+    pending: Vec<Pending>,
+    /// The bytes of the batches that `pending` rows point into.
+    batches: Vec<Vec<u8>>,
     runs: Vec<PathBuf>,
     dir: Option<PathBuf>,
     protocols: BTreeMap<String, u64>,
@@ -45,9 +58,8 @@ impl FlowSpill {
             format,
             spill_rows: SPILL_ROWS,
             threads: threads.max(1),
-            // Address space only: pages are touched as flows arrive, and the buffer never has
-            // to be copied to grow.
-            pending: Vec::with_capacity(SPILL_ROWS),
+            pending: Vec::new(),
+            batches: Vec::new(),
             runs: Vec::new(),
             dir: None,
             protocols: BTreeMap::new(),
@@ -60,10 +72,22 @@ impl FlowSpill {
         &self.protocols
     }
 
-    /// Takes one finished flow (in any order).
-    pub fn push(&mut self, r: FlowRecord) {
-        super::output::count_protocol(&mut self.protocols, r.label.protocol);
-        self.pending.push(r);
+    /// Takes a batch of rendered flows (in any order).
+    pub fn push(&mut self, mut batch: RowBatch) {
+        let index = self.batches.len();
+        // Up to half a batch's buffer is growth room; giving it back shrinks the buffer where
+        // it is.
+        batch.bytes.shrink_to_fit();
+        for row in &batch.rows {
+            super::output::count_protocol(&mut self.protocols, row.protocol);
+            self.pending.push(Pending {
+                key: row.key,
+                batch: index,
+                start: row.start,
+                end: row.end,
+            });
+        }
+        self.batches.push(batch.bytes);
         if self.pending.len() >= self.spill_rows && self.error.is_none() {
             if let Err(e) = self.spill() {
                 self.error = Some(e);
@@ -71,39 +95,16 @@ impl FlowSpill {
         }
     }
 
-    /// Sorted entries (key, row without id) of `records`, rendered on up to `threads` threads.
-    fn sorted_entries(&self, records: &mut [FlowRecord]) -> io::Result<Vec<(Key, Vec<u8>)>> {
-        records.sort_unstable_by_key(sort_key);
-        let chunk = records.len().div_ceil(self.threads).max(1);
-        let format = self.format;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = records
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || -> io::Result<Vec<(Key, Vec<u8>)>> {
-                        let mut scratch = String::new();
-                        part.iter()
-                            .map(|r| {
-                                let mut row = Vec::with_capacity(512);
-                                render_row_fields(r, format, &mut row, &mut scratch)?;
-                                Ok((sort_key(r), row))
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(records.len());
-            for h in handles {
-                all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-            }
-            Ok(all)
-        })
+    fn row(&self, p: &Pending) -> &[u8] {
+        self.batches
+            .get(p.batch)
+            .and_then(|b| b.get(p.start..p.end))
+            .unwrap_or_default()
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        let mut records = std::mem::replace(&mut self.pending, Vec::with_capacity(self.spill_rows));
-        let entries = self.sorted_entries(&mut records)?;
-        drop(records);
+        let pending = std::mem::take(&mut self.pending);
+        let sorted = in_order(&pending, self.threads);
         let dir = match &self.dir {
             Some(d) => d.clone(),
             None => {
@@ -121,12 +122,14 @@ impl FlowSpill {
         };
         let path = dir.join(format!("run-{}", self.runs.len()));
         let mut w = BufWriter::new(File::create(&path)?);
-        for (key, row) in &entries {
-            w.write_all(key)?;
+        for &p in &sorted {
+            let row = self.row(p);
+            w.write_all(&p.key)?;
             w.write_all(&u32::try_from(row.len()).unwrap_or(u32::MAX).to_be_bytes())?;
             w.write_all(row)?;
         }
         w.flush()?;
+        self.batches.clear();
         self.runs.push(path);
         Ok(())
     }
@@ -136,31 +139,25 @@ impl FlowSpill {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let mut records = std::mem::take(&mut self.pending);
-        if self.runs.is_empty() {
-            // Everything fit in memory: number in place and render in order on all threads,
-            // through references (moving the records into order would copy them twice).
-            let order = crate::pipeline::flow_order(&records, self.threads);
-            for (id, &i) in order.iter().enumerate() {
-                if let Some(r) = records.get_mut(i) {
-                    r.id = id as u64;
-                }
-            }
-            let ordered: Vec<&FlowRecord> = order.iter().filter_map(|&i| records.get(i)).collect();
-            let format = match self.format {
-                RowFormat::Jsonl => super::FlowFormat::Jsonl,
-                RowFormat::Csv => super::FlowFormat::Csv,
-            };
-            let written = super::output::write_flows_threads(out, &ordered, format, self.threads);
-            drop(ordered);
-            free_labels_in_parallel(&mut records, self.threads);
-            return written;
-        }
         if self.format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
         }
-        let last = self.sorted_entries(&mut records)?;
-        drop(records);
+        let pending = std::mem::take(&mut self.pending);
+        let last = in_order(&pending, self.threads);
+        if self.runs.is_empty() {
+            // Everything fit in memory: number the rows in order, gathering them into large
+            // writes.
+            let mut buf = Vec::with_capacity(WRITE_BUFFER);
+            for (id, &p) in last.iter().enumerate() {
+                push_id_prefix(&mut buf, self.format, id as u64);
+                buf.extend_from_slice(self.row(p));
+                if buf.len() >= WRITE_BUFFER {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+            return out.write_all(&buf);
+        }
         // K-way merge of the runs and the in-memory remainder.
         let mut readers: Vec<RunReader> = self
             .runs
@@ -171,7 +168,7 @@ impl FlowSpill {
         let mut heads: Vec<Option<(Key, Vec<u8>)>> = Vec::with_capacity(readers.len());
         let mut heap = BinaryHeap::new();
         for (i, r) in readers.iter_mut().enumerate() {
-            let head = r.next_entry()?;
+            let head = r.next_entry(&self)?;
             if let Some((key, _)) = &head {
                 heap.push(Reverse((*key, i)));
             }
@@ -183,7 +180,7 @@ impl FlowSpill {
                 write_row(out, self.format, id, &row)?;
                 id += 1;
             }
-            heads[i] = readers[i].next_entry()?;
+            heads[i] = readers[i].next_entry(&self)?;
             if let Some((key, _)) = &heads[i] {
                 heap.push(Reverse((*key, i)));
             }
@@ -192,24 +189,26 @@ impl FlowSpill {
     }
 }
 
-/// Frees the records' labels, their only heap parts, on `threads` threads (the records
-/// themselves then go with their buffer). Freeing some 75 k labels one by one was the last
-/// serial step of a run: 20-40 ms of a 0.45 s two-thread run on the reference capture.
-fn free_labels_in_parallel(records: &mut [FlowRecord], threads: usize) {
-    if threads <= 1 {
-        return;
-    }
-    let chunk = records.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        for part in records.chunks_mut(chunk) {
-            scope.spawn(move || {
-                for r in part {
-                    drop(std::mem::take(&mut r.label));
-                }
-            });
-        }
-    });
+/// `pending` in order.
+fn in_order(pending: &[Pending], threads: usize) -> Vec<&Pending> {
+    // Sorting 16-byte (time, reference) pairs is several times faster than moving the
+    // 88-byte rows about; the time, the key's first 8 bytes, settles most comparisons.
+    let by_time: Vec<(u64, &Pending)> = pending
+        .iter()
+        .map(|p| {
+            let mut time = [0u8; 8];
+            time.copy_from_slice(&p.key[..8]);
+            (u64::from_be_bytes(time), p)
+        })
+        .collect();
+    sort_on_threads(by_time, threads)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
 }
+
+/// Bytes of rows gathered before a write of the in-memory case.
+const WRITE_BUFFER: usize = 1 << 18;
 
 impl Drop for FlowSpill {
     fn drop(&mut self) {
@@ -219,15 +218,16 @@ impl Drop for FlowSpill {
     }
 }
 
-enum RunReader {
+enum RunReader<'a> {
     File(BufReader<File>),
-    Memory(std::vec::IntoIter<(Key, Vec<u8>)>),
+    /// Sorted rows still in memory, of the spill's batches.
+    Memory(std::vec::IntoIter<&'a Pending>),
 }
 
-impl RunReader {
-    fn next_entry(&mut self) -> io::Result<Option<(Key, Vec<u8>)>> {
+impl RunReader<'_> {
+    fn next_entry(&mut self, spill: &FlowSpill) -> io::Result<Option<(Key, Vec<u8>)>> {
         match self {
-            RunReader::Memory(it) => Ok(it.next()),
+            RunReader::Memory(it) => Ok(it.next().map(|p| (p.key, spill.row(p).to_vec()))),
             RunReader::File(r) => {
                 let mut key = [0u8; KEY_LEN];
                 match r.read_exact(&mut key) {
@@ -255,7 +255,7 @@ fn write_row(out: &mut impl Write, format: RowFormat, id: u64, rest: &[u8]) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::interleaved_test_record;
+    use crate::flow::{interleaved_test_record, FlowRecord};
 
     fn expected(records: &[FlowRecord], format: RowFormat) -> Vec<u8> {
         let mut sorted = records.to_vec();
@@ -269,15 +269,23 @@ mod tests {
         out
     }
 
+    /// `records` rendered as a worker would, `per_batch` to a batch.
+    fn push_all(spill: &mut FlowSpill, records: &[FlowRecord], per_batch: usize) {
+        for chunk in records.chunks(per_batch) {
+            let mut batch = RowBatch::new(super::super::output::row_renderer(spill.format));
+            chunk.iter().cloned().for_each(|r| batch.push(r));
+            spill.push(batch);
+        }
+    }
+
     #[test]
     fn spilled_runs_merge_to_the_in_memory_order_and_numbers() {
-        let records: Vec<FlowRecord> = (0..2123).map(interleaved_test_record).collect();
+        let mut records: Vec<FlowRecord> = (0..2123).map(interleaved_test_record).collect();
+        records.reverse();
         for format in [RowFormat::Jsonl, RowFormat::Csv] {
             let mut spill = FlowSpill::new(format, 2);
             spill.spill_rows = 1000;
-            for r in records.iter().rev().cloned() {
-                spill.push(r);
-            }
+            push_all(&mut spill, &records, 1);
             assert_eq!(spill.runs.len(), 2, "two runs went to disk");
             let dir = spill.dir.clone().expect("spill dir");
             let mut out = Vec::new();
@@ -288,13 +296,21 @@ mod tests {
     }
 
     #[test]
-    fn small_runs_stay_in_memory() {
-        let records: Vec<FlowRecord> = (0..500).map(interleaved_test_record).collect();
-        let mut spill = FlowSpill::new(RowFormat::Jsonl, 1);
-        records.iter().cloned().for_each(|r| spill.push(r));
-        assert!(spill.runs.is_empty());
-        let mut out = Vec::new();
-        spill.finish(&mut out).expect("write");
-        assert!(out == expected(&records, RowFormat::Jsonl));
+    fn rows_in_memory_come_out_in_order_on_any_thread_count() {
+        // Enough rows for the sort on two threads, in batches of uneven sizes.
+        let records: Vec<FlowRecord> = (0..9001).map(interleaved_test_record).collect();
+        for format in [RowFormat::Jsonl, RowFormat::Csv] {
+            for threads in [1, 2] {
+                let mut spill = FlowSpill::new(format, threads);
+                push_all(&mut spill, &records, 777);
+                assert!(spill.runs.is_empty());
+                let mut out = Vec::new();
+                spill.finish(&mut out).expect("write");
+                assert!(
+                    out == expected(&records, format),
+                    "{format:?} on {threads} threads"
+                );
+            }
+        }
     }
 }
