@@ -485,10 +485,8 @@ pub fn flow_order_key(r: &FlowRecord) -> [u8; FLOW_ORDER_KEY_LEN] {
 }
 
 /// Indexes of `records` in [`flow_order_key`] order (first packet time, endpoints, protocol):
-/// an order that does not depend on which worker saw which flow. Sorted on up to `threads`
-/// threads (halves sorted apart, then merged) since it is the one serial step between the
-/// flow tables and the renderers of `tunnelwatch flows`.
-pub fn flow_order(records: &[FlowRecord], threads: usize) -> Vec<usize> {
+/// an order that does not depend on which worker saw which flow.
+pub fn flow_order(records: &[FlowRecord]) -> Vec<usize> {
     // Sorting small keys is several times faster than sorting the records themselves
     // (hundreds of bytes each). The time prefix as an integer settles most comparisons without
     // a byte compare of the whole key; the index makes every key unique, so an unstable sort
@@ -503,16 +501,14 @@ pub fn flow_order(records: &[FlowRecord], threads: usize) -> Vec<usize> {
         head.copy_from_slice(time);
         (u64::from_be_bytes(head), tail, i)
     };
-    let keys: Vec<Keyed> = records.iter().enumerate().map(keyed).collect();
-    sort_on_threads(keys, threads)
-        .into_iter()
-        .map(|(_, _, i)| i)
-        .collect()
+    let mut keys: Vec<Keyed> = records.iter().enumerate().map(keyed).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// `items` sorted, on two threads when `threads > 1` and there are enough of them (halves
-/// sorted apart, then merged): sorting finished flows is a serial step between the flow
-/// tables and the output.
+/// sorted apart, then merged): sorting the rows of `tunnelwatch flows` is a serial step
+/// between the flow tables and the output.
 pub fn sort_on_threads<T: Ord + Send>(mut items: Vec<T>, threads: usize) -> Vec<T> {
     if threads < 2 || items.len() < 8192 {
         items.sort_unstable();
@@ -545,7 +541,7 @@ pub fn sort_on_threads<T: Ord + Send>(mut items: Vec<T>, threads: usize) -> Vec<
 /// Sorts flows by [`flow_order`] and numbers them from 0. The records are moved into order
 /// in place: a second buffer of every record was the largest allocation of an `analyze` run.
 pub fn number_flows(records: &mut [FlowRecord]) {
-    let order = flow_order(records, 1);
+    let order = flow_order(records);
     put_in_order(records, order);
     for (i, r) in records.iter_mut().enumerate() {
         r.id = i as u64;
@@ -1276,14 +1272,27 @@ mod tests {
         }
     }
 
-    /// The two-thread sort (halves, then merge) gives the one-thread order, ties included.
+    /// The two-thread sort (halves, then merge) sorts as one thread does, duplicates included.
     #[test]
-    fn flow_order_is_the_same_on_any_number_of_threads() {
+    fn sorting_on_two_threads_sorts() {
+        for len in [0usize, 1, 8191, 8192, 20_011] {
+            // Few distinct values, so that both halves hold many equal ones.
+            let items: Vec<(u8, u32)> = (0..len as u32)
+                .map(|i| ((i.wrapping_mul(2_654_435_761) >> 24) as u8 % 7, i % 5))
+                .collect();
+            let mut expected = items.clone();
+            expected.sort_unstable();
+            assert_eq!(sort_on_threads(items.clone(), 2), expected, "{len} items");
+            assert_eq!(sort_on_threads(items, 1), expected, "{len} items");
+        }
+    }
+
+    #[test]
+    fn flow_order_is_a_permutation_in_key_order() {
         let records: Vec<FlowRecord> = (0..20_011u64)
             .map(crate::flow::interleaved_test_record)
             .collect();
-        let one = flow_order(&records, 1);
-        assert_eq!(one, flow_order(&records, 2));
+        let one = flow_order(&records);
         assert!(one
             .windows(2)
             .all(|w| flow_order_key(&records[w[0]]) <= flow_order_key(&records[w[1]])));
@@ -1371,6 +1380,67 @@ mod tests {
                 many.len(),
                 one.len()
             );
+        }
+    }
+
+    /// Rows rendered where flows end, sorted by their keys, are the collected records rendered
+    /// in their numbered order: on one thread and on workers.
+    #[test]
+    fn rows_rendered_where_flows_end_are_the_records_in_order() {
+        fn render(r: &FlowRecord, buf: &mut Vec<u8>, _: &mut String) {
+            let row = format!(
+                "{}:{} {:?} {}\n",
+                r.client_ip, r.client_port, r.packets, r.label.protocol
+            );
+            buf.extend_from_slice(row.as_bytes());
+        }
+        let frames: Vec<Vec<u8>> = (0..4000u32)
+            .map(|i| {
+                let client = [10, 1, (i % 11) as u8, 7];
+                let payload = vec![i as u8; (i % 70) as usize];
+                let port = 30000 + (i % 97) as u16;
+                crate::decode::tests::ipv4_udp(client, [198, 51, 100, 3], port, 53, &payload)
+            })
+            .collect();
+        let bytes = pcap(101, &frames);
+        for threads in [1, 2, 3] {
+            let (records, _, _) = run_threads(&bytes, threads);
+            let mut scratch = String::new();
+            let expected: Vec<Vec<u8>> = records
+                .iter()
+                .map(|r| {
+                    let mut row = Vec::new();
+                    render(r, &mut row, &mut scratch);
+                    row
+                })
+                .collect();
+
+            let batches = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let sink = std::rc::Rc::clone(&batches);
+            let config = PipelineConfig {
+                threads,
+                ..PipelineConfig::default()
+            };
+            let mut p =
+                Pipeline::with_rows(config, render, Box::new(move |b| sink.borrow_mut().push(b)));
+            let mut report = FileReport::new(Path::new("test"));
+            p.feed_reader(
+                CaptureReader::new(&bytes[..]).expect("header"),
+                &mut report,
+                &mut |_, _| {},
+            );
+            let (none, summary) = p.finish();
+            assert!(none.is_empty(), "rows, not records");
+            let batches = batches.borrow();
+            let mut rows: Vec<(&RenderedRow, &RowBatch)> = batches
+                .iter()
+                .flat_map(|b| b.rows.iter().map(move |r| (r, b)))
+                .collect();
+            rows.sort_by_key(|(r, _)| r.key);
+            let got: Vec<Vec<u8>> = rows.iter().map(|(r, b)| b.row(r).to_vec()).collect();
+            assert_eq!(summary.flows, expected.len() as u64);
+            assert!(expected.len() > 500, "{} flows", expected.len());
+            assert!(got == expected, "{threads} threads");
         }
     }
 
