@@ -91,8 +91,8 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     sink: Sink,
     /// Where finished flows go: `None` collects them for [`Pipeline::finish`]; a callback gets
-    /// them as rows as they finish (unnumbered), so memory stays bounded by the flow cap.
-    deliver: Option<RowSink>,
+    /// them as they finish (unnumbered), so memory stays bounded by the flow cap.
+    deliver: Option<Deliver>,
     collected: Vec<FlowRecord>,
     summary: RunSummary,
     /// Flows created so far, for progress displays (updated every few thousand packets).
@@ -102,6 +102,14 @@ pub struct Pipeline {
 /// Receives finished flows, rendered as rows, as they leave the flow tables (see
 /// [`Pipeline::with_rows`]).
 pub type RowSink = Box<dyn FnMut(RowBatch)>;
+
+/// Receives finished flows as they leave the flow tables (see [`Pipeline::with_records`]).
+pub type RecordSink = Box<dyn FnMut(Vec<FlowRecord>)>;
+
+enum Deliver {
+    Rows(RowSink),
+    Records(RecordSink),
+}
 
 /// Renders a finished flow's output row without its number, which is only known once every
 /// flow is in (see `cli::output::row_renderer`); the `String` is scratch space, reused.
@@ -287,8 +295,18 @@ impl Pipeline {
     /// (e.g. `cli::FlowSpill`).
     pub fn with_rows(config: PipelineConfig, render: RowRenderer, sink: RowSink) -> Self {
         Pipeline {
-            deliver: Some(sink),
+            deliver: Some(Deliver::Rows(sink)),
             ..Self::build(config, Some(render))
+        }
+    }
+
+    /// A pipeline that hands finished flows to `sink` in batches as they leave their flow
+    /// tables, unnumbered and in no particular order, instead of keeping them for
+    /// [`Pipeline::finish`] (which then returns none; the summary still counts them).
+    pub fn with_records(config: PipelineConfig, sink: RecordSink) -> Self {
+        Pipeline {
+            deliver: Some(Deliver::Records(sink)),
+            ..Self::build(config, None)
         }
     }
 
@@ -327,10 +345,11 @@ impl Pipeline {
         sink.drain_finished(&mut |finished| {
             summary.flows += finished.len() as u64;
             match (finished, deliver.as_mut()) {
-                (Finished::Rows(rows), Some(f)) => f(rows),
-                (Finished::Records(mut records), _) => collected.append(&mut records),
-                // Rows are only made for a sink.
-                (Finished::Rows(_), None) => {}
+                (Finished::Rows(rows), Some(Deliver::Rows(f))) => f(rows),
+                (Finished::Records(records), Some(Deliver::Records(f))) => f(records),
+                (Finished::Records(mut records), None) => collected.append(&mut records),
+                // Rows are made only for a row sink.
+                (Finished::Rows(_), _) | (Finished::Records(_), Some(Deliver::Rows(_))) => {}
             }
         });
     }

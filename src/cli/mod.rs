@@ -4,6 +4,7 @@
 //! 2 one or more inputs could not be read (or, under `--strict`, were read only in part).
 //! clap's own usage errors also exit 2.
 
+mod analysis;
 mod detection;
 mod output;
 mod spill;
@@ -19,7 +20,7 @@ use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
 use crate::report;
 
 pub use crate::flow::FLOW_COLUMNS;
-pub use output::{flow_row_json, write_flows};
+pub use output::{flow_row_json, push_id_prefix, row_renderer, write_flows, RowFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -426,14 +427,14 @@ fn default_threads() -> usize {
 /// Runs every input through the pipeline and returns every flow (numbered) and the totals;
 /// reports file problems on stderr as they happen.
 pub fn run_pipeline(input: &InputArgs) -> Result<(Vec<FlowRecord>, RunSummary)> {
-    run_pipeline_into(input, None)
+    run_pipeline_into(input, Pipeline::new)
 }
 
 /// [`run_pipeline`]; with a sink, finished flows go there as they finish (unnumbered) and the
 /// returned list is empty.
 fn run_pipeline_into(
     input: &InputArgs,
-    rows: Option<(crate::pipeline::RowRenderer, crate::pipeline::RowSink)>,
+    build: impl FnOnce(PipelineConfig) -> Pipeline,
 ) -> Result<(Vec<FlowRecord>, RunSummary)> {
     let files = input.checked_files()?;
     install_endpoint_lists(input)?;
@@ -444,10 +445,7 @@ fn run_pipeline_into(
         .sum();
     let mut progress =
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
-    let mut pipeline = match rows {
-        Some((render, sink)) => Pipeline::with_rows(input.config(), render, sink),
-        None => Pipeline::new(input.config()),
-    };
+    let mut pipeline = build(input.config());
     let flows = pipeline.flows_seen();
     for file in &files {
         let report = pipeline.feed_file(file, &mut |bytes, packets| {
@@ -514,23 +512,21 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
     let (summary, protocols) = match row_format {
         // Line formats stream through a sorted spill: memory stays bounded by the flow cap.
         Some(format) => {
-            let spill = std::rc::Rc::new(std::cell::RefCell::new(spill::FlowSpill::new(
-                format, threads,
-            )));
+            let spill = std::rc::Rc::new(std::cell::RefCell::new(spill::FlowSpill::new(threads)));
             let sink = std::rc::Rc::clone(&spill);
-            let (_, summary) = run_pipeline_into(
-                &args.input,
-                Some((
+            let (_, summary) = run_pipeline_into(&args.input, |config| {
+                Pipeline::with_rows(
+                    config,
                     output::row_renderer(format),
                     Box::new(move |rows| sink.borrow_mut().push(rows)),
-                )),
-            )?;
+                )
+            })?;
             let spill = std::rc::Rc::into_inner(spill)
                 .context("flow spill still shared after the run")?
                 .into_inner();
             let protocols = spill.protocol_counts().clone();
             let mut writer = io::BufWriter::new(stdout.lock());
-            spill.finish(&mut writer)?;
+            spill.finish(&mut writer, format)?;
             writer.flush()?;
             (summary, protocols)
         }
@@ -556,13 +552,31 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     // Read before the captures, so a bad events file fails at once, not after the run.
     let extra_events = read_user_events(args.stats.events.as_deref())?;
     let have_captures = !args.input.inputs.is_empty() || !args.input.read.is_empty();
-    let (mut records, mut summary) = if have_captures || args.flow_log.is_empty() {
-        run_pipeline(&args.input)?
+    // Flows are reduced as they finish (`analysis`): the run never holds them all.
+    let analysis = std::rc::Rc::new(std::cell::RefCell::new(new_analysis(
+        &args.stats,
+        args.input.config().threads,
+    )?));
+    let mut summary = if have_captures || args.flow_log.is_empty() {
+        let sink = std::rc::Rc::clone(&analysis);
+        run_pipeline_into(&args.input, |config| {
+            Pipeline::with_records(
+                config,
+                Box::new(move |records| {
+                    let mut analysis = sink.borrow_mut();
+                    records.iter().for_each(|r| analysis.add(r));
+                }),
+            )
+        })?
+        .1
     } else {
-        (Vec::new(), RunSummary::default())
+        RunSummary::default()
     };
+    let mut analysis = std::rc::Rc::into_inner(analysis)
+        .context("analysis still shared after the run")?
+        .into_inner();
     for log in &args.flow_log {
-        let (mut logged, note) =
+        let (logged, note) =
             read_flow_log(log).with_context(|| format!("reading flow log {}", log.display()))?;
         if !args.input.quiet {
             eprintln!("flow log {}: {note}", log.display());
@@ -570,25 +584,19 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         for r in &logged {
             summary.first_ts = Some(summary.first_ts.map_or(r.first_ts, |t| t.min(r.first_ts)));
             summary.last_ts = Some(summary.last_ts.map_or(r.last_ts, |t| t.max(r.last_ts)));
+            analysis.add(r);
         }
-        records.append(&mut logged);
     }
-    summary.flows = records.len() as u64;
-    crate::pipeline::number_flows(&mut records);
-    write_analysis(
-        &records,
+    summary.flows = analysis.flows();
+    let (_, protocol_counts) = analysis.finish(
         &summary,
-        &args.stats,
         &extra_events,
         &args.out,
         args.figures.as_deref(),
         args.input.quiet || args.input.json,
     )?;
     if args.input.json {
-        println!(
-            "{}",
-            report::summary_json(&summary, &output::protocol_counts(&records))
-        );
+        println!("{}", report::summary_json(&summary, &protocol_counts));
     }
     Ok(args.input.exit_code(&summary))
 }
@@ -639,43 +647,21 @@ fn write_analysis(
     figures: Option<&std::path::Path>,
     quiet: bool,
 ) -> Result<crate::stats::FlowColumns> {
-    let stats_config = stats_config(stats_args)?;
-    let columns = crate::stats::FlowColumns::of(records, &stats_config);
-    let formats: Vec<crate::stats::TableFormat> =
-        stats_args.tables.iter().map(|f| (*f).into()).collect();
-    let (metrics, _tables) =
-        crate::stats::write_window_tables(&columns, &stats_config, out, &formats)
-            .context("writing per-window tables")?;
-    let detections =
-        detection::run(&metrics, summary, extra_events, out).context("detecting events")?;
-    let protocol_counts = output::protocol_counts(records);
-    let data = report::html::ReportData::from_run(
-        summary,
-        records,
-        &columns,
-        &metrics,
-        &stats_config,
-        detections,
-    );
-    write_summary_and_report(summary, &protocol_counts, &data, out)?;
-    let flows_path = crate::stats::write_flows_shown(records, out, &stats_config)
-        .context("writing flows table")?;
-    if let Some(dir) = figures {
-        report::html::write_figures(&data, dir)
-            .with_context(|| format!("writing figures into {}", dir.display()))?;
+    let mut analysis = new_analysis(stats_args, 1)?;
+    for r in records {
+        analysis.add(r);
     }
-    if !quiet {
-        report::print_terminal_summary(summary, &protocol_counts);
-        for line in detection::alignment_lines(&data.alignments, &data.alerts) {
-            eprintln!("{line}");
-        }
-        eprintln!(
-            "wrote {}, summary.json and report.html in {}",
-            flows_path.display(),
-            out.display()
-        );
-    }
+    let (columns, _) = analysis.finish(summary, extra_events, out, figures, quiet)?;
     Ok(columns)
+}
+
+fn new_analysis(stats_args: &StatsArgs, threads: usize) -> Result<analysis::Analysis> {
+    let formats = stats_args.tables.iter().map(|f| (*f).into()).collect();
+    Ok(analysis::Analysis::new(
+        stats_config(stats_args)?,
+        formats,
+        threads,
+    ))
 }
 
 /// Writes `summary.json`, `report_data.json` and `report.html` of a run into `out`.

@@ -38,13 +38,14 @@ struct Pending {
 
 /// Collects finished flows' rows and writes them sorted and numbered.
 pub struct FlowSpill {
-    format: RowFormat,
     /// Rows held before a run is written ([`SPILL_ROWS`]; smaller in tests).
     spill_rows: usize,
     threads: usize,
     pending: Vec<Pending>,
     /// The bytes of the batches that `pending` rows point into.
     batches: Vec<Vec<u8>>,
+    /// The batch [`FlowSpill::push_row`] appends to (`None`: start one).
+    own_batch: Option<usize>,
     runs: Vec<PathBuf>,
     dir: Option<PathBuf>,
     protocols: BTreeMap<String, u64>,
@@ -53,18 +54,30 @@ pub struct FlowSpill {
 }
 
 impl FlowSpill {
-    pub fn new(format: RowFormat, threads: usize) -> Self {
+    pub fn new(threads: usize) -> Self {
         FlowSpill {
-            format,
             spill_rows: SPILL_ROWS,
             threads: threads.max(1),
             pending: Vec::new(),
             batches: Vec::new(),
+            own_batch: None,
             runs: Vec::new(),
             dir: None,
             protocols: BTreeMap::new(),
             error: None,
         }
+    }
+
+    /// Rows held in memory before a sorted run goes to disk (tests make runs small).
+    #[cfg(test)]
+    pub fn set_spill_rows(&mut self, rows: usize) {
+        self.spill_rows = rows.max(1);
+    }
+
+    /// Sorted runs written to disk so far.
+    #[cfg(test)]
+    pub fn runs(&self) -> usize {
+        self.runs.len()
     }
 
     /// Flows per protocol seen so far (for the run summary).
@@ -88,6 +101,37 @@ impl FlowSpill {
             });
         }
         self.batches.push(batch.bytes);
+        self.spill_if_full();
+    }
+
+    /// Takes one flow's row (any bytes), to come out in the order of its `key`
+    /// ([`crate::pipeline::flow_order_key`]).
+    pub fn push_row(&mut self, key: Key, protocol: &str, row: &[u8]) {
+        super::output::count_protocol(&mut self.protocols, protocol);
+        let batch = match self.own_batch {
+            Some(i) => i,
+            None => {
+                self.batches.push(Vec::new());
+                let i = self.batches.len() - 1;
+                self.own_batch = Some(i);
+                i
+            }
+        };
+        let Some(bytes) = self.batches.get_mut(batch) else {
+            return;
+        };
+        let start = bytes.len();
+        bytes.extend_from_slice(row);
+        self.pending.push(Pending {
+            key,
+            batch,
+            start,
+            end: bytes.len(),
+        });
+        self.spill_if_full();
+    }
+
+    fn spill_if_full(&mut self) {
         if self.pending.len() >= self.spill_rows && self.error.is_none() {
             if let Err(e) = self.spill() {
                 self.error = Some(e);
@@ -130,33 +174,46 @@ impl FlowSpill {
         }
         w.flush()?;
         self.batches.clear();
+        self.own_batch = None;
         self.runs.push(path);
         Ok(())
     }
 
-    /// Writes every flow, sorted and numbered from 0, to `out`.
-    pub fn finish(mut self, out: &mut impl Write) -> io::Result<()> {
+    /// Writes every flow, sorted and numbered from 0, to `out` as `format` rows (the rows
+    /// must be rendered without their ids for that format: [`super::output::row_renderer`]).
+    pub fn finish(self, out: &mut impl Write, format: RowFormat) -> io::Result<()> {
+        if format == RowFormat::Csv {
+            writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
+        }
+        // Rows are gathered into large writes.
+        let mut buf = Vec::with_capacity(WRITE_BUFFER);
+        self.finish_with(|id, _, row| {
+            push_id_prefix(&mut buf, format, id);
+            buf.extend_from_slice(row);
+            if buf.len() >= WRITE_BUFFER {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            Ok(())
+        })?;
+        out.write_all(&buf)
+    }
+
+    /// Hands every row to `each` in order, with its number (from 0) and key.
+    pub fn finish_with(
+        mut self,
+        mut each: impl FnMut(u64, &Key, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);
-        }
-        if self.format == RowFormat::Csv {
-            writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
         }
         let pending = std::mem::take(&mut self.pending);
         let last = in_order(&pending, self.threads);
         if self.runs.is_empty() {
-            // Everything fit in memory: number the rows in order, gathering them into large
-            // writes.
-            let mut buf = Vec::with_capacity(WRITE_BUFFER);
             for (id, &p) in last.iter().enumerate() {
-                push_id_prefix(&mut buf, self.format, id as u64);
-                buf.extend_from_slice(self.row(p));
-                if buf.len() >= WRITE_BUFFER {
-                    out.write_all(&buf)?;
-                    buf.clear();
-                }
+                each(id as u64, &p.key, self.row(p))?;
             }
-            return out.write_all(&buf);
+            return Ok(());
         }
         // K-way merge of the runs and the in-memory remainder.
         let mut readers: Vec<RunReader> = self
@@ -176,8 +233,8 @@ impl FlowSpill {
         }
         let mut id = 0u64;
         while let Some(Reverse((_, i))) = heap.pop() {
-            if let Some((_, row)) = heads[i].take() {
-                write_row(out, self.format, id, &row)?;
+            if let Some((key, row)) = heads[i].take() {
+                each(id, &key, &row)?;
                 id += 1;
             }
             heads[i] = readers[i].next_entry(&self)?;
@@ -245,13 +302,6 @@ impl RunReader<'_> {
     }
 }
 
-fn write_row(out: &mut impl Write, format: RowFormat, id: u64, rest: &[u8]) -> io::Result<()> {
-    let mut prefix = Vec::with_capacity(24);
-    push_id_prefix(&mut prefix, format, id);
-    out.write_all(&prefix)?;
-    out.write_all(rest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,9 +320,14 @@ mod tests {
     }
 
     /// `records` rendered as a worker would, `per_batch` to a batch.
-    fn push_all(spill: &mut FlowSpill, records: &[FlowRecord], per_batch: usize) {
+    fn push_all(
+        spill: &mut FlowSpill,
+        records: &[FlowRecord],
+        per_batch: usize,
+        format: RowFormat,
+    ) {
         for chunk in records.chunks(per_batch) {
-            let mut batch = RowBatch::new(super::super::output::row_renderer(spill.format));
+            let mut batch = RowBatch::new(super::super::output::row_renderer(format));
             chunk.iter().cloned().for_each(|r| batch.push(r));
             spill.push(batch);
         }
@@ -283,13 +338,13 @@ mod tests {
         let mut records: Vec<FlowRecord> = (0..2123).map(interleaved_test_record).collect();
         records.reverse();
         for format in [RowFormat::Jsonl, RowFormat::Csv] {
-            let mut spill = FlowSpill::new(format, 2);
+            let mut spill = FlowSpill::new(2);
             spill.spill_rows = 1000;
-            push_all(&mut spill, &records, 1);
+            push_all(&mut spill, &records, 1, format);
             assert_eq!(spill.runs.len(), 2, "two runs went to disk");
             let dir = spill.dir.clone().expect("spill dir");
             let mut out = Vec::new();
-            spill.finish(&mut out).expect("merge");
+            spill.finish(&mut out, format).expect("merge");
             assert!(out == expected(&records, format), "{format:?}");
             assert!(!dir.exists(), "run files are removed");
         }
@@ -301,11 +356,11 @@ mod tests {
         let records: Vec<FlowRecord> = (0..9001).map(interleaved_test_record).collect();
         for format in [RowFormat::Jsonl, RowFormat::Csv] {
             for threads in [1, 2] {
-                let mut spill = FlowSpill::new(format, threads);
-                push_all(&mut spill, &records, 777);
+                let mut spill = FlowSpill::new(threads);
+                push_all(&mut spill, &records, 777, format);
                 assert!(spill.runs.is_empty());
                 let mut out = Vec::new();
-                spill.finish(&mut out).expect("write");
+                spill.finish(&mut out, format).expect("write");
                 assert!(
                     out == expected(&records, format),
                     "{format:?} on {threads} threads"

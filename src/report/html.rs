@@ -872,15 +872,17 @@ fn sort_examples(list: &mut [&FlowRecord]) {
     list.sort_by(|a, b| example_order(a, b));
 }
 
-/// Strongest confidence first, then most bytes, then the lower id.
-fn example_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
+/// Strongest confidence first, then most bytes, then the earlier in the output order (the
+/// lower id once flows are numbered; also for flows not numbered yet, which an `analyze` run
+/// picks from as they finish).
+pub fn example_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
     b.label
         .confidence
         .cmp(&a.label.confidence)
         .then_with(|| {
             (b.bytes[0].saturating_add(b.bytes[1])).cmp(&a.bytes[0].saturating_add(a.bytes[1]))
         })
-        .then_with(|| a.id.cmp(&b.id))
+        .then_with(|| crate::pipeline::flow_order_key(a).cmp(&crate::pipeline::flow_order_key(b)))
 }
 
 /// Servers reached with circumvention protocols, by distinct clients (then flows), top

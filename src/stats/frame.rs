@@ -1,6 +1,5 @@
 //! Every polars call of the project (schemas in the parent module's docs).
 
-use std::borrow::Cow;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -24,7 +23,9 @@ pub(super) fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
     Column::new(name.into(), values).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
 }
 
-/// The flows as a DataFrame (columns of `flow::FLOW_COLUMNS`).
+/// The flows as a DataFrame (columns of `flow::FLOW_COLUMNS`), built from the records
+/// directly: what the tables written from spilled rows are checked against.
+#[cfg(test)]
 pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
     let strings =
         |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };
@@ -104,41 +105,219 @@ pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
     DataFrame::new(records.len(), columns)
 }
 
+/// A flow's row of `flows.parquet` without its id, as it waits in a sorted spill: first and
+/// last time (i64 LE), ports (u16 LE), packets and bytes each way (u64 LE), obfuscated (one
+/// byte), then the text columns each as a u32 LE length and UTF-8 bytes, in table order.
+/// `endpoints` are the client and server addresses as shown (anonymised or not).
+pub fn encode_flow_row(
+    r: &FlowRecord,
+    endpoints: (std::net::IpAddr, std::net::IpAddr),
+    buf: &mut Vec<u8>,
+    scratch: &mut String,
+) {
+    buf.extend_from_slice(&r.first_ts.to_le_bytes());
+    buf.extend_from_slice(&r.last_ts.to_le_bytes());
+    buf.extend_from_slice(&r.client_port.to_le_bytes());
+    buf.extend_from_slice(&r.server_port.to_le_bytes());
+    for v in [r.packets[0], r.packets[1], r.bytes[0], r.bytes[1]] {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    buf.push(u8::from(r.label.obfuscated));
+    let mut text = |t: &str| {
+        buf.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_le_bytes());
+        buf.extend_from_slice(t.as_bytes());
+    };
+    text(&r.transport.name());
+    scratch.clear();
+    use std::fmt::Write as _;
+    let _ = write!(scratch, "{}", endpoints.0);
+    text(scratch);
+    scratch.clear();
+    let _ = write!(scratch, "{}", endpoints.1);
+    text(scratch);
+    let label = &r.label;
+    text(r.outcome.name());
+    text(label.protocol);
+    text(label.application.unwrap_or(""));
+    text(label.provider.unwrap_or(""));
+    text(label.family.name());
+    text(label.confidence.map_or("", |c| c.name()));
+    scratch.clear();
+    // Writing into a `String` cannot fail.
+    let _ = label.write_evidence(scratch);
+    text(scratch);
+}
+
+/// Columns of `flows.parquet` filled from encoded rows ([`encode_flow_row`]).
+#[derive(Default)]
+struct FlowTableColumns {
+    id: Vec<u64>,
+    first_ts: Vec<i64>,
+    last_ts: Vec<i64>,
+    client_port: Vec<u32>,
+    server_port: Vec<u32>,
+    counts: [Vec<u64>; 4],
+    obfuscated: Vec<bool>,
+    /// transport, client_ip, server_ip, outcome, protocol, application, provider, family,
+    /// confidence, evidence.
+    text: [Vec<String>; 10],
+}
+
+/// Reads the encoded row a field at a time; `None` when it ends early.
+struct RowReader<'a>(&'a [u8]);
+
+impl<'a> RowReader<'a> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let len = u32::from_le_bytes(self.take::<4>()?) as usize;
+        let bytes = self.0.get(..len)?;
+        self.0 = self.0.get(len..)?;
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+impl FlowTableColumns {
+    fn len(&self) -> usize {
+        self.id.len()
+    }
+
+    /// Adds the row `row` ([`encode_flow_row`]) as flow `id`.
+    fn push(&mut self, id: u64, row: &[u8]) -> io::Result<()> {
+        let bad = || io::Error::other("a spilled flow row is damaged");
+        let mut r = RowReader(row);
+        let first_ts = i64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let last_ts = i64::from_le_bytes(r.take().ok_or_else(bad)?);
+        let client_port = u16::from_le_bytes(r.take().ok_or_else(bad)?);
+        let server_port = u16::from_le_bytes(r.take().ok_or_else(bad)?);
+        let mut counts = [0u64; 4];
+        for c in &mut counts {
+            *c = u64::from_le_bytes(r.take().ok_or_else(bad)?);
+        }
+        let [obfuscated] = r.take::<1>().ok_or_else(bad)?;
+        let mut text: [&str; 10] = [""; 10];
+        for t in &mut text {
+            *t = r.text().ok_or_else(bad)?;
+        }
+        self.id.push(id);
+        self.first_ts.push(first_ts);
+        self.last_ts.push(last_ts);
+        self.client_port.push(u32::from(client_port));
+        self.server_port.push(u32::from(server_port));
+        for (column, v) in self.counts.iter_mut().zip(counts) {
+            column.push(v);
+        }
+        self.obfuscated.push(obfuscated != 0);
+        for (column, t) in self.text.iter_mut().zip(text) {
+            column.push(t.to_string());
+        }
+        Ok(())
+    }
+
+    /// The table's columns in `flow::FLOW_COLUMNS` order; leaves the builder empty.
+    fn frame(&mut self) -> PolarsResult<DataFrame> {
+        let FlowTableColumns {
+            id,
+            first_ts,
+            last_ts,
+            client_port,
+            server_port,
+            counts,
+            obfuscated,
+            text,
+        } = std::mem::take(self);
+        let rows = id.len();
+        let [packets_c2s, packets_s2c, bytes_c2s, bytes_s2c] = counts;
+        let [transport, client_ip, server_ip, outcome, protocol, application, provider, family, confidence, evidence] =
+            text;
+        let columns = vec![
+            Column::new("id".into(), id),
+            datetime("first_ts", first_ts)?,
+            datetime("last_ts", last_ts)?,
+            Column::new("transport".into(), transport),
+            Column::new("client_ip".into(), client_ip),
+            Column::new("client_port".into(), client_port),
+            Column::new("server_ip".into(), server_ip),
+            Column::new("server_port".into(), server_port),
+            Column::new("packets_c2s".into(), packets_c2s),
+            Column::new("packets_s2c".into(), packets_s2c),
+            Column::new("bytes_c2s".into(), bytes_c2s),
+            Column::new("bytes_s2c".into(), bytes_s2c),
+            Column::new("outcome".into(), outcome),
+            Column::new("protocol".into(), protocol),
+            Column::new("application".into(), application),
+            Column::new("provider".into(), provider),
+            Column::new("obfuscated".into(), obfuscated),
+            Column::new("family".into(), family),
+            Column::new("confidence".into(), confidence),
+            Column::new("evidence".into(), evidence),
+        ];
+        DataFrame::new(rows, columns)
+    }
+}
+
 /// Flows per batch of `flows.parquet` (one row group each). The table is built and written a
 /// batch at a time, so a run's flows never sit in one DataFrame: for the 160 k flows of a
 /// `synth --preset bench` capture that frame was the peak of an `analyze` run.
 const FLOW_ROWS_PER_BATCH: usize = 65_536;
 
-/// How a batch of flows is shown in the table (as they are, or with hosts anonymised).
-pub type ShowFlows<'s> = &'s dyn for<'a> Fn(&'a [FlowRecord]) -> Cow<'a, [FlowRecord]>;
-
-/// Writes `flows.parquet` into `dir`, a batch of flows at a time.
-pub fn write_flows(records: &[FlowRecord], dir: &Path, show: ShowFlows<'_>) -> io::Result<PathBuf> {
+/// Writes `flows.parquet` into `dir` from encoded rows ([`encode_flow_row`]) that `rows`
+/// hands, in order and numbered, to the function it is given.
+pub fn write_flow_rows(
+    dir: &Path,
+    rows: impl FnOnce(&mut dyn FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     let path = dir.join("flows.parquet");
-    write_atomically(&path, |f| {
-        write_flow_batches(f, records, show, FLOW_ROWS_PER_BATCH)
-    })?;
+    write_atomically(&path, |f| write_flow_batches(f, rows, FLOW_ROWS_PER_BATCH))?;
     Ok(path)
 }
 
 fn write_flow_batches(
     out: impl io::Write,
-    records: &[FlowRecord],
-    show: ShowFlows<'_>,
+    rows: impl FnOnce(&mut dyn FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<()>,
     rows_per_batch: usize,
 ) -> io::Result<()> {
-    let mut batches = records.chunks(rows_per_batch.max(1));
-    let first = flows_frame(&show(batches.next().unwrap_or_default())).map_err(to_io)?;
-    let mut writer = ParquetWriter::new(out)
-        .batched(first.schema())
-        .map_err(to_io)?;
-    writer.write_batch(&first).map_err(to_io)?;
-    drop(first);
-    for batch in batches {
-        let df = flows_frame(&show(batch)).map_err(to_io)?;
-        writer.write_batch(&df).map_err(to_io)?;
+    let rows_per_batch = rows_per_batch.max(1);
+    let mut out = Some(out);
+    let mut writer = None;
+    let mut table = FlowTableColumns::default();
+    // The writer takes its schema from the first batch.
+    let mut write = |table: &mut FlowTableColumns,
+                     writer: &mut Option<polars_io::parquet::write::BatchedWriter<_>>|
+     -> io::Result<()> {
+        let df = table.frame().map_err(to_io)?;
+        if writer.is_none() {
+            if let Some(out) = out.take() {
+                *writer = Some(
+                    ParquetWriter::new(out)
+                        .batched(df.schema())
+                        .map_err(to_io)?,
+                );
+            }
+        }
+        match writer {
+            Some(w) => w.write_batch(&df).map_err(to_io),
+            None => Ok(()),
+        }
+    };
+    rows(&mut |id, row| {
+        table.push(id, row)?;
+        if table.len() >= rows_per_batch {
+            write(&mut table, &mut writer)?;
+        }
+        Ok(())
+    })?;
+    if table.len() > 0 || writer.is_none() {
+        write(&mut table, &mut writer)?;
     }
-    writer.finish().map(|_| ()).map_err(to_io)
+    match writer {
+        Some(w) => w.finish().map(|_| ()).map_err(to_io),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) -> io::Result<()> {
@@ -656,8 +835,8 @@ mod tests {
     use super::*;
     use crate::stats::AttemptResult;
 
-    /// The flows table written a few rows per batch reads back as written in one batch, and
-    /// the `show` rewrite applies to every batch.
+    /// The flows table written a few rows per batch reads back as written in one batch, with
+    /// the numbers it was given, and as the frame of the records themselves.
     #[test]
     fn flows_table_in_batches_reads_back_whole() {
         let dir = std::env::temp_dir().join(format!("tw-flow-batches-{}", std::process::id()));
@@ -665,33 +844,60 @@ mod tests {
         let records: Vec<FlowRecord> = (0..10u64)
             .map(crate::flow::interleaved_test_record)
             .collect();
-        let write = |name: &str, rows: usize, show: ShowFlows<'_>| {
+        let write = |name: &str, rows_per_batch: usize, first_id: u64| {
             let path = dir.join(name);
             let file = std::fs::File::create(&path).expect("create");
-            write_flow_batches(file, &records, show, rows).expect("write");
+            let (mut row, mut scratch) = (Vec::new(), String::new());
+            write_flow_batches(
+                file,
+                |each| {
+                    for (i, r) in records.iter().enumerate() {
+                        row.clear();
+                        encode_flow_row(r, (r.client_ip, r.server_ip), &mut row, &mut scratch);
+                        each(first_id + i as u64, &row)?;
+                    }
+                    Ok(())
+                },
+                rows_per_batch,
+            )
+            .expect("write");
             read_parquet_as_text(&path).expect("read back")
         };
-        let as_is: ShowFlows<'_> = &|batch| Cow::Borrowed(batch);
-        let whole = write("whole.parquet", 1000, as_is);
+        let whole = write("whole.parquet", 1000, 0);
         assert_eq!(whole.1.len(), 10);
-        assert_eq!(write("threes.parquet", 3, as_is), whole);
-        let renumbered: ShowFlows<'_> = &|batch| {
-            Cow::Owned(
-                batch
-                    .iter()
-                    .map(|r| FlowRecord {
-                        id: r.id + 100,
-                        ..r.clone()
-                    })
-                    .collect(),
-            )
-        };
-        let (names, rows) = write("shown.parquet", 4, renumbered);
+        assert_eq!(write("threes.parquet", 3, 0), whole);
+        let (names, rows) = write("renumbered.parquet", 4, 100);
         let id = names.iter().position(|n| n == "id").expect("id column");
         let ids: Vec<&str> = rows.iter().map(|r| r[id].as_str()).collect();
-        let expected: Vec<String> = records.iter().map(|r| (r.id + 100).to_string()).collect();
+        let expected: Vec<String> = (100..110).map(|i: u64| i.to_string()).collect();
         assert_eq!(ids, expected);
+        // And the same as the frame of the records (numbered 0..10).
+        let mut numbered = records.clone();
+        numbered
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, r)| r.id = i as u64);
+        let mut df = flows_frame(&numbered).expect("frame");
+        let path = dir.join("frame.parquet");
+        ParquetWriter::new(std::fs::File::create(&path).expect("create"))
+            .finish(&mut df)
+            .expect("write");
+        assert_eq!(read_parquet_as_text(&path).expect("read back"), whole);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A damaged spilled row is an error, not a panic or a wrong row.
+    #[test]
+    fn damaged_rows_are_refused() {
+        let r = crate::flow::interleaved_test_record(3);
+        let (mut row, mut scratch) = (Vec::new(), String::new());
+        encode_flow_row(&r, (r.client_ip, r.server_ip), &mut row, &mut scratch);
+        let mut table = FlowTableColumns::default();
+        table.push(0, &row).expect("whole row");
+        for cut in [0, 1, 17, row.len() - 1] {
+            assert!(table.push(1, &row[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(table.len(), 1);
     }
 
     fn cols() -> FlowColumns {

@@ -358,43 +358,76 @@ pub fn host_of_endpoints(client: IpAddr, server: IpAddr, home_net: &[Cidr]) -> I
     }
 }
 
-/// Writes the flows table into `dir` as [`write_flows`] does, but with anonymisation on (in
-/// `config`) every monitored-host address (the flow's host, and any endpoint inside `home_net`)
-/// replaced by its anonymised form, so the table carries no real subscriber address either.
-pub fn write_flows_shown(
-    records: &[FlowRecord],
-    dir: &Path,
-    config: &StatsConfig,
-) -> io::Result<PathBuf> {
+/// A flow's client and server addresses as the flows table shows them: with anonymisation on
+/// (in `config`), every monitored-host address (the flow's host, and any endpoint inside
+/// `home_net`) is replaced by its anonymised form, so the table carries no real subscriber
+/// address either.
+pub fn shown_endpoints(r: &FlowRecord, config: &StatsConfig) -> (IpAddr, IpAddr) {
     let Some(anon) = &config.anonymize else {
-        return write_flows(records, dir);
+        return (r.client_ip, r.server_ip);
     };
-    let show = |r: &FlowRecord| {
-        let host = host_of(r, &config.home_net);
-        let shown = |ip: IpAddr| {
-            if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
-                anon.anonymize(ip)
-            } else {
-                ip
-            }
-        };
-        FlowRecord {
-            client_ip: shown(r.client_ip),
-            server_ip: shown(r.server_ip),
-            ..r.clone()
+    let host = host_of(r, &config.home_net);
+    let shown = |ip: IpAddr| {
+        if ip == host || config.home_net.iter().any(|c| c.contains(ip)) {
+            anon.anonymize(ip)
+        } else {
+            ip
         }
     };
+    (shown(r.client_ip), shown(r.server_ip))
+}
+
+/// A flow's row of the flows table without its id, to wait in a sorted spill until
+/// [`write_flow_rows`] numbers and writes it.
+pub fn flow_table_row(
+    r: &FlowRecord,
+    config: &StatsConfig,
+    buf: &mut Vec<u8>,
+    scratch: &mut String,
+) {
+    let endpoints = shown_endpoints(r, config);
     #[cfg(feature = "polars-out")]
     {
-        // Anonymised copies a batch at a time, not of every flow at once.
-        frame::write_flows(records, dir, &|batch| {
-            std::borrow::Cow::Owned(batch.iter().map(show).collect())
-        })
+        frame::encode_flow_row(r, endpoints, buf, scratch);
     }
     #[cfg(not(feature = "polars-out"))]
     {
-        let shown: Vec<FlowRecord> = records.iter().map(show).collect();
-        write_flows(&shown, dir)
+        let shown = FlowRecord {
+            client_ip: endpoints.0,
+            server_ip: endpoints.1,
+            ..r.clone()
+        };
+        (crate::cli::row_renderer(crate::cli::RowFormat::Csv))(&shown, buf, scratch);
+    }
+}
+
+/// Writes the flows table (`flows.parquet`, or `flows.csv` without polars) into `dir` from rows
+/// of [`flow_table_row`], which `rows` hands, in order and numbered, to the function it is
+/// given. Returns the path written.
+pub fn write_flow_rows(
+    dir: &Path,
+    rows: impl FnOnce(&mut dyn FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    #[cfg(feature = "polars-out")]
+    {
+        frame::write_flow_rows(dir, rows)
+    }
+    #[cfg(not(feature = "polars-out"))]
+    {
+        use std::io::Write;
+        let path = dir.join("flows.csv");
+        write_atomically(&path, |f| {
+            writeln!(f, "{}", crate::flow::FLOW_COLUMNS.join(","))?;
+            let mut prefix = Vec::new();
+            rows(&mut |id, row| {
+                prefix.clear();
+                crate::cli::push_id_prefix(&mut prefix, crate::cli::RowFormat::Csv, id);
+                f.write_all(&prefix)?;
+                f.write_all(row)
+            })?;
+            f.flush()
+        })?;
+        Ok(path)
     }
 }
 
@@ -464,18 +497,6 @@ pub struct MetricSeries {
     pub values: Vec<f64>,
 }
 
-/// Writes the flows table into `dir`; returns the path written.
-pub fn write_flows(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
-    #[cfg(feature = "polars-out")]
-    {
-        frame::write_flows(records, dir, &|batch| std::borrow::Cow::Borrowed(batch))
-    }
-    #[cfg(not(feature = "polars-out"))]
-    {
-        write_flows_csv(records, dir)
-    }
-}
-
 /// Builds the hosts/series tables, writes them in each format into `dir`, and returns the
 /// per-window metric series (for detection) and the paths written.
 pub fn write_window_tables(
@@ -530,17 +551,6 @@ pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<Str
 
 /// Writes to `path` through a temporary name, so an interrupted run leaves no half file.
 pub(crate) use crate::atomic_file::write_atomically;
-
-#[cfg(not(feature = "polars-out"))]
-fn write_flows_csv(records: &[FlowRecord], dir: &Path) -> io::Result<PathBuf> {
-    use std::io::Write;
-    let path = dir.join("flows.csv");
-    write_atomically(&path, |f| {
-        crate::cli::write_flows(f, records, crate::cli::FlowFormat::Csv)?;
-        f.flush()
-    })?;
-    Ok(path)
-}
 
 /// Families counted as circumvention, in column order.
 pub const CIRCUMVENTION_FAMILIES: [Family; 5] = [
