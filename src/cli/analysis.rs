@@ -1,7 +1,7 @@
 //! `analyze` as flows finish: each finished flow is reduced at once to what the outputs need
-//! (its row of the per-window statistics, the report's running tallies, the few example
-//! candidates of its protocol) and its flows-table row goes to a sorted spill, so the run never
-//! holds its flows. The flows are numbered when the spill is merged into the flows table, in
+//! (the counts of its group in the per-window statistics, [`FlowGroups`]; the report's running
+//! tallies; the few example candidates of its protocol) and its flows-table row goes to a
+//! sorted spill, so the run never holds its flows. The flows are numbered when the spill is merged into the flows table, in
 //! the order [`crate::pipeline::number_flows`] gives.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,13 +15,13 @@ use crate::detect::BlockEvent;
 use crate::flow::FlowRecord;
 use crate::pipeline::{flow_order_key, RunSummary, FLOW_ORDER_KEY_LEN};
 use crate::report::{self, html};
-use crate::stats::{FlowColumns, StatsConfig, TableFormat};
+use crate::stats::{FlowColumns, FlowGroups, StatsConfig, TableFormat};
 
 /// An `analyze` run's reductions of the flows seen so far.
 pub struct Analysis {
     config: StatsConfig,
     formats: Vec<TableFormat>,
-    columns: FlowColumns,
+    columns: FlowGroups,
     protocol_mix: html::ProtocolMixTally,
     servers: html::ServerTally,
     examples: ExamplePool,
@@ -37,7 +37,7 @@ impl Analysis {
         Analysis {
             config,
             formats,
-            columns: FlowColumns::default(),
+            columns: FlowGroups::default(),
             protocol_mix: html::ProtocolMixTally::default(),
             servers: html::ServerTally::default(),
             examples: ExamplePool::default(),
@@ -56,7 +56,7 @@ impl Analysis {
     /// Adds one finished flow (numbered or not).
     pub fn add(&mut self, r: &FlowRecord) {
         self.count += 1;
-        self.columns.push(r, &self.config);
+        self.columns.add(r, &self.config);
         self.protocol_mix.add(r, &self.config);
         self.servers.add(r);
         self.examples.offer(r);
@@ -67,7 +67,7 @@ impl Analysis {
     }
 
     /// Writes every output of the run into `out` (and `figures`); returns the flows reduced to
-    /// the stats columns and the flows per protocol.
+    /// the stats columns (a row per group of flows) and the flows per protocol.
     pub fn finish(
         self,
         summary: &RunSummary,
@@ -86,6 +86,7 @@ impl Analysis {
             flows,
             ..
         } = self;
+        let columns = columns.into_columns();
         let protocol_counts = flows.protocol_counts().clone();
         // The examples learn their numbers as the flows table is written.
         let mut examples = examples.into_records();

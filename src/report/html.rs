@@ -685,21 +685,23 @@ pub fn window_series_from_columns(
         if circ {
             circ_bytes[w] += b;
         }
+        // A row may stand for several flows of one group (`stats::FlowGroups`).
+        let n = cols.flows.get(i).copied().unwrap_or(1) as f64;
         if let Some(Some(platform)) = cols.platform.get(i) {
             let control = cols.control.get(i).copied().unwrap_or(false);
             let result = cols.result.get(i).copied().unwrap_or("");
             let success = result == "success";
             if control {
-                c_att[w] += 1.0;
-                c_ok[w] += f64::from(u8::from(success));
+                c_att[w] += n;
+                c_ok[w] += if success { n } else { 0.0 };
             } else {
-                p_att[w] += 1.0;
-                p_ok[w] += f64::from(u8::from(success));
+                p_att[w] += n;
+                p_ok[w] += if success { n } else { 0.0 };
                 let (att, ok) = per_platform
                     .entry(platform.as_str())
                     .or_insert_with(|| (zeros(), zeros()));
-                att[w] += 1.0;
-                ok[w] += f64::from(u8::from(success));
+                att[w] += n;
+                ok[w] += if success { n } else { 0.0 };
                 let kinds = [
                     "dns_failure",
                     "reset_after_syn",
@@ -707,7 +709,7 @@ pub fn window_series_from_columns(
                     "no_reply",
                 ];
                 if let Some(k) = kinds.iter().position(|k| *k == result) {
-                    failures[k][w] += 1.0;
+                    failures[k][w] += n;
                 }
             }
         }

@@ -333,13 +333,14 @@ pub(super) fn write_table(df: &mut DataFrame, path: &Path, format: TableFormat) 
     })
 }
 
-/// One row per flow: the input of every grouping.
+/// One row per flow, or per group of flows (`flows` counts them): the input of every grouping.
 pub(super) fn flow_frame(cols: &FlowColumns) -> PolarsResult<DataFrame> {
     // Polars copies every column into its own arrays: columns are built from slices, not from
     // per-row `String` copies (a run's flows are all in this frame).
     DataFrame::new(
         cols.len(),
         vec![
+            Column::new("flows".into(), cols.flows.as_slice()),
             datetime("window_start", cols.window_start.clone())?,
             Column::new("host".into(), cols.host.as_slice()),
             Column::new("family".into(), cols.family.as_slice()),
@@ -359,14 +360,19 @@ fn count_if(cond: Expr) -> Expr {
     cond.cast(DataType::UInt64).sum()
 }
 
+/// Flows of the rows where `cond` holds (rows of [`flow_frame`] may stand for several flows).
+fn flows_if(cond: Expr) -> Expr {
+    when(cond).then(col("flows")).otherwise(lit(0u64)).sum()
+}
+
 pub(super) fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
     let is_platform = col("platform").is_not_null().and(col("control").not());
     let is_control = col("platform").is_not_null().and(col("control"));
     let mut aggs = vec![
-        len().cast(DataType::UInt64).alias("flows"),
+        col("flows").sum().alias("flows"),
         col("packets").sum().alias("packets"),
         col("bytes").sum().alias("bytes"),
-        count_if(col("circumvention")).alias("circumvention_flows"),
+        flows_if(col("circumvention")).alias("circumvention_flows"),
         when(col("circumvention"))
             .then(col("bytes"))
             .otherwise(lit(0u64))
@@ -375,23 +381,23 @@ pub(super) fn hosts_frame(flows: &DataFrame) -> PolarsResult<DataFrame> {
     ];
     for fam in CIRCUMVENTION_FAMILIES {
         aggs.push(
-            count_if(col("family").eq(lit(fam.name()))).alias(format!("{}_flows", fam.name())),
+            flows_if(col("family").eq(lit(fam.name()))).alias(format!("{}_flows", fam.name())),
         );
     }
-    aggs.push(count_if(is_platform.clone()).alias("platform_attempts"));
+    aggs.push(flows_if(is_platform.clone()).alias("platform_attempts"));
     aggs.push(
-        count_if(is_platform.clone().and(col("result").eq(lit("success"))))
+        flows_if(is_platform.clone().and(col("result").eq(lit("success"))))
             .alias("platform_successes"),
     );
     for kind in FAILURE_KINDS.map(|k| k.name()) {
         aggs.push(
-            count_if(is_platform.clone().and(col("result").eq(lit(kind))))
+            flows_if(is_platform.clone().and(col("result").eq(lit(kind))))
                 .alias(format!("platform_{kind}")),
         );
     }
-    aggs.push(count_if(is_control.clone()).alias("control_attempts"));
+    aggs.push(flows_if(is_control.clone()).alias("control_attempts"));
     aggs.push(
-        count_if(is_control.and(col("result").eq(lit("success")))).alias("control_successes"),
+        flows_if(is_control.and(col("result").eq(lit("success")))).alias("control_successes"),
     );
     let hosts = flows
         .clone()
@@ -428,14 +434,14 @@ fn platforms_window_frame(flows: &DataFrame, platforms: &[&str]) -> PolarsResult
             .eq(lit(*name))
             .and(col("control").not())
             .fill_null(lit(false));
-        aggs.push(count_if(attempt.clone()).alias(platform_column(name, "attempts")));
+        aggs.push(flows_if(attempt.clone()).alias(platform_column(name, "attempts")));
         aggs.push(
-            count_if(attempt.clone().and(col("result").eq(lit("success"))))
+            flows_if(attempt.clone().and(col("result").eq(lit("success"))))
                 .alias(platform_column(name, "successes")),
         );
         for kind in FAILURE_KINDS.map(|k| k.name()) {
             aggs.push(
-                count_if(attempt.clone().and(col("result").eq(lit(kind))))
+                flows_if(attempt.clone().and(col("result").eq(lit(kind))))
                     .alias(platform_column(name, kind)),
             );
         }
@@ -886,6 +892,129 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Flows merged into groups ([`super::super::FlowGroups`]) give the window tables and the
+    /// detector's series of one row per flow.
+    #[test]
+    fn grouped_flows_give_the_tables_of_single_flows() {
+        use crate::fingerprint::{Confidence, Family};
+        let records: Vec<FlowRecord> = (0..3000u64)
+            .map(|i| {
+                let mut r = crate::flow::interleaved_test_record(i);
+                r.first_ts = (i % 7) as i64 * 300_000_000_000 + i as i64;
+                r.packets = [1 + i % 5, i % 3];
+                r.bytes = [100 * (i % 9), 7 * i];
+                let (protocol, family) = [
+                    ("openvpn", Family::Vpn),
+                    ("tor", Family::Tor),
+                    ("dns", Family::Other),
+                ][(i % 3) as usize];
+                r.label.protocol = protocol;
+                r.label.family = family;
+                r.label.confidence = Some(Confidence::Statistical);
+                r
+            })
+            .collect();
+        let config = StatsConfig::default();
+        let single = FlowColumns::of(&records, &config);
+        let mut groups = super::super::FlowGroups::default();
+        records.iter().for_each(|r| groups.add(r, &config));
+        let grouped = groups.into_columns();
+        assert!(
+            grouped.len() * 10 < single.len(),
+            "{} groups",
+            grouped.len()
+        );
+        assert_eq!(grouped.flows.iter().sum::<u64>(), records.len() as u64);
+        let root = std::env::temp_dir().join(format!("tw-groups-{}", std::process::id()));
+        let tables = |name: &str, cols: &FlowColumns| {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let (metrics, paths) =
+                write_window_tables(cols, &config, &dir, &[TableFormat::Csv]).expect("tables");
+            let files: Vec<String> = paths
+                .iter()
+                .map(|p| std::fs::read_to_string(p).expect("table"))
+                .collect();
+            (format!("{metrics:?}"), files)
+        };
+        let (single_metrics, single_files) = tables("single", &single);
+        let (grouped_metrics, grouped_files) = tables("grouped", &grouped);
+        assert!(single_files.iter().any(|f| f.lines().count() > 7));
+        assert!(single_files == grouped_files, "tables differ");
+        assert!(single_metrics == grouped_metrics, "metrics differ");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// `cols` with equal rows (all but the counts) merged into one, as `FlowGroups` makes them.
+    fn merged(cols: &FlowColumns) -> FlowColumns {
+        let mut out = FlowColumns::default();
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for i in 0..cols.len() {
+            let key = format!(
+                "{} {} {} {} {} {:?} {} {}",
+                cols.window_start[i],
+                cols.host[i],
+                cols.family[i],
+                cols.protocol[i],
+                cols.circumvention[i],
+                cols.platform[i],
+                cols.control[i],
+                cols.result[i]
+            );
+            if let Some(&j) = seen.get(&key) {
+                out.flows[j] += cols.flows[i];
+                out.packets[j] += cols.packets[i];
+                out.bytes[j] += cols.bytes[i];
+                continue;
+            }
+            seen.insert(key, out.len());
+            out.flows.push(cols.flows[i]);
+            out.window_start.push(cols.window_start[i]);
+            out.host.push(cols.host[i].clone());
+            out.family.push(cols.family[i]);
+            out.protocol.push(cols.protocol[i]);
+            out.circumvention.push(cols.circumvention[i]);
+            out.packets.push(cols.packets[i]);
+            out.bytes.push(cols.bytes[i]);
+            out.platform.push(cols.platform[i].clone());
+            out.control.push(cols.control[i]);
+            out.result.push(cols.result[i]);
+        }
+        out
+    }
+
+    /// Platform attempts of merged rows count once per flow, in the tables and in the report's
+    /// series.
+    #[test]
+    fn merged_platform_attempts_count_per_flow() {
+        let single = cols_with_youtube();
+        let grouped = merged(&single);
+        assert!(grouped.len() < single.len());
+        let config = StatsConfig {
+            window_secs: 300,
+            ..StatsConfig::default()
+        };
+        let frames = |cols: &FlowColumns| {
+            let flows = flow_frame(cols).expect("flows");
+            let hosts = hosts_frame(&flows).expect("hosts");
+            let series = full_series_frame(&flows, &hosts, &config).expect("series");
+            (hosts, series)
+        };
+        let (single_hosts, single_series) = frames(&single);
+        let (grouped_hosts, grouped_series) = frames(&grouped);
+        assert!(single_hosts.equals_missing(&grouped_hosts));
+        assert!(single_series.equals_missing(&grouped_series));
+        let step = 300_000_000_000;
+        // Compared as text: NaN (a ratio without attempts) is not equal to itself.
+        let series = |cols: &FlowColumns| {
+            format!(
+                "{:?}",
+                crate::report::html::window_series_from_columns(cols, &[], step)
+            )
+        };
+        assert_eq!(series(&single), series(&grouped));
+    }
+
     /// A damaged spilled row is an error, not a panic or a wrong row.
     #[test]
     fn damaged_rows_are_refused() {
@@ -956,6 +1085,7 @@ mod tests {
             ),
         ];
         for (win, host, fam, proto, platform, result) in rows {
+            c.flows.push(1);
             c.window_start.push(win);
             c.host.push(host.into());
             c.family.push(fam);
@@ -1035,6 +1165,7 @@ mod tests {
             (300_000_000_000, AttemptResult::Success),
             (300_000_000_000, AttemptResult::Success),
         ] {
+            c.flows.push(1);
             c.window_start.push(win);
             c.host.push("10.0.0.4".into());
             c.family.push("web");

@@ -195,9 +195,12 @@ impl AttemptResult {
     }
 }
 
-/// One flow reduced to what the statistics need (plain columns, filled per flow).
+/// Flows reduced to what the statistics need (plain columns): one row per flow, or per group
+/// of flows that agree on every column but the counts ([`FlowGroups`]).
 #[derive(Debug, Default, Clone)]
 pub struct FlowColumns {
+    /// Flows the row stands for.
+    pub flows: Vec<u64>,
     pub window_start: Vec<i64>,
     pub host: Vec<String>,
     pub family: Vec<&'static str>,
@@ -220,6 +223,7 @@ impl FlowColumns {
     /// platform): what a frozen window keeps of an adopter so adoption counts stay right.
     pub fn push_adoption_marker(&mut self, window: i64, host: String) {
         let FlowColumns {
+            flows,
             window_start,
             host: hosts,
             family,
@@ -231,6 +235,7 @@ impl FlowColumns {
             control,
             result,
         } = self;
+        flows.push(1);
         window_start.push(window);
         hosts.push(host);
         family.push(Family::Vpn.name());
@@ -248,6 +253,7 @@ impl FlowColumns {
     pub fn retain_windows_from(&mut self, cutoff: i64) {
         let keep: Vec<bool> = self.window_start.iter().map(|&w| w >= cutoff).collect();
         let FlowColumns {
+            flows,
             window_start,
             host,
             family,
@@ -259,6 +265,7 @@ impl FlowColumns {
             control,
             result,
         } = self;
+        retain_rows(flows, &keep);
         retain_rows(window_start, &keep);
         retain_rows(host, &keep);
         retain_rows(family, &keep);
@@ -288,6 +295,7 @@ impl FlowColumns {
     /// column cannot be left out.
     pub fn append(&mut self, other: &FlowColumns) {
         let FlowColumns {
+            flows,
             window_start,
             host,
             family,
@@ -299,6 +307,7 @@ impl FlowColumns {
             control,
             result,
         } = self;
+        flows.extend_from_slice(&other.flows);
         window_start.extend_from_slice(&other.window_start);
         host.extend_from_slice(&other.host);
         family.extend_from_slice(&other.family);
@@ -313,20 +322,48 @@ impl FlowColumns {
 
     /// Adds one finished flow.
     pub fn push(&mut self, r: &FlowRecord, config: &StatsConfig) {
+        self.push_row(
+            FlowRow::of(r, config),
+            1,
+            r.packets[0] + r.packets[1],
+            r.bytes[0] + r.bytes[1],
+        );
+    }
+
+    /// Adds a row standing for `flows` flows.
+    fn push_row(&mut self, row: FlowRow, flows: u64, packets: u64, bytes: u64) {
+        self.flows.push(flows);
+        self.window_start.push(row.window_start);
+        self.host.push(row.host);
+        self.family.push(row.family);
+        self.protocol.push(row.protocol);
+        self.circumvention.push(row.circumvention);
+        self.packets.push(packets);
+        self.bytes.push(bytes);
+        self.platform.push(row.platform);
+        self.control.push(row.control);
+        self.result.push(row.result);
+    }
+}
+
+/// A flow's values in [`FlowColumns`] other than its counts: what flows of one group share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FlowRow {
+    window_start: i64,
+    host: String,
+    family: &'static str,
+    protocol: &'static str,
+    circumvention: bool,
+    platform: Option<String>,
+    control: bool,
+    result: &'static str,
+}
+
+impl FlowRow {
+    fn of(r: &FlowRecord, config: &StatsConfig) -> FlowRow {
         let window = i64::from(config.window_secs.max(1)) * 1_000_000_000;
-        self.window_start
-            .push(r.first_ts.div_euclid(window) * window);
         let host_ip = host_of(r, &config.home_net);
-        self.host.push(match &config.anonymize {
-            Some(a) => a.anonymize(host_ip).to_string(),
-            None => host_ip.to_string(),
-        });
         let family = r.label.family;
-        self.family.push(family.name());
-        self.protocol.push(r.label.protocol);
-        self.circumvention.push(family.is_circumvention());
-        self.packets.push(r.packets[0] + r.packets[1]);
-        self.bytes.push(r.bytes[0] + r.bytes[1]);
         let watched = |name: &str, control: bool| {
             control || config.watch.is_empty() || config.watch.iter().any(|w| w == name)
         };
@@ -336,10 +373,56 @@ impl FlowColumns {
             }
             _ => (None, AttemptResult::Other),
         };
-        self.control
-            .push(platform.as_ref().is_some_and(|(_, c)| *c));
-        self.platform.push(platform.map(|(n, _)| n));
-        self.result.push(result.name());
+        FlowRow {
+            window_start: r.first_ts.div_euclid(window) * window,
+            host: match &config.anonymize {
+                Some(a) => a.anonymize(host_ip).to_string(),
+                None => host_ip.to_string(),
+            },
+            family: family.name(),
+            protocol: r.label.protocol,
+            circumvention: family.is_circumvention(),
+            control: platform.as_ref().is_some_and(|(_, c)| *c),
+            platform: platform.map(|(n, _)| n),
+            result: result.name(),
+        }
+    }
+}
+
+/// Flows reduced as they finish to one [`FlowColumns`] row per group of flows that agree on
+/// everything but their counts (window, host, family, protocol, platform attempt and result).
+/// Every statistic is a sum or a distinct count over these, so the tables come out as from one
+/// row per flow, while memory follows the groups (hosts x windows x protocols), not the flows.
+#[derive(Debug, Default)]
+pub struct FlowGroups {
+    cols: FlowColumns,
+    index: std::collections::HashMap<FlowRow, usize>,
+}
+
+impl FlowGroups {
+    pub fn add(&mut self, r: &FlowRecord, config: &StatsConfig) {
+        let row = FlowRow::of(r, config);
+        let (packets, bytes) = (r.packets[0] + r.packets[1], r.bytes[0] + r.bytes[1]);
+        if let Some(&i) = self.index.get(&row) {
+            let cols = &mut self.cols;
+            if let (Some(f), Some(p), Some(b)) = (
+                cols.flows.get_mut(i),
+                cols.packets.get_mut(i),
+                cols.bytes.get_mut(i),
+            ) {
+                *f += 1;
+                *p = p.saturating_add(packets);
+                *b = b.saturating_add(bytes);
+            }
+            return;
+        }
+        self.index.insert(row.clone(), self.cols.len());
+        self.cols.push_row(row, 1, packets, bytes);
+    }
+
+    /// The rows, one per group, in the order the groups first appeared.
+    pub fn into_columns(self) -> FlowColumns {
+        self.cols
     }
 }
 

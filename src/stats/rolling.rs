@@ -118,7 +118,7 @@ impl RollingStats {
             if let Some(w) = self.cols.window_start.get_mut(row) {
                 if *w < self.cutoff {
                     *w = self.cutoff;
-                    self.late_flows += 1;
+                    self.late_flows += self.cols.flows.get(row).copied().unwrap_or(1);
                 }
             }
             if !self.cols.circumvention.get(row).copied().unwrap_or(false) {
