@@ -396,28 +396,53 @@ impl FlowRow {
 #[derive(Debug, Default)]
 pub struct FlowGroups {
     cols: FlowColumns,
-    index: std::collections::HashMap<FlowRow, usize>,
+    /// A group's hash to its latest row with that hash; `next` chains the earlier ones. The
+    /// index keeps no copy of a row's strings: a run of millions of one-flow groups (a flood
+    /// from as many addresses) spent half its time allocating and freeing such copies.
+    heads: std::collections::HashMap<u64, usize>,
+    next: Vec<usize>,
+    hasher: std::hash::RandomState,
 }
 
 impl FlowGroups {
     pub fn add(&mut self, r: &FlowRecord, config: &StatsConfig) {
         let row = FlowRow::of(r, config);
         let (packets, bytes) = (r.packets[0] + r.packets[1], r.bytes[0] + r.bytes[1]);
-        if let Some(&i) = self.index.get(&row) {
-            let cols = &mut self.cols;
-            if let (Some(f), Some(p), Some(b)) = (
-                cols.flows.get_mut(i),
-                cols.packets.get_mut(i),
-                cols.bytes.get_mut(i),
-            ) {
-                *f += 1;
-                *p = p.saturating_add(packets);
-                *b = b.saturating_add(bytes);
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, &row);
+        let mut at = self.heads.get(&hash).copied();
+        while let Some(i) = at {
+            if self.holds(i, &row) {
+                let cols = &mut self.cols;
+                if let (Some(f), Some(p), Some(b)) = (
+                    cols.flows.get_mut(i),
+                    cols.packets.get_mut(i),
+                    cols.bytes.get_mut(i),
+                ) {
+                    *f += 1;
+                    *p = p.saturating_add(packets);
+                    *b = b.saturating_add(bytes);
+                }
+                return;
             }
-            return;
+            at = self.next.get(i).copied().filter(|&n| n != usize::MAX);
         }
-        self.index.insert(row.clone(), self.cols.len());
+        let i = self.cols.len();
+        self.next
+            .push(self.heads.insert(hash, i).unwrap_or(usize::MAX));
         self.cols.push_row(row, 1, packets, bytes);
+    }
+
+    /// Whether row `i` is `row`'s group.
+    fn holds(&self, i: usize, row: &FlowRow) -> bool {
+        let c = &self.cols;
+        c.window_start.get(i) == Some(&row.window_start)
+            && c.host.get(i) == Some(&row.host)
+            && c.family.get(i) == Some(&row.family)
+            && c.protocol.get(i) == Some(&row.protocol)
+            && c.circumvention.get(i) == Some(&row.circumvention)
+            && c.platform.get(i) == Some(&row.platform)
+            && c.control.get(i) == Some(&row.control)
+            && c.result.get(i) == Some(&row.result)
     }
 
     /// The rows, one per group, in the order the groups first appeared.
