@@ -166,25 +166,24 @@ impl ExamplePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::{Confidence, Family};
-    use crate::flow::interleaved_test_record;
+    use crate::fingerprint::Family;
+    use crate::flow::labelled_test_record;
 
     /// Flows spread over hours, labelled with a few protocols whose examples tie on
     /// confidence and bytes (so the output order settles which are picked).
     fn labelled_record(i: u64) -> FlowRecord {
-        let mut r = interleaved_test_record(i);
+        let mut r = labelled_test_record(
+            i,
+            &[
+                ("openvpn", Family::Vpn),
+                ("tls", Family::Web),
+                ("unknown", Family::Other),
+                ("wireguard", Family::Vpn),
+            ],
+        );
         r.first_ts = ((i * 7919) % 997) as i64 * 30_000_000_000;
         r.last_ts = r.first_ts + 1_000_000;
         r.bytes = [60 + (i % 3) * 40, 0];
-        let (protocol, family) = [
-            ("openvpn", Family::Vpn),
-            ("tls", Family::Web),
-            ("unknown", Family::Other),
-            ("wireguard", Family::Vpn),
-        ][(i % 4) as usize];
-        r.label.protocol = protocol;
-        r.label.family = family;
-        r.label.confidence = (protocol != "unknown").then_some(Confidence::Statistical);
         r
     }
 

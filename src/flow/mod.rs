@@ -8,7 +8,7 @@
 
 mod record;
 #[cfg(test)]
-pub(crate) use record::interleaved_test_record;
+pub(crate) use record::{interleaved_test_record, labelled_test_record};
 mod table;
 
 pub use record::{EndReason, FlowRecord, Outcome, FLOW_COLUMNS};

@@ -149,3 +149,20 @@ pub(crate) fn interleaved_test_record(i: u64) -> FlowRecord {
         label: Label::default(),
     }
 }
+
+/// [`interleaved_test_record`] labelled `labels[i % labels.len()]` (protocol and family), with
+/// a statistical confidence unless the protocol is `unknown`.
+#[cfg(test)]
+pub(crate) fn labelled_test_record(
+    i: u64,
+    labels: &[(&'static str, crate::fingerprint::Family)],
+) -> FlowRecord {
+    let mut r = interleaved_test_record(i);
+    if let Some(&(protocol, family)) = labels.get(i as usize % labels.len().max(1)) {
+        r.label.protocol = protocol;
+        r.label.family = family;
+        r.label.confidence =
+            (protocol != "unknown").then_some(crate::fingerprint::Confidence::Statistical);
+    }
+    r
+}

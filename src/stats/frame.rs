@@ -896,21 +896,18 @@ mod tests {
     /// detector's series of one row per flow.
     #[test]
     fn grouped_flows_give_the_tables_of_single_flows() {
-        use crate::fingerprint::{Confidence, Family};
+        use crate::fingerprint::Family;
+        let labels = [
+            ("openvpn", Family::Vpn),
+            ("tor", Family::Tor),
+            ("dns", Family::Other),
+        ];
         let records: Vec<FlowRecord> = (0..3000u64)
             .map(|i| {
-                let mut r = crate::flow::interleaved_test_record(i);
+                let mut r = crate::flow::labelled_test_record(i, &labels);
                 r.first_ts = (i % 7) as i64 * 300_000_000_000 + i as i64;
                 r.packets = [1 + i % 5, i % 3];
                 r.bytes = [100 * (i % 9), 7 * i];
-                let (protocol, family) = [
-                    ("openvpn", Family::Vpn),
-                    ("tor", Family::Tor),
-                    ("dns", Family::Other),
-                ][(i % 3) as usize];
-                r.label.protocol = protocol;
-                r.label.family = family;
-                r.label.confidence = Some(Confidence::Statistical);
                 r
             })
             .collect();
