@@ -348,8 +348,10 @@ impl Pipeline {
                 (Finished::Rows(rows), Some(Deliver::Rows(f))) => f(rows),
                 (Finished::Records(records), Some(Deliver::Records(f))) => f(records),
                 (Finished::Records(mut records), None) => collected.append(&mut records),
-                // Rows are made only for a row sink.
-                (Finished::Rows(_), _) | (Finished::Records(_), Some(Deliver::Rows(_))) => {}
+                // `build` makes rows exactly when the sink takes rows.
+                (Finished::Rows(_), _) | (Finished::Records(_), Some(Deliver::Rows(_))) => {
+                    debug_assert!(false, "finished flows of the wrong kind for the sink");
+                }
             }
         });
     }

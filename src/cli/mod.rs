@@ -576,15 +576,14 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         .context("analysis still shared after the run")?
         .into_inner();
     for log in &args.flow_log {
-        let (logged, note) =
-            read_flow_log(log).with_context(|| format!("reading flow log {}", log.display()))?;
-        if !args.input.quiet {
-            eprintln!("flow log {}: {note}", log.display());
-        }
-        for r in &logged {
+        let note = each_flow_log_flow(log, &mut |r| {
             summary.first_ts = Some(summary.first_ts.map_or(r.first_ts, |t| t.min(r.first_ts)));
             summary.last_ts = Some(summary.last_ts.map_or(r.last_ts, |t| t.max(r.last_ts)));
-            analysis.add(r);
+            analysis.add(&r);
+        })
+        .with_context(|| format!("reading flow log {}", log.display()))?;
+        if !args.input.quiet {
+            eprintln!("flow log {}: {note}", log.display());
         }
     }
     summary.flows = analysis.flows();
@@ -602,35 +601,37 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
 }
 
 /// Reads one flow log, detecting its format: Parquet (magic `PAR1`) or CSV with tunnelwatch's
-/// flow-table header (both [`crate::ingest::flowlog::flow_table`]), else nfdump CSV. Returns the
-/// flows and a one-line account of what was read.
-fn read_flow_log(path: &std::path::Path) -> Result<(Vec<FlowRecord>, String)> {
+/// flow-table header (both [`crate::ingest::flowlog::flow_table`]), else nfdump CSV. Hands each
+/// flow to `each` as it is read (a Parquet table is read whole first) and returns a one-line
+/// account of what was read.
+fn each_flow_log_flow(path: &std::path::Path, each: &mut dyn FnMut(FlowRecord)) -> Result<String> {
     use crate::ingest::flowlog::{self, flow_table};
     use std::io::BufRead;
-    let table = |(flows, stats): (Vec<FlowRecord>, flowlog::TableStats)| {
-        let note = format!(
+    let table = |stats: flowlog::TableStats| {
+        format!(
             "{} flows ({} with archived labels, {} labelled by port), {} rows unreadable",
             stats.records, stats.labels_restored, stats.labels_from_ports, stats.bad_lines
-        );
-        (flows, note)
+        )
     };
     let mut reader = io::BufReader::new(std::fs::File::open(path)?);
     // The format from the first bytes: Parquet's magic, or the header line of a CSV.
     let head = reader.fill_buf()?;
     if head.starts_with(b"PAR1") {
         let (names, rows) = crate::stats::read_parquet_as_text(path)?;
-        return Ok(table(flow_table::read_flow_table_rows(&names, &rows)?));
+        let (flows, stats) = flow_table::read_flow_table_rows(&names, &rows)?;
+        drop(rows);
+        flows.into_iter().for_each(each);
+        return Ok(table(stats));
     }
     let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     if flow_table::is_flow_table_header(String::from_utf8_lossy(first_line).trim_end()) {
-        return Ok(table(flowlog::read_flow_table_csv(reader)?));
+        return Ok(table(flowlog::each_flow_table_csv_flow(reader, each)?));
     }
-    let (flows, stats) = flowlog::read_nfdump_csv(reader)?;
-    let note = format!(
+    let stats = flowlog::each_nfdump_csv_flow(reader, each)?;
+    Ok(format!(
         "{} records ({} lines unreadable)",
         stats.records, stats.bad_lines
-    );
-    Ok((flows, note))
+    ))
 }
 
 /// Everything `analyze` writes from finished flows: flows table, per-window tables, detection,

@@ -56,17 +56,17 @@ pub struct TableStats {
 }
 
 impl TableStats {
-    /// Counts one parsed row (numbering and keeping its flow) or one bad line.
+    /// Counts one parsed row (numbering its flow and handing it to `each`) or one bad line.
     fn tally(
         &mut self,
         line: u64,
         row: Result<(FlowRecord, bool), &'static str>,
-        flows: &mut Vec<FlowRecord>,
+        each: &mut dyn FnMut(FlowRecord),
     ) {
         match row {
             Ok((mut flow, restored)) => {
-                flow.id = flows.len() as u64;
-                flows.push(flow);
+                flow.id = self.records;
+                each(flow);
                 self.records += 1;
                 if restored {
                     self.labels_restored += 1;
@@ -288,8 +288,18 @@ pub fn parse_row(
 pub fn read_flow_table_csv<R: BufRead>(
     reader: R,
 ) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
-    let mut stats = TableStats::default();
     let mut flows = Vec::new();
+    let stats = each_flow_table_csv_flow(reader, &mut |flow| flows.push(flow))?;
+    Ok((flows, stats))
+}
+
+/// [`read_flow_table_csv`] handing each flow to `each` as it is read (numbered from 0 in table
+/// order), so a table of any length costs one flow at a time.
+pub fn each_flow_table_csv_flow<R: BufRead>(
+    reader: R,
+    each: &mut dyn FnMut(FlowRecord),
+) -> Result<TableStats, FlowLogError> {
+    let mut stats = TableStats::default();
     let mut cols: Option<TableColumns> = None;
     for (n, line) in reader.lines().enumerate() {
         let line = line?;
@@ -306,12 +316,12 @@ pub fn read_flow_table_csv<R: BufRead>(
         let row = parsed
             .ok_or("bad CSV quoting")
             .and_then(|f| parse_row(c, &f));
-        stats.tally(n as u64 + 1, row, &mut flows);
+        stats.tally(n as u64 + 1, row, each);
     }
     if cols.is_none() {
         return Err(FlowLogError::NotFlowTable("empty input".into()));
     }
-    Ok((flows, stats))
+    Ok(stats)
 }
 
 /// A flow table already split into a header and rows (e.g. read from Parquet).
@@ -323,7 +333,9 @@ pub fn read_flow_table_rows(
     let mut stats = TableStats::default();
     let mut flows = Vec::with_capacity(rows.len());
     for (n, fields) in rows.iter().enumerate() {
-        stats.tally(n as u64 + 1, parse_row(&cols, fields), &mut flows);
+        stats.tally(n as u64 + 1, parse_row(&cols, fields), &mut |f| {
+            flows.push(f)
+        });
     }
     Ok((flows, stats))
 }

@@ -38,8 +38,10 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use collector::{collect, collect_on, Collector, CollectorStats};
 pub use convert::{label_for, to_flow_record};
-pub use flow_table::{read_flow_table_csv, read_flow_table_csv_file, TableStats};
-pub use nfdump_csv::{read_nfdump_csv, read_nfdump_csv_file, CsvStats};
+pub use flow_table::{
+    each_flow_table_csv_flow, read_flow_table_csv, read_flow_table_csv_file, TableStats,
+};
+pub use nfdump_csv::{each_nfdump_csv_flow, read_nfdump_csv, read_nfdump_csv_file, CsvStats};
 
 /// One flow as exported (any format), before conversion to a [`FlowRecord`](crate::flow::FlowRecord).
 /// Direction is the exporter's: `src` sent every counted packet to `dst`.

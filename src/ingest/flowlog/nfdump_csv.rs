@@ -202,8 +202,18 @@ pub fn parse_line(cols: &Columns, line: &str) -> Result<FlowRecord, &'static str
 /// Reads an nfdump CSV flow log. Lines that are not flows are counted (`bad_lines`), never
 /// fatal; a missing or foreign header is an error.
 pub fn read_nfdump_csv<R: BufRead>(reader: R) -> Result<(Vec<FlowRecord>, CsvStats), FlowLogError> {
-    let mut stats = CsvStats::default();
     let mut flows = Vec::new();
+    let stats = each_nfdump_csv_flow(reader, &mut |flow| flows.push(flow))?;
+    Ok((flows, stats))
+}
+
+/// [`read_nfdump_csv`] handing each flow to `each` as it is read (numbered from 0 in log
+/// order), so a log of any length costs one flow at a time.
+pub fn each_nfdump_csv_flow<R: BufRead>(
+    reader: R,
+    each: &mut dyn FnMut(FlowRecord),
+) -> Result<CsvStats, FlowLogError> {
+    let mut stats = CsvStats::default();
     let mut cols: Option<Columns> = None;
     let mut in_summary = false;
     let mut summary_cols: Option<Vec<String>> = None;
@@ -249,8 +259,8 @@ pub fn read_nfdump_csv<R: BufRead>(reader: R) -> Result<(Vec<FlowRecord>, CsvSta
         stats.lines += 1;
         match parse_line(c, t) {
             Ok(mut flow) => {
-                flow.id = flows.len() as u64;
-                flows.push(flow);
+                flow.id = stats.records;
+                each(flow);
                 stats.records += 1;
             }
             Err(reason) => {
@@ -264,7 +274,7 @@ pub fn read_nfdump_csv<R: BufRead>(reader: R) -> Result<(Vec<FlowRecord>, CsvSta
     if cols.is_none() {
         return Err(FlowLogError::NotNfdumpCsv("empty input".into()));
     }
-    Ok((flows, stats))
+    Ok(stats)
 }
 
 /// [`read_nfdump_csv`] on a file.
