@@ -1,14 +1,15 @@
 //! Flow rows sorted on disk: `tunnelwatch flows` writes JSONL/CSV in the same order and with the
-//! same numbers as [`crate::pipeline::number_flows`] gives, while holding at most
-//! [`SPILL_ROWS`] finished flows in memory. The rows come rendered, without their numbers,
-//! from the threads that ended the flows ([`RowBatch`]); beyond [`SPILL_ROWS`], each batch of
-//! rows is sorted and written to a temporary run file, and the runs are merged at the end. A
-//! flood of millions of one-packet flows therefore costs the flow table's cap, not a row per
-//! flow.
+//! same numbers as [`crate::pipeline::number_flows`] gives, and `analyze` its flows table, while
+//! holding at most [`SPILL_ROWS`] finished flows in memory. The rows come without their numbers:
+//! rendered by the threads that ended the flows ([`RowBatch`]), or one at a time
+//! ([`FlowSpill::push_row`]). Beyond [`SPILL_ROWS`], the rows held are sorted and written to a
+//! temporary run file, and the runs are merged at the end. A flood of millions of one-packet
+//! flows therefore costs the flow table's cap, not a row per flow.
 //!
 //! A run file is a sequence of entries: the 63-byte sort key, a 4-byte big-endian row length,
-//! and the row as it will be printed minus its leading `id` (which is only known after the
-//! merge; [`push_id_prefix`] writes it then). Keys are [`crate::pipeline::flow_order_key`], the order `number_flows` uses.
+//! and the row minus its leading `id` (which is only known after the merge: [`push_id_prefix`]
+//! writes it for `flows`). Keys are [`crate::pipeline::flow_order_key`], the order
+//! `number_flows` uses.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
