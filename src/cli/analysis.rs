@@ -1,8 +1,8 @@
 //! `analyze` as flows finish: each finished flow is reduced at once to what the outputs need
 //! (the counts of its group in the per-window statistics, [`FlowGroups`]; the report's running
 //! tallies; the few example candidates of its protocol) and its flows-table row goes to a
-//! sorted spill, so the run never holds its flows. The flows are numbered when the spill is merged into the flows table, in
-//! the order [`crate::pipeline::number_flows`] gives.
+//! sorted spill, so the run never holds its flows. The flows are numbered when the spill is
+//! merged into the flows table, in the order [`crate::pipeline::number_flows`] gives.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
