@@ -1,8 +1,9 @@
 //! Stats: per-host, per-window statistics from finished flows.
 //!
-//! Flows are reduced here to a few plain columns (one row per flow, attributed to the window in
-//! which the flow started); `frame.rs` — the only file that calls polars — groups them once per
-//! run (never per packet) into:
+//! Flows are reduced here to a few plain columns (one row per flow, or per group of flows that
+//! share every column but the counts, [`FlowGroups`]; attributed to the window in which the flow
+//! started); `frame.rs` — the only file that calls polars — groups them once per run (never per
+//! packet) into:
 //!
 //! - `hosts` (one row per window and host): `window_start` datetime[ns]; `host` string;
 //!   `flows`, `packets`, `bytes` u64; `circumvention_flows`, `circumvention_bytes`;
