@@ -22,8 +22,7 @@ pub struct Analysis {
     config: StatsConfig,
     formats: Vec<TableFormat>,
     columns: FlowGroups,
-    protocol_mix: html::ProtocolMixTally,
-    servers: html::ServerTally,
+    tallies: html::FlowTallies,
     examples: ExamplePool,
     flows: FlowSpill,
     row: Vec<u8>,
@@ -38,8 +37,7 @@ impl Analysis {
             config,
             formats,
             columns: FlowGroups::default(),
-            protocol_mix: html::ProtocolMixTally::default(),
-            servers: html::ServerTally::default(),
+            tallies: html::FlowTallies::default(),
             examples: ExamplePool::default(),
             flows: FlowSpill::new(threads),
             row: Vec::new(),
@@ -57,8 +55,7 @@ impl Analysis {
     pub fn add(&mut self, r: &FlowRecord) {
         self.count += 1;
         self.columns.add(r, &self.config);
-        self.protocol_mix.add(r, &self.config);
-        self.servers.add(r);
+        self.tallies.add(r, &self.config);
         self.examples.offer(r);
         self.row.clear();
         crate::stats::flow_table_row(r, &self.config, &mut self.row, &mut self.scratch);
@@ -80,8 +77,7 @@ impl Analysis {
             config,
             formats,
             columns,
-            protocol_mix,
-            servers,
+            tallies,
             examples,
             flows,
             ..
@@ -109,10 +105,9 @@ impl Analysis {
                 .context("writing per-window tables")?;
         let detections =
             detection::run(&metrics, summary, extra_events, out).context("detecting events")?;
-        let mut data =
-            html::ReportData::from_run(summary, &examples, &columns, &metrics, &config, detections);
-        data.protocol_mix = protocol_mix.rows();
-        data.top_servers = servers.rows(&config);
+        let data = html::ReportData::from_run(
+            summary, &tallies, &examples, &columns, &metrics, &config, detections,
+        );
         write_summary_and_report(summary, &protocol_counts, &data, out)?;
         if let Some(dir) = figures {
             html::write_figures(&data, dir)

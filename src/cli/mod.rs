@@ -925,8 +925,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         &args.out.join("hosts"),
         &formats,
     );
-    let mut protocol_mix = report::html::ProtocolMixTally::default();
-    let mut servers = report::html::ServerTally::default();
+    let mut tallies = report::html::FlowTallies::default();
     let mut examples = Vec::new();
     let mut protocol_counts = std::collections::BTreeMap::<String, u64>::new();
     let mut so_far = RunSummary::default();
@@ -949,8 +948,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         write_json_atomically(&dir.join("capture.json"), &window.to_json())?;
         rolling.push_columns(&columns);
         for r in &records {
-            protocol_mix.add(r, &stats_config);
-            servers.add(r);
+            tallies.add(r, &stats_config);
             output::count_protocol(&mut protocol_counts, r.label.protocol);
         }
         examples.extend(records);
@@ -984,16 +982,15 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         .context("detecting events")?;
     // Every series comes from the run's statistics (`all_columns`); the examples are a sample
     // of the flows, not a base for counting.
-    let mut data = report::html::ReportData::from_run(
+    let data = report::html::ReportData::from_run(
         &totals.summary,
+        &tallies,
         &examples,
         &crate::stats::FlowColumns::default(),
         &metrics.all_columns,
         &stats_config,
         detections,
     );
-    data.protocol_mix = protocol_mix.rows();
-    data.top_servers = servers.rows(&stats_config);
     write_summary_and_report(&totals.summary, &protocol_counts, &data, &args.out)?;
     if !args.quiet {
         report::print_terminal_summary(&totals.summary, &protocol_counts);

@@ -413,23 +413,25 @@ fn vec_f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error>
 }
 
 impl ReportData {
-    /// Builds the report data of one run: totals from `summary`; protocol mix, examples and top
-    /// servers from `records`; per-window series from `columns` (the stats stage's reduction of
-    /// the same flows, [`FlowColumns::of`]), with `metrics` (the stats stage's series, if any)
-    /// overriding the same-named columns so charts show what the detector saw.
+    /// Builds the report data of one run: totals from `summary`; protocol mix and top servers
+    /// from `tallies` (of every flow); examples from `examples` (every flow, or the candidates
+    /// kept of them); per-window series from `columns` (the stats stage's reduction of the same
+    /// flows), with `metrics` (the stats stage's series, if any) overriding the same-named
+    /// columns so charts show what the detector saw.
     pub fn from_run(
         summary: &RunSummary,
-        records: &[FlowRecord],
+        tallies: &FlowTallies,
+        examples: &[FlowRecord],
         columns: &FlowColumns,
         metrics: &[MetricSeries],
         config: &StatsConfig,
         detections: Detections,
     ) -> ReportData {
         let mut data = ReportData::from_summary(summary);
-        data.protocol_mix = protocol_mix(records, config);
+        data.protocol_mix = tallies.protocol_mix.rows();
         data.series = window_series_from_columns(columns, metrics, window_nanos(config));
-        data.examples = example_flows(records, config);
-        data.top_servers = top_servers(records, config);
+        data.examples = example_flows(examples, config);
+        data.top_servers = tallies.servers.rows(config);
         data.events = detections.events;
         data.alerts = detections.alerts;
         data.alignments = detections.alignments;
@@ -532,16 +534,30 @@ fn shown_ip(ip: IpAddr, is_host: bool, config: &StatsConfig) -> IpAddr {
     }
 }
 
-/// Flows, distinct hosts and bytes per (protocol, family), by flows descending.
-pub fn protocol_mix(records: &[FlowRecord], config: &StatsConfig) -> Vec<ProtocolRow> {
-    let mut tally = ProtocolMixTally::default();
-    for r in records {
-        tally.add(r, config);
-    }
-    tally.rows()
+/// The report's running totals of a run's flows, added a flow at a time, for runs that never
+/// hold all their flows at once.
+#[derive(Debug, Default)]
+pub struct FlowTallies {
+    pub protocol_mix: ProtocolMixTally,
+    pub servers: ServerTally,
 }
 
-/// The running totals behind [`protocol_mix`], for runs that never hold all their flows at once
+impl FlowTallies {
+    pub fn add(&mut self, r: &FlowRecord, config: &StatsConfig) {
+        self.protocol_mix.add(r, config);
+        self.servers.add(r);
+    }
+
+    /// The tallies of `records`.
+    pub fn of(records: &[FlowRecord], config: &StatsConfig) -> FlowTallies {
+        let mut tallies = FlowTallies::default();
+        records.iter().for_each(|r| tallies.add(r, config));
+        tallies
+    }
+}
+
+/// Flows, distinct hosts and bytes per (protocol, family), by flows descending: the running
+/// totals, for runs that never hold all their flows at once
 /// (a live capture adds each window's flows and forgets them). Memory: one host set per
 /// protocol, bounded by the hosts.
 #[derive(Debug, Default)]
@@ -888,16 +904,7 @@ pub fn example_order(a: &FlowRecord, b: &FlowRecord) -> std::cmp::Ordering {
 }
 
 /// Servers reached with circumvention protocols, by distinct clients (then flows), top
-/// [`TOP_SERVERS`].
-pub fn top_servers(records: &[FlowRecord], config: &StatsConfig) -> Vec<ServerRow> {
-    let mut tally = ServerTally::default();
-    for r in records {
-        tally.add(r);
-    }
-    tally.rows(config)
-}
-
-/// The running totals behind [`top_servers`] (see [`ProtocolMixTally`]). Memory: one client
+/// [`TOP_SERVERS`]: the running totals (see [`ProtocolMixTally`]). Memory: one client
 /// set per circumvention server, bounded by the servers and hosts seen.
 #[derive(Debug, Default)]
 pub struct ServerTally {
@@ -2378,6 +2385,7 @@ mod tests {
         let records = records();
         ReportData::from_run(
             &summary(),
+            &FlowTallies::of(&records, &config),
             &records,
             &FlowColumns::of(&records, &config),
             &[],
@@ -2801,6 +2809,7 @@ mod tests {
         assert_eq!(figures(&d).len(), 7);
         let only_totals = ReportData::from_run(
             &summary(),
+            &FlowTallies::default(),
             &[],
             &FlowColumns::default(),
             &[],

@@ -348,7 +348,7 @@ impl FlowColumns {
 }
 
 /// A flow's values in [`FlowColumns`] other than its counts: what flows of one group share.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct FlowRow {
     window_start: i64,
     host: String,
