@@ -600,13 +600,14 @@ mod parallel {
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
     use std::sync::Arc;
     use std::thread::JoinHandle;
+    use std::time::Instant;
 
     use memmap2::Mmap;
 
     use super::{Finished, PipelineConfig, RowRenderer};
     use crate::decode::{self, DecodedPacket, DetachedPacket};
     use crate::fingerprint::registry::REGISTRY;
-    use crate::flow::{FlowConfig, FlowCounters, FlowTable, MovedFlow, PacketKey};
+    use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable, MovedFlow, PacketKey};
     use crate::ingest::MappedCapture;
 
     const BATCH_PACKETS: usize = 4096;
@@ -649,6 +650,9 @@ mod parallel {
         adopted: Vec<MovedFlow>,
         /// The worker table's new cap on live flows, set before the flows are taken in.
         max_flows: Option<usize>,
+        /// Buckets `lo..hi` the reader takes back: after this batch's frames, the worker sends
+        /// their live flows back and holds none of them any more.
+        give_back: Option<(u64, u64)>,
         /// The run's clock at its end, sent with the last batch: flows timed out by then end
         /// as timed out, as in a table that saw every packet.
         final_clock: Option<i64>,
@@ -664,6 +668,7 @@ mod parallel {
                 sent: false,
                 adopted: Vec::new(),
                 max_flows: None,
+                give_back: None,
                 final_clock: None,
             }
         }
@@ -674,6 +679,7 @@ mod parallel {
             self.frames.is_empty()
                 && self.adopted.is_empty()
                 && self.max_flows.is_none()
+                && self.give_back.is_none()
                 && self.final_clock.is_none()
         }
 
@@ -685,18 +691,82 @@ mod parallel {
             };
             source.get(f.start..f.start.checked_add(f.len as usize)?)
         }
+
+        /// Adds a frame: as its offset when it lies in `mapping` (the mapped file being read:
+        /// mapping, start address, length), else as a copy.
+        fn stage(
+            &mut self,
+            mapping: Option<&(Arc<Mmap>, usize, usize)>,
+            frame: &[u8],
+            mut frame_ref: FrameRef,
+        ) {
+            let addr = frame.as_ptr() as usize;
+            let in_mapping = match mapping {
+                Some((map, base, len)) if addr >= *base && addr + frame.len() <= base + len => {
+                    if self.mapping.is_none() {
+                        self.mapping = Some(Arc::clone(map));
+                    }
+                    let offset = addr - base;
+                    self.lowest_offset = self.lowest_offset.min(offset);
+                    Some(offset)
+                }
+                _ => None,
+            };
+            frame_ref.start = in_mapping.unwrap_or_else(|| {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(frame);
+                start
+            });
+            frame_ref.in_mapping = in_mapping.is_some();
+            self.frames.push(frame_ref);
+        }
+
+        /// Empties the batch for reuse.
+        fn clear(&mut self) {
+            self.bytes.clear();
+            self.frames.clear();
+            self.mapping = None;
+            self.lowest_offset = usize::MAX;
+        }
+    }
+
+    /// Runs a batch's frames through `table`, as the reader dispatched them.
+    fn run_frames(table: &mut FlowTable, batch: &Batch, emit: &mut impl FnMut(FlowRecord)) {
+        for f in &batch.frames {
+            let Some(frame) = batch.frame(f) else {
+                continue;
+            };
+            // The reader decoded this frame successfully (decoding is deterministic) and
+            // usually passes its result along.
+            let pkt = match f.packet.and_then(|p| p.attach(frame)) {
+                Some(pkt) => pkt,
+                None => match decode::decode(f.link_type, frame) {
+                    Ok(pkt) => pkt,
+                    Err(_) => continue,
+                },
+            };
+            let packet_key = PacketKey::with_hash(&pkt, f.hash);
+            table.advance_clock(f.now);
+            table.process_keyed(f.ts, &pkt, packet_key, emit);
+        }
     }
 
     struct Worker {
         current: Batch,
         /// Flows the worker finished, sent after each batch and at the end.
         finished: Receiver<Finished>,
+        /// Live flows of buckets the reader took back ([`Batch::give_back`]).
+        given_back: Receiver<Vec<MovedFlow>>,
         /// Processed batches ready for reuse.
         free: Vec<Batch>,
         /// `lowest_offset` of each batch sent and not yet returned, oldest first.
         in_flight: VecDeque<usize>,
         to_worker: SyncSender<Batch>,
         recycled: Receiver<Batch>,
+        /// Nanoseconds the worker has waited for batches, counted by the worker.
+        idle_nanos: Arc<AtomicU64>,
+        /// Nanoseconds the reader has waited for this worker to return a batch.
+        reader_waited_nanos: u64,
         handle: JoinHandle<FlowCounters>,
     }
 
@@ -725,11 +795,13 @@ mod parallel {
             self.drain_returned();
             let caught_up = self.in_flight.is_empty();
             if self.free.is_empty() {
+                let waiting = Instant::now();
                 match self.recycled.recv() {
                     Ok(batch) => self.take_returned(batch),
                     // The worker died; it is reported when joined.
                     Err(_) => self.free.push(Batch::default()),
                 }
+                self.reader_waited_nanos += nanos_since(waiting);
             }
             let next = self.free.pop().unwrap_or_default();
             let mut full = std::mem::replace(&mut self.current, next);
@@ -748,21 +820,43 @@ mod parallel {
         }
     }
 
+    fn nanos_since(start: Instant) -> u64 {
+        u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Buckets the reader is taking back from the workers: their packets wait in `held` until
+    /// every worker has sent the buckets' live flows.
+    struct Reclaim {
+        /// The reader owns buckets below this once the flows are in.
+        to: u64,
+        /// Per worker: its flows have not come yet.
+        awaiting: Vec<bool>,
+        /// The flows sent so far, one vector per worker (each in recency order).
+        flows: Vec<Vec<MovedFlow>>,
+        /// Packets of the buckets read since the reader asked for them, in order.
+        held: Batch,
+    }
+
     pub struct Dispatcher {
         workers: Vec<Worker>,
         /// The reading thread's own table, for flows whose hash falls below `local_buckets`.
         local: Box<FlowTable>,
+        /// Where flows taken back from the workers catch up with the packets held for them,
+        /// on the run's clock as it was when each was read, before they join `local`.
+        catch_up: Box<FlowTable>,
         /// Flows the reader's table ended, and after [`Dispatcher::finish`] the workers' last.
         local_finished: Finished,
         from_workers: Vec<Finished>,
         local_buckets: u64,
-        /// Flows of the local table already added to the shared progress counter.
+        /// Flows of the local tables already added to the shared progress counter.
         local_reported: u64,
         /// The run's cap on live flows, split between the tables by bucket count.
         max_flows: usize,
         balance: Balance,
-        /// Live flows handed to the workers so far.
+        reclaim: Option<Reclaim>,
+        /// Live flows handed to the workers so far, and taken back from them.
         handed_over: u64,
+        taken_back: u64,
         /// The run's clock: the latest timestamp dispatched so far.
         now: i64,
         /// The file being read, when mapped: (mapping, its start address, its length).
@@ -772,52 +866,71 @@ mod parallel {
     /// Flow hashes are split into this many buckets between the reader and the workers.
     const BUCKETS: u64 = 1024;
 
-    /// How the reader learns that the workers wait for it, and what it hands over then.
+    /// How the reader keeps itself and the workers equally busy: it moves hash buckets, with
+    /// their live flows, between its own table and the workers'.
     ///
-    /// The reader's share ([`reader_share`]) is right for one mix of traffic only: reading and
-    /// decoding cost more per packet, next to flow and fingerprint work, on large packets of
-    /// long bulk flows than on the short flows of the reference capture, and a fixed split
-    /// left the worker idle a third of the time on a `synth --preset bench` capture. So every
-    /// `sends_per_check` batches the reader looks at how many of them found their worker with
-    /// nothing queued; when at least three in four did, it hands `move_buckets` of its buckets,
-    /// with their live flows, to the workers. Hand-overs go one way only: taking flows back
-    /// would have to stop the reader until the worker's queue is empty.
-    #[derive(Clone, Copy)]
+    /// The reader's starting share ([`reader_share`]) is right for one mix of traffic only:
+    /// reading and decoding cost more per packet, next to flow and fingerprint work, on large
+    /// packets of long bulk flows than on short flows, and a capture's mix changes as it goes
+    /// (per-thread timelines of the reference capture show the reader waiting for the worker
+    /// through most of some runs, and the worker for the reader in others). So every
+    /// `sends_per_check` batches the reader compares the time it waited for full workers with
+    /// the time the workers waited for batches ([`buckets_to_move`]), and hands buckets to
+    /// the workers or takes them back.
     pub struct Balance {
         batch_packets: usize,
         sends_per_check: u32,
-        move_buckets: u64,
-        /// Hand over at every check, waiting or not (tests).
-        always: bool,
+        /// Tests: at every check, move this many buckets, by turns to the workers and back.
+        test_step: Option<u64>,
         sends: u32,
-        caught_up: u32,
+        /// Where the current window started: when, the reader's waiting so far, the workers'.
+        window: Option<(Instant, u64, u64)>,
+        /// The last test move went to the workers.
+        last_to_workers: bool,
     }
 
     impl Default for Balance {
         fn default() -> Self {
             Balance {
                 batch_packets: BATCH_PACKETS,
-                sends_per_check: 16,
-                move_buckets: 8,
-                always: false,
+                sends_per_check: 8,
+                test_step: None,
                 sends: 0,
-                caught_up: 0,
+                window: None,
+                last_to_workers: false,
             }
         }
     }
 
-    impl Balance {
-        /// Counts one send; returns whether the reader should hand buckets over now.
-        fn hand_over_after(&mut self, caught_up: bool) -> bool {
-            self.sends += 1;
-            self.caught_up += u32::from(caught_up);
-            if self.sends < self.sends_per_check {
-                return false;
-            }
-            let waiting = self.caught_up * 4 >= self.sends * 3;
-            self.sends = 0;
-            self.caught_up = 0;
-            waiting || self.always
+    /// Buckets to move after a window of `window` nanoseconds in which the reader waited
+    /// `reader_waited` for full workers and the workers waited `workers_idle` (per worker) for
+    /// batches: positive hands buckets to the workers, negative takes them back.
+    ///
+    /// Whoever waits is ahead. Moving half the difference of the waiting shares of the work
+    /// evens the two out: a share `w` of the window's work moves with `w` of the buckets of
+    /// the side that gives them, up to `w` times what it owns. Differences under 5 % of the
+    /// window are noise.
+    fn buckets_to_move(
+        window: u64,
+        reader_waited: u64,
+        workers_idle: u64,
+        local_buckets: u64,
+        workers: usize,
+    ) -> i64 {
+        if window == 0 {
+            return 0;
+        }
+        let ahead = (workers_idle as f64 - reader_waited as f64) / window as f64;
+        if ahead.abs() < 0.05 {
+            return 0;
+        }
+        let worker_buckets = BUCKETS - local_buckets;
+        if ahead > 0.0 {
+            let n = (ahead / 2.0 * worker_buckets as f64 / workers.max(1) as f64).round() as u64;
+            n.min(local_buckets) as i64
+        } else {
+            let n = (-ahead / 2.0 * worker_buckets as f64).round() as u64;
+            -(n.min(BUCKETS * 3 / 4 - local_buckets.min(BUCKETS * 3 / 4)) as i64)
         }
     }
 
@@ -831,7 +944,7 @@ mod parallel {
     }
 
     /// Share of the flows (0..=1) the reading thread processes itself when `threads` threads run
-    /// (`threads - 1` workers).
+    /// (`threads - 1` workers), at the start of a run.
     ///
     /// The reader also reads, decodes and dispatches every packet: per packet it spends `r`
     /// times what a worker spends on flow-table and fingerprint work. Equal finishing times
@@ -842,8 +955,7 @@ mod parallel {
     /// 0.33 either thread waited a little, by turns; fifteen interleaved rounds gave medians of
     /// 0.49 s at 0.28, 0.47 s at 0.33, 0.50 s at 0.36 and 0.49 s at 0.40 (noise about ±20 %).
     /// That is a third on two threads, a tenth on three and none from four up. It is where a
-    /// run starts: the reader hands buckets over while it runs when the workers wait for it
-    /// ([`Balance`]).
+    /// run starts: [`Balance`] moves buckets either way while it runs.
     pub fn reader_share(threads: usize) -> f64 {
         const READ_DECODE_RATIO: f64 = 1.0 / 3.0;
         let w = threads.saturating_sub(1).max(1) as f64;
@@ -889,22 +1001,28 @@ mod parallel {
                     let (to_reader, recycled) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
                     let flows_seen = Arc::clone(&flows_seen);
                     let (finished_tx, finished) = std::sync::mpsc::channel();
+                    let (give_back_tx, given_back) = std::sync::mpsc::channel();
+                    let idle_nanos = Arc::new(AtomicU64::new(0));
+                    let idle = Arc::clone(&idle_nanos);
                     let handle = std::thread::spawn(move || {
                         work(
                             flow,
-                            from_reader,
-                            to_reader,
+                            (from_reader, to_reader, &idle),
                             (Finished::new(render), &finished_tx),
+                            &give_back_tx,
                             &flows_seen,
                         )
                     });
                     Worker {
                         current: Batch::default(),
                         finished,
+                        given_back,
                         free: (0..BATCHES_IN_FLIGHT).map(|_| Batch::default()).collect(),
                         in_flight: VecDeque::new(),
                         to_worker,
                         recycled,
+                        idle_nanos,
+                        reader_waited_nanos: 0,
                         handle,
                     }
                 })
@@ -912,15 +1030,28 @@ mod parallel {
             Dispatcher {
                 workers,
                 local,
+                catch_up: Box::new(FlowTable::new(config.flow, REGISTRY)),
                 local_finished: Finished::new(render),
                 from_workers: Vec::new(),
                 local_buckets,
                 local_reported: 0,
                 max_flows: config.flow.max_flows,
                 balance,
+                reclaim: None,
                 handed_over: 0,
+                taken_back: 0,
                 now: i64::MIN,
                 mapping: None,
+            }
+        }
+
+        /// Sets the tables' caps on live flows for the reader's `local_buckets`.
+        fn set_caps(&mut self) {
+            let (local_cap, worker_cap) =
+                table_caps(self.max_flows, self.local_buckets, self.workers.len());
+            self.local.set_max_flows(local_cap);
+            for w in &mut self.workers {
+                w.current.max_flows = Some(worker_cap);
             }
         }
 
@@ -932,12 +1063,8 @@ mod parallel {
             }
             let moved = self.local.take_flows(|hash| hash % BUCKETS >= keep);
             self.local_buckets = keep;
+            self.set_caps();
             let n = self.workers.len();
-            let (local_cap, worker_cap) = table_caps(self.max_flows, keep, n);
-            self.local.set_max_flows(local_cap);
-            for w in &mut self.workers {
-                w.current.max_flows = Some(worker_cap);
-            }
             self.handed_over += moved.len() as u64;
             for flow in moved {
                 let i = ((flow.hash() / BUCKETS) % n as u64) as usize;
@@ -945,9 +1072,126 @@ mod parallel {
             }
         }
 
+        /// Starts taking back the `count` buckets above the reader's: every worker is asked
+        /// for their flows after the packets it has been sent, and the buckets' packets from
+        /// now on are held until the flows are in ([`Dispatcher::poll_reclaim`]).
+        fn take_back(&mut self, count: u64) {
+            let to = (self.local_buckets + count).min(BUCKETS);
+            if to == self.local_buckets || self.reclaim.is_some() {
+                return;
+            }
+            for w in &mut self.workers {
+                w.current.give_back = Some((self.local_buckets, to));
+                w.send();
+            }
+            self.reclaim = Some(Reclaim {
+                to,
+                awaiting: vec![true; self.workers.len()],
+                flows: Vec::new(),
+                held: Batch::default(),
+            });
+        }
+
+        /// Collects the flows the workers gave back; once all are in (with `wait`, after
+        /// waiting for them), catches them up with the held packets and makes the buckets the
+        /// reader's.
+        fn poll_reclaim(&mut self, wait: bool) {
+            let Some(reclaim) = self.reclaim.as_mut() else {
+                return;
+            };
+            for (w, awaiting) in self.workers.iter().zip(&mut reclaim.awaiting) {
+                if !*awaiting {
+                    continue;
+                }
+                let answer = if wait {
+                    w.given_back.recv().ok()
+                } else {
+                    match w.given_back.try_recv() {
+                        Ok(flows) => Some(flows),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => continue,
+                        // The worker died; it is reported when joined.
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                    }
+                };
+                reclaim.flows.extend(answer);
+                *awaiting = false;
+            }
+            if reclaim.awaiting.iter().any(|&a| a) {
+                return;
+            }
+            let Some(Reclaim {
+                to, flows, held, ..
+            }) = self.reclaim.take()
+            else {
+                return;
+            };
+            let finished = &mut self.local_finished;
+            let catch_up = &mut self.catch_up;
+            let mut emit = |r| finished.push(r);
+            for from_one_worker in flows {
+                self.taken_back += from_one_worker.len() as u64;
+                catch_up.adopt(from_one_worker, &mut emit);
+            }
+            run_frames(catch_up, &held, &mut emit);
+            catch_up.advance_clock(self.now);
+            catch_up.sweep(&mut emit);
+            let caught_up = catch_up.take_flows(|_| true);
+            self.local.adopt(caught_up, &mut emit);
+            self.local_buckets = to;
+            self.set_caps();
+            // The next window starts now: the last one measured the move under way.
+            self.balance.window = None;
+        }
+
+        /// After each send: at the end of a window, moves buckets as [`buckets_to_move`] says.
+        fn rebalance(&mut self) {
+            let b = &mut self.balance;
+            b.sends += 1;
+            if b.sends < b.sends_per_check || self.reclaim.is_some() {
+                return;
+            }
+            b.sends = 0;
+            let reader_waited: u64 = self.workers.iter().map(|w| w.reader_waited_nanos).sum();
+            let workers_idle: u64 = self
+                .workers
+                .iter()
+                .map(|w| w.idle_nanos.load(Ordering::Relaxed))
+                .sum::<u64>()
+                / self.workers.len().max(1) as u64;
+            let now = Instant::now();
+            let Some((start, waited_before, idle_before)) =
+                b.window.replace((now, reader_waited, workers_idle))
+            else {
+                return;
+            };
+            let moves = match b.test_step {
+                Some(step) => {
+                    b.last_to_workers = !b.last_to_workers;
+                    if b.last_to_workers {
+                        step as i64
+                    } else {
+                        -(step as i64)
+                    }
+                }
+                None => buckets_to_move(
+                    u64::try_from((now - start).as_nanos()).unwrap_or(u64::MAX),
+                    reader_waited - waited_before,
+                    workers_idle.saturating_sub(idle_before),
+                    self.local_buckets,
+                    self.workers.len(),
+                ),
+            };
+            if moves > 0 {
+                self.hand_over(moves as u64);
+            } else if moves < 0 {
+                self.take_back(moves.unsigned_abs());
+            }
+        }
+
         /// Starts (or, with `None`, ends) a mapped file. Pending batches are sent first, so a
-        /// batch never mixes two files' mappings.
+        /// batch never mixes two files' mappings, and buckets being taken back are taken.
         pub fn set_mapping(&mut self, mapped: Option<&MappedCapture>) {
+            self.poll_reclaim(true);
             for w in &mut self.workers {
                 if !w.current.is_empty() {
                     w.send();
@@ -960,66 +1204,60 @@ mod parallel {
         }
 
         /// The lowest offset of the mapped file that a worker may still read: the reader is at
-        /// `reader_offset`, and every batch not yet returned may hold frames from its
+        /// `reader_offset`, and every batch not yet returned, or held, may hold frames from its
         /// `lowest_offset` on.
         pub fn low_water(&mut self, reader_offset: usize) -> usize {
+            let held = self
+                .reclaim
+                .as_ref()
+                .map_or(usize::MAX, |r| r.held.lowest_offset);
             self.workers
                 .iter_mut()
                 .map(Worker::low_water)
-                .fold(reader_offset, usize::min)
+                .fold(reader_offset.min(held), usize::min)
         }
 
         pub fn dispatch(&mut self, ts: i64, link_type: u16, frame: &[u8], pkt: &DecodedPacket<'_>) {
             let packet_key = PacketKey::of(pkt);
             let hash = packet_key.hash;
             self.now = self.now.max(ts);
-            if hash % BUCKETS < self.local_buckets {
+            let bucket = hash % BUCKETS;
+            if bucket < self.local_buckets {
                 let finished = &mut self.local_finished;
                 self.local.advance_clock(self.now);
                 self.local
                     .process_keyed(ts, pkt, packet_key, &mut |r| finished.push(r));
                 return;
             }
-            let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
-            let w = &mut self.workers[i];
-            let addr = frame.as_ptr() as usize;
-            let in_mapping = match &self.mapping {
-                Some((map, base, len)) if addr >= *base && addr + frame.len() <= base + len => {
-                    if w.current.mapping.is_none() {
-                        w.current.mapping = Some(Arc::clone(map));
-                    }
-                    let offset = addr - base;
-                    w.current.lowest_offset = w.current.lowest_offset.min(offset);
-                    Some(offset)
-                }
-                _ => None,
-            };
-            let start = in_mapping.unwrap_or_else(|| {
-                let start = w.current.bytes.len();
-                w.current.bytes.extend_from_slice(frame);
-                start
-            });
-            w.current.frames.push(FrameRef {
+            let frame_ref = FrameRef {
                 ts,
                 now: self.now,
-                start,
+                start: 0,
                 hash,
                 // pcap and pcapng record lengths are 32-bit: every frame fits.
                 len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 link_type,
-                in_mapping: in_mapping.is_some(),
+                in_mapping: false,
                 packet: pkt.detach(frame),
-            });
-            if w.current.frames.len() >= self.balance.batch_packets
-                && self.balance.hand_over_after(w.send())
-            {
-                self.hand_over(self.balance.move_buckets);
+            };
+            if let Some(reclaim) = self.reclaim.as_mut().filter(|r| bucket < r.to) {
+                reclaim.held.stage(self.mapping.as_ref(), frame, frame_ref);
+                return;
+            }
+            let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
+            let w = &mut self.workers[i];
+            w.current.stage(self.mapping.as_ref(), frame, frame_ref);
+            if w.current.frames.len() >= self.balance.batch_packets {
+                w.send();
+                self.poll_reclaim(false);
+                self.rebalance();
             }
         }
 
         /// Adds the flows the reading thread created since the last call to `flows_seen`.
         pub fn report_flows(&mut self, flows_seen: &AtomicU64) {
-            let created = self.local.counters().flows_created;
+            let created =
+                self.local.counters().flows_created + self.catch_up.counters().flows_created;
             flows_seen.fetch_add(created - self.local_reported, Ordering::Relaxed);
             self.local_reported = created;
         }
@@ -1037,10 +1275,12 @@ mod parallel {
 
         /// Ends every flow; their records are then ready for [`Dispatcher::drain_finished`].
         pub fn finish(&mut self) -> FlowCounters {
+            self.poll_reclaim(true);
             let finished = &mut self.local_finished;
             self.local.advance_clock(self.now);
             self.local.finish_all(&mut |r| finished.push(r));
             let mut counters = self.local.counters();
+            counters.merge(&self.catch_up.counters());
             for w in &mut self.workers {
                 w.current.final_clock = Some(self.now);
                 w.send();
@@ -1065,39 +1305,40 @@ mod parallel {
     }
 
     /// A worker: runs batches through its table; flows it ends go to `records`, and from
-    /// there to `finished` after each batch.
+    /// there to `finished` after each batch. The time it waits for batches goes to `idle`.
     fn work(
         flow: FlowConfig,
-        batches: Receiver<Batch>,
-        recycle: SyncSender<Batch>,
+        (batches, recycle, idle): (Receiver<Batch>, SyncSender<Batch>, &AtomicU64),
         (mut records, finished): (Finished, &std::sync::mpsc::Sender<Finished>),
+        give_back: &std::sync::mpsc::Sender<Vec<MovedFlow>>,
         flows_seen: &AtomicU64,
     ) -> FlowCounters {
         let mut table = FlowTable::new(flow, REGISTRY);
         let mut reported = 0u64;
-        for mut batch in batches {
+        loop {
+            let mut batch = match batches.try_recv() {
+                Ok(batch) => batch,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    let waiting = Instant::now();
+                    let Ok(batch) = batches.recv() else {
+                        break;
+                    };
+                    idle.fetch_add(nanos_since(waiting), Ordering::Relaxed);
+                    batch
+                }
+            };
             if let Some(max_flows) = batch.max_flows.take() {
                 table.set_max_flows(max_flows);
             }
             if !batch.adopted.is_empty() {
                 table.adopt(std::mem::take(&mut batch.adopted), &mut |r| records.push(r));
             }
-            for f in &batch.frames {
-                let Some(frame) = batch.frame(f) else {
-                    continue;
-                };
-                // The reader decoded this frame successfully (decoding is deterministic) and
-                // usually passes its result along.
-                let pkt = match f.packet.and_then(|p| p.attach(frame)) {
-                    Some(pkt) => pkt,
-                    None => match decode::decode(f.link_type, frame) {
-                        Ok(pkt) => pkt,
-                        Err(_) => continue,
-                    },
-                };
-                let packet_key = PacketKey::with_hash(&pkt, f.hash);
-                table.advance_clock(f.now);
-                table.process_keyed(f.ts, &pkt, packet_key, &mut |r| records.push(r));
+            run_frames(&mut table, &batch, &mut |r| records.push(r));
+            if let Some((lo, hi)) = batch.give_back.take() {
+                let flows = table.take_flows(|hash| (lo..hi).contains(&(hash % BUCKETS)));
+                // The reader is gone only when the run is being torn down.
+                let _ = give_back.send(flows);
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);
@@ -1109,9 +1350,7 @@ mod parallel {
                 // The reader is gone only when the run is being torn down.
                 let _ = finished.send(records.take());
             }
-            batch.bytes.clear();
-            batch.frames.clear();
-            batch.mapping = None;
+            batch.clear();
             // Never full: the channel has room for every batch of this worker.
             let _ = recycle.try_send(batch);
         }
@@ -1128,7 +1367,7 @@ mod parallel {
 
         /// Packets of many interleaved TCP and UDP flows (handshakes, payloads that wake the
         /// fingerprinters, FIN closes, a pause long enough for UDP flows to time out and start
-        /// again), one every 10 ms.
+        /// again), one every 10 ms, then time stepping back again and again.
         fn interleaved_packets() -> Vec<(i64, Vec<u8>)> {
             let mut packets = Vec::new();
             let mut ts = 1_700_000_000_000_000_000i64;
@@ -1160,6 +1399,21 @@ mod parallel {
                     ts += 10_000_000;
                 }
             }
+            // Time steps back: each packet far ahead moves the clock past every flow's
+            // timeout, and the flows' next packets come from before it. A sweep at the packet
+            // ahead ends the flows first, so those packets start new ones, in every table.
+            for step in 1..=6i64 {
+                let client = [10, 9, 9, step as u8];
+                let ahead = ts + step * 1000 * 1_000_000_000;
+                packets.push((ahead, ipv4_udp(client, [192, 0, 2, 9], 1, 53, b"clock")));
+                for flow in 0..300u32 {
+                    let client = [10, 1, (flow / 200) as u8, (flow % 200) as u8];
+                    let server = [192, 0, 2, (flow % 7) as u8];
+                    let port = 30_000 + flow as u16;
+                    packets.push((ts, ipv4_udp(client, server, port, 443, b"late")));
+                    ts += 1_000_000;
+                }
+            }
             packets
         }
 
@@ -1171,10 +1425,10 @@ mod parallel {
                 .collect()
         }
 
-        /// Buckets handed over mid-flow, with their live flows, change nothing: the same rows
-        /// as one table that saw every packet.
+        /// Buckets handed over mid-flow and taken back, with their live flows, change
+        /// nothing: the same rows as one table that saw every packet.
         #[test]
-        fn handing_buckets_to_workers_keeps_every_flow_as_one_table_sees_it() {
+        fn moving_buckets_either_way_keeps_every_flow_as_one_table_sees_it() {
             let packets = interleaved_packets();
             let mut one = FlowTable::new(FlowConfig::default(), REGISTRY);
             let mut expected = Vec::new();
@@ -1185,7 +1439,7 @@ mod parallel {
             one.finish_all(&mut |r| expected.push(r));
             let expected = numbered_rows(expected);
 
-            for threads in [2, 3] {
+            for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
                 let config = PipelineConfig {
                     threads,
                     ..PipelineConfig::default()
@@ -1193,13 +1447,11 @@ mod parallel {
                 let balance = Balance {
                     batch_packets: 64,
                     sends_per_check: 2,
-                    move_buckets: 16,
-                    always: true,
+                    test_step: Some(step),
                     ..Balance::default()
                 };
                 let mut d =
                     Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance);
-                let start_buckets = d.local_buckets;
                 for (ts, frame) in &packets {
                     let pkt = decode::decode(101, frame).expect("test frames decode");
                     d.dispatch(*ts, 101, frame, &pkt);
@@ -1211,18 +1463,11 @@ mod parallel {
                         records.append(&mut r);
                     }
                 });
-                assert!(
-                    start_buckets > 0,
-                    "{threads} threads: the reader starts with buckets"
-                );
-                assert_eq!(d.local_buckets, 0, "{threads} threads: all handed over");
-                assert!(
-                    d.handed_over > 10,
-                    "{threads} threads: {} moved",
-                    d.handed_over
-                );
-                assert_eq!(counters.packets, packets.len() as u64);
-                assert_eq!(numbered_rows(records), expected, "{threads} threads");
+                let what = format!("{threads} threads, {step} buckets a move");
+                assert!(d.handed_over > 10, "{what}: {} handed over", d.handed_over);
+                assert!(d.taken_back > 10, "{what}: {} taken back", d.taken_back);
+                assert_eq!(counters.packets, packets.len() as u64, "{what}");
+                assert_eq!(numbered_rows(records), expected, "{what}");
             }
         }
 
@@ -1240,19 +1485,20 @@ mod parallel {
         }
 
         #[test]
-        fn balance_hands_over_when_three_sends_in_four_found_the_worker_waiting() {
-            let mut b = Balance {
-                sends_per_check: 4,
-                ..Balance::default()
-            };
-            let decisions: Vec<bool> = [true, true, false, true, true, false, false, true]
-                .into_iter()
-                .map(|caught_up| b.hand_over_after(caught_up))
-                .collect();
-            assert_eq!(
-                decisions,
-                [false, false, false, true, false, false, false, false]
-            );
+        fn buckets_move_towards_the_side_that_waits_less() {
+            let ms = 1_000_000;
+            // Workers idle a fifth of a 20 ms window: the reader hands over a tenth of theirs.
+            assert_eq!(buckets_to_move(20 * ms, 0, 4 * ms, 324, 1), 70);
+            // The reader waited a quarter: it takes back an eighth of the workers' buckets.
+            assert_eq!(buckets_to_move(20 * ms, 5 * ms, 0, 324, 1), -88);
+            // Both waited alike, or too little to tell: nothing moves.
+            assert_eq!(buckets_to_move(20 * ms, 3 * ms, 3 * ms, 324, 1), 0);
+            assert_eq!(buckets_to_move(20 * ms, ms / 2, 0, 324, 1), 0);
+            assert_eq!(buckets_to_move(0, ms, 0, 324, 1), 0);
+            // Never more than the reader has, nor more than three quarters of all.
+            assert_eq!(buckets_to_move(20 * ms, 0, 20 * ms, 10, 1), 10);
+            assert_eq!(buckets_to_move(20 * ms, 20 * ms, 0, 700, 1), -68);
+            assert_eq!(buckets_to_move(20 * ms, 20 * ms, 0, 900, 1), 0);
         }
     }
 }

@@ -239,6 +239,22 @@ impl FlowTable {
         }
     }
 
+    /// Runs the expiry sweep of the clock's second if it has not run yet.
+    ///
+    /// Expiry sweeps once per second of the clock, at the first packet in it, and ends every
+    /// flow timed out by the start of that second: the same cut in every table (each table's
+    /// clock is the run's), so the flows swept before any packet do not depend on which other
+    /// flows share its table. A table that takes in flows behind the run's clock and catches
+    /// them up ([`FlowTable::adopt`]) sweeps here before handing them on, as a table that had
+    /// held them all along would have at the clock's last packet.
+    pub fn sweep(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+        let second = self.now.saturating_sub(self.now.rem_euclid(NANOS));
+        if second > self.last_sweep {
+            self.last_sweep = second;
+            self.expire_idle(second, emit);
+        }
+    }
+
     fn timeout_nanos(&self, list: usize) -> i64 {
         let secs = match list {
             LIST_TCP => self.config.tcp_idle_secs,
@@ -273,15 +289,7 @@ impl FlowTable {
         if ts > self.now {
             self.now = ts;
         }
-        // Expiry sweeps once per second of the clock, at the first packet in it, and end every
-        // flow timed out by the start of that second: the same cut in every table (each table's
-        // clock is the run's), so the flows swept before any packet do not depend on which
-        // other flows share its table.
-        let second = self.now.saturating_sub(self.now.rem_euclid(NANOS));
-        if second > self.last_sweep {
-            self.last_sweep = second;
-            self.expire_idle(second, emit);
-        }
+        self.sweep(emit);
 
         let is_syn = pkt.ip_proto == 6
             && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
