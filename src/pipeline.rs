@@ -224,7 +224,7 @@ enum Sink {
         table: Box<FlowTable>,
         finished: Finished,
     },
-    Workers(parallel::Dispatcher),
+    Workers(Box<parallel::Dispatcher>),
 }
 
 impl Sink {
@@ -318,11 +318,11 @@ impl Pipeline {
                 finished: Finished::new(render),
             }
         } else {
-            Sink::Workers(parallel::Dispatcher::start(
+            Sink::Workers(Box::new(parallel::Dispatcher::start(
                 config,
                 render,
                 Arc::clone(&flows_seen),
-            ))
+            )))
         };
         Pipeline {
             sink,
