@@ -863,6 +863,10 @@ mod parallel {
         mapping: Option<(Arc<Mmap>, usize, usize)>,
     }
 
+    /// Packets held for buckets being taken back, in batches, beyond which the reader waits
+    /// for the buckets' flows (the workers' queues are `BATCHES_IN_FLIGHT` batches long).
+    const MAX_HELD_BATCHES: usize = 4 * BATCHES_IN_FLIGHT;
+
     /// Flow hashes are split into this many buckets between the reader and the workers.
     const BUCKETS: u64 = 1024;
 
@@ -1242,6 +1246,12 @@ mod parallel {
             };
             if let Some(reclaim) = self.reclaim.as_mut().filter(|r| bucket < r.to) {
                 reclaim.held.stage(self.mapping.as_ref(), frame, frame_ref);
+                let held = reclaim.held.frames.len();
+                if held % self.balance.batch_packets == 0 {
+                    // Packets of the other buckets may be few: look for the flows here too,
+                    // and past a bound on held packets, wait for them.
+                    self.poll_reclaim(held >= MAX_HELD_BATCHES * self.balance.batch_packets);
+                }
                 return;
             }
             let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
@@ -1274,25 +1284,54 @@ mod parallel {
         }
 
         /// Ends every flow; their records are then ready for [`Dispatcher::drain_finished`].
+        ///
+        /// Ending a live flow (its fingerprint verdicts and its row) costs far more than moving
+        /// it, and a run ends with many flows live: the reader takes back buckets until it owns
+        /// its equal share of them, and ends those flows while the workers end theirs.
         pub fn finish(&mut self) -> FlowCounters {
             self.poll_reclaim(true);
-            let finished = &mut self.local_finished;
-            self.local.advance_clock(self.now);
-            self.local.finish_all(&mut |r| finished.push(r));
-            let mut counters = self.local.counters();
-            counters.merge(&self.catch_up.counters());
+            let from = self.local_buckets;
+            let to = (BUCKETS / (self.workers.len() as u64 + 1)).max(from);
             for w in &mut self.workers {
                 w.current.final_clock = Some(self.now);
+                if to > from {
+                    w.current.give_back = Some((from, to));
+                }
                 w.send();
             }
+            let mut running = Vec::new();
             for w in std::mem::take(&mut self.workers) {
                 let Worker {
                     to_worker,
                     finished,
+                    given_back,
                     handle,
                     ..
                 } = w;
+                // The worker ends its flows as soon as it has run its last batch.
                 drop(to_worker);
+                running.push((finished, given_back, handle));
+            }
+            let finished = &mut self.local_finished;
+            let mut emit = |r| finished.push(r);
+            self.local.advance_clock(self.now);
+            self.local.finish_all(&mut emit);
+            let mut counters = self.local.counters();
+            if to > from {
+                let catch_up = &mut self.catch_up;
+                for (_, given_back, _) in &running {
+                    // A worker that died sends nothing; it is reported when joined.
+                    if let Ok(flows) = given_back.recv() {
+                        self.taken_back += flows.len() as u64;
+                        catch_up.adopt(flows, &mut emit);
+                    }
+                }
+                catch_up.advance_clock(self.now);
+                catch_up.finish_all(&mut emit);
+                self.local_buckets = to;
+            }
+            counters.merge(&self.catch_up.counters());
+            for (finished, _, handle) in running {
                 match handle.join() {
                     Ok(c) => counters.merge(&c),
                     Err(panic) => std::panic::resume_unwind(panic),
@@ -1456,6 +1495,7 @@ mod parallel {
                     let pkt = decode::decode(101, frame).expect("test frames decode");
                     d.dispatch(*ts, 101, frame, &pkt);
                 }
+                let taken_back = d.taken_back;
                 let counters = d.finish();
                 let mut records = Vec::new();
                 d.drain_finished(&mut |finished| {
@@ -1465,7 +1505,7 @@ mod parallel {
                 });
                 let what = format!("{threads} threads, {step} buckets a move");
                 assert!(d.handed_over > 10, "{what}: {} handed over", d.handed_over);
-                assert!(d.taken_back > 10, "{what}: {} taken back", d.taken_back);
+                assert!(taken_back > 10, "{what}: {taken_back} taken back");
                 assert_eq!(counters.packets, packets.len() as u64, "{what}");
                 assert_eq!(numbered_rows(records), expected, "{what}");
             }
