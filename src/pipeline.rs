@@ -600,7 +600,7 @@ mod parallel {
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
     use std::sync::Arc;
     use std::thread::JoinHandle;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use memmap2::Mmap;
 
@@ -877,13 +877,16 @@ mod parallel {
     /// reading and decoding cost more per packet, next to flow and fingerprint work, on large
     /// packets of long bulk flows than on short flows, and a capture's mix changes as it goes
     /// (per-thread timelines of the reference capture show the reader waiting for the worker
-    /// through most of some runs, and the worker for the reader in others). So every
-    /// `sends_per_check` batches the reader compares the time it waited for full workers with
-    /// the time the workers waited for batches ([`buckets_to_move`]), and hands buckets to
-    /// the workers or takes them back.
+    /// through most of some runs, and the worker for the reader in others). So over windows
+    /// of at least `min_window` (looked at every `sends_per_check` batches) the reader compares
+    /// the time it waited for full workers with the time the workers waited for batches
+    /// ([`buckets_to_move`]), and hands buckets to the workers or takes them back. Windows are
+    /// timed, not counted in batches: the fewer buckets the workers have, the fewer batches
+    /// they get, and a window of 8 batches grew to 68 ms on the reference capture.
     pub struct Balance {
         batch_packets: usize,
         sends_per_check: u32,
+        min_window: Duration,
         /// Tests: at every check, move this many buckets, by turns to the workers and back.
         test_step: Option<u64>,
         sends: u32,
@@ -897,7 +900,8 @@ mod parallel {
         fn default() -> Self {
             Balance {
                 batch_packets: BATCH_PACKETS,
-                sends_per_check: 8,
+                sends_per_check: 2,
+                min_window: Duration::from_millis(10),
                 test_step: None,
                 sends: 0,
                 window: None,
@@ -1163,11 +1167,14 @@ mod parallel {
                 .sum::<u64>()
                 / self.workers.len().max(1) as u64;
             let now = Instant::now();
-            let Some((start, waited_before, idle_before)) =
-                b.window.replace((now, reader_waited, workers_idle))
-            else {
+            let Some((start, waited_before, idle_before)) = b.window else {
+                b.window = Some((now, reader_waited, workers_idle));
                 return;
             };
+            if now.duration_since(start) < b.min_window {
+                return;
+            }
+            b.window = Some((now, reader_waited, workers_idle));
             let moves = match b.test_step {
                 Some(step) => {
                     b.last_to_workers = !b.last_to_workers;
@@ -1486,6 +1493,7 @@ mod parallel {
                 let balance = Balance {
                     batch_packets: 64,
                     sends_per_check: 2,
+                    min_window: Duration::ZERO,
                     test_step: Some(step),
                     ..Balance::default()
                 };
