@@ -434,15 +434,10 @@ impl FlowTable {
 
     /// Takes in flows another table took out ([`FlowTable::take_flows`]). Each joins its
     /// recency list where its last packet puts it, so sweeps and evictions treat it as if
-    /// this table had seen it all along; flows beyond the cap are evicted first.
+    /// this table had seen it all along; beyond the cap, the least recently seen flows of
+    /// both are evicted, as one table holding them all would have.
     pub fn adopt(&mut self, flows: Vec<MovedFlow>, emit: &mut impl FnMut(FlowRecord)) {
-        let room = self.config.max_flows.max(1);
-        for _ in 0..(self.live + flows.len())
-            .saturating_sub(room)
-            .min(self.live)
-        {
-            self.evict_one(emit);
-        }
+        let peak = self.counters.peak_live;
         // Flows come list by list, least recent first: one walk down each list places them.
         let mut cursor = self.heads;
         for moved in flows {
@@ -462,6 +457,17 @@ impl FlowTable {
             let slot = self.occupy(state, hash, list);
             self.insert_before(slot, cursor[list], list);
             self.schedule(slot);
+        }
+        self.evict_beyond_cap(emit);
+        // Never above the cap once the flows are in.
+        self.counters.peak_live = peak.max(self.live as u64);
+    }
+
+    /// Evicts the least recently seen flows while more are live than the cap allows (after
+    /// [`FlowTable::set_max_flows`] lowered it, new flows evict one at a time instead).
+    pub fn evict_beyond_cap(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+        while self.live > self.config.max_flows.max(1) {
+            self.evict_one(emit);
         }
     }
 
