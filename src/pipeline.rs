@@ -763,8 +763,7 @@ mod parallel {
         in_flight: VecDeque<usize>,
         to_worker: SyncSender<Batch>,
         recycled: Receiver<Batch>,
-        /// Nanoseconds the worker has waited for batches, counted by the worker.
-        idle_nanos: Arc<AtomicU64>,
+        gauges: Arc<Gauges>,
         /// Nanoseconds the reader has waited for this worker to return a batch.
         reader_waited_nanos: u64,
         handle: JoinHandle<FlowCounters>,
@@ -820,6 +819,15 @@ mod parallel {
         }
     }
 
+    /// What a worker tells the reader's balance, updated after every batch.
+    #[derive(Default)]
+    struct Gauges {
+        /// Nanoseconds the worker has waited for batches.
+        idle_nanos: AtomicU64,
+        /// Flows live in the worker's table.
+        live_flows: AtomicU64,
+    }
+
     fn nanos_since(start: Instant) -> u64 {
         u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -841,9 +849,10 @@ mod parallel {
         workers: Vec<Worker>,
         /// The reading thread's own table, for flows whose hash falls below `local_buckets`.
         local: Box<FlowTable>,
-        /// Where flows taken back from the workers catch up with the packets held for them,
-        /// on the run's clock as it was when each was read, before they join `local`.
-        catch_up: Box<FlowTable>,
+        /// Settings of the tables, for the table in which flows taken back catch up.
+        flow: FlowConfig,
+        /// What the catch-up tables counted ([`Dispatcher::poll_reclaim`]).
+        catch_up_counters: FlowCounters,
         /// Flows the reader's table ended, and after [`Dispatcher::finish`] the workers' last.
         local_finished: Finished,
         from_workers: Vec<Finished>,
@@ -882,11 +891,15 @@ mod parallel {
     /// the time it waited for full workers with the time the workers waited for batches
     /// ([`buckets_to_move`]), and hands buckets to the workers or takes them back. Windows are
     /// timed, not counted in batches: the fewer buckets the workers have, the fewer batches
-    /// they get, and a window of 8 batches grew to 68 ms on the reference capture.
+    /// they get, and a window of 8 batches grew to 68 ms on the reference capture. They grow
+    /// with the live flows (`window_per_live_flow`): a move walks the flows of the tables
+    /// involved, and with 10 ms windows a 2 M-flow flood at the default cap took 23 s, not 5.
     pub struct Balance {
         batch_packets: usize,
         sends_per_check: u32,
         min_window: Duration,
+        /// Windows last at least this long per live flow of the run.
+        window_per_live_flow: Duration,
         /// Tests: at every check, move this many buckets, by turns to the workers and back.
         test_step: Option<u64>,
         sends: u32,
@@ -902,6 +915,7 @@ mod parallel {
                 batch_packets: BATCH_PACKETS,
                 sends_per_check: 2,
                 min_window: Duration::from_millis(10),
+                window_per_live_flow: Duration::from_micros(1),
                 test_step: None,
                 sends: 0,
                 window: None,
@@ -1010,12 +1024,12 @@ mod parallel {
                     let flows_seen = Arc::clone(&flows_seen);
                     let (finished_tx, finished) = std::sync::mpsc::channel();
                     let (give_back_tx, given_back) = std::sync::mpsc::channel();
-                    let idle_nanos = Arc::new(AtomicU64::new(0));
-                    let idle = Arc::clone(&idle_nanos);
+                    let gauges = Arc::new(Gauges::default());
+                    let worker_gauges = Arc::clone(&gauges);
                     let handle = std::thread::spawn(move || {
                         work(
                             flow,
-                            (from_reader, to_reader, &idle),
+                            (from_reader, to_reader, &worker_gauges),
                             (Finished::new(render), &finished_tx),
                             &give_back_tx,
                             &flows_seen,
@@ -1029,7 +1043,7 @@ mod parallel {
                         in_flight: VecDeque::new(),
                         to_worker,
                         recycled,
-                        idle_nanos,
+                        gauges,
                         reader_waited_nanos: 0,
                         handle,
                     }
@@ -1038,7 +1052,8 @@ mod parallel {
             Dispatcher {
                 workers,
                 local,
-                catch_up: Box::new(FlowTable::new(config.flow, REGISTRY)),
+                flow: config.flow,
+                catch_up_counters: FlowCounters::default(),
                 local_finished: Finished::new(render),
                 from_workers: Vec::new(),
                 local_buckets,
@@ -1146,11 +1161,14 @@ mod parallel {
                 return;
             };
             let finished = &mut self.local_finished;
-            let catch_up = &mut self.catch_up;
+            // Flows taken back catch up with the packets held for them in a table of their
+            // own, on the run's clock as it was when each packet was read (the reader's table
+            // is ahead), before they join the reader's. A new table each time: a table keeps
+            // the room its most flows took.
+            let catch_up = &mut FlowTable::new(self.flow, REGISTRY);
             let mut emit = |r| finished.push(r);
             // All the workers' flows first, then the buckets' share of the run's cap, as the
             // workers held them: evictions pick the least recent of them all.
-            catch_up.set_max_flows(self.max_flows);
             for from_one_worker in flows {
                 self.taken_back += from_one_worker.len() as u64;
                 catch_up.adopt(from_one_worker, &mut emit);
@@ -1163,6 +1181,7 @@ mod parallel {
             catch_up.advance_clock(self.now);
             catch_up.sweep(&mut emit);
             let caught_up = catch_up.take_flows(|_| true);
+            self.catch_up_counters.merge(&catch_up.counters());
             // The reader's cap grows with its buckets before their flows count against it.
             let (local_cap, _) = table_caps(self.max_flows, to, self.workers.len());
             self.local.set_max_flows(local_cap);
@@ -1186,7 +1205,7 @@ mod parallel {
             let workers_idle: u64 = self
                 .workers
                 .iter()
-                .map(|w| w.idle_nanos.load(Ordering::Relaxed))
+                .map(|w| w.gauges.idle_nanos.load(Ordering::Relaxed))
                 .sum::<u64>()
                 / self.workers.len().max(1) as u64;
             let now = Instant::now();
@@ -1194,7 +1213,19 @@ mod parallel {
                 b.window = Some((now, reader_waited, workers_idle));
                 return;
             };
-            if now.duration_since(start) < b.min_window {
+            // A move walks the live flows of the tables that give and take: with many live,
+            // windows lengthen so that moves stay a small part of the work.
+            let live = self.local.live() as u64
+                + self
+                    .workers
+                    .iter()
+                    .map(|w| w.gauges.live_flows.load(Ordering::Relaxed))
+                    .sum::<u64>();
+            let long_enough = b.min_window.max(
+                b.window_per_live_flow
+                    .saturating_mul(live.min(u64::from(u32::MAX)) as u32),
+            );
+            if now.duration_since(start) < long_enough {
                 return;
             }
             b.window = Some((now, reader_waited, workers_idle));
@@ -1297,7 +1328,7 @@ mod parallel {
         /// Adds the flows the reading thread created since the last call to `flows_seen`.
         pub fn report_flows(&mut self, flows_seen: &AtomicU64) {
             let created =
-                self.local.counters().flows_created + self.catch_up.counters().flows_created;
+                self.local.counters().flows_created + self.catch_up_counters.flows_created;
             flows_seen.fetch_add(created - self.local_reported, Ordering::Relaxed);
             self.local_reported = created;
         }
@@ -1348,8 +1379,7 @@ mod parallel {
             self.local.finish_all(&mut emit);
             let mut counters = self.local.counters();
             if to > from {
-                let catch_up = &mut self.catch_up;
-                catch_up.set_max_flows(self.max_flows);
+                let catch_up = &mut FlowTable::new(self.flow, REGISTRY);
                 for (_, given_back, _) in &running {
                     // A worker that died sends nothing; it is reported when joined.
                     if let Ok(flows) = given_back.recv() {
@@ -1359,9 +1389,10 @@ mod parallel {
                 }
                 catch_up.advance_clock(self.now);
                 catch_up.finish_all(&mut emit);
+                self.catch_up_counters.merge(&catch_up.counters());
                 self.local_buckets = to;
             }
-            counters.merge(&self.catch_up.counters());
+            counters.merge(&self.catch_up_counters);
             for (finished, _, handle) in running {
                 match handle.join() {
                     Ok(c) => counters.merge(&c),
@@ -1375,10 +1406,10 @@ mod parallel {
     }
 
     /// A worker: runs batches through its table; flows it ends go to `records`, and from
-    /// there to `finished` after each batch. The time it waits for batches goes to `idle`.
+    /// there to `finished` after each batch. Its waiting and its live flows go to `gauges`.
     fn work(
         flow: FlowConfig,
-        (batches, recycle, idle): (Receiver<Batch>, SyncSender<Batch>, &AtomicU64),
+        (batches, recycle, gauges): (Receiver<Batch>, SyncSender<Batch>, &Gauges),
         (mut records, finished): (Finished, &std::sync::mpsc::Sender<Finished>),
         give_back: &std::sync::mpsc::Sender<Vec<MovedFlow>>,
         flows_seen: &AtomicU64,
@@ -1394,7 +1425,9 @@ mod parallel {
                     let Ok(batch) = batches.recv() else {
                         break;
                     };
-                    idle.fetch_add(nanos_since(waiting), Ordering::Relaxed);
+                    gauges
+                        .idle_nanos
+                        .fetch_add(nanos_since(waiting), Ordering::Relaxed);
                     batch
                 }
             };
@@ -1413,6 +1446,9 @@ mod parallel {
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);
             reported = created;
+            gauges
+                .live_flows
+                .store(table.live() as u64, Ordering::Relaxed);
             if let Some(now) = batch.final_clock.take() {
                 table.advance_clock(now);
             }
@@ -1518,6 +1554,7 @@ mod parallel {
                     batch_packets: 64,
                     sends_per_check: 2,
                     min_window: Duration::ZERO,
+                    window_per_live_flow: Duration::ZERO,
                     test_step: Some(step),
                     ..Balance::default()
                 };
