@@ -763,6 +763,7 @@ mod parallel {
         in_flight: VecDeque<usize>,
         to_worker: SyncSender<Batch>,
         recycled: Receiver<Batch>,
+        /// What the worker reports to the balance.
         gauges: Arc<Gauges>,
         /// Nanoseconds the reader has waited for this worker to return a batch.
         reader_waited_nanos: u64,
@@ -873,8 +874,11 @@ mod parallel {
     }
 
     /// Packets held for buckets being taken back, in batches, beyond which the reader waits
-    /// for the buckets' flows (the workers' queues are `BATCHES_IN_FLIGHT` batches long).
-    const MAX_HELD_BATCHES: usize = 4 * BATCHES_IN_FLIGHT;
+    /// for the buckets' flows. A worker answers once it has run its queue (at most
+    /// `BATCHES_IN_FLIGHT` batches of all buckets), and the buckets taken back get a part of
+    /// the packets read meanwhile, so the bound is met only when a worker stalls; it keeps
+    /// copied frames (gzip, pipes) within what the queues hold.
+    const MAX_HELD_BATCHES: usize = BATCHES_IN_FLIGHT;
 
     /// Flow hashes are split into this many buckets between the reader and the workers.
     const BUCKETS: u64 = 1024;
