@@ -602,8 +602,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
 
 /// Reads one flow log, detecting its format: Parquet (magic `PAR1`) or CSV with tunnelwatch's
 /// flow-table header (both [`crate::ingest::flowlog::flow_table`]), else nfdump CSV. Hands each
-/// flow to `each` as it is read (a Parquet table is read whole first) and returns a one-line
-/// account of what was read.
+/// flow to `each` as it is read (a Parquet table is read whole first, in its columnar form, and
+/// turned into text and flows a slice of rows at a time) and returns a one-line account of what
+/// was read.
+/// Rows of a Parquet flow log turned into text at a time ([`each_flow_log_flow`]).
+const PARQUET_ROWS_PER_SLICE: usize = 16_384;
+
 fn each_flow_log_flow(path: &std::path::Path, each: &mut dyn FnMut(FlowRecord)) -> Result<String> {
     use crate::ingest::flowlog::{self, flow_table};
     use std::io::BufRead;
@@ -617,10 +621,28 @@ fn each_flow_log_flow(path: &std::path::Path, each: &mut dyn FnMut(FlowRecord)) 
     // The format from the first bytes: Parquet's magic, or the header line of a CSV.
     let head = reader.fill_buf()?;
     if head.starts_with(b"PAR1") {
-        let (names, rows) = crate::stats::read_parquet_as_text(path)?;
-        let (flows, stats) = flow_table::read_flow_table_rows(&names, &rows)?;
-        drop(rows);
-        flows.into_iter().for_each(each);
+        // The columns are checked at the first slice; a table that is not a flow table
+        // stops the reading there.
+        let mut rows: Option<Result<flow_table::FlowTableRows, flowlog::FlowLogError>> = None;
+        let read = crate::stats::each_parquet_text_chunk(
+            path,
+            PARQUET_ROWS_PER_SLICE,
+            &mut |names, slice| match rows
+                .get_or_insert_with(|| flow_table::FlowTableRows::new(names))
+            {
+                Ok(reader) => {
+                    reader.read(slice, each);
+                    Ok(())
+                }
+                Err(_) => Err(io::Error::other("not a flow table")),
+            },
+        );
+        let stats = match rows {
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(reader)) => reader.stats,
+            None => flowlog::TableStats::default(),
+        };
+        read?;
         return Ok(table(stats));
     }
     let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();

@@ -796,16 +796,48 @@ pub fn write_window_tables(
 
 /// Every column of a Parquet file as text, row by row; datetime columns as RFC 3339 UTC.
 pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let df = read_parquet(path)?;
+    Ok((column_names(&df), text_rows(&df)?))
+}
+
+/// [`read_parquet_as_text`] a slice of `rows_per_chunk` rows at a time: the table is read
+/// whole (columnar, compact) but only one slice at a time is turned into text, which takes
+/// several times the room. An empty table gives one empty slice.
+pub fn each_parquet_text_chunk(
+    path: &Path,
+    rows_per_chunk: usize,
+    each: &mut dyn FnMut(&[String], &[Vec<String>]) -> io::Result<()>,
+) -> io::Result<()> {
+    let df = read_parquet(path)?;
+    let names = column_names(&df);
+    if df.height() == 0 {
+        return each(&names, &[]);
+    }
+    let step = rows_per_chunk.max(1);
+    for offset in (0..df.height()).step_by(step) {
+        let chunk = df.slice(offset as i64, step);
+        each(&names, &text_rows(&chunk)?)?;
+    }
+    Ok(())
+}
+
+fn read_parquet(path: &Path) -> io::Result<DataFrame> {
     use polars_io::parquet::read::ParquetReader;
     use polars_io::SerReader;
     let file = std::fs::File::open(path)?;
-    let df = ParquetReader::new(file).finish().map_err(to_io)?;
-    let names: Vec<String> = df
-        .get_column_names()
+    ParquetReader::new(file).finish().map_err(to_io)
+}
+
+fn column_names(df: &DataFrame) -> Vec<String> {
+    df.get_column_names()
         .iter()
         .map(|n| n.to_string())
-        .collect();
-    let mut rows = vec![Vec::with_capacity(names.len()); df.height()];
+        .collect()
+}
+
+/// The rows of `df` as text.
+fn text_rows(df: &DataFrame) -> io::Result<Vec<Vec<String>>> {
+    let mut rows = vec![Vec::with_capacity(df.width()); df.height()];
     for column in df.columns() {
         let text: Vec<String> = if let DataType::Datetime(unit, _) = column.dtype() {
             let per_unit = match unit {
@@ -833,7 +865,7 @@ pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<Str
             row.push(value);
         }
     }
-    Ok((names, rows))
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -889,6 +921,35 @@ mod tests {
             .finish(&mut df)
             .expect("write");
         assert_eq!(read_parquet_as_text(&path).expect("read back"), whole);
+
+        // Read back a slice at a time: the same rows, and the same flows numbered across the
+        // slices as read whole.
+        let mut sliced = Vec::new();
+        let mut sizes = Vec::new();
+        let mut reader = None;
+        let mut flows = Vec::new();
+        each_parquet_text_chunk(&path, 4, &mut |names, rows| {
+            assert_eq!(names, whole.0.as_slice());
+            sizes.push(rows.len());
+            sliced.extend_from_slice(rows);
+            reader
+                .get_or_insert_with(|| {
+                    crate::ingest::flowlog::flow_table::FlowTableRows::new(names).expect("table")
+                })
+                .read(rows, &mut |f| flows.push(f));
+            Ok(())
+        })
+        .expect("slices");
+        assert_eq!(sizes, [4, 4, 2]);
+        assert_eq!(sliced, whole.1);
+        let (all_at_once, stats) =
+            crate::ingest::flowlog::flow_table::read_flow_table_rows(&whole.0, &whole.1)
+                .expect("table");
+        let reader = reader.expect("rows were read");
+        assert_eq!(reader.stats.records, stats.records);
+        let ids = |f: &[FlowRecord]| f.iter().map(|r| (r.id, r.client_port)).collect::<Vec<_>>();
+        assert_eq!(ids(&flows), ids(&all_at_once));
+        assert_eq!(ids(&flows).last().map(|p| p.0), Some(9));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -651,11 +651,34 @@ pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<Str
     }
     #[cfg(not(feature = "polars-out"))]
     {
-        Err(io::Error::other(format!(
-            "{}: reading Parquet needs the polars-out feature (the default build)",
-            path.display()
-        )))
+        Err(parquet_needs_polars(path))
     }
+}
+
+/// [`read_parquet_as_text`] handed on `rows_per_chunk` rows at a time, with the column names
+/// (an empty table: one empty slice).
+pub fn each_parquet_text_chunk(
+    path: &Path,
+    rows_per_chunk: usize,
+    each: &mut dyn FnMut(&[String], &[Vec<String>]) -> io::Result<()>,
+) -> io::Result<()> {
+    #[cfg(feature = "polars-out")]
+    {
+        frame::each_parquet_text_chunk(path, rows_per_chunk, each)
+    }
+    #[cfg(not(feature = "polars-out"))]
+    {
+        let _ = (rows_per_chunk, each);
+        Err(parquet_needs_polars(path))
+    }
+}
+
+#[cfg(not(feature = "polars-out"))]
+fn parquet_needs_polars(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{}: reading Parquet needs the polars-out feature (the default build)",
+        path.display()
+    ))
 }
 
 /// Writes to `path` through a temporary name, so an interrupted run leaves no half file.

@@ -329,15 +329,38 @@ pub fn read_flow_table_rows(
     names: &[String],
     rows: &[Vec<String>],
 ) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
-    let cols = TableColumns::from_header(names).map_err(FlowLogError::NotFlowTable)?;
-    let mut stats = TableStats::default();
+    let mut reader = FlowTableRows::new(names)?;
     let mut flows = Vec::with_capacity(rows.len());
-    for (n, fields) in rows.iter().enumerate() {
-        stats.tally(n as u64 + 1, parse_row(&cols, fields), &mut |f| {
-            flows.push(f)
-        });
+    reader.read(rows, &mut |f| flows.push(f));
+    Ok((flows, reader.stats))
+}
+
+/// Rows of a flow table already split into fields (a Parquet table read as text), taken a
+/// slice at a time: flows are numbered, and bad rows counted, across the slices.
+pub struct FlowTableRows {
+    cols: TableColumns,
+    rows_seen: u64,
+    pub stats: TableStats,
+}
+
+impl FlowTableRows {
+    /// Checks the column names (`names`) for a flow table's.
+    pub fn new(names: &[String]) -> Result<Self, FlowLogError> {
+        Ok(FlowTableRows {
+            cols: TableColumns::from_header(names).map_err(FlowLogError::NotFlowTable)?,
+            rows_seen: 0,
+            stats: TableStats::default(),
+        })
     }
-    Ok((flows, stats))
+
+    /// Parses the next rows, handing each flow to `each`.
+    pub fn read(&mut self, rows: &[Vec<String>], each: &mut dyn FnMut(FlowRecord)) {
+        for fields in rows {
+            self.rows_seen += 1;
+            self.stats
+                .tally(self.rows_seen, parse_row(&self.cols, fields), each);
+        }
+    }
 }
 
 /// [`read_flow_table_csv`] on a file.
