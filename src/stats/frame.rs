@@ -806,7 +806,7 @@ pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<Str
 pub fn each_parquet_text_chunk(
     path: &Path,
     rows_per_chunk: usize,
-    each: &mut dyn FnMut(&[String], &[Vec<String>]) -> io::Result<()>,
+    each: &mut super::TextSliceSink<'_>,
 ) -> io::Result<()> {
     let df = read_parquet(path)?;
     let names = column_names(&df);

@@ -655,12 +655,15 @@ pub fn read_parquet_as_text(path: &Path) -> io::Result<(Vec<String>, Vec<Vec<Str
     }
 }
 
+/// Takes a Parquet table as text a slice of rows at a time: (column names, rows).
+pub type TextSliceSink<'a> = dyn FnMut(&[String], &[Vec<String>]) -> io::Result<()> + 'a;
+
 /// [`read_parquet_as_text`] handed on `rows_per_chunk` rows at a time, with the column names
 /// (an empty table: one empty slice).
 pub fn each_parquet_text_chunk(
     path: &Path,
     rows_per_chunk: usize,
-    each: &mut dyn FnMut(&[String], &[Vec<String>]) -> io::Result<()>,
+    each: &mut TextSliceSink<'_>,
 ) -> io::Result<()> {
     #[cfg(feature = "polars-out")]
     {
