@@ -838,10 +838,9 @@ mod parallel {
     struct Reclaim {
         /// The reader owns buckets below this once the flows are in.
         to: u64,
-        /// Per worker: its flows have not come yet.
-        awaiting: Vec<bool>,
-        /// The flows sent so far, one vector per worker (each in recency order).
-        flows: Vec<Vec<MovedFlow>>,
+        /// Per worker, its flows once they came (in recency order; none from a worker that
+        /// died).
+        answers: Vec<Option<Vec<MovedFlow>>>,
         /// Packets of the buckets read since the reader asked for them, in order.
         held: Batch,
     }
@@ -963,10 +962,35 @@ mod parallel {
     /// Caps on live flows of the reader's table and of each worker's, for `local_buckets` of
     /// [`BUCKETS`] kept by the reader: together they stay within `max_flows`.
     fn table_caps(max_flows: usize, local_buckets: u64, workers: usize) -> (usize, usize) {
-        let local = (max_flows as u128 * u128::from(local_buckets) / u128::from(BUCKETS)) as usize;
+        let local = cap_share(max_flows, local_buckets);
         let local = local.min(max_flows.saturating_sub(workers));
         let each = (max_flows - local) / workers.max(1);
         (local.max(1), each.max(1))
+    }
+
+    /// The part of the run's cap on live flows that goes with `buckets` of [`BUCKETS`].
+    fn cap_share(max_flows: usize, buckets: u64) -> usize {
+        (max_flows as u128 * u128::from(buckets) / u128::from(BUCKETS)) as usize
+    }
+
+    /// A new table holding the flows workers gave back (each worker's in recency order), with
+    /// the least recent evicted beyond `cap` once all are in, as in one table holding them all.
+    /// A new table each time: a table keeps the room its most flows took.
+    fn take_in(
+        flow: FlowConfig,
+        given_back: impl Iterator<Item = Vec<MovedFlow>>,
+        cap: usize,
+        taken_back: &mut u64,
+        emit: &mut impl FnMut(FlowRecord),
+    ) -> FlowTable {
+        let mut table = FlowTable::new(flow, REGISTRY);
+        for flows in given_back {
+            *taken_back += flows.len() as u64;
+            table.adopt(flows, emit);
+        }
+        table.set_max_flows(cap);
+        table.evict_beyond_cap(emit);
+        table
     }
 
     /// Share of the flows (0..=1) the reading thread processes itself when `threads` threads run
@@ -1125,8 +1149,7 @@ mod parallel {
             }
             self.reclaim = Some(Reclaim {
                 to,
-                awaiting: vec![true; self.workers.len()],
-                flows: Vec::new(),
+                answers: (0..self.workers.len()).map(|_| None).collect(),
                 held: Batch::default(),
             });
         }
@@ -1138,57 +1161,48 @@ mod parallel {
             let Some(reclaim) = self.reclaim.as_mut() else {
                 return;
             };
-            for (w, awaiting) in self.workers.iter().zip(&mut reclaim.awaiting) {
-                if !*awaiting {
+            for (w, answer) in self.workers.iter().zip(&mut reclaim.answers) {
+                if answer.is_some() {
                     continue;
                 }
-                let answer = if wait {
-                    w.given_back.recv().ok()
+                *answer = if wait {
+                    Some(w.given_back.recv().unwrap_or_default())
                 } else {
                     match w.given_back.try_recv() {
                         Ok(flows) => Some(flows),
                         Err(std::sync::mpsc::TryRecvError::Empty) => continue,
                         // The worker died; it is reported when joined.
-                        Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Vec::new()),
                     }
                 };
-                reclaim.flows.extend(answer);
-                *awaiting = false;
             }
-            if reclaim.awaiting.iter().any(|&a| a) {
+            if reclaim.answers.iter().any(Option::is_none) {
                 return;
             }
-            let Some(Reclaim {
-                to, flows, held, ..
-            }) = self.reclaim.take()
-            else {
+            let Some(Reclaim { to, answers, held }) = self.reclaim.take() else {
                 return;
             };
             let finished = &mut self.local_finished;
+            let mut emit = |r| finished.push(r);
             // Flows taken back catch up with the packets held for them in a table of their
             // own, on the run's clock as it was when each packet was read (the reader's table
-            // is ahead), before they join the reader's. A new table each time: a table keeps
-            // the room its most flows took.
-            let catch_up = &mut FlowTable::new(self.flow, REGISTRY);
-            let mut emit = |r| finished.push(r);
-            // All the workers' flows first, then the buckets' share of the run's cap, as the
-            // workers held them: evictions pick the least recent of them all.
-            for from_one_worker in flows {
-                self.taken_back += from_one_worker.len() as u64;
-                catch_up.adopt(from_one_worker, &mut emit);
-            }
-            let moving = u128::from(to - self.local_buckets);
-            catch_up
-                .set_max_flows((self.max_flows as u128 * moving / u128::from(BUCKETS)) as usize);
-            catch_up.evict_beyond_cap(&mut emit);
+            // is ahead), before they join the reader's. The table gets the buckets' share of
+            // the run's cap, as the workers held them.
+            let catch_up = &mut take_in(
+                self.flow,
+                answers.into_iter().flatten(),
+                cap_share(self.max_flows, to - self.local_buckets),
+                &mut self.taken_back,
+                &mut emit,
+            );
             run_frames(catch_up, &held, &mut emit);
             catch_up.advance_clock(self.now);
             catch_up.sweep(&mut emit);
             let caught_up = catch_up.take_flows(|_| true);
             self.catch_up_counters.merge(&catch_up.counters());
             // The reader's cap grows with its buckets before their flows count against it.
-            let (local_cap, _) = table_caps(self.max_flows, to, self.workers.len());
-            self.local.set_max_flows(local_cap);
+            self.local
+                .set_max_flows(table_caps(self.max_flows, to, self.workers.len()).0);
             self.local.adopt(caught_up, &mut emit);
             self.local_buckets = to;
             self.flush();
@@ -1383,14 +1397,15 @@ mod parallel {
             self.local.finish_all(&mut emit);
             let mut counters = self.local.counters();
             if to > from {
-                let catch_up = &mut FlowTable::new(self.flow, REGISTRY);
-                for (_, given_back, _) in &running {
-                    // A worker that died sends nothing; it is reported when joined.
-                    if let Ok(flows) = given_back.recv() {
-                        self.taken_back += flows.len() as u64;
-                        catch_up.adopt(flows, &mut emit);
-                    }
-                }
+                // A worker that died sends nothing; it is reported when joined.
+                let given_back = running.iter().filter_map(|(_, back, _)| back.recv().ok());
+                let catch_up = &mut take_in(
+                    self.flow,
+                    given_back,
+                    self.max_flows,
+                    &mut self.taken_back,
+                    &mut emit,
+                );
                 catch_up.advance_clock(self.now);
                 catch_up.finish_all(&mut emit);
                 self.catch_up_counters.merge(&catch_up.counters());

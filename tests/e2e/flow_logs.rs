@@ -23,6 +23,24 @@ fn analyze(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Runs `analyze --flow-log log`, which must fail; returns its stderr.
+fn refused_flow_log(log: &Path, out: &Path) -> String {
+    let out = run(&[
+        "analyze",
+        "--flow-log",
+        log.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+        "-q",
+    ]);
+    assert!(
+        !out.status.success(),
+        "{} taken as a flow log",
+        log.display()
+    );
+    stderr(&out)
+}
+
 #[test]
 fn archived_flow_tables_replay_with_the_same_flows_and_labels() {
     let dir = scratch("flow-logs");
@@ -67,6 +85,14 @@ fn archived_flow_tables_replay_with_the_same_flows_and_labels() {
         assert_eq!(got["flows"], expected["flows"], "{}", log.display());
         assert_eq!(got["protocols"], expected["protocols"], "{}", log.display());
     }
+
+    // A Parquet table that is not a flow table (the per-host table) is refused, not read as
+    // an empty log.
+    let hosts = original.join("hosts.parquet");
+    if hosts.is_file() {
+        let err = refused_flow_log(&hosts, &dir.join("hosts-replay"));
+        assert!(err.contains("column"), "{err}");
+    }
 }
 
 #[test]
@@ -75,16 +101,7 @@ fn a_flow_log_without_the_required_columns_is_refused_by_name() {
     let path = dir.join("bad.csv");
     std::fs::write(&path, "first_ts,last_ts,transport,client_ip\n2024-01-01 00:00:00,2024-01-01 00:00:01,udp,10.0.0.1\n")
         .expect("write");
-    let out = run(&[
-        "analyze",
-        "--flow-log",
-        path.to_str().expect("utf-8"),
-        "--out",
-        dir.join("o").to_str().expect("utf-8"),
-        "-q",
-    ]);
-    assert!(!out.status.success());
     // Not a tunnelwatch table, so it is tried as nfdump CSV, which names what it misses.
-    let err = stderr(&out);
+    let err = refused_flow_log(&path, &dir.join("o"));
     assert!(err.contains("bad.csv"), "{err}");
 }

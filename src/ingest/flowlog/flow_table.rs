@@ -288,9 +288,7 @@ pub fn parse_row(
 pub fn read_flow_table_csv<R: BufRead>(
     reader: R,
 ) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
-    let mut flows = Vec::new();
-    let stats = each_flow_table_csv_flow(reader, &mut |flow| flows.push(flow))?;
-    Ok((flows, stats))
+    super::collect_flows(|each| each_flow_table_csv_flow(reader, each))
 }
 
 /// [`read_flow_table_csv`] handing each flow to `each` as it is read (numbered from 0 in table
@@ -330,9 +328,10 @@ pub fn read_flow_table_rows(
     rows: &[Vec<String>],
 ) -> Result<(Vec<FlowRecord>, TableStats), FlowLogError> {
     let mut reader = FlowTableRows::new(names)?;
-    let mut flows = Vec::with_capacity(rows.len());
-    reader.read(rows, &mut |f| flows.push(f));
-    Ok((flows, reader.stats))
+    super::collect_flows(|each| {
+        reader.read(rows, each);
+        Ok(reader.stats)
+    })
 }
 
 /// Rows of a flow table already split into fields (a Parquet table read as text), taken a

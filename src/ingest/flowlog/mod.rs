@@ -83,6 +83,16 @@ pub enum ParseError {
     Template(&'static str),
 }
 
+/// Gathers the flows a streaming reader hands on into a vector, with what it returns (the
+/// whole-log form of `each_flow_table_csv_flow`, `each_nfdump_csv_flow` and the like).
+pub fn collect_flows<S>(
+    read: impl FnOnce(&mut dyn FnMut(crate::flow::FlowRecord)) -> Result<S, FlowLogError>,
+) -> Result<(Vec<crate::flow::FlowRecord>, S), FlowLogError> {
+    let mut flows = Vec::new();
+    let stats = read(&mut |flow| flows.push(flow))?;
+    Ok((flows, stats))
+}
+
 /// Errors of the collector and the flow-log readers.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowLogError {

@@ -202,9 +202,7 @@ pub fn parse_line(cols: &Columns, line: &str) -> Result<FlowRecord, &'static str
 /// Reads an nfdump CSV flow log. Lines that are not flows are counted (`bad_lines`), never
 /// fatal; a missing or foreign header is an error.
 pub fn read_nfdump_csv<R: BufRead>(reader: R) -> Result<(Vec<FlowRecord>, CsvStats), FlowLogError> {
-    let mut flows = Vec::new();
-    let stats = each_nfdump_csv_flow(reader, &mut |flow| flows.push(flow))?;
-    Ok((flows, stats))
+    super::collect_flows(|each| each_nfdump_csv_flow(reader, each))
 }
 
 /// [`read_nfdump_csv`] handing each flow to `each` as it is read (numbered from 0 in log
