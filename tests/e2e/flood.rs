@@ -117,7 +117,10 @@ fn flood_past_the_cap_is_evicted_counted_and_spares_long_flows() {
         );
     }
 
-    // The one-screen summary reports the evictions too.
+    // The one-screen summary reports the evictions too. On several threads the tables
+    // share the cap by hash bucket, and the buckets move with the load, so which flows are
+    // still live at the end (ended, not evicted) can differ by a few from run to run: the
+    // bound holds for every run.
     let text = run(&[
         "flows",
         pcap.to_str().unwrap(),
@@ -127,10 +130,16 @@ fn flood_past_the_cap_is_evicted_counted_and_spares_long_flows() {
         "csv",
     ]);
     assert!(text.status.success(), "{}", stderr(&text));
+    let summary_text = stderr(&text);
+    let evicted_text: u64 = summary_text
+        .split(" evicted at the cap")
+        .next()
+        .and_then(|before| before.rsplit(['(', ' ']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no eviction count in the terminal summary: {summary_text}"));
     assert!(
-        stderr(&text).contains(&format!("{evicted} evicted at the cap")),
-        "terminal summary: {}",
-        stderr(&text)
+        evicted_text >= FLOOD_FLOWS + long - MAX_FLOWS,
+        "terminal summary: {summary_text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
