@@ -1704,7 +1704,7 @@ mod parallel {
                 .find(|f| !is_local(f))
                 .expect("a flow among 1000 in a worker's buckets");
             let t0 = 1_700_000_000 * 1_000_000_000i64;
-            let mut dispatch = |d: &mut Dispatcher, ts: i64, frame: &[u8]| {
+            let dispatch = |d: &mut Dispatcher, ts: i64, frame: &[u8]| {
                 let pkt = decode::decode(101, frame).expect("test frames decode");
                 d.dispatch(ts, 101, frame, &pkt);
             };
