@@ -854,6 +854,9 @@ mod parallel {
         flow: FlowConfig,
         /// What the catch-up tables counted ([`Dispatcher::poll_reclaim`]).
         catch_up_counters: FlowCounters,
+        /// Most live flows of all tables together, sampled at each balance check: each
+        /// table's own peak is only its share of the run's.
+        peak_live_sampled: u64,
         /// Flows the reader's table ended, and after [`Dispatcher::finish`] the workers' last.
         local_finished: Finished,
         from_workers: Vec<Finished>,
@@ -1083,6 +1086,7 @@ mod parallel {
                 local,
                 flow: config.flow,
                 catch_up_counters: FlowCounters::default(),
+                peak_live_sampled: 0,
                 local_finished: Finished::new(render),
                 from_workers: Vec::new(),
                 local_buckets,
@@ -1238,6 +1242,13 @@ mod parallel {
                 return;
             }
             b.sends = 0;
+            let live = self.local.live() as u64
+                + self
+                    .workers
+                    .iter()
+                    .map(|w| w.gauges.live_flows.load(Ordering::Relaxed))
+                    .sum::<u64>();
+            self.peak_live_sampled = self.peak_live_sampled.max(live);
             let reader_waited: u64 = self.workers.iter().map(|w| w.reader_waited_nanos).sum();
             let workers_idle: u64 = self
                 .workers
@@ -1252,12 +1263,6 @@ mod parallel {
             };
             // A move walks the live flows of the tables that give and take: with many live,
             // windows lengthen so that moves stay a small part of the work.
-            let live = self.local.live() as u64
-                + self
-                    .workers
-                    .iter()
-                    .map(|w| w.gauges.live_flows.load(Ordering::Relaxed))
-                    .sum::<u64>();
             let long_enough = b.min_window.max(
                 b.window_per_live_flow
                     .saturating_mul(live.min(u64::from(u32::MAX)) as u32),
@@ -1439,6 +1444,9 @@ mod parallel {
                 // Everything the worker sent is queued now; keep it for `drain_finished`.
                 self.from_workers.extend(finished.try_iter());
             }
+            // The largest table's peak is a floor; the sampled sum of all tables comes closer
+            // to what one table would have held (it can miss a peak between samples).
+            counters.peak_live = counters.peak_live.max(self.peak_live_sampled);
             counters
         }
     }

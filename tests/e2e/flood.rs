@@ -70,7 +70,12 @@ fn flood_past_the_cap_is_evicted_counted_and_spares_long_flows() {
     // re-created), and the table never held more than the cap.
     let long = generated.long_flows.len() as u64;
     assert_eq!(count(&summary, "flows"), FLOOD_FLOWS + long);
-    assert!(count(&summary, "peak_live_flows") <= MAX_FLOWS);
+    // The peak is of all tables together (on several threads each holds a share of the cap).
+    let peak = count(&summary, "peak_live_flows");
+    assert!(
+        peak <= MAX_FLOWS && peak > MAX_FLOWS * 9 / 10,
+        "peak of {peak} live flows at a cap of {MAX_FLOWS}"
+    );
     let evicted = count(&summary, "flows_evicted");
     assert!(
         evicted >= FLOOD_FLOWS + long - MAX_FLOWS,
