@@ -172,6 +172,7 @@ fn dev_corpus_flows_are_the_same_on_any_thread_count() {
     };
     let dev = shared.join("corpus/dev");
     let dev = dev.to_str().expect("utf-8 path");
+    // The flows and the JSON summary (counters, peak live flows) alike.
     let flows = |threads: &str| {
         let out = run(&[
             "flows",
@@ -181,18 +182,25 @@ fn dev_corpus_flows_are_the_same_on_any_thread_count() {
             "--threads",
             threads,
             "-q",
+            "--json",
         ]);
         assert!(
             out.status.code().is_some_and(|c| c <= 1),
             "{}",
             stderr(&out)
         );
-        out.stdout
+        {
+            let summary = stderr(&out);
+            (out.stdout, summary)
+        }
     };
     let one = flows("1");
-    let rows = one.iter().filter(|&&b| b == b'\n').count();
+    let rows = one.0.iter().filter(|&&b| b == b'\n').count();
     assert!(rows > 400, "the dev corpus has some 500 flows, got {rows}");
+    assert!(one.1.contains("\"peak_live_flows\""), "summary: {}", one.1);
     for threads in ["2", "3"] {
-        assert!(flows(threads) == one, "{threads} threads differ from one");
+        let other = flows(threads);
+        assert!(other.0 == one.0, "{threads} threads differ from one");
+        assert_eq!(other.1, one.1, "{threads} threads: the summary differs");
     }
 }
