@@ -74,6 +74,12 @@ struct FlowState {
     client_is_lo: bool,
     first_ts: i64,
     last_ts: i64,
+    /// The table's clock at the flow's last packet. A sweep of the clock's second runs
+    /// before any packet in that second in one table, so it never ends a flow seen during
+    /// that second; another table sweeping the same second again (after taking the flow in)
+    /// must not either, though where time steps back the flow's packets are behind the clock
+    /// and time it out at once.
+    seen_at_clock: i64,
     packets: [u64; 2],
     bytes: [u64; 2],
     payload_bytes: [u64; 2],
@@ -168,6 +174,8 @@ pub struct FlowTable {
     /// left alone when a flow sees a packet (no work per packet); a sweep that meets a flow not
     /// yet timed out puts it back under its real time, and drops entries of flows gone.
     expiry: BinaryHeap<Reverse<(i64, u32, u64)>>,
+    /// Expiry entries a sweep passed over (flows seen during the swept second), put back after.
+    passed_over: Vec<Reverse<(i64, u32, u64)>>,
     now: i64,
     /// Start of the clock second of the last sweep.
     last_sweep: i64,
@@ -187,6 +195,7 @@ impl FlowTable {
             tails: [NIL; 3],
             live: 0,
             expiry: BinaryHeap::new(),
+            passed_over: Vec::new(),
             now: i64::MIN,
             last_sweep: i64::MIN,
             next_id: 0,
@@ -337,6 +346,7 @@ impl FlowTable {
             client_is_lo: client_is_src == src_is_lo,
             first_ts: ts,
             last_ts: ts,
+            seen_at_clock: self.now,
             packets: [0; 2],
             bytes: [0; 2],
             payload_bytes: [0; 2],
@@ -483,6 +493,7 @@ impl FlowTable {
         };
         let d = dir.index();
         flow.last_ts = flow.last_ts.max(ts);
+        flow.seen_at_clock = flow.seen_at_clock.max(self.now);
         flow.first_ts = flow.first_ts.min(ts);
         flow.packets[d] += 1;
         flow.bytes[d] += u64::from(pkt.ip_len);
@@ -560,15 +571,23 @@ impl FlowTable {
                 break;
             }
             self.expiry.pop();
-            if self.slots[slot as usize].flow.as_ref().map(|f| f.id) != Some(id) {
+            let Some(flow) = self.slots[slot as usize].flow.as_ref() else {
+                continue;
+            };
+            if flow.id != id {
                 continue;
             }
+            let seen_this_second = flow.seen_at_clock >= cutoff;
             match self.expires_at(slot) {
                 // Seen since the entry was made: back in under its real time.
                 Some(real) if real >= cutoff => self.expiry.push(Reverse((real, slot, id))),
+                // Seen during the second being swept (where time stepped back): one table
+                // swept this second before that packet, so the flow waits for the next.
+                _ if seen_this_second => self.passed_over.push(Reverse((expires, slot, id))),
                 _ => self.end_timed_out(slot, emit),
             }
         }
+        self.expiry.extend(self.passed_over.drain(..));
     }
 
     /// When the flow in `slot` times out: its last packet plus its list's timeout.
