@@ -1774,6 +1774,25 @@ mod parallel {
                 .collect()
         }
 
+        /// A dispatcher on `threads` threads that moves `step` buckets at every check (every
+        /// other batch of 64 packets), by turns to the workers and back.
+        fn moving_at_every_check(threads: usize, step: u64, max_flows: usize) -> Dispatcher {
+            let mut config = PipelineConfig {
+                threads,
+                ..PipelineConfig::default()
+            };
+            config.flow.max_flows = max_flows;
+            let balance = Balance {
+                batch_packets: 64,
+                sends_per_check: 2,
+                min_window: Duration::ZERO,
+                window_per_live_flow: Duration::ZERO,
+                test_step: Some(step),
+                ..Balance::default()
+            };
+            Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance)
+        }
+
         /// Buckets handed over mid-flow and taken back, with their live flows, change
         /// nothing: the same rows as one table that saw every packet.
         #[test]
@@ -1789,20 +1808,7 @@ mod parallel {
             let expected = numbered_rows(expected);
 
             for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
-                let config = PipelineConfig {
-                    threads,
-                    ..PipelineConfig::default()
-                };
-                let balance = Balance {
-                    batch_packets: 64,
-                    sends_per_check: 2,
-                    min_window: Duration::ZERO,
-                    window_per_live_flow: Duration::ZERO,
-                    test_step: Some(step),
-                    ..Balance::default()
-                };
-                let mut d =
-                    Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance);
+                let mut d = moving_at_every_check(threads, step, FlowConfig::default().max_flows);
                 for (ts, frame) in &packets {
                     let pkt = decode::decode(101, frame).expect("test frames decode");
                     d.dispatch(*ts, 101, frame, &pkt);
@@ -1894,24 +1900,8 @@ mod parallel {
                 let peak = counts.iter().copied().max();
 
                 for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
-                    let config = PipelineConfig {
-                        threads,
-                        ..PipelineConfig::default()
-                    };
-                    let balance = Balance {
-                        batch_packets: 64,
-                        sends_per_check: 2,
-                        min_window: Duration::ZERO,
-                        window_per_live_flow: Duration::ZERO,
-                        test_step: Some(step),
-                        ..Balance::default()
-                    };
-                    let mut d = Dispatcher::start_balanced(
-                        config,
-                        None,
-                        Arc::new(AtomicU64::new(0)),
-                        balance,
-                    );
+                    let mut d =
+                        moving_at_every_check(threads, step, FlowConfig::default().max_flows);
                     for (i, (ts, frame)) in packets.iter().enumerate() {
                         if i % every == 0 {
                             d.sample_live();
@@ -1998,21 +1988,7 @@ mod parallel {
                 .collect();
             let cap = 500u64;
             for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
-                let mut config = PipelineConfig {
-                    threads,
-                    ..PipelineConfig::default()
-                };
-                config.flow.max_flows = cap as usize;
-                let balance = Balance {
-                    batch_packets: 64,
-                    sends_per_check: 2,
-                    min_window: Duration::ZERO,
-                    window_per_live_flow: Duration::ZERO,
-                    test_step: Some(step),
-                    ..Balance::default()
-                };
-                let mut d =
-                    Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance);
+                let mut d = moving_at_every_check(threads, step, cap as usize);
                 for (ts, frame) in &flood {
                     let pkt = decode::decode(101, frame).expect("test frames decode");
                     d.dispatch(*ts, 101, frame, &pkt);
