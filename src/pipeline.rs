@@ -1122,8 +1122,7 @@ mod parallel {
             *taken_back += flows.len() as u64;
             table.adopt(flows, emit);
         }
-        table.set_max_flows(cap);
-        table.evict_beyond_cap(emit);
+        table.set_max_flows(cap, emit);
         table
     }
 
@@ -1250,7 +1249,9 @@ mod parallel {
         fn set_caps(&mut self) {
             let (local_cap, worker_cap) =
                 table_caps(self.max_flows, self.local_buckets, self.workers.len());
-            self.local.set_max_flows(local_cap);
+            let finished = &mut self.local_finished;
+            self.local
+                .set_max_flows(local_cap, &mut |r| finished.push(r));
             for w in &mut self.workers {
                 w.current.max_flows = Some(worker_cap);
             }
@@ -1267,14 +1268,10 @@ mod parallel {
             // run's. A worker may already have swept at the run's clock (at the frames just
             // flushed) and would not sweep the flows it takes in until the next second: they
             // leave swept at that clock, as one table would have at its last packet.
-            let finished = &mut self.local_finished;
-            self.local.advance_clock(self.now);
-            self.local.sweep(&mut |r| finished.push(r));
+            self.sweep_local();
             let moved = self.local.take_flows(|hash| hash % BUCKETS >= keep);
             self.local_buckets = keep;
             self.set_caps();
-            let finished = &mut self.local_finished;
-            self.local.evict_beyond_cap(&mut |r| finished.push(r));
             let n = self.workers.len();
             self.handed_over += moved.len() as u64;
             for flow in moved {
@@ -1361,8 +1358,10 @@ mod parallel {
             let caught_up = catch_up.take_flows(|_| true);
             self.catch_up_counters.merge(&catch_up.counters());
             // The reader's cap grows with its buckets before their flows count against it.
-            self.local
-                .set_max_flows(table_caps(self.max_flows, to, self.workers.len()).0);
+            self.local.set_max_flows(
+                table_caps(self.max_flows, to, self.workers.len()).0,
+                &mut emit,
+            );
             self.local.adopt(caught_up, &mut emit);
             self.local_buckets = to;
             self.flush();
@@ -1528,9 +1527,7 @@ mod parallel {
         /// catch-up table, after the packets held for them so far. The answers add up as they
         /// come in, so nobody waits.
         pub fn sample_live(&mut self) {
-            let finished = &mut self.local_finished;
-            self.local.advance_clock(self.now);
-            self.local.sweep(&mut |r| finished.push(r));
+            self.sweep_local();
             let answers = self.workers.len() + usize::from(self.reclaim.is_some());
             let seq = self.samples.start(self.local.live() as u64, answers);
             let mark = |batch: &Batch| LiveMark {
@@ -1545,6 +1542,14 @@ mod parallel {
                 reclaim.held.live_marks.push(mark(&reclaim.held));
             }
             self.collect_samples();
+        }
+
+        /// Sweeps the reader's table at the run's clock: it moves only with the reader's own
+        /// packets, and lags where the latest packets went to workers.
+        fn sweep_local(&mut self) {
+            let finished = &mut self.local_finished;
+            self.local.advance_clock(self.now);
+            self.local.sweep(&mut |r| finished.push(r));
         }
 
         fn collect_samples(&mut self) {
@@ -1661,8 +1666,7 @@ mod parallel {
             let mut cap_after = batch.max_flows.take();
             if batch.give_back.is_none() {
                 if let Some(max_flows) = cap_after.take() {
-                    table.set_max_flows(max_flows);
-                    table.evict_beyond_cap(&mut |r| records.push(r));
+                    table.set_max_flows(max_flows, &mut |r| records.push(r));
                 }
             }
             if !batch.adopted.is_empty() {
@@ -1683,8 +1687,7 @@ mod parallel {
                 let _ = give_back.send(flows);
             }
             if let Some(max_flows) = cap_after {
-                table.set_max_flows(max_flows);
-                table.evict_beyond_cap(&mut |r| records.push(r));
+                table.set_max_flows(max_flows, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
             flows_seen.fetch_add(created - reported, Ordering::Relaxed);
@@ -1793,6 +1796,20 @@ mod parallel {
             Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance)
         }
 
+        /// A dispatcher on `threads` threads whose batches never fill (and so never end a
+        /// balance window): buckets move only when the test calls for it.
+        fn moving_only_when_told(threads: usize) -> Dispatcher {
+            let config = PipelineConfig {
+                threads,
+                ..PipelineConfig::default()
+            };
+            let balance = Balance {
+                batch_packets: 1 << 20,
+                ..Balance::default()
+            };
+            Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance)
+        }
+
         /// Buckets handed over mid-flow and taken back, with their live flows, change
         /// nothing: the same rows as one table that saw every packet.
         #[test]
@@ -1835,16 +1852,7 @@ mod parallel {
         /// sessions came out split in up to ten flows).
         #[test]
         fn moves_take_effect_after_the_frames_staged_before_them() {
-            let config = PipelineConfig {
-                threads: 3,
-                ..PipelineConfig::default()
-            };
-            let balance = Balance {
-                batch_packets: 1 << 20,
-                ..Balance::default()
-            };
-            let mut d =
-                Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance);
+            let mut d = moving_only_when_told(3);
             let packets = interleaved_packets();
             let staged_nowhere = |d: &Dispatcher| {
                 d.workers
@@ -1927,16 +1935,7 @@ mod parallel {
         /// caught this about one run in ten, by the timing of its moves.)
         #[test]
         fn flows_handed_over_leave_swept_at_the_run_clock() {
-            let config = PipelineConfig {
-                threads: 2,
-                ..PipelineConfig::default()
-            };
-            let balance = Balance {
-                batch_packets: 1 << 20,
-                ..Balance::default()
-            };
-            let mut d =
-                Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance);
+            let mut d = moving_only_when_told(2);
             let local_buckets = d.local_buckets;
             let is_local = |frame: &[u8]| {
                 let pkt = decode::decode(101, frame).expect("test frames decode");

@@ -415,10 +415,12 @@ impl FlowTable {
         slot
     }
 
-    /// Sets the cap on live flows (the reader hands part of its share to the workers). A table
-    /// above its new cap evicts as new flows arrive.
-    pub fn set_max_flows(&mut self, max_flows: usize) {
+    /// Sets the cap on live flows (the reader hands part of its share to the workers); a
+    /// table above its new cap evicts its least recently seen flows down to it at once, so
+    /// the tables of a run never hold more than the run's cap between them.
+    pub fn set_max_flows(&mut self, max_flows: usize, emit: &mut impl FnMut(FlowRecord)) {
         self.config.max_flows = max_flows.max(1);
+        self.evict_beyond_cap(emit);
     }
 
     /// Takes out, without ending them, the live flows whose hash `moves` selects, each list
@@ -447,7 +449,6 @@ impl FlowTable {
     /// this table had seen it all along; beyond the cap, the least recently seen flows of
     /// both are evicted, as one table holding them all would have.
     pub fn adopt(&mut self, flows: Vec<MovedFlow>, emit: &mut impl FnMut(FlowRecord)) {
-        let peak = self.counters.peak_live;
         // Flows come list by list, least recent first: one walk down each list places them.
         let mut cursor = self.heads;
         for moved in flows {
@@ -469,13 +470,10 @@ impl FlowTable {
             self.schedule(slot);
         }
         self.evict_beyond_cap(emit);
-        // Never above the cap once the flows are in.
-        self.counters.peak_live = peak.max(self.live as u64);
     }
 
-    /// Evicts the least recently seen flows while more are live than the cap allows (after
-    /// [`FlowTable::set_max_flows`] lowered it, new flows evict one at a time instead).
-    pub fn evict_beyond_cap(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+    /// Evicts the least recently seen flows while more are live than the cap allows.
+    fn evict_beyond_cap(&mut self, emit: &mut impl FnMut(FlowRecord)) {
         while self.live > self.config.max_flows.max(1) {
             self.evict_one(emit);
         }
@@ -899,7 +897,7 @@ mod tests {
         assert_eq!((moved.len(), giver.live()), (1, 0));
         taker.adopt(moved, &mut |r| out.push(r));
         assert_eq!(taker.live(), 3);
-        taker.set_max_flows(3);
+        taker.set_max_flows(3, &mut |r| out.push(r));
         for (i, port) in [4000, 4001, 4002].into_iter().enumerate() {
             run(&mut taker, 40 + i as i64, &udp(port), &mut out);
         }
