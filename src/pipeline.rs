@@ -692,9 +692,11 @@ mod parallel {
         sent: bool,
         /// Flows handed over by the reader, taken in before any frame of this batch.
         adopted: Vec<MovedFlow>,
-        /// The worker table's new cap on live flows: set before the flows are taken in, or,
-        /// in a batch that asks for buckets back, after they are given back.
-        max_flows: Option<usize>,
+        /// The worker table's new cap on live flows, set before `adopted` is taken in.
+        cap_before: Option<usize>,
+        /// The worker table's new cap on live flows, set after `give_back`: the batch's
+        /// frames were staged while the worker still owned the buckets.
+        cap_after: Option<usize>,
         /// Buckets `lo..hi` the reader takes back: after this batch's frames, the worker sends
         /// their live flows back and holds none of them any more.
         give_back: Option<(u64, u64)>,
@@ -723,7 +725,8 @@ mod parallel {
                 lowest_offset: usize::MAX,
                 sent: false,
                 adopted: Vec::new(),
-                max_flows: None,
+                cap_before: None,
+                cap_after: None,
                 give_back: None,
                 final_clock: None,
                 live_marks: Vec::new(),
@@ -735,7 +738,8 @@ mod parallel {
         fn is_empty(&self) -> bool {
             self.frames.is_empty()
                 && self.adopted.is_empty()
-                && self.max_flows.is_none()
+                && self.cap_before.is_none()
+                && self.cap_after.is_none()
                 && self.give_back.is_none()
                 && self.final_clock.is_none()
                 && self.live_marks.is_empty()
@@ -1253,7 +1257,7 @@ mod parallel {
             self.local
                 .set_max_flows(local_cap, &mut |r| finished.push(r));
             for w in &mut self.workers {
-                w.current.max_flows = Some(worker_cap);
+                w.current.cap_before = Some(worker_cap);
             }
         }
 
@@ -1293,12 +1297,13 @@ mod parallel {
             // them.
             let worker_cap = table_caps(self.max_flows, to, self.workers.len()).1;
             for w in &mut self.workers {
-                if !w.current.adopted.is_empty() || w.current.max_flows.is_some() {
-                    // Those hold from before the batch's frames, this cap from after them.
+                if !w.current.adopted.is_empty() || w.current.cap_before.is_some() {
+                    // Those hold from before the frames staged so far, and the new cap only
+                    // after them: they go in a batch of their own.
                     w.send();
                 }
                 w.current.give_back = Some((self.local_buckets, to));
-                w.current.max_flows = Some(worker_cap);
+                w.current.cap_after = Some(worker_cap);
                 w.send();
             }
             self.reclaim = Some(Reclaim {
@@ -1660,14 +1665,8 @@ mod parallel {
                     batch
                 }
             };
-            // A cap that comes with flows handed over holds from before them; one that comes
-            // with a request to give buckets back holds from after the give-back, since the
-            // batch's frames were sent while the worker still owned those buckets.
-            let mut cap_after = batch.max_flows.take();
-            if batch.give_back.is_none() {
-                if let Some(max_flows) = cap_after.take() {
-                    table.set_max_flows(max_flows, &mut |r| records.push(r));
-                }
+            if let Some(max_flows) = batch.cap_before.take() {
+                table.set_max_flows(max_flows, &mut |r| records.push(r));
             }
             if !batch.adopted.is_empty() {
                 table.adopt(std::mem::take(&mut batch.adopted), &mut |r| records.push(r));
@@ -1686,7 +1685,7 @@ mod parallel {
                 // The reader is gone only when the run is being torn down.
                 let _ = give_back.send(flows);
             }
-            if let Some(max_flows) = cap_after {
+            if let Some(max_flows) = batch.cap_after.take() {
                 table.set_max_flows(max_flows, &mut |r| records.push(r));
             }
             let created = table.counters().flows_created;
@@ -1857,7 +1856,7 @@ mod parallel {
             let staged_nowhere = |d: &Dispatcher| {
                 d.workers
                     .iter()
-                    .all(|w| w.current.frames.is_empty() && w.current.max_flows.is_some())
+                    .all(|w| w.current.frames.is_empty() && w.current.cap_before.is_some())
             };
             let (first, rest) = packets.split_at(packets.len() / 2);
             for (ts, frame) in first {
