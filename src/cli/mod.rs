@@ -184,7 +184,7 @@ pub struct InputArgs {
     /// VPN provider/app address ranges: lines `PREFIX,TOKEN` (e.g. `198.51.100.0/24,mullvad`).
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
-    /// Do not use the built-in provider server lists (Mullvad, Proton VPN, Surfshark); only
+    /// Do not use the built-in provider server lists (Mullvad, NordVPN, Proton VPN, Surfshark); only
     /// `--endpoints`/`--tor-relays` name peers by address.
     #[arg(long)]
     pub no_builtin_endpoints: bool,

@@ -31,6 +31,7 @@ use super::cidr::Cidr;
 /// lines with that token only.
 pub const BUILTIN_FILES: &[(&str, &str)] = &[
     ("mullvad", include_str!("data/providers/mullvad.txt")),
+    ("nordvpn", include_str!("data/providers/nordvpn.txt")),
     ("protonvpn", include_str!("data/providers/protonvpn.txt")),
     ("surfshark", include_str!("data/providers/surfshark.txt")),
 ];
