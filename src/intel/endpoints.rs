@@ -502,6 +502,14 @@ mod tests {
         );
         assert_eq!(builtin().lookup(ip("192.0.2.1")), None);
         assert_eq!(builtin().lookup(ip("10.0.0.1")), None);
+        // NordVPN's list: 2.56.190.2 and .6 are servers, .3 between them is not; 5.180.62.174/31
+        // is a prefix nDPI's script merged from two adjacent servers.
+        let nord = |a: &str| builtin().lookup(ip(a));
+        assert_eq!(nord("2.56.190.2"), Some(Endpoint::Service("nordvpn")));
+        assert_eq!(nord("2.56.190.6"), Some(Endpoint::Service("nordvpn")));
+        assert_eq!(nord("2.56.190.3"), None);
+        assert_eq!(nord("5.180.62.175"), Some(Endpoint::Service("nordvpn")));
+        assert_eq!(nord("5.180.62.172"), None);
         // A user's equal-length entry beats the built-in one; a shorter one does not.
         let mut user = EndpointList::default();
         user.load_endpoints("198.54.131.98/32,myvpn\n198.54.131.0/24,other\n")
