@@ -10,9 +10,12 @@ cap=${1:?usage: benches/compare.sh CAPTURE [RUNS]}
 runs=${2:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-cargo build --release --no-default-features --quiet --bin tunnelwatch --example record_walk
-tw=target/release/tunnelwatch
-walk=target/release/examples/record_walk
+# A target directory of its own: a build without default features would otherwise replace the
+# default build's binary in target/release (and the next default build would replace this one).
+bin=target/bench-no-default
+cargo build --release --no-default-features --quiet --target-dir "$bin" --bin tunnelwatch --example record_walk
+tw=$bin/release/tunnelwatch
+walk=$bin/release/examples/record_walk
 packets=$("$walk" "$cap" | awk '{print $1}')
 mb=$(awk -v b="$(stat -c %s "$cap")" 'BEGIN{printf "%.1f", b/1e6}')
 cores=$(nproc)

@@ -13,12 +13,14 @@ millions=${1:-2}
 small_cap=${2:-10000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-cargo build --release --no-default-features --quiet --bin tunnelwatch --example flood
-tw=${CARGO_TARGET_DIR:-target}/release/tunnelwatch
+# The same target directory as compare.sh, apart from the default build's (see there).
+bin=target/bench-no-default
+cargo build --release --no-default-features --quiet --target-dir "$bin" --bin tunnelwatch --example flood
+tw=$bin/release/tunnelwatch
 flood_flows=$(awk -v m="$millions" 'BEGIN{printf "%d", m*1000000}')
 cap_file=${TMPDIR:-/tmp}/tunnelwatch-flood-$flood_flows.pcap
 if [ ! -s "$cap_file" ]; then
-  ${CARGO_TARGET_DIR:-target}/release/examples/flood "$cap_file" "$flood_flows" | head -1
+  "$bin"/release/examples/flood "$cap_file" "$flood_flows" | head -1
 fi
 default_cap=$("$tw" flows --help | sed -n 's/.*--max-flows.*\[default: \([0-9]*\)\].*/\1/p' | head -1)
 default_cap=${default_cap:-500000}
@@ -56,7 +58,7 @@ measure() { # name, extra args...
     "$(awk -v k="$peak_anon" 'BEGIN{print k/1024}')" "$secs"
 }
 small_file=${TMPDIR:-/tmp}/tunnelwatch-flood-1000.pcap
-[ -s "$small_file" ] || target/release/examples/flood "$small_file" 1000 >/dev/null
+[ -s "$small_file" ] || "$bin"/release/examples/flood "$small_file" 1000 >/dev/null
 base="baseline (1k flows)"
 small="cap $small_cap"
 full="cap $default_cap (default)"

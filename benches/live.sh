@@ -20,8 +20,10 @@ rate=--topspeed
 for tool in tcprewrite tcpreplay tcpdump; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install tcpreplay)" >&2; exit 2; }
 done
-cargo build --release --features live --quiet --bin tunnelwatch
-tw=target/release/tunnelwatch
+# A target directory of its own, apart from the default build's (see compare.sh).
+bin=target/bench-live
+cargo build --release --features live --quiet --target-dir "$bin" --bin tunnelwatch
+tw=$bin/release/tunnelwatch
 tmp=$(mktemp -d)
 trap 'touch "$tmp/stop"; rm -rf "$tmp"' EXIT
 tag=02:00:00:00:00:7e
