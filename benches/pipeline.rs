@@ -4,8 +4,8 @@
 //! Run: `cargo bench --no-default-features --target-dir target/bench-no-default --bench
 //! pipeline` (no polars: faster build; the measured path does not use polars; a target
 //! directory of its own, since building the benches also rebuilds the `tunnelwatch` binary,
-//! which would otherwise replace the default build's). Criterion prints time per iteration and packets/s
-//! (its "elements" throughput). The `collector` group decodes IPFIX and NetFlow v9 datagrams
+//! which would otherwise replace the default build's). Criterion prints time per iteration
+//! and packets/s (its "elements" throughput). The `collector` group decodes IPFIX and NetFlow v9 datagrams
 //! as an exporter sends them (30 records each, template first) and reports records/s. The
 //! `synth` group generates the `bench` scenario into a byte counter (no disk) on one core and
 //! reports bytes/s of capture written: 1 GB takes (1 GB / that rate) seconds.

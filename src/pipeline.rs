@@ -1809,6 +1809,31 @@ mod parallel {
             Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance)
         }
 
+        /// (threads, buckets a move) of the tests that move buckets at every check: small and
+        /// large moves, on one worker and on two.
+        const MOVES: [(usize, u64); 4] = [(2, 16), (3, 16), (2, 400), (3, 1024)];
+
+        /// Dispatches one test frame (raw IP) as the reader would.
+        fn dispatch_one(d: &mut Dispatcher, ts: i64, frame: &[u8]) {
+            let pkt = decode::decode(101, frame).expect("test frames decode");
+            d.dispatch(ts, 101, frame, &pkt);
+        }
+
+        /// Dispatches test frames in order; with `count_every`, counts the live flows before
+        /// every `count_every`-th frame, as the reader counts every few thousand packets.
+        fn dispatch_all(
+            d: &mut Dispatcher,
+            packets: &[(i64, Vec<u8>)],
+            count_every: Option<usize>,
+        ) {
+            for (i, (ts, frame)) in packets.iter().enumerate() {
+                if count_every.is_some_and(|every| i % every == 0) {
+                    d.sample_live();
+                }
+                dispatch_one(d, *ts, frame);
+            }
+        }
+
         /// Buckets handed over mid-flow and taken back, with their live flows, change
         /// nothing: the same rows as one table that saw every packet.
         #[test]
@@ -1823,12 +1848,9 @@ mod parallel {
             one.finish_all(&mut |r| expected.push(r));
             let expected = numbered_rows(expected);
 
-            for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
+            for (threads, step) in MOVES {
                 let mut d = moving_at_every_check(threads, step, FlowConfig::default().max_flows);
-                for (ts, frame) in &packets {
-                    let pkt = decode::decode(101, frame).expect("test frames decode");
-                    d.dispatch(*ts, 101, frame, &pkt);
-                }
+                dispatch_all(&mut d, &packets, None);
                 let taken_back = d.taken_back;
                 let counters = d.finish();
                 let mut records = Vec::new();
@@ -1859,19 +1881,13 @@ mod parallel {
                     .all(|w| w.current.frames.is_empty() && w.current.cap_before.is_some())
             };
             let (first, rest) = packets.split_at(packets.len() / 2);
-            for (ts, frame) in first {
-                let pkt = decode::decode(101, frame).expect("test frames decode");
-                d.dispatch(*ts, 101, frame, &pkt);
-            }
+            dispatch_all(&mut d, first, None);
             assert!(d.workers.iter().all(|w| !w.current.frames.is_empty()));
             d.hand_over(64);
             assert!(d.handed_over > 0);
             assert!(staged_nowhere(&d), "after handing over");
             d.take_back(128);
-            for (ts, frame) in rest {
-                let pkt = decode::decode(101, frame).expect("test frames decode");
-                d.dispatch(*ts, 101, frame, &pkt);
-            }
+            dispatch_all(&mut d, rest, None);
             assert!(d.workers.iter().all(|w| !w.current.frames.is_empty()));
             d.poll_reclaim(true);
             assert!(d.taken_back > 0);
@@ -1906,16 +1922,10 @@ mod parallel {
                 counts.push(one.live() as u64);
                 let peak = counts.iter().copied().max();
 
-                for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
+                for (threads, step) in MOVES {
                     let mut d =
                         moving_at_every_check(threads, step, FlowConfig::default().max_flows);
-                    for (i, (ts, frame)) in packets.iter().enumerate() {
-                        if i % every == 0 {
-                            d.sample_live();
-                        }
-                        let pkt = decode::decode(101, frame).expect("test frames decode");
-                        d.dispatch(*ts, 101, frame, &pkt);
-                    }
+                    dispatch_all(&mut d, &packets, Some(every));
                     let taken_back = d.taken_back;
                     let counters = d.finish();
                     let what = format!("{threads} threads, {step} buckets a move, every {every}");
@@ -1949,16 +1959,12 @@ mod parallel {
                 .find(|f| !is_local(f))
                 .expect("a flow among 1000 in a worker's buckets");
             let t0 = 1_700_000_000 * 1_000_000_000i64;
-            let dispatch = |d: &mut Dispatcher, ts: i64, frame: &[u8]| {
-                let pkt = decode::decode(101, frame).expect("test frames decode");
-                d.dispatch(ts, 101, frame, &pkt);
-            };
-            dispatch(&mut d, t0, &flow);
-            dispatch(&mut d, t0 + 1000 * 1_000_000_000, &clock);
+            dispatch_one(&mut d, t0, &flow);
+            dispatch_one(&mut d, t0 + 1000 * 1_000_000_000, &clock);
             // The sweep ends the flow before it could move (without it, the flow moves and
             // comes out as one flow of two packets).
             d.hand_over(local_buckets);
-            dispatch(&mut d, t0 + 1_000_000_000, &flow);
+            dispatch_one(&mut d, t0 + 1_000_000_000, &flow);
             d.finish();
             let mut records = Vec::new();
             d.drain_finished(&mut |finished| {
@@ -1985,12 +1991,9 @@ mod parallel {
                 })
                 .collect();
             let cap = 500u64;
-            for (threads, step) in [(2, 16), (3, 16), (2, 400), (3, 1024)] {
+            for (threads, step) in MOVES {
                 let mut d = moving_at_every_check(threads, step, cap as usize);
-                for (ts, frame) in &flood {
-                    let pkt = decode::decode(101, frame).expect("test frames decode");
-                    d.dispatch(*ts, 101, frame, &pkt);
-                }
+                dispatch_all(&mut d, &flood, None);
                 let taken_back = d.taken_back;
                 let c = d.finish();
                 let what = format!("{threads} threads, {step} buckets a move");

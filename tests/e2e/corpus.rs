@@ -189,10 +189,8 @@ fn dev_corpus_flows_are_the_same_on_any_thread_count() {
             "{}",
             stderr(&out)
         );
-        {
-            let summary = stderr(&out);
-            (out.stdout, summary)
-        }
+        let summary = stderr(&out);
+        (out.stdout, summary)
     };
     let one = flows("1");
     let rows = one.0.iter().filter(|&&b| b == b'\n').count();
