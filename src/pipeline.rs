@@ -210,10 +210,15 @@ impl RowBatch {
 
     /// Takes the rows out, keeping the scratch space.
     fn take(&mut self) -> RowBatch {
+        // Up to half the buffer is growth room. Shrinking it here, on the thread that
+        // allocated it, keeps that thread's allocator arena to itself: glibc locks the arena a
+        // block came from, and the two threads then wait for each other.
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.shrink_to_fit();
         RowBatch {
             render: self.render,
             scratch: String::new(),
-            bytes: std::mem::take(&mut self.bytes),
+            bytes,
             rows: std::mem::take(&mut self.rows),
         }
     }
@@ -657,6 +662,22 @@ mod parallel {
     const BATCH_PACKETS: usize = 4096;
     /// Batches in flight per worker (bounds memory and keeps workers busy).
     const BATCHES_IN_FLIGHT: usize = 4;
+    /// The last bytes of a mapped file (at most a sixteenth of it) go out in batches
+    /// `TAIL_SHRINK` times smaller ([`batch_limit`]).
+    const TAIL_BYTES: usize = 8 << 20;
+    const TAIL_SHRINK: usize = 8;
+
+    /// Frames per batch with `left` bytes of a `len`-byte mapped file still to read, where
+    /// batches are `full` frames. Workers run up to [`BATCHES_IN_FLIGHT`] batches behind the
+    /// reader, and when reading ends the reader waits for them (12 ms, median of 12 runs on
+    /// the reference capture); with batches an eighth of the size over the last 8 MB, 2.6 ms.
+    fn batch_limit(full: usize, left: usize, len: usize) -> usize {
+        if left < (len / 16).min(TAIL_BYTES) {
+            (full / TAIL_SHRINK).max(1)
+        } else {
+            full
+        }
+    }
 
     /// Where a frame's bytes are (in the batch's mapping or in its own byte buffer), with
     /// what the reader learnt of it.
@@ -839,6 +860,30 @@ mod parallel {
         }
     }
 
+    /// How long a thread that waits for the other side spins before it sleeps.
+    const SPIN: Duration = Duration::from_micros(50);
+
+    fn spin_then_recv<T>(
+        from: &Receiver<T>,
+        since: Instant,
+    ) -> Result<T, std::sync::mpsc::RecvError> {
+        loop {
+            match from.try_recv() {
+                Ok(t) => return Ok(t),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(std::sync::mpsc::RecvError)
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if since.elapsed() >= SPIN {
+                return from.recv();
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     struct Worker {
         current: Batch,
         /// Flows the worker finished, sent after each batch and at the end.
@@ -886,7 +931,7 @@ mod parallel {
             let caught_up = self.in_flight.is_empty();
             if self.free.is_empty() {
                 let waiting = Instant::now();
-                match self.recycled.recv() {
+                match spin_then_recv(&self.recycled, waiting) {
                     Ok(batch) => self.take_returned(batch),
                     // The worker died; it is reported when joined.
                     Err(_) => self.free.push(Batch::default()),
@@ -1498,12 +1543,25 @@ mod parallel {
                 return;
             }
             let i = ((hash / BUCKETS) % self.workers.len() as u64) as usize;
+            let limit = self.batch_limit_at(frame);
             let w = &mut self.workers[i];
             w.current.stage(self.mapping.as_ref(), frame, frame_ref);
-            if w.current.frames.len() >= self.balance.batch_packets {
+            if w.current.frames.len() >= limit {
                 w.send();
                 self.poll_reclaim(false);
                 self.rebalance();
+            }
+        }
+
+        /// Frames per batch at `frame`: fewer near the end of a mapped file ([`batch_limit`]).
+        fn batch_limit_at(&self, frame: &[u8]) -> usize {
+            let full = self.balance.batch_packets;
+            match &self.mapping {
+                Some((_, start, len)) => {
+                    let left = (start + len).saturating_sub(frame.as_ptr() as usize);
+                    batch_limit(full, left, *len)
+                }
+                None => full,
             }
         }
 
@@ -1656,7 +1714,7 @@ mod parallel {
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {
                     let waiting = Instant::now();
-                    let Ok(batch) = batches.recv() else {
+                    let Ok(batch) = spin_then_recv(&batches, waiting) else {
                         break;
                     };
                     gauges
@@ -1807,6 +1865,21 @@ mod parallel {
                 ..Balance::default()
             };
             Dispatcher::start_balanced(config, None, Arc::new(AtomicU64::new(0)), balance)
+        }
+
+        #[test]
+        fn batches_shrink_over_the_last_part_of_a_mapped_file() {
+            const MB: usize = 1 << 20;
+            // A large file: the last 8 MB.
+            assert_eq!(batch_limit(4096, 9 * MB, 300 * MB), 4096);
+            assert_eq!(batch_limit(4096, 8 * MB, 300 * MB), 4096);
+            assert_eq!(batch_limit(4096, 8 * MB - 1, 300 * MB), 4096 / TAIL_SHRINK);
+            assert_eq!(batch_limit(4096, 0, 300 * MB), 4096 / TAIL_SHRINK);
+            // A small file: its last sixteenth.
+            assert_eq!(batch_limit(4096, MB, 16 * MB), 4096);
+            assert_eq!(batch_limit(4096, MB - 1, 16 * MB), 4096 / TAIL_SHRINK);
+            // Never below one frame.
+            assert_eq!(batch_limit(4, 0, MB), 1);
         }
 
         /// (threads, buckets a move) of the tests that move buckets at every check: small and

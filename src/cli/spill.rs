@@ -87,11 +87,8 @@ impl FlowSpill {
     }
 
     /// Takes a batch of rendered flows (in any order).
-    pub fn push(&mut self, mut batch: RowBatch) {
+    pub fn push(&mut self, batch: RowBatch) {
         let index = self.batches.len();
-        // Up to half a batch's buffer is growth room; giving it back shrinks the buffer where
-        // it is.
-        batch.bytes.shrink_to_fit();
         for row in &batch.rows {
             super::output::count_protocol(&mut self.protocols, row.protocol);
             self.pending.push(Pending {
@@ -186,6 +183,9 @@ impl FlowSpill {
         if format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
         }
+        if self.runs.is_empty() && self.error.is_none() && self.threads > 1 {
+            return self.write_in_memory_on_threads(out, format);
+        }
         // Rows are gathered into large writes.
         let mut buf = Vec::with_capacity(WRITE_BUFFER);
         self.finish_with(|id, _, row| {
@@ -198,6 +198,68 @@ impl FlowSpill {
             Ok(())
         })?;
         out.write_all(&buf)
+    }
+
+    /// [`FlowSpill::finish`] where every row is in memory, on `threads` threads: gathering
+    /// the rows (scattered over the batches, in arrival order) into writes costs several times
+    /// the write itself to a file or pipe. Chunks of [`CHUNK_ROWS`] rows go round the threads,
+    /// this one included, and are written in order as they come.
+    fn write_in_memory_on_threads(
+        mut self,
+        out: &mut impl Write,
+        format: RowFormat,
+    ) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let rows = in_order(&pending, self.threads);
+        let chunks = rows.len().div_ceil(CHUNK_ROWS);
+        let turns = self.threads;
+        let this = &self;
+        let rows = &rows;
+        let gather = move |chunk: usize, buf: &mut Vec<u8>| {
+            buf.clear();
+            let first = chunk * CHUNK_ROWS;
+            let end = (first + CHUNK_ROWS).min(rows.len());
+            for (id, p) in rows[first..end].iter().enumerate() {
+                push_id_prefix(buf, format, (first + id) as u64);
+                buf.extend_from_slice(this.row(p));
+            }
+        };
+        std::thread::scope(|scope| {
+            // Per helper: gathered chunks one way, emptied buffers back.
+            let mut helpers = Vec::with_capacity(turns - 1);
+            for turn in 1..turns {
+                let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+                let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+                scope.spawn(move || {
+                    for chunk in (turn..chunks).step_by(turns) {
+                        let mut buf = empty_rx.try_recv().unwrap_or_default();
+                        gather(chunk, &mut buf);
+                        if full_tx.send(buf).is_err() {
+                            return; // the writer stopped at an error
+                        }
+                    }
+                });
+                helpers.push((full_rx, empty_tx));
+            }
+            let mut own = Vec::new();
+            for chunk in 0..chunks {
+                match chunk % turns {
+                    0 => {
+                        gather(chunk, &mut own);
+                        out.write_all(&own)?;
+                    }
+                    turn => {
+                        let (full, empty) = &helpers[turn - 1];
+                        let buf = full.recv().map_err(|_| {
+                            io::Error::other("a thread gathering flow rows stopped")
+                        })?;
+                        out.write_all(&buf)?;
+                        let _ = empty.send(buf);
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Hands every row to `each` in order, with its number (from 0) and key.
@@ -267,6 +329,9 @@ fn in_order(pending: &[Pending], threads: usize) -> Vec<&Pending> {
 
 /// Bytes of rows gathered before a write of the in-memory case.
 const WRITE_BUFFER: usize = 1 << 18;
+
+/// Rows per chunk when several threads gather rows (some 0.2 MB of JSONL).
+const CHUNK_ROWS: usize = 512;
 
 impl Drop for FlowSpill {
     fn drop(&mut self) {
@@ -356,7 +421,7 @@ mod tests {
         // Enough rows for the sort on two threads, in batches of uneven sizes.
         let records: Vec<FlowRecord> = (0..9001).map(interleaved_test_record).collect();
         for format in [RowFormat::Jsonl, RowFormat::Csv] {
-            for threads in [1, 2] {
+            for threads in [1, 2, 3] {
                 let mut spill = FlowSpill::new(threads);
                 push_all(&mut spill, &records, 777, format);
                 assert!(spill.runs.is_empty());
@@ -367,6 +432,46 @@ mod tests {
                     "{format:?} on {threads} threads"
                 );
             }
+        }
+    }
+
+    /// Takes `room` bytes, then fails every write.
+    struct FullDisk {
+        room: usize,
+        taken: Vec<u8>,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.taken.len() + buf.len() > self.room {
+                return Err(io::Error::other("disk full"));
+            }
+            self.taken.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_write_stops_the_threads_gathering_rows_and_is_reported() {
+        let records: Vec<FlowRecord> = (0..9001).map(interleaved_test_record).collect();
+        let whole = expected(&records, RowFormat::Jsonl);
+        for threads in [2, 3] {
+            let mut spill = FlowSpill::new(threads);
+            push_all(&mut spill, &records, 500, RowFormat::Jsonl);
+            let mut out = FullDisk {
+                room: whole.len() / 2,
+                taken: Vec::new(),
+            };
+            let err = spill
+                .finish(&mut out, RowFormat::Jsonl)
+                .expect_err("the disk fills up half way");
+            assert_eq!(err.to_string(), "disk full");
+            // What went out before the failure is the start of the whole output.
+            assert!(!out.taken.is_empty() && whole.starts_with(&out.taken));
         }
     }
 }
