@@ -860,30 +860,6 @@ mod parallel {
         }
     }
 
-    /// How long a thread that waits for the other side spins before it sleeps.
-    const SPIN: Duration = Duration::from_micros(50);
-
-    fn spin_then_recv<T>(
-        from: &Receiver<T>,
-        since: Instant,
-    ) -> Result<T, std::sync::mpsc::RecvError> {
-        loop {
-            match from.try_recv() {
-                Ok(t) => return Ok(t),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(std::sync::mpsc::RecvError)
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-            }
-            if since.elapsed() >= SPIN {
-                return from.recv();
-            }
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
-        }
-    }
-
     struct Worker {
         current: Batch,
         /// Flows the worker finished, sent after each batch and at the end.
@@ -931,7 +907,7 @@ mod parallel {
             let caught_up = self.in_flight.is_empty();
             if self.free.is_empty() {
                 let waiting = Instant::now();
-                match spin_then_recv(&self.recycled, waiting) {
+                match self.recycled.recv() {
                     Ok(batch) => self.take_returned(batch),
                     // The worker died; it is reported when joined.
                     Err(_) => self.free.push(Batch::default()),
@@ -1714,7 +1690,7 @@ mod parallel {
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {
                     let waiting = Instant::now();
-                    let Ok(batch) = spin_then_recv(&batches, waiting) else {
+                    let Ok(batch) = batches.recv() else {
                         break;
                     };
                     gauges
