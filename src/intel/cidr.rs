@@ -27,6 +27,11 @@ impl Cidr {
     pub fn prefix_len(&self) -> u8 {
         self.len
     }
+
+    /// The prefix's network address (host bits cleared).
+    pub fn network(&self) -> IpAddr {
+        self.addr
+    }
 }
 
 fn mask_v4(a: u32, len: u8) -> u32 {
