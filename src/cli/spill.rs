@@ -179,18 +179,20 @@ impl FlowSpill {
 
     /// Writes every flow, sorted and numbered from 0, to `out` as `format` rows (the rows
     /// must be rendered without their ids for that format: [`super::output::row_renderer`]).
-    pub fn finish(self, out: &mut impl Write, format: RowFormat) -> io::Result<()> {
+    pub fn finish(mut self, out: &mut impl Write, format: RowFormat) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         if format == RowFormat::Csv {
             writeln!(out, "{}", super::FLOW_COLUMNS.join(","))?;
         }
-        if self.runs.is_empty() && self.error.is_none() && self.threads > 1 {
-            return self.write_in_memory_on_threads(out, format);
+        if self.runs.is_empty() {
+            return self.write_in_memory(out, format);
         }
-        // Rows are gathered into large writes.
+        // Runs on disk are merged; rows are gathered into large writes.
         let mut buf = Vec::with_capacity(WRITE_BUFFER);
         self.finish_with(|id, _, row| {
-            push_id_prefix(&mut buf, format, id);
-            buf.extend_from_slice(row);
+            push_numbered_row(&mut buf, format, id, row);
             if buf.len() >= WRITE_BUFFER {
                 out.write_all(&buf)?;
                 buf.clear();
@@ -200,16 +202,12 @@ impl FlowSpill {
         out.write_all(&buf)
     }
 
-    /// [`FlowSpill::finish`] where every row is in memory, on `threads` threads. Gathering the
-    /// rows (scattered over the batches, in arrival order) into writes is serial work at the
-    /// end of the run: about 9 ms of a 12 ms write phase on the reference capture, 8 ms in all
-    /// on two threads. Chunks of [`CHUNK_ROWS`] rows go round the threads, this one included,
-    /// and are written in order as they come.
-    fn write_in_memory_on_threads(
-        mut self,
-        out: &mut impl Write,
-        format: RowFormat,
-    ) -> io::Result<()> {
+    /// [`FlowSpill::finish`] where every row is in memory, on the spill's threads. Gathering
+    /// the rows (scattered over the batches, in arrival order) into writes is work at the end
+    /// of the run: about 9 ms of a 12 ms write phase on the reference capture, 8 ms in all on
+    /// two threads. Chunks of [`CHUNK_ROWS`] rows go round the threads, this one included (the
+    /// only one on one thread), and are written in order as they come.
+    fn write_in_memory(mut self, out: &mut impl Write, format: RowFormat) -> io::Result<()> {
         let pending = std::mem::take(&mut self.pending);
         let rows = in_order(&pending, self.threads);
         let chunks = rows.len().div_ceil(CHUNK_ROWS);
@@ -221,8 +219,7 @@ impl FlowSpill {
             let first = chunk * CHUNK_ROWS;
             let end = (first + CHUNK_ROWS).min(rows.len());
             for (id, p) in rows[first..end].iter().enumerate() {
-                push_id_prefix(buf, format, (first + id) as u64);
-                buf.extend_from_slice(this.row(p));
+                push_numbered_row(buf, format, (first + id) as u64, this.row(p));
             }
         };
         std::thread::scope(|scope| {
@@ -328,7 +325,13 @@ fn in_order(pending: &[Pending], threads: usize) -> Vec<&Pending> {
         .collect()
 }
 
-/// Bytes of rows gathered before a write of the in-memory case.
+/// Appends `row` (rendered without its id) to `buf` as flow number `id`.
+fn push_numbered_row(buf: &mut Vec<u8>, format: RowFormat, id: u64, row: &[u8]) {
+    push_id_prefix(buf, format, id);
+    buf.extend_from_slice(row);
+}
+
+/// Bytes of rows gathered before a write when runs on disk are merged.
 const WRITE_BUFFER: usize = 1 << 18;
 
 /// Rows per chunk when several threads gather rows (some 0.2 MB of JSONL).
@@ -434,6 +437,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_run_that_could_not_be_written_fails_the_finish() {
+        let records: Vec<FlowRecord> = (0..50).map(interleaved_test_record).collect();
+        // A regular file where the run folder should be: the run file cannot be created.
+        let not_a_dir = std::env::temp_dir().join(format!("tw-spill-{}", std::process::id()));
+        std::fs::write(&not_a_dir, b"").expect("temp file");
+        for threads in [1, 2] {
+            let mut spill = FlowSpill::new(threads);
+            spill.spill_rows = 20;
+            spill.dir = Some(not_a_dir.clone());
+            push_all(&mut spill, &records, 1, RowFormat::Jsonl);
+            assert!(spill.runs.is_empty(), "no run was written");
+            let mut out = Vec::new();
+            assert!(spill.finish(&mut out, RowFormat::Jsonl).is_err());
+            assert!(out.is_empty(), "no partial output on {threads} threads");
+        }
+        let _ = std::fs::remove_file(&not_a_dir);
     }
 
     /// Takes `room` bytes, then fails every write.

@@ -337,8 +337,8 @@ impl EndpointList {
     }
 }
 
-/// An address or `ADDRESS/LEN` prefix: validated (and its errors worded) by [`Cidr`], which
-/// keeps its network address to itself, so the address is read here again.
+/// An address or `ADDRESS/LEN` prefix, read (and its errors worded) by [`Cidr`]: its network
+/// address, host bits cleared, and its length.
 fn parse_prefix(text: &str) -> Result<(IpAddr, u8), String> {
     let cidr: Cidr = text.trim().parse()?;
     Ok((cidr.network(), cidr.prefix_len()))
