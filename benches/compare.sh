@@ -4,7 +4,8 @@
 # ndpiReader (libndpi-bin), tshark -q, tcpdump -w /dev/null.
 # usage: benches/compare.sh CAPTURE [RUNS=3]
 # Prints packets/s, MB/s and peak RSS per tool (median of RUNS) and the ratio to ndpiReader,
-# then the thread scaling as the median ratio of RUNS interleaved one-thread/all-thread pairs.
+# then the thread scaling as the median ratio of RUNS interleaved one-thread/all-thread pairs,
+# next to the machine's own ceiling (one one-thread run per core at once, against one alone).
 set -euo pipefail
 cap=${1:?usage: benches/compare.sh CAPTURE [RUNS]}
 runs=${2:-3}
@@ -55,17 +56,35 @@ for k in "${order[@]}"; do
   printf '%-28s %10s %12s %10s %12.1f %14s\n' "${label[$k]}" "$s" "$pps" "$mbs" "$(awk -v r="${rss[$k]}" 'BEGIN{print r/1024}')" "$ratio"
 done
 
-# Thread scaling from interleaved pairs (one thread, then all threads, RUNS times): on a shared
-# VM the speed drifts between the blocks of runs above, and a ratio of two medians taken minutes
-# apart inherits that drift; the median of per-pair ratios does not.
+# Thread scaling from interleaved rounds: on a shared VM the speed drifts between the blocks of
+# runs above, and a ratio of two medians taken minutes apart inherits that drift; the median of
+# per-round ratios does not. Each round also runs $cores one-thread runs at once, next to one
+# alone: how much faster $cores independent processes get through the same work is what the
+# machine itself allows on $cores cores (a VM's vCPUs share caches, memory bandwidth and
+# sometimes physical cores), the ceiling the thread scaling is to be read against.
+median_quartiles() {
+  sort -g | awk '{r[NR]=$1} END{q3=int(3*NR/4)+1; if (q3>NR) q3=NR; printf "median %.2fx (quartiles %.2f-%.2f)", r[int((NR+1)/2)], r[int(NR/4)+1], r[q3]}'
+}
+# Wall-clock seconds of a command, to the microsecond (/usr/bin/time gives hundredths).
+wall() {
+  local start end
+  start=$(date +%s%N)
+  "$@" >/dev/null 2>&1 || true
+  end=$(date +%s%N)
+  awk -v a="$start" -v b="$end" 'BEGIN{printf "%.6f", (b-a)/1e9}'
+}
 if [ "$cores" -gt 1 ]; then
-  ratios=()
+  scaling=(); ceiling=(); share=()
   for _ in $(seq "$runs"); do
-    /usr/bin/time -o "$tfile" -f "%e" ${cmd[tw1]} >/dev/null 2>&1 || true
-    one=$(tail -1 "$tfile")
-    /usr/bin/time -o "$tfile" -f "%e" ${cmd[twN]} >/dev/null 2>&1 || true
-    all=$(tail -1 "$tfile")
-    ratios+=("$(awk -v a="$one" -v b="$all" 'BEGIN{printf "%.3f", (b>0)?a/b:0}')")
+    one=$(wall ${cmd[tw1]})
+    all=$(wall ${cmd[twN]})
+    # shellcheck disable=SC2016 # $0 is bash -c's, expanded there
+    together=$(wall bash -c 'for _ in $(seq "$1"); do $0 >/dev/null 2>&1 & done; wait' "${cmd[tw1]}" "$cores")
+    scaling+=("$(awk -v a="$one" -v b="$all" 'BEGIN{printf "%.4f", (b>0)?a/b:0}')")
+    ceiling+=("$(awk -v a="$one" -v t="$together" -v n="$cores" 'BEGIN{printf "%.4f", (t>0)?n*a/t:0}')")
+    share+=("$(awk -v a="$one" -v b="$all" -v t="$together" -v n="$cores" 'BEGIN{printf "%.4f", (b>0&&a>0)?(a/b)/(n*a/t):0}')")
   done
-  printf '%s\n' "${ratios[@]}" | sort -g | awk -v n="$cores" '{r[NR]=$1} END{q3=int(3*NR/4)+1; if (q3>NR) q3=NR; printf "--threads %s vs --threads 1, %d interleaved pairs: median %.2fx (quartiles %.2f-%.2f)\n", n, NR, r[int((NR+1)/2)], r[int(NR/4)+1], r[q3]}'
+  echo "--threads $cores vs --threads 1, $runs interleaved rounds: $(printf '%s\n' "${scaling[@]}" | median_quartiles)"
+  echo "machine ceiling, $cores one-thread runs at once vs one alone (same rounds): $(printf '%s\n' "${ceiling[@]}" | median_quartiles)"
+  echo "thread scaling as a share of that ceiling, per round: $(printf '%s\n' "${share[@]}" | median_quartiles | sed 's/x//')"
 fi
