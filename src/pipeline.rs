@@ -135,9 +135,13 @@ impl Finished {
         }
     }
 
-    fn push(&mut self, r: FlowRecord) {
+    fn push(&mut self, mut r: FlowRecord) {
         match self {
-            Finished::Records(records) => records.push(r),
+            Finished::Records(records) => {
+                // Kept until the run ends.
+                r.label.shrink_to_fit();
+                records.push(r);
+            }
             Finished::Rows(rows) => rows.push(r),
         }
     }
@@ -2294,6 +2298,47 @@ mod tests {
             assert_eq!(summary.flows, expected.len() as u64);
             assert!(expected.len() > 500, "{} flows", expected.len());
             assert!(got == expected, "{threads} threads");
+        }
+    }
+
+    /// Collected records keep their labels for the whole run, without the growth room the
+    /// pushes left (`Label::merge` no longer shrinks: rows are rendered and dropped at once).
+    #[test]
+    fn collected_labels_hold_no_growth_room() {
+        let frames: Vec<Vec<u8>> = (0..600u32)
+            .map(|i| {
+                let client = [10, 2, (i % 5) as u8, 9];
+                // A DNS query for a.example: the DNS detector matches with evidence.
+                let mut query = vec![(i >> 8) as u8, i as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+                query.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+                let port = 20000 + (i % 40) as u16;
+                crate::decode::tests::ipv4_udp(client, [192, 0, 2, 53], port, 53, &query)
+            })
+            .collect();
+        let bytes = pcap(101, &frames);
+        for threads in [1, 2] {
+            let (records, _, _) = run_threads(&bytes, threads);
+            let with_evidence = records
+                .iter()
+                .filter(|r| {
+                    r.label
+                        .matches
+                        .iter()
+                        .any(|m| !m.verdict.evidence.0.is_empty())
+                })
+                .count();
+            assert!(
+                with_evidence > 0,
+                "no flow has evidence: the test checks nothing"
+            );
+            for r in &records {
+                let matches = &r.label.matches;
+                assert_eq!(matches.capacity(), matches.len(), "{threads} threads");
+                for m in matches {
+                    let facts = &m.verdict.evidence.0;
+                    assert_eq!(facts.capacity(), facts.len(), "{threads} threads");
+                }
+            }
         }
     }
 
