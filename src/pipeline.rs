@@ -660,6 +660,7 @@ mod parallel {
     use super::{Finished, PipelineConfig, RowRenderer};
     use crate::decode::{self, DecodedPacket, DetachedPacket};
     use crate::fingerprint::registry::REGISTRY;
+    use crate::fingerprint::FingerprintState;
     use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable, MovedFlow, PacketKey};
     use crate::ingest::MappedCapture;
 
@@ -717,6 +718,10 @@ mod parallel {
         sent: bool,
         /// Flows handed over by the reader, taken in before any frame of this batch.
         adopted: Vec<MovedFlow>,
+        /// Fingerprint states of moved flows, for the thread that allocated them to drop
+        /// ([`FingerprintState::rehome`]): the worker's, of flows it gave back, on the way to
+        /// it; the reader's, of flows it handed over, on the way back.
+        originals: Vec<FingerprintState>,
         /// The worker table's new cap on live flows, set before `adopted` is taken in.
         cap_before: Option<usize>,
         /// The worker table's new cap on live flows, set after `give_back`: the batch's
@@ -750,6 +755,7 @@ mod parallel {
                 lowest_offset: usize::MAX,
                 sent: false,
                 adopted: Vec::new(),
+                originals: Vec::new(),
                 cap_before: None,
                 cap_after: None,
                 give_back: None,
@@ -886,11 +892,13 @@ mod parallel {
     }
 
     impl Worker {
-        fn take_returned(&mut self, batch: Batch) {
+        fn take_returned(&mut self, mut batch: Batch) {
             if batch.sent {
                 // Batches come back in the order they were sent (one worker, one queue).
                 self.in_flight.pop_front();
             }
+            // States of flows this thread handed over, allocated here.
+            batch.originals.clear();
             self.free.push(Batch {
                 sent: false,
                 lowest_offset: usize::MAX,
@@ -1363,9 +1371,18 @@ mod parallel {
             if reclaim.answers.iter().any(Option::is_none) {
                 return;
             }
-            let Some(Reclaim { to, answers, held }) = self.reclaim.take() else {
+            let Some(Reclaim {
+                to,
+                mut answers,
+                held,
+            }) = self.reclaim.take()
+            else {
                 return;
             };
+            for (w, flows) in self.workers.iter_mut().zip(&mut answers) {
+                let flows = flows.iter_mut().flatten();
+                w.current.originals.extend(flows.map(MovedFlow::rehome));
+            }
             let finished = &mut self.local_finished;
             let mut emit = |r| finished.push(r);
             // Flows taken back catch up with the packets held for them in a table of their
@@ -1706,8 +1723,12 @@ mod parallel {
             if let Some(max_flows) = batch.cap_before.take() {
                 table.set_max_flows(max_flows, &mut |r| records.push(r));
             }
+            // States of flows this worker gave back, allocated here.
+            batch.originals.clear();
             if !batch.adopted.is_empty() {
-                table.adopt(std::mem::take(&mut batch.adopted), &mut |r| records.push(r));
+                let rehomed = batch.adopted.iter_mut().map(MovedFlow::rehome);
+                batch.originals.extend(rehomed);
+                table.adopt(batch.adopted.drain(..), &mut |r| records.push(r));
             }
             run_frames(
                 &mut table,

@@ -357,7 +357,7 @@ impl FlowContext {
 }
 
 /// Per-flow state of one protocol's detector.
-pub trait Fingerprinter: Send {
+pub trait Fingerprinter: Send + CloneFingerprinter {
     /// Looks at one payload (within the spec's budget) and says what it makes of the flow so far.
     fn observe(&mut self, payload: &Payload<'_>) -> Step;
 
@@ -365,6 +365,19 @@ pub trait Fingerprinter: Send {
     /// decide here. Called once.
     fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
         None
+    }
+}
+
+/// A boxed copy of a detector's state, in blocks allocated by the calling thread: a flow that
+/// moves between threads gets copies of its state there ([`FingerprintState::rehome`]).
+/// Every `Clone` detector has it; a new protocol's state derives `Clone`.
+pub trait CloneFingerprinter {
+    fn clone_box(&self) -> Box<dyn Fingerprinter>;
+}
+
+impl<T: Fingerprinter + Clone + 'static> CloneFingerprinter for T {
+    fn clone_box(&self) -> Box<dyn Fingerprinter> {
+        Box::new(self.clone())
     }
 }
 

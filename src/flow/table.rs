@@ -108,6 +108,13 @@ impl MovedFlow {
     pub fn hash(&self) -> u64 {
         self.hash
     }
+
+    /// Gives the flow a copy of its fingerprint state allocated by the calling thread (the
+    /// one taking it in) and returns the original, for the thread that gave the flow to drop
+    /// ([`FingerprintState::rehome`]).
+    pub fn rehome(&mut self) -> FingerprintState {
+        self.state.fingerprint.rehome()
+    }
 }
 
 /// An index key with its [`FlowKey::flow_hash`] beside it, so the key is hashed once per packet
@@ -448,7 +455,11 @@ impl FlowTable {
     /// recency list where its last packet puts it, so sweeps and evictions treat it as if
     /// this table had seen it all along; beyond the cap, the least recently seen flows of
     /// both are evicted, as one table holding them all would have.
-    pub fn adopt(&mut self, flows: Vec<MovedFlow>, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn adopt(
+        &mut self,
+        flows: impl IntoIterator<Item = MovedFlow>,
+        emit: &mut impl FnMut(FlowRecord),
+    ) {
         // Flows come list by list, least recent first: one walk down each list places them.
         let mut cursor = self.heads;
         for moved in flows {

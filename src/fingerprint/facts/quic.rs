@@ -374,7 +374,7 @@ pub fn for_each_crypto_frame(mut p: &[u8], mut f: impl FnMut(u64, &[u8])) -> boo
 
 /// Bounded reassembly of the client's Initial CRYPTO stream: frames may arrive split over
 /// several packets and out of order. Bytes beyond [`MAX_CRYPTO`] are dropped.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct CryptoStream {
     buf: Vec<u8>,
     /// Received byte ranges, [start, end), at most 32 kept.

@@ -284,7 +284,7 @@ pub fn name_text(msg: &[u8], at: usize) -> Option<String> {
 }
 
 /// Per-flow state: the query seen, waiting for its response.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     query: Option<(u16, String, u16)>,
 }

@@ -45,7 +45,7 @@ fn data_type(qtype: u16) -> bool {
 }
 
 /// Per-flow counters over the queries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     queries: u8,
     responses: u8,

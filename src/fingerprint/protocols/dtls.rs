@@ -182,7 +182,7 @@ pub fn parse_datagram(b: &[u8]) -> Option<Datagram> {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     hello: Option<(ClientHello, u16)>,
     /// Datagrams that parsed as records, per direction.

@@ -33,7 +33,9 @@ pub static VPN_ENDPOINT_SPEC: Spec = Spec {
     open: None,
 };
 
+#[derive(Clone)]
 struct TorRelay;
+#[derive(Clone)]
 struct VpnEndpoint;
 
 impl Fingerprinter for TorRelay {

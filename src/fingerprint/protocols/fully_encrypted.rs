@@ -94,7 +94,7 @@ struct First {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     first: Option<First>,
 }

@@ -294,7 +294,7 @@ fn inner_verified(h: &GreHeader, inner: &[u8]) -> bool {
 }
 
 /// Per-flow state: the first GRE payload decides.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State;
 
 impl Fingerprinter for State {

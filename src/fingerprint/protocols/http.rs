@@ -196,7 +196,7 @@ pub fn evidence_text(b: &[u8], max: usize) -> String {
 }
 
 /// Per-flow state: the request seen (method, host) waiting for the status line.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     /// Direction the request came from (the HTTP client's side).
     request_dir: Option<Direction>,

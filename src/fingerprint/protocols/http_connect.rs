@@ -62,7 +62,7 @@ pub fn parse_authority(t: &[u8]) -> Option<Authority<'_>> {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     client_dir: Option<Direction>,
     host: String,

@@ -71,7 +71,7 @@ fn strip_prefix_ci<'a>(b: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     client_dir: Option<Direction>,
     verdict: Option<Verdict>,

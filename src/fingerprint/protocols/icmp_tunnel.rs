@@ -165,7 +165,7 @@ fn fnv(b: &[u8]) -> u64 {
 }
 
 /// Per-flow counters.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     payloads: u8,
     filler: u8,

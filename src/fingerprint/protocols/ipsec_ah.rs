@@ -101,7 +101,7 @@ pub fn parse_ah(b: &[u8]) -> Option<AhHeader> {
 }
 
 /// Per-flow state: the first AH packet decides.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State;
 
 impl Fingerprinter for State {

@@ -64,7 +64,7 @@ pub fn parse_esp(b: &[u8]) -> Option<EspHeader> {
 }
 
 /// Per-flow state: the last ESP header seen each way.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     last: [Option<EspHeader>; 2],
     ike_seen: bool,

@@ -192,7 +192,7 @@ pub fn parse_udp_payload(b: &[u8]) -> Option<IkeMessage> {
 }
 
 /// Per-flow state: the first valid message and whether the other side echoed its SPI.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     first: Option<(usize, IkeMessage)>,
     messages: u8,

@@ -157,7 +157,7 @@ pub fn parse_l2tp(b: &[u8]) -> Option<L2tpMessage> {
 }
 
 /// Per-flow state: the first well-formed message decides; up to two payloads each way.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State;
 
 impl Fingerprinter for State {

@@ -295,7 +295,7 @@ pub(crate) enum Framing {
 
 /// Reassembles OpenVPN's TCP framing (`length(2, big-endian) packet`) across segments,
 /// copying only a frame split over segments (at most [`MAX_FRAME`] + 2 bytes).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct TcpFramer {
     buf: Vec<u8>,
     broken: bool,
@@ -424,7 +424,7 @@ fn provider_of(cert: &tlsfacts::CertificateFacts) -> Option<&'static str> {
 }
 
 /// Facts of one direction of the flow.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Side {
     framer: TcpFramer,
     session: Option<[u8; 8]>,
@@ -451,7 +451,7 @@ struct Side {
 }
 
 /// Per-flow state of the OpenVPN detector.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     sides: [Side; 2],
     /// Opcodes seen (bit per opcode).

@@ -140,7 +140,7 @@ pub fn analyse(seen: &[Seen]) -> Analysis {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     framers: [TcpFramer; 2],
     seen: [Seen; MAX_PACKETS],

@@ -96,7 +96,7 @@ fn host_name(b: &[u8]) -> Option<String> {
 }
 
 /// Per-flow state: the first valid message each way.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     first: [Option<u16>; 2],
     version: Option<u16>,

@@ -115,7 +115,7 @@ fn parse_chlo_frame(b: &[u8], version: [u8; 4]) -> Option<GquicHello<'_>> {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     crypto: CryptoStream,
     /// DCID of the client's first Initial (keys derive from it).

@@ -216,7 +216,7 @@ fn cmd_name(c: u8) -> &'static str {
 }
 
 /// Per-flow state of the handshake.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     /// Direction of the SOCKS client's messages.
     client_dir: Option<Direction>,

@@ -170,7 +170,7 @@ pub fn parse_nat_t_reply(b: &[u8]) -> Option<u16> {
 }
 
 /// Per-flow state (stateless between payloads: every check is one message).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     payloads: u8,
 }

@@ -149,7 +149,7 @@ pub fn is_kexinit(b: &[u8]) -> bool {
 }
 
 /// What one side has shown.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Side {
     software: Option<String>,
     proto: &'static str,
@@ -157,7 +157,7 @@ struct Side {
 }
 
 /// Per-flow state; the verdict is made in `conclude`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     /// Indexed by `Direction::index`: to server (client side), to client (server side).
     sides: [Side; 2],

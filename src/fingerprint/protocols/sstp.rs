@@ -83,7 +83,7 @@ pub fn parse_control_packet(b: &[u8]) -> Option<(u16, u16)> {
 }
 
 /// Per-flow state, indexed by direction.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     request_line: bool,
     server_ok: bool,

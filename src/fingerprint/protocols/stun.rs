@@ -98,7 +98,7 @@ pub fn parse_message(b: &[u8]) -> Option<Message> {
 }
 
 /// Per-flow state: requests seen, to match responses by transaction id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     requests: Vec<[u8; 12]>,
     first: Option<Message>,

@@ -47,7 +47,7 @@ pub fn parse_disco(b: &[u8]) -> Option<usize> {
 }
 
 /// Per-flow state: disco messages seen each way.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     seen: [u8; 2],
     sealed_len: usize,

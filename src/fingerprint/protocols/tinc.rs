@@ -115,7 +115,7 @@ pub fn is_metakey_line(b: &[u8]) -> bool {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     /// ID line seen from each side (`Direction::index`).
     ids: [Option<IdLine>; 2],

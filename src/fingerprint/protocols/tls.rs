@@ -79,7 +79,7 @@ pub fn intel_for(tracker: &TlsHandshakeTracker) -> Option<IntelHit> {
 }
 
 /// Per-flow state: both directions' handshake bytes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TlsState {
     tracker: TlsHandshakeTracker,
 }

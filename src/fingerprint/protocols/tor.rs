@@ -89,7 +89,7 @@ fn cell_records(lengths: &[u16]) -> usize {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TorState {
     tracker: TlsHandshakeTracker,
 }

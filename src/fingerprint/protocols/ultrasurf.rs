@@ -38,7 +38,7 @@ pub static SPEC: Spec = Spec {
 };
 
 /// Stateless: the decision is taken on the first payload.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State;
 
 impl Fingerprinter for State {

@@ -203,7 +203,7 @@ enum Mode {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     mode: Mode,
 }

@@ -268,7 +268,7 @@ pub fn classify_tunnelled(b: &[u8]) -> Option<&'static str> {
     None
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq, Clone)]
 enum Stage {
     #[default]
     Request,
@@ -277,7 +277,7 @@ enum Stage {
 }
 
 /// Per-flow state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     stage: Stage,
     client_dir: Option<Direction>,

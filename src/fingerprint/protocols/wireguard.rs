@@ -173,7 +173,7 @@ impl Stream {
 }
 
 /// Per-flow state, indexed by [`Direction::index`] where per direction.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     /// Latest initiation sent each way: (sender index, standard length).
     initiation: [Option<(u32, bool)>; 2],

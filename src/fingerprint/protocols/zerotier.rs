@@ -101,7 +101,7 @@ pub fn parse_packet(b: &[u8]) -> Option<ZtHeader> {
 }
 
 /// Per-flow state: the first header seen each way.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     first: [Option<ZtHeader>; 2],
 }
