@@ -247,7 +247,9 @@ pub fn is_plausible(m: &DnsMessage) -> bool {
 
 /// Renders a name as text (for evidence), lowercase, non-printable bytes as `?`.
 pub fn name_text(msg: &[u8], at: usize) -> Option<String> {
-    let mut out = String::new();
+    // Most names fit: pushed into an empty string they grew by `realloc` (which on several
+    // threads locks an allocator arena) for every DNS flow.
+    let mut out = String::with_capacity(32);
     let mut pos = at;
     let mut bound = at;
     for _ in 0..128 {
