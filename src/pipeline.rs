@@ -1658,6 +1658,8 @@ mod parallel {
             let mut counters = self.local.counters();
             if to > from {
                 // A worker that died sends nothing; it is reported when joined.
+                // Not rehomed: they end at once, and there is no later batch to take the
+                // originals back to their worker.
                 let given_back = running
                     .iter()
                     .filter_map(|(_, back, _, _)| back.recv().ok());

@@ -1,4 +1,5 @@
-//! The list of protocol detectors. Adding a protocol: one file in `protocols/`, one line here.
+//! The list of protocol detectors. Adding a protocol: one file in `protocols/` (its per-flow
+//! state derives `Clone`, see [`super::CloneFingerprinter`]), one line here.
 
 #[allow(unused_imports)]
 use super::protocols::*;
