@@ -11,7 +11,7 @@
 //! - [`reachability`]: platform success ratio drops while controls hold -> `BlockSuspected`;
 //!   both drop -> `Outage`. Judged per platform, the alert naming it (`platform` evidence).
 //! - [`calendar`]: built-in, sourced block events plus the user's CSV file.
-//! - [`align`]: scores how alerts line up with calendar events.
+//! - [`align`](mod@align): scores how alerts line up with calendar events.
 //! - [`nab`]: Numenta Anomaly Benchmark reader and scorer (evaluation of [`detect`]). With
 //!   [`nab::nab_config`] (the detector's novelty mode) on all 58 files (116 windows): standard
 //!   56.0, reward_low_FP 43.2, reward_low_FN 62.0; precision 0.272, recall 0.741

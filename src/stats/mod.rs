@@ -5,7 +5,7 @@
 //! started); `frame.rs` — the only file that calls polars — groups them once per run (never per
 //! packet) into:
 //!
-//! - `hosts` (one row per window and host): `window_start` datetime[ns]; `host` string;
+//! - `hosts` (one row per window and host): `window_start` `datetime[ns]`; `host` string;
 //!   `flows`, `packets`, `bytes` u64; `circumvention_flows`, `circumvention_bytes`;
 //!   `vpn_flows`, `proxy_flows`, `tor_flows`, `obfuscated_flows`, `tunnel_flows` (by family);
 //!   `platform_attempts`, `platform_successes`, and failures by kind `platform_dns_failure`,

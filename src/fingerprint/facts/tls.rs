@@ -666,7 +666,7 @@ pub struct CertificateFacts {
     /// Attribute count of subject and issuer (all RDNs).
     pub subject_attributes: usize,
     pub issuer_attributes: usize,
-    /// subjectAltName dNSName entries (2.5.29.17, GeneralName [2]).
+    /// subjectAltName dNSName entries (2.5.29.17, GeneralName `[2]`).
     pub san_dns: Vec<String>,
     /// Subject and issuer Names are byte-identical (self-issued, RFC 5280 §3.2).
     pub self_issued: bool,

@@ -6,7 +6,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..2 | T(0x8000) L(0x4000) x x S(0x0800) x O(0x0200) P(0x0100) x x x x Ver(0x000F) = 2 |
-//! | [2] | length, if L |
+//! | \[2\] | length, if L |
 //! | 2 | tunnel id, then 2 session id |
 //! | [2+2] | Ns, Nr, if S |
 //! | [2+pad] | offset size and padding, if O |

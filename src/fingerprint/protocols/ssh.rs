@@ -92,7 +92,7 @@ pub fn parse_ident_line(b: &[u8]) -> Option<Ident<'_>> {
 }
 
 /// Finds the identification string in the first payload of one side: at the start, or after
-/// printable pre-banner lines (RFC 4253 §4.2) within the first [`MAX_PREAMBLE`] bytes.
+/// printable pre-banner lines (RFC 4253 §4.2) within the first `MAX_PREAMBLE` bytes.
 pub fn find_ident(b: &[u8]) -> Option<Ident<'_>> {
     let mut start = 0usize;
     while start < b.len().min(MAX_PREAMBLE) {

@@ -8,7 +8,7 @@ use crate::flow::{EndReason, FlowRecord, Outcome, Transport};
 use super::ExportRecord;
 
 /// Ports taken as the *server* side when orienting a unidirectional record, beside every port
-/// below 1024: the VPN defaults of [`PORT_RULES`] above 1023.
+/// below 1024: the VPN defaults of `PORT_RULES` above 1023.
 pub const SERVICE_PORTS: &[u16] = &[1194, 1701, 1723, 4500, 9001, 9030, 51820];
 
 /// One payload-less fingerprint: a transport and server port registered or documented as the
@@ -85,7 +85,7 @@ pub fn orient(transport: Transport, src_port: u16, dst_port: u16) -> bool {
 }
 
 /// The label a flow record supports without payload: IP protocol 47/50/51 -> `gre`,
-/// `ipsec_esp`, `ipsec_ah`; otherwise a [`PORT_RULES`] match on the server port. Every verdict
+/// `ipsec_esp`, `ipsec_ah`; otherwise a `PORT_RULES` match on the server port. Every verdict
 /// is [`Confidence::PortOnly`] with evidence `source=flow_export` and the deciding number.
 /// Specs missing from the registry give no label.
 pub fn label_for(transport: Transport, ip_proto: u8, server_port: u16) -> Label {

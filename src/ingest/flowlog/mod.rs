@@ -1,5 +1,5 @@
 //! Flow exports and flow logs: NetFlow v5, NetFlow v9 (RFC 3954) and IPFIX (RFC 7011) over UDP,
-//! and `nfdump -o csv` flow logs, turned into [`FlowRecord`]s.
+//! and `nfdump -o csv` flow logs, turned into [`FlowRecord`](crate::flow::FlowRecord)s.
 //!
 //! Contract: every datagram is either decoded, or counted as malformed in
 //! [`CollectorStats`]; no input bytes can make this module panic. Data sets that arrive before
@@ -8,7 +8,7 @@
 //!
 //! ## From export records to flows (decision)
 //! Routers export **unidirectional** records (one per direction of a connection). tunnelwatch
-//! keeps them unidirectional: one export record becomes one [`FlowRecord`] with
+//! keeps them unidirectional: one export record becomes one [`FlowRecord`](crate::flow::FlowRecord) with
 //! [`Outcome::OneWay`](crate::flow::Outcome::OneWay). Pairing A->B with B->A is not done,
 //! because the two halves may be exported minutes apart (different active/idle timeouts per
 //! direction) and a collector cannot wait for them without unbounded state. The record is

@@ -225,7 +225,7 @@ impl std::fmt::Display for WindowReport {
 pub struct LiveTotals {
     pub summary: RunSummary,
     /// Sum of the per-window kernel counters (windows where libpcap gave them); filled in by
-    /// [`LiveCapture::run`].
+    /// `LiveCapture::run`.
     pub kernel: KernelStats,
     pub windows: u64,
 }

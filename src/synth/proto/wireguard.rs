@@ -1,11 +1,11 @@
 //! WireGuard messages (Donenfeld, "WireGuard: Next Generation Kernel Network Tunnel", §5.4),
 //! all little-endian on the wire:
 //!
-//! * §5.4.2 handshake initiation, 148 bytes: type=1, reserved[3]=0, sender_index u32,
-//!   unencrypted_ephemeral[32], encrypted_static[32+16], encrypted_timestamp[12+16], mac1[16], mac2[16]
-//! * §5.4.3 handshake response, 92 bytes: type=2, reserved[3], sender_index, receiver_index
-//!   (= the initiator's sender_index), unencrypted_ephemeral[32], encrypted_nothing[0+16], mac1, mac2
-//! * §5.4.6 transport data: type=4, reserved[3], receiver_index, counter u64, encrypted packet
+//! * §5.4.2 handshake initiation, 148 bytes: type=1, reserved\[3\]=0, sender_index u32,
+//!   unencrypted_ephemeral\[32\], encrypted_static\[32+16\], encrypted_timestamp\[12+16\], mac1\[16\], mac2\[16\]
+//! * §5.4.3 handshake response, 92 bytes: type=2, reserved\[3\], sender_index, receiver_index
+//!   (= the initiator's sender_index), unencrypted_ephemeral\[32\], encrypted_nothing\[0+16\], mac1, mac2
+//! * §5.4.6 transport data: type=4, reserved\[3\], receiver_index, counter u64, encrypted packet
 //!   (plaintext zero-padded to a multiple of 16, plus the 16-byte Poly1305 tag); total ≡ 0 mod 16.
 //!
 //! mac2 is all zeros unless the responder is under load (§5.4.7); we never simulate load.
