@@ -82,7 +82,8 @@ if [ "$cores" -gt 1 ]; then
     together=$(wall bash -c 'for _ in $(seq "$1"); do $0 >/dev/null 2>&1 & done; wait' "${cmd[tw1]}" "$cores")
     scaling+=("$(awk -v a="$one" -v b="$all" 'BEGIN{printf "%.4f", (b>0)?a/b:0}')")
     ceiling+=("$(awk -v a="$one" -v t="$together" -v n="$cores" 'BEGIN{printf "%.4f", (t>0)?n*a/t:0}')")
-    share+=("$(awk -v a="$one" -v b="$all" -v t="$together" -v n="$cores" 'BEGIN{printf "%.4f", (b>0&&a>0)?(a/b)/(n*a/t):0}')")
+    # (one/all) / (cores*one/together): the one-thread time cancels out.
+    share+=("$(awk -v b="$all" -v t="$together" -v n="$cores" 'BEGIN{printf "%.4f", (b>0)?t/(n*b):0}')")
   done
   echo "--threads $cores vs --threads 1, $runs interleaved rounds: $(printf '%s\n' "${scaling[@]}" | median_quartiles)"
   echo "machine ceiling, $cores one-thread runs at once vs one alone (same rounds): $(printf '%s\n' "${ceiling[@]}" | median_quartiles)"

@@ -285,6 +285,14 @@ fn u16_list(b: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// Room in `types` for the extensions of a hello's extension `block`: at most one per 4 bytes
+/// (type and length, RFC 8446 §4.2), capped at 24 (browsers send 10 to 20). Pushed into an
+/// empty list they grew by doubling, each a `realloc`, which on several threads locks an
+/// allocator arena.
+fn reserve_extension_types(types: &mut Vec<u16>, block: &[u8]) {
+    types.reserve((block.len() / 4).min(24));
+}
+
 /// Facts of a ClientHello (RFC 8446 §4.1.2, RFC 5246 §7.4.1.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientHelloFacts {
@@ -354,10 +362,7 @@ fn parse_hello_body(body: &[u8], dtls: bool) -> Option<ClientHelloFacts> {
         return Some(facts);
     }
     let mut exts = Reader(r.vec16()?);
-    // At most one extension per 4 bytes (type and length); browsers send 10 to 20. Room for
-    // them at once spares the doublings, each a `realloc`, which on several threads locks an
-    // allocator arena.
-    facts.extensions.reserve((exts.0.len() / 4).min(24));
+    reserve_extension_types(&mut facts.extensions, exts.0);
     while !exts.is_empty() {
         let ty = exts.u16()?;
         let data = exts.vec16()?;
@@ -616,10 +621,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHelloFacts> {
         return Some(facts);
     }
     let mut exts = Reader(r.vec16()?);
-    // At most one extension per 4 bytes (type and length); browsers send 10 to 20. Room for
-    // them at once spares the doublings, each a `realloc`, which on several threads locks an
-    // allocator arena.
-    facts.extensions.reserve((exts.0.len() / 4).min(24));
+    reserve_extension_types(&mut facts.extensions, exts.0);
     while !exts.is_empty() {
         let ty = exts.u16()?;
         let data = exts.vec16()?;
