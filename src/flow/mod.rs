@@ -102,7 +102,7 @@ impl FlowKey {
         } else {
             (0, 0)
         };
-        if (src, sport) <= (dst, dport) {
+        if endpoint_le(src, sport, dst, dport) {
             (
                 FlowKey {
                     lo_ip: src,
@@ -125,6 +125,19 @@ impl FlowKey {
                 false,
             )
         }
+    }
+}
+
+/// `(a, a_port) <= (b, b_port)` in the order of `IpAddr` (every IPv4 address before every
+/// IPv6 one, each family by its octets), done on integers: the generic tuple comparison was
+/// 2 % of the reading thread's time.
+#[inline]
+fn endpoint_le(a: IpAddr, a_port: u16, b: IpAddr, b_port: u16) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a), a_port) <= (u32::from(b), b_port),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), a_port) <= (u128::from(b), b_port),
+        (IpAddr::V4(_), IpAddr::V6(_)) => true,
+        (IpAddr::V6(_), IpAddr::V4(_)) => false,
     }
 }
 
@@ -170,6 +183,29 @@ impl PacketKey {
             key,
             src_is_lo,
             hash,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        // Few distinct values, so that equal addresses (where the ports decide) come up.
+        prop_oneof![
+            (0u8..3, any::<u8>()).prop_map(|(a, b)| IpAddr::from([10, a, 0, b % 3])),
+            (0u16..3, any::<u16>()).prop_map(|(a, b)| IpAddr::from([a, 0, 0, 0, 0, 0, 0, b % 3])),
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn endpoint_order_is_the_tuple_order(a in ip(), ap in 0u16..3, b in ip(), bp in 0u16..3) {
+            prop_assert_eq!(endpoint_le(a, ap, b, bp), (a, ap) <= (b, bp));
         }
     }
 }

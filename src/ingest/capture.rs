@@ -333,10 +333,22 @@ impl<R: BufRead> CaptureReader<R> {
         if buffered >= caplen {
             self.lent = caplen;
             self.offset += caplen as u64;
-            let data = &self.inner.fill_buf().map_err(|source| CaptureError::Io {
+            let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
                 offset: self.offset,
                 source,
-            })?[..caplen];
+            })?;
+            // Where the next record starts is known only from this one's header, so walking
+            // a mapped file is a chain of dependent loads: each header missed the cache (a
+            // fifth of the reading thread's time on large packets). The next header was asked
+            // for one record ago; the one after it, and the packet headers that follow it,
+            // are asked for now, two packets' decoding ahead of their use.
+            prefetch(buffered.get(caplen..));
+            if let Some(next) = buffered.get(caplen + 8..caplen + 12) {
+                let after = caplen + 16 + read_u32(next, be) as usize;
+                prefetch(buffered.get(after..));
+                prefetch(buffered.get(after + 64..));
+            }
+            let data = &buffered[..caplen];
             return Ok(Some(CapturedPacket {
                 ts_nanos,
                 link_type,
@@ -581,6 +593,24 @@ fn hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Hints the CPU to load the cache line holding the first byte of `bytes` (nothing when
+/// `None` or empty, or off x86-64).
+#[inline(always)]
+fn prefetch(bytes: Option<&[u8]>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(first) = bytes.and_then(<[u8]>::first) {
+        // SAFETY: a prefetch is only a hint: it reads nothing into the program and never
+        // faults, and the address is that of a live byte.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(first).cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 fn read_u32(b: &[u8], be: bool) -> u32 {
