@@ -344,7 +344,7 @@ impl<R: BufRead> CaptureReader<R> {
             // are asked for now, two packets' decoding ahead of their use.
             prefetch(buffered.get(caplen..));
             if let Some(next) = buffered.get(caplen + 8..caplen + 12) {
-                let after = caplen + 16 + read_u32(next, be) as usize;
+                let after = (read_u32(next, be) as usize).saturating_add(caplen + 16);
                 prefetch(buffered.get(after..));
                 prefetch(buffered.get(after + 64..));
             }
