@@ -1215,7 +1215,7 @@ mod parallel {
                 ..config.flow
             };
             let workers = (0..n)
-                .map(|_| {
+                .map(|i| {
                     let (to_worker, from_reader) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
                     // Room for every batch there is, so returning one never blocks.
                     let (to_reader, recycled) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 1);
@@ -1225,15 +1225,21 @@ mod parallel {
                     let (live_samples_tx, live_samples) = std::sync::mpsc::channel();
                     let gauges = Arc::new(Gauges::default());
                     let worker_gauges = Arc::clone(&gauges);
-                    let handle = std::thread::spawn(move || {
-                        work(
-                            flow,
-                            (from_reader, to_reader, &worker_gauges),
-                            (Finished::new(render), &finished_tx),
-                            (&give_back_tx, &live_samples_tx),
-                            &flows_seen,
-                        )
-                    });
+                    // Named, so that `top -H`, `perf` and debuggers tell the workers from the
+                    // reader (the main thread).
+                    let handle = std::thread::Builder::new()
+                        .name(format!("tw-worker-{}", i + 1))
+                        .spawn(move || {
+                            work(
+                                flow,
+                                (from_reader, to_reader, &worker_gauges),
+                                (Finished::new(render), &finished_tx),
+                                (&give_back_tx, &live_samples_tx),
+                                &flows_seen,
+                            )
+                        })
+                        // As `std::thread::spawn` does: the system is out of threads or memory.
+                        .unwrap_or_else(|e| panic!("cannot start a flow worker thread: {e}"));
                     Worker {
                         current: Batch::default(),
                         finished,
