@@ -426,6 +426,61 @@ impl<R: BufRead> CaptureReader<R> {
                 });
             }
             let body_len = total_len as usize - 12;
+            // The hot path, as for pcap records: a packet block that sits whole in the
+            // buffered reader (always, for a mapped file) is lent from there, not copied.
+            if matches!(block_type, 6 | 2 | 3) {
+                let interfaces = match &self.state {
+                    State::PcapNg { interfaces, .. } => interfaces.as_slice(),
+                    State::Pcap { .. } => &[],
+                };
+                let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
+                    offset: self.offset,
+                    source,
+                })?;
+                let fields = match buffered.get(..body_len + 4) {
+                    Some(block) => {
+                        let trailer = read_u32(&block[body_len..], be);
+                        if trailer != total_len {
+                            return Err(CaptureError::Corrupt {
+                                offset: block_start,
+                                what: format!(
+                                    "pcapng block lengths disagree ({total_len} at start, {trailer} at end)"
+                                ),
+                            });
+                        }
+                        Some(packet_fields(
+                            interfaces,
+                            block_type,
+                            &block[..body_len],
+                            be,
+                            block_start,
+                        )?)
+                    }
+                    None => None,
+                };
+                if let Some((ts_nanos, link_type, start, caplen, orig_len)) = fields {
+                    self.lent = body_len + 4;
+                    self.offset += self.lent as u64;
+                    // The same bytes again (`fill_buf` without `consume` returns them).
+                    let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
+                        offset: self.offset,
+                        source,
+                    })?;
+                    let data =
+                        buffered
+                            .get(start..start + caplen)
+                            .ok_or_else(|| CaptureError::Io {
+                                offset: block_start,
+                                source: std::io::Error::other("the reader's buffer changed"),
+                            })?;
+                    return Ok(Some(CapturedPacket {
+                        ts_nanos,
+                        link_type,
+                        data,
+                        orig_len,
+                    }));
+                }
+            }
             // Body plus the trailing copy of the length.
             self.fill_buf(body_len + 4, "pcapng block body")?;
             let trailer = read_u32(&self.buf[body_len..body_len + 4], be);
@@ -440,16 +495,23 @@ impl<R: BufRead> CaptureReader<R> {
             match block_type {
                 1 => self.add_interface(body_len, be, block_start)?,
                 6 | 2 | 3 => {
-                    if let Some((ts, link_type, start, caplen, orig_len)) =
-                        self.packet_block_fields(block_type, body_len, be, block_start)?
-                    {
-                        return Ok(Some(CapturedPacket {
-                            ts_nanos: ts,
-                            link_type,
-                            data: &self.buf[start..start + caplen],
-                            orig_len,
-                        }));
-                    }
+                    let interfaces = match &self.state {
+                        State::PcapNg { interfaces, .. } => interfaces.as_slice(),
+                        State::Pcap { .. } => &[],
+                    };
+                    let (ts_nanos, link_type, start, caplen, orig_len) = packet_fields(
+                        interfaces,
+                        block_type,
+                        &self.buf[..body_len],
+                        be,
+                        block_start,
+                    )?;
+                    return Ok(Some(CapturedPacket {
+                        ts_nanos,
+                        link_type,
+                        data: &self.buf[start..start + caplen],
+                        orig_len,
+                    }));
                 }
                 _ => {} // name resolution, statistics, custom, decryption secrets: not needed
             }
@@ -509,82 +571,78 @@ impl<R: BufRead> CaptureReader<R> {
         }
         Ok(())
     }
+}
 
-    /// Where a packet block's frame lies in `buf`, and its facts.
-    fn packet_block_fields(
-        &self,
-        block_type: u32,
-        body_len: usize,
-        be: bool,
-        block_start: u64,
-    ) -> Result<Option<PacketFields>, CaptureError> {
-        let interfaces = match &self.state {
-            State::PcapNg { interfaces, .. } => interfaces,
-            State::Pcap { .. } => return Ok(None),
-        };
-        let corrupt = |what: String| CaptureError::Corrupt {
-            offset: block_start,
-            what,
-        };
-        let b = &self.buf[..body_len];
-        let (iface_id, ts_units, data_start, caplen, orig_len) = match block_type {
-            6 => {
-                if body_len < 20 {
-                    return Err(corrupt("enhanced packet block too short".into()));
-                }
-                let ts =
-                    (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
-                (
-                    read_u32(&b[0..4], be) as usize,
-                    Some(ts),
-                    20,
-                    read_u32(&b[12..16], be) as usize,
-                    read_u32(&b[16..20], be),
-                )
+/// The timestamp, link type, data offset, captured and original length of a pcapng packet
+/// block (Enhanced = 6, obsolete Packet = 2, Simple = 3; RFC draft-ietf-opsawg-pcapng §4.3-4.5)
+/// whose body (after type and length) is `b`.
+fn packet_fields(
+    interfaces: &[Interface],
+    block_type: u32,
+    b: &[u8],
+    be: bool,
+    block_start: u64,
+) -> Result<PacketFields, CaptureError> {
+    let body_len = b.len();
+    let corrupt = |what: String| CaptureError::Corrupt {
+        offset: block_start,
+        what,
+    };
+    let (iface_id, ts_units, data_start, caplen, orig_len) = match block_type {
+        6 => {
+            if body_len < 20 {
+                return Err(corrupt("enhanced packet block too short".into()));
             }
-            2 => {
-                if body_len < 20 {
-                    return Err(corrupt("packet block too short".into()));
-                }
-                let ts =
-                    (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
-                (
-                    usize::from(read_u16(&b[0..2], be)),
-                    Some(ts),
-                    20,
-                    read_u32(&b[12..16], be) as usize,
-                    read_u32(&b[16..20], be),
-                )
-            }
-            _ => {
-                // Simple Packet Block: no timestamp, interface 0; captured length is what fits.
-                if body_len < 4 {
-                    return Err(corrupt("simple packet block too short".into()));
-                }
-                let orig = read_u32(&b[0..4], be);
-                (0, None, 4, (orig as usize).min(body_len - 4), orig)
-            }
-        };
-        let Some(iface) = interfaces.get(iface_id) else {
-            return Err(corrupt(format!(
-                "packet names interface {iface_id}, but only {} are described",
-                interfaces.len()
-            )));
-        };
-        if data_start + caplen > body_len {
-            return Err(corrupt(format!(
-                "packet claims {caplen} captured bytes, block holds {}",
-                body_len - data_start
-            )));
+            let ts = (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
+            (
+                read_u32(&b[0..4], be) as usize,
+                Some(ts),
+                20,
+                read_u32(&b[12..16], be) as usize,
+                read_u32(&b[16..20], be),
+            )
         }
-        let ts = ts_units.map_or(0, |u| {
-            iface
-                .resolution
-                .to_nanos(u)
-                .saturating_add(iface.offset_secs.saturating_mul(1_000_000_000))
-        });
-        Ok(Some((ts, iface.link_type, data_start, caplen, orig_len)))
+        2 => {
+            if body_len < 20 {
+                return Err(corrupt("packet block too short".into()));
+            }
+            let ts = (u64::from(read_u32(&b[4..8], be)) << 32) | u64::from(read_u32(&b[8..12], be));
+            (
+                usize::from(read_u16(&b[0..2], be)),
+                Some(ts),
+                20,
+                read_u32(&b[12..16], be) as usize,
+                read_u32(&b[16..20], be),
+            )
+        }
+        _ => {
+            // Simple Packet Block: no timestamp, interface 0; captured length is what fits.
+            if body_len < 4 {
+                return Err(corrupt("simple packet block too short".into()));
+            }
+            let orig = read_u32(&b[0..4], be);
+            (0, None, 4, (orig as usize).min(body_len - 4), orig)
+        }
+    };
+    let Some(iface) = interfaces.get(iface_id) else {
+        return Err(corrupt(format!(
+            "packet names interface {iface_id}, but only {} are described",
+            interfaces.len()
+        )));
+    };
+    if data_start + caplen > body_len {
+        return Err(corrupt(format!(
+            "packet claims {caplen} captured bytes, block holds {}",
+            body_len - data_start
+        )));
     }
+    let ts = ts_units.map_or(0, |u| {
+        iface
+            .resolution
+            .to_nanos(u)
+            .saturating_add(iface.offset_secs.saturating_mul(1_000_000_000))
+    });
+    Ok((ts, iface.link_type, data_start, caplen, orig_len))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -733,8 +791,9 @@ mod tests {
         v
     }
 
-    #[test]
-    fn reads_pcapng_with_two_interfaces_and_resolutions() {
+    /// A pcapng capture: an Ethernet interface (microseconds) and a raw-IP one (nanoseconds),
+    /// a packet on each with a statistics block between them, then `more` packets on the first.
+    fn two_interface_pcapng(more: &[&[u8]]) -> Vec<u8> {
         let mut f = ng_block(
             0x0a0d0d0a,
             &[
@@ -760,6 +819,15 @@ mod tests {
         f.extend(epb(0, 1_500_000, b"abc"));
         f.extend(ng_block(5, &[0; 8])); // statistics block: skipped
         f.extend(epb(1, 2_000_000_001, b"de"));
+        for (i, data) in more.iter().enumerate() {
+            f.extend(epb(0, 3_000_000 + i as u64, data));
+        }
+        f
+    }
+
+    #[test]
+    fn reads_pcapng_with_two_interfaces_and_resolutions() {
+        let f = two_interface_pcapng(&[]);
         let mut r = CaptureReader::new(&f[..]).unwrap();
         assert_eq!(r.format(), CaptureFormat::PcapNg);
         let p = r.next_packet().unwrap().unwrap();
@@ -833,7 +901,51 @@ mod tests {
             n
         }
 
+        /// Every packet as (time, link type, bytes, original length), then the error that
+        /// ended the reading, if any.
+        type Reading = (Vec<(i64, u16, Vec<u8>, u32)>, Option<String>);
+
+        fn read_all<R: BufRead>(inner: R) -> Reading {
+            let mut packets = Vec::new();
+            let mut r = match CaptureReader::new(inner) {
+                Ok(r) => r,
+                Err(e) => return (packets, Some(e.to_string())),
+            };
+            loop {
+                match r.next_packet() {
+                    Ok(Some(p)) => {
+                        packets.push((p.ts_nanos, p.link_type, p.data.to_vec(), p.orig_len))
+                    }
+                    Ok(None) => return (packets, None),
+                    Err(e) => return (packets, Some(e.to_string())),
+                }
+            }
+        }
+
         proptest! {
+            /// Records lent from the reader's buffer (the whole file, when mapped) and records
+            /// copied because they straddle a small buffer read the same, errors included.
+            #[test]
+            fn lent_and_copied_records_read_the_same(
+                flips in proptest::collection::vec((0usize..260, any::<u8>()), 0..4),
+                cut in 0usize..120,
+                capacity in 1usize..48,
+                ng in any::<bool>(),
+            ) {
+                let mut f = if ng {
+                    two_interface_pcapng(&[b"fghij", b"klmnopqrstuvwxyz"])
+                } else {
+                    pcap_le(1, &[(1, b"abcdefgh"), (2, b"ijklmnopqrst"), (3, b"uvwx")])
+                };
+                for (at, v) in flips {
+                    if at < f.len() { f[at] = v; }
+                }
+                f.truncate(f.len().saturating_sub(cut));
+                let lent = read_all(&f[..]);
+                let copied = read_all(std::io::BufReader::with_capacity(capacity, &f[..]));
+                prop_assert_eq!(lent, copied);
+            }
+
             #[test]
             fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
                 drain(&bytes);
