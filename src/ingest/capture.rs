@@ -115,6 +115,16 @@ enum State {
     },
 }
 
+impl State {
+    /// The pcapng interfaces described so far (none for pcap).
+    fn interfaces(&self) -> &[Interface] {
+        match self {
+            State::PcapNg { interfaces, .. } => interfaces,
+            State::Pcap { .. } => &[],
+        }
+    }
+}
+
 /// Streaming capture reader: `next_packet` lends one frame at a time.
 pub struct CaptureReader<R: BufRead> {
     inner: R,
@@ -429,25 +439,14 @@ impl<R: BufRead> CaptureReader<R> {
             // The hot path, as for pcap records: a packet block that sits whole in the
             // buffered reader (always, for a mapped file) is lent from there, not copied.
             if matches!(block_type, 6 | 2 | 3) {
-                let interfaces = match &self.state {
-                    State::PcapNg { interfaces, .. } => interfaces.as_slice(),
-                    State::Pcap { .. } => &[],
-                };
+                let interfaces = self.state.interfaces();
                 let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
                     offset: self.offset,
                     source,
                 })?;
                 let fields = match buffered.get(..body_len + 4) {
                     Some(block) => {
-                        let trailer = read_u32(&block[body_len..], be);
-                        if trailer != total_len {
-                            return Err(CaptureError::Corrupt {
-                                offset: block_start,
-                                what: format!(
-                                    "pcapng block lengths disagree ({total_len} at start, {trailer} at end)"
-                                ),
-                            });
-                        }
+                        check_trailer(&block[body_len..], total_len, be, block_start)?;
                         Some(packet_fields(
                             interfaces,
                             block_type,
@@ -483,24 +482,17 @@ impl<R: BufRead> CaptureReader<R> {
             }
             // Body plus the trailing copy of the length.
             self.fill_buf(body_len + 4, "pcapng block body")?;
-            let trailer = read_u32(&self.buf[body_len..body_len + 4], be);
-            if trailer != total_len {
-                return Err(CaptureError::Corrupt {
-                    offset: block_start,
-                    what: format!(
-                        "pcapng block lengths disagree ({total_len} at start, {trailer} at end)"
-                    ),
-                });
-            }
+            check_trailer(
+                &self.buf[body_len..body_len + 4],
+                total_len,
+                be,
+                block_start,
+            )?;
             match block_type {
                 1 => self.add_interface(body_len, be, block_start)?,
                 6 | 2 | 3 => {
-                    let interfaces = match &self.state {
-                        State::PcapNg { interfaces, .. } => interfaces.as_slice(),
-                        State::Pcap { .. } => &[],
-                    };
                     let (ts_nanos, link_type, start, caplen, orig_len) = packet_fields(
-                        interfaces,
+                        self.state.interfaces(),
                         block_type,
                         &self.buf[..body_len],
                         be,
@@ -571,6 +563,24 @@ impl<R: BufRead> CaptureReader<R> {
         }
         Ok(())
     }
+}
+
+/// A pcapng block ends with a copy of its total length (`trailer`, 4 bytes), which must
+/// match the one at its start.
+fn check_trailer(
+    trailer: &[u8],
+    total_len: u32,
+    be: bool,
+    block_start: u64,
+) -> Result<(), CaptureError> {
+    let trailer = read_u32(trailer, be);
+    if trailer != total_len {
+        return Err(CaptureError::Corrupt {
+            offset: block_start,
+            what: format!("pcapng block lengths disagree ({total_len} at start, {trailer} at end)"),
+        });
+    }
+    Ok(())
 }
 
 /// The timestamp, link type, data offset, captured and original length of a pcapng packet
