@@ -24,6 +24,7 @@ pub mod flow;
 pub mod ingest;
 pub mod intel;
 pub mod pipeline;
+mod prefetch;
 pub mod report;
 pub mod stats;
 pub mod synth;

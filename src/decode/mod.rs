@@ -179,6 +179,16 @@ impl<'a> DecodedPacket<'a> {
 }
 
 impl DetachedPacket {
+    /// [`crate::flow::PacketKey::with_hash`] of the packet, from this copy's fields.
+    pub fn key_with_hash(&self, hash: u64) -> crate::flow::PacketKey {
+        crate::flow::PacketKey::from_endpoints(
+            (self.src, self.src_port),
+            (self.dst, self.dst_port),
+            self.ip_proto,
+            hash,
+        )
+    }
+
     /// The packet again, its payload borrowed from `frame` (the frame it was detached from).
     pub fn attach<'a>(&self, frame: &'a [u8]) -> Option<DecodedPacket<'a>> {
         let start = self.payload_start as usize;
@@ -528,6 +538,19 @@ pub(crate) mod tests {
             detached.attach(&other).is_none(),
             "frame too short for the payload"
         );
+        // The detached copy gives the packet's own key (either direction of the flow).
+        for (frame, hash) in [
+            (frame.clone(), 7),
+            (ipv4_udp([192, 0, 2, 9], [10, 0, 0, 1], 53, 40_000, b"x"), 9),
+        ] {
+            let pkt = decode(link::RAW, &frame).expect("decodes");
+            let from_copy = pkt.detach(&frame).expect("detaches").key_with_hash(hash);
+            let from_packet = crate::flow::PacketKey::with_hash(&pkt, hash);
+            assert_eq!(
+                (from_copy.key, from_copy.src_is_lo, from_copy.hash),
+                (from_packet.key, from_packet.src_is_lo, from_packet.hash)
+            );
+        }
     }
 
     /// IPv4 header + UDP header + payload, checksums zero (decode does not check them).

@@ -177,8 +177,22 @@ impl PacketKey {
     /// [`PacketKey::of`] for a packet whose key hash is already known: a worker rebuilds the
     /// key from the packet (a few comparisons) rather than have it carried in every batch.
     pub fn with_hash(pkt: &crate::decode::DecodedPacket<'_>, hash: u64) -> PacketKey {
-        let (key, src_is_lo) =
-            FlowKey::canonical(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.ip_proto);
+        Self::from_endpoints(
+            (pkt.src, pkt.src_port),
+            (pkt.dst, pkt.dst_port),
+            pkt.ip_proto,
+            hash,
+        )
+    }
+
+    /// The key of a packet from `src` to `dst` (address, port), whose key hash is `hash`.
+    pub fn from_endpoints(
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+        ip_proto: u8,
+        hash: u64,
+    ) -> PacketKey {
+        let (key, src_is_lo) = FlowKey::canonical(src.0, src.1, dst.0, dst.1, ip_proto);
         PacketKey {
             key,
             src_is_lo,

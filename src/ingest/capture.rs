@@ -18,6 +18,8 @@ use std::io::{self, BufRead, Read};
 
 use thiserror::Error;
 
+use crate::prefetch::prefetch;
+
 /// Largest record we accept. pcap's usual snap length is 262 144; jumbo and USB captures
 /// go a little further. Anything bigger is corruption, not data.
 pub const MAX_RECORD_LEN: u32 = 16 * 1024 * 1024;
@@ -352,11 +354,11 @@ impl<R: BufRead> CaptureReader<R> {
             // fifth of the reading thread's time on large packets). The next header was asked
             // for one record ago; the one after it, and the packet headers that follow it,
             // are asked for now, two packets' decoding ahead of their use.
-            prefetch(buffered.get(caplen..));
+            prefetch(buffered.get(caplen));
             if let Some(next) = buffered.get(caplen + 8..caplen + 12) {
                 let after = (read_u32(next, be) as usize).saturating_add(caplen + 16);
-                prefetch(buffered.get(after..));
-                prefetch(buffered.get(after + 64..));
+                prefetch(buffered.get(after));
+                prefetch(buffered.get(after + 64));
             }
             let data = &buffered[..caplen];
             return Ok(Some(CapturedPacket {
@@ -661,24 +663,6 @@ fn hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Hints the CPU to load the cache line holding the first byte of `bytes` (nothing when
-/// `None` or empty, or off x86-64).
-#[inline(always)]
-fn prefetch(bytes: Option<&[u8]>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(first) = bytes.and_then(<[u8]>::first) {
-        // SAFETY: a prefetch is only a hint: it reads nothing into the program and never
-        // faults, and the address is that of a live byte.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                std::ptr::from_ref(first).cast(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }
 
 fn read_u32(b: &[u8], be: bool) -> u32 {
