@@ -862,10 +862,10 @@ mod parallel {
                 continue;
             };
             // The reader decoded this frame successfully (decoding is deterministic) and
-            // usually passes its result along.
-            // The key is read from the descriptor, not from the packet rebuilt on the stack
-            // just before: loading addresses that narrower stores had just written stalled
-            // (a fifth of this loop's own samples on the synth capture).
+            // usually passes its result along. The key is read from that copy, not from the
+            // packet rebuilt on the stack just before: loading addresses that narrower stores
+            // had just written stalled (a fifth of this loop's own samples on the synth
+            // capture).
             let (pkt, packet_key) = match f
                 .packet
                 .as_ref()

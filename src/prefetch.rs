@@ -5,7 +5,7 @@
 /// Hints the CPU to load the cache line holding `*item` (nothing for `None`, or off x86-64).
 /// A hint only: it changes no result, and a wrong or useless one costs a few cycles.
 #[inline(always)]
-pub(crate) fn prefetch<T: ?Sized>(item: Option<&T>) {
+pub(crate) fn prefetch<T>(item: Option<&T>) {
     if let Some(item) = item {
         prefetch_address(std::ptr::from_ref(item).cast::<u8>());
     }

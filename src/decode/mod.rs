@@ -786,7 +786,7 @@ pub(crate) mod tests {
                 proto in prop_oneof![Just(6u8), Just(17), Just(1), Just(58), Just(51), Just(4), Just(0), Just(43), Just(44), any::<u8>()],
                 len_delta in -25i32..25,
                 fragment in prop_oneof![Just(0u16), Just(0x4000), Just(0x2000), Just(0x0001), any::<u16>()],
-                cut in 0usize..100,
+                cut in 0usize..30,
             ) {
                 let total = if v6 { 40 + tail.len() } else { 20 + tail.len() };
                 let len_field = (total as i32 + len_delta).clamp(0, 0xffff) as u16;
@@ -804,7 +804,7 @@ pub(crate) mod tests {
                 let mut ip = header;
                 ip.extend_from_slice(&tail);
                 // Cut short, as a snap length does.
-                ip.truncate(ip.len().saturating_sub(cut % 30));
+                ip.truncate(ip.len().saturating_sub(cut));
                 if let Some(plain) = plain_ip_layer(&ip) {
                     prop_assert_eq!(Ok(plain), lax_ip_layer(&ip));
                 }
