@@ -334,21 +334,11 @@ impl<R: BufRead> CaptureReader<R> {
         let ts_nanos = i64::from(ts_sec) * 1_000_000_000 + frac_nanos;
         // The hot path: a record that sits whole in the buffered reader is lent from there
         // (no copy) and consumed at the next call; one that straddles the buffer is copied.
-        let buffered = self
-            .inner
-            .fill_buf()
-            .map_err(|source| CaptureError::Io {
-                offset: self.offset,
-                source,
-            })?
-            .len();
+        let buffered = unconsumed(&mut self.inner, self.offset)?.len();
         if buffered >= caplen {
             self.lent = caplen;
             self.offset += caplen as u64;
-            let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
-                offset: self.offset,
-                source,
-            })?;
+            let buffered = unconsumed(&mut self.inner, self.offset)?;
             // Where the next record starts is known only from this one's header, so walking
             // a mapped file is a chain of dependent loads: each header missed the cache (over
             // a quarter of the reading thread's samples on large packets). The next header was
@@ -442,10 +432,7 @@ impl<R: BufRead> CaptureReader<R> {
             // buffered reader (always, for a mapped file) is lent from there, not copied.
             if matches!(block_type, 6 | 2 | 3) {
                 let interfaces = self.state.interfaces();
-                let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
-                    offset: self.offset,
-                    source,
-                })?;
+                let buffered = unconsumed(&mut self.inner, self.offset)?;
                 let fields = match buffered.get(..body_len + 4) {
                     Some(block) => {
                         check_trailer(&block[body_len..], total_len, be, block_start)?;
@@ -463,10 +450,7 @@ impl<R: BufRead> CaptureReader<R> {
                     self.lent = body_len + 4;
                     self.offset += self.lent as u64;
                     // The same bytes again (`fill_buf` without `consume` returns them).
-                    let buffered = self.inner.fill_buf().map_err(|source| CaptureError::Io {
-                        offset: self.offset,
-                        source,
-                    })?;
+                    let buffered = unconsumed(&mut self.inner, self.offset)?;
                     let data =
                         buffered
                             .get(start..start + caplen)
@@ -565,6 +549,14 @@ impl<R: BufRead> CaptureReader<R> {
         }
         Ok(())
     }
+}
+
+/// The bytes `inner` holds unconsumed (filling it if empty), with a read error reported at
+/// `offset`.
+fn unconsumed<R: BufRead>(inner: &mut R, offset: u64) -> Result<&[u8], CaptureError> {
+    inner
+        .fill_buf()
+        .map_err(|source| CaptureError::Io { offset, source })
 }
 
 /// A pcapng block ends with a copy of its total length (`trailer`, 4 bytes), which must
@@ -884,15 +876,7 @@ mod tests {
         use proptest::prelude::*;
 
         fn drain(bytes: &[u8]) -> usize {
-            let Ok(mut r) = CaptureReader::new(bytes) else {
-                return 0;
-            };
-            let mut n = 0;
-            while let Ok(Some(p)) = r.next_packet() {
-                assert!(p.data.len() <= MAX_RECORD_LEN as usize);
-                n += 1;
-            }
-            n
+            read_all(bytes).0.len()
         }
 
         /// Every packet as (time, link type, bytes, original length), then the error that
@@ -908,7 +892,8 @@ mod tests {
             loop {
                 match r.next_packet() {
                     Ok(Some(p)) => {
-                        packets.push((p.ts_nanos, p.link_type, p.data.to_vec(), p.orig_len))
+                        assert!(p.data.len() <= MAX_RECORD_LEN as usize);
+                        packets.push((p.ts_nanos, p.link_type, p.data.to_vec(), p.orig_len));
                     }
                     Ok(None) => return (packets, None),
                     Err(e) => return (packets, Some(e.to_string())),
