@@ -198,9 +198,110 @@ pub struct InputArgs {
 pub struct FlowsArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FlowFormat::Table)]
-    pub format: FlowFormat,
+    /// Output format [default: from the `--out` file's extension (`.jsonl`, `.ndjson`, `.json`,
+    /// `.csv`), else table].
+    #[arg(long, value_enum)]
+    pub format: Option<FlowFormat>,
+    /// Write the rows to FILE instead of stdout (`-`: stdout). They go to a hidden file beside
+    /// it, renamed to FILE once every row is written, so FILE is never half-written.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+impl FlowsArgs {
+    /// `--out`, unless it is `-` (stdout).
+    fn out_file(&self) -> Option<&std::path::Path> {
+        self.out.as_deref().filter(|p| p.as_os_str() != "-")
+    }
+
+    /// `--format`, or the one the `--out` file's extension names, or a table.
+    pub fn format(&self) -> FlowFormat {
+        let from_extension = || {
+            let extension = self.out_file()?.extension()?.to_str()?.to_ascii_lowercase();
+            match extension.as_str() {
+                "jsonl" | "ndjson" | "json" => Some(FlowFormat::Jsonl),
+                "csv" => Some(FlowFormat::Csv),
+                _ => None,
+            }
+        };
+        self.format
+            .or_else(from_extension)
+            .unwrap_or(FlowFormat::Table)
+    }
+}
+
+/// Where `flows` writes: stdout, or a file that appears only once it is complete.
+enum FlowsOutput {
+    Stdout(io::BufWriter<io::StdoutLock<'static>>),
+    File {
+        writer: io::BufWriter<std::fs::File>,
+        /// The hidden file being written, beside `path`.
+        partial: PathBuf,
+        path: PathBuf,
+    },
+}
+
+impl FlowsOutput {
+    /// Opens the output before the run, so a path that cannot be written fails at once.
+    fn open(path: Option<&std::path::Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(FlowsOutput::Stdout(io::BufWriter::new(io::stdout().lock())));
+        };
+        let name = path
+            .file_name()
+            .with_context(|| format!("--out {}: not a file name", path.display()))?;
+        let mut hidden = std::ffi::OsString::from(".");
+        hidden.push(name);
+        hidden.push(format!(".partial-{}", std::process::id()));
+        let partial = path.with_file_name(hidden);
+        let file = std::fs::File::create(&partial).with_context(|| {
+            format!(
+                "--out {}: cannot write there (creating {})",
+                path.display(),
+                partial.display()
+            )
+        })?;
+        Ok(FlowsOutput::File {
+            writer: io::BufWriter::new(file),
+            partial,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            FlowsOutput::Stdout(w) => w,
+            FlowsOutput::File { writer, .. } => writer,
+        }
+    }
+
+    /// Flushes, and puts a file in its place.
+    fn finish(self) -> Result<()> {
+        match self {
+            FlowsOutput::Stdout(mut w) => Ok(w.flush()?),
+            FlowsOutput::File {
+                writer,
+                partial,
+                path,
+            } => {
+                let file = writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("writing {}", partial.display()))?;
+                drop(file);
+                std::fs::rename(&partial, &path).with_context(|| {
+                    format!("renaming {} to {}", partial.display(), path.display())
+                })
+            }
+        }
+    }
+
+    /// Removes a file left incomplete by an error.
+    fn abandon(self) {
+        if let FlowsOutput::File { partial, .. } = self {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -502,14 +603,37 @@ fn install_endpoint_lists(input: &InputArgs) -> Result<()> {
 }
 
 fn run_flows(args: FlowsArgs) -> Result<i32> {
-    let stdout = io::stdout();
+    let mut out = FlowsOutput::open(args.out_file())?;
+    match write_flows_to(&args, out.writer()) {
+        Ok((summary, protocols)) => {
+            out.finish()?;
+            if args.input.json {
+                eprintln!("{}", report::summary_json(&summary, &protocols));
+            } else if !args.input.quiet {
+                report::print_terminal_summary(&summary, &protocols);
+            }
+            Ok(args.input.exit_code(&summary))
+        }
+        Err(e) => {
+            out.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// Runs `flows` into `writer`; returns the run's totals and its flows per protocol.
+fn write_flows_to(
+    args: &FlowsArgs,
+    mut writer: &mut dyn Write,
+) -> Result<(RunSummary, std::collections::BTreeMap<String, u64>)> {
     let threads = args.input.config().threads;
-    let row_format = match args.format {
+    let format = args.format();
+    let row_format = match format {
         FlowFormat::Jsonl => Some(output::RowFormat::Jsonl),
         FlowFormat::Csv => Some(output::RowFormat::Csv),
         FlowFormat::Table => None,
     };
-    let (summary, protocols) = match row_format {
+    match row_format {
         // Line formats stream through a sorted spill: memory stays bounded by the flow cap.
         Some(format) => {
             let spill = std::rc::Rc::new(std::cell::RefCell::new(spill::FlowSpill::new(threads)));
@@ -525,25 +649,15 @@ fn run_flows(args: FlowsArgs) -> Result<i32> {
                 .context("flow spill still shared after the run")?
                 .into_inner();
             let protocols = spill.protocol_counts().clone();
-            let mut writer = io::BufWriter::new(stdout.lock());
             spill.finish(&mut writer, format)?;
-            writer.flush()?;
-            (summary, protocols)
+            Ok((summary, protocols))
         }
         None => {
             let (records, summary) = run_pipeline(&args.input)?;
-            let mut writer = io::BufWriter::new(stdout.lock());
-            output::write_flows(&mut writer, &records, args.format)?;
-            writer.flush()?;
-            (summary, output::protocol_counts(&records))
+            output::write_flows(&mut writer, &records, format)?;
+            Ok((summary, output::protocol_counts(&records)))
         }
-    };
-    if args.input.json {
-        eprintln!("{}", report::summary_json(&summary, &protocols));
-    } else if !args.input.quiet {
-        report::print_terminal_summary(&summary, &protocols);
     }
-    Ok(args.input.exit_code(&summary))
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {

@@ -52,6 +52,72 @@ fn flows_csv_has_header_and_rows() {
     assert_eq!(lines.count(), 2);
 }
 
+/// `--out FILE` writes what stdout would get, in the format its extension names unless
+/// `--format` says otherwise, and leaves no hidden partial file behind.
+#[test]
+fn flows_out_file_holds_the_stdout_rows_in_the_extensions_format() {
+    let dir = scratch("flows_out_file");
+    let capture = fixture("three_udp.pcap");
+    let capture = capture.to_str().unwrap();
+    let printed = |format: &str| {
+        let out = run(&["flows", capture, "--format", format, "-q"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        out.stdout
+    };
+    let written = |name: &str, extra: &[&str]| {
+        let path = dir.join(name);
+        let mut args = vec!["flows", capture, "-q", "-o", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{name}: rows went to stdout too");
+        std::fs::read(&path).unwrap()
+    };
+    assert_eq!(written("rows.jsonl", &[]), printed("jsonl"));
+    assert_eq!(written("rows.CSV", &[]), printed("csv"));
+    assert_eq!(written("rows.txt", &[]), printed("table"));
+    assert_eq!(
+        written("rows.csv", &["--format", "jsonl"]),
+        printed("jsonl")
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["rows.CSV", "rows.csv", "rows.jsonl", "rows.txt"]);
+    // `-` is stdout.
+    let out = run(&["flows", capture, "-q", "-o", "-", "--format", "csv"]);
+    assert_eq!(out.stdout, printed("csv"));
+}
+
+/// An `--out` path that cannot be written is refused before the run, naming the path.
+#[test]
+fn flows_out_file_in_a_missing_folder_is_a_clear_error() {
+    let dir = scratch("flows_out_missing");
+    let target = dir.join("no/such/folder/rows.jsonl");
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("--out {}", target.display())),
+        "{err}"
+    );
+    assert!(err.contains("cannot write there"), "{err}");
+    assert!(!target.exists());
+    // A run that fails after the file was opened leaves neither it nor its hidden partial.
+    let target = dir.join("rows.jsonl");
+    let out = run(&["flows", "-o", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no input"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
 #[test]
 fn summary_goes_to_stderr_not_stdout() {
     let out = run(&[
