@@ -11,6 +11,9 @@
 //!   noise: the standard deviation of the mean of n random bytes is sqrt(2/n));
 //! - the client's first payload passes none of the exemptions Ex1–Ex5;
 //! - the server answers, with at least [`MIN_REPLY_LEN`] bytes that also pass no exemption;
+//! - neither message frames itself ([`self_framed`]): random bytes do not start with a length
+//!   field that counts exactly the bytes after it, while many binary protocols whose payload is
+//!   encrypted or compressed do (Ethereum's RLPx handshake, Kerberos over TCP, ...);
 //! - it ranks [`rank::STATISTICAL`]: any structural match (OpenVPN, WireGuard, ...) on the same
 //!   flow names the protocol instead.
 //!
@@ -86,6 +89,96 @@ pub fn shadowsocks_fit(first_len: usize, reply_len: usize) -> Option<SsFit> {
     (aead || stream).then_some(SsFit { aead, stream })
 }
 
+/// A length field at the start of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LengthPrefix {
+    /// 2 or 4 bytes.
+    pub width: usize,
+    pub big_endian: bool,
+    /// The length counts the field itself too (else only the bytes after it).
+    pub counts_itself: bool,
+}
+
+/// The prefixes [`self_framed`] tries: 2 or 4 bytes, either byte order, counting the bytes after
+/// the field or the whole message. Among them: DNS over TCP (2 bytes, big-endian, after; RFC
+/// 1035 §4.2.2), Ethereum RLPx's `auth-size`/`ack-size` ahead of its ECIES-encrypted handshake
+/// (the same; devp2p `rlpx.md`, "Handshake"), Kerberos over TCP (4 bytes, big-endian, after;
+/// RFC 4120 §7.2.2).
+const LENGTH_PREFIXES: [LengthPrefix; 8] = {
+    let mut all = [LengthPrefix {
+        width: 2,
+        big_endian: true,
+        counts_itself: false,
+    }; 8];
+    let mut i = 0;
+    while i < 8 {
+        all[i] = LengthPrefix {
+            width: if i & 1 == 0 { 2 } else { 4 },
+            big_endian: i & 2 == 0,
+            counts_itself: i & 4 != 0,
+        };
+        i += 1;
+    }
+    all
+};
+
+/// Most length-prefixed messages [`self_framed`] follows in one payload.
+const MAX_FRAMED_MESSAGES: usize = 8;
+
+/// The length prefix by which `bytes` is a chain of whole messages (at most
+/// [`MAX_FRAMED_MESSAGES`], each a length field and the bytes it counts), ending exactly at the
+/// end of `bytes`; `None` if no prefix of [`LENGTH_PREFIXES`] does that.
+///
+/// A fully encrypted protocol's first message is indistinguishable from random bytes by design
+/// (that is what the Ex1–Ex5 tests look for), and random bytes frame themselves this way rarely:
+/// a 2-byte field about once in 65 536 messages per prefix, a 4-byte one about once in 4
+/// billion, so all eight prefixes together pass about one random message in 16 000. Binary
+/// protocols whose payload merely *is* encrypted or compressed, on the other hand, usually say
+/// how long it is first: Ethereum's RLPx handshake, for one, passes every exemption of the
+/// paper's test, and is a plain length-prefixed ECIES message.
+pub fn self_framed(bytes: &[u8]) -> Option<LengthPrefix> {
+    LENGTH_PREFIXES
+        .into_iter()
+        .find(|&prefix| frames_exactly(bytes, prefix))
+}
+
+fn frames_exactly(bytes: &[u8], prefix: LengthPrefix) -> bool {
+    let mut rest = bytes;
+    for _ in 0..MAX_FRAMED_MESSAGES {
+        let declared = match (prefix.width, prefix.big_endian) {
+            (2, true) => rest
+                .first_chunk()
+                .map(|f| u32::from(u16::from_be_bytes(*f))),
+            (2, false) => rest
+                .first_chunk()
+                .map(|f| u32::from(u16::from_le_bytes(*f))),
+            (_, true) => rest.first_chunk().map(|f| u32::from_be_bytes(*f)),
+            (_, false) => rest.first_chunk().map(|f| u32::from_le_bytes(*f)),
+        };
+        let Some(declared) = declared.and_then(|n| usize::try_from(n).ok()) else {
+            return false;
+        };
+        let message_len = if prefix.counts_itself {
+            declared
+        } else {
+            declared.saturating_add(prefix.width)
+        };
+        // A message must hold something past its field: zero bytes would pass as a chain of
+        // empty messages.
+        if message_len <= prefix.width {
+            return false;
+        }
+        let Some(next) = rest.get(message_len..) else {
+            return false;
+        };
+        if next.is_empty() {
+            return true;
+        }
+        rest = next;
+    }
+    false
+}
+
 /// The statistics of the client's first payload, kept until the server answers.
 #[derive(Debug, Clone, Copy)]
 struct First {
@@ -117,6 +210,7 @@ impl Fingerprinter for State {
                     return Step::NotThis;
                 }
                 match fully_encrypted(p.bytes, MIN_FIRST_LEN) {
+                    Some(_) if self_framed(p.bytes).is_some() => Step::NotThis,
                     Some(stats) => {
                         self.first = Some(First {
                             stats,
@@ -134,6 +228,9 @@ impl Fingerprinter for State {
                 let Some(reply) = fully_encrypted(p.bytes, MIN_REPLY_LEN) else {
                     return Step::NotThis;
                 };
+                if self_framed(p.bytes).is_some() {
+                    return Step::NotThis;
+                }
                 let mut v = Verdict::new(Confidence::Statistical)
                     .fact("first_len", first.len)
                     .fact("popcount_avg", first.stats.popcount_avg())
@@ -173,6 +270,36 @@ mod tests {
         0xfc, 0x05, 0xd5, 0xe6, 0x6d, 0x5d, 0xdf, 0x13, 0xd3, 0x08, 0x9f, 0x9a, 0xd5, 0x9e, 0x3b,
         0x2a, 0xe1, 0x44, 0x26, 0x7f, 0xb1, 0xdc, 0x6a, 0x73, 0x56, 0x66, 0xda, 0x13, 0x58, 0xc6,
     ];
+
+    /// `../shared/bench/ndpi-mix.pcap` (nDPI's test captures) frames 8538 and 8577: an
+    /// Ethereum node's RLPx `auth` message to a peer on port 30303 and the peer's `ack` (EIP-8:
+    /// a 2-byte big-endian size, then the ECIES-encrypted body starting with the ephemeral
+    /// public key's 0x04). Both pass every exemption of the paper's test.
+    const RLPX_AUTH: &str = concat!(
+        "01ed043456d131b0e847cabbfe5055a522ddbd0d2cb3f2b2b180d3ddc81eb81b117a99e14de9a910bc530c3cf203edad",
+        "9d24b7febb81da6a446d612e49e7652288fc43efc6fb5d974716a560c2402c617f12bd41b9f511939035610f5dd85b9d",
+        "0bf880cbfd3f49080a483cdacd633177b9b52f3c1bb759e4c3c6634cce853c1d8c7325f0487ed68dcd675108604a7e4b",
+        "59338356a450f97e0fbb0be489f251f57b01921dd5220c8475a1c55fc62bdcacde2ce7a42c4c12234c8a8c7e192dda63",
+        "0cce4a2a7061839e3c6d8e83df46b2fc169a3327f9f22a324a10a62cd48c4ac158c9041f555633bedbeb65b97a2c1b00",
+        "682a75433b430820c8e4d97633e6e3302b2ab7aee485177221f66bfb8e7c986d3ca8a4f28cef283268d84d99cb4a6b52",
+        "fd5371fd0209e402f5c5472407e472dd6e26f857d43425e687133c8c9ed0e1e108437a340b7c013a6e2ae4e321cbbef3",
+        "1cb57553c9fed4fde5cce973d6ac15701499ddcea37262a39fbc00504e7a090de6f16ea7d0814a3dddc2ea5a8c029ea4",
+        "e3d782c6310c6cf0aadc66ee2ce8672cbd37dbba8ecbd4ad753b3093329a3a0edadd61c366bae216f112c1b382de5a1d",
+        "11c2ff27c54e0c8cd3624ee23213f7a9a6c4fa39148baff552b92490b1ea050edc7d9e1aa07e48aabdf94a3af6601ec7",
+        "3ba5a8d8b071abdee5039b886a2d2b",
+    );
+    const RLPX_ACK: &str = concat!(
+        "01be04317cd977fb94bcbce65bd640579673395140ee977c6d4933defb3da4e9a34a81280a3f58802f132e1b39564b27",
+        "6fe148dcf55e12f90651ab71cfe58db7399f201c2771189a855b6e4fb99f77b20e46439d946901f0d02b43198ecf27ab",
+        "15514f0bf6c7a170b3ef18adf291caf31069d8962a9aee162bb9a48e99ebb30022b2962bb709f28f7a6ac5559b048fb6",
+        "725b9eb73ea075d6a9b6124d0d777bda05c997976356aa7258c0983d8171d9bd354c51b857bf8ff84034b4049e8b3af5",
+        "728d94475a6d570fc329f9bcca4249a1c620fb66e31e8c6e172758b7ed274e33008a5d4e6ba7f7af0dce51669e35bb1e",
+        "d534a233bc248983618fda36018b0ba6dfc8bc709c4fe2d5b6e37d77ffacc497810282f44b7c734e39ab5fb854f21701",
+        "c6b5ecd853bb3000f6cfa42a6d7a6a5db597ef5febadba03338d5a5aeba97911217de8bbab1b0fbe44b0475b476cac0e",
+        "6a0fda37e4f53dde254c7672e3047f3a38df61a0cbadbd133b62be79cc27953919d61e21bd46f56cc20311077b5c1c4e",
+        "cf51bb0815cdc78a7f1d8c38ff5449f905bc0c5fe630489ca21a77a05641b2093dc86c52fcd1a393b23331c264b02bea",
+        "c86509f07e11343ab5d71246b6d2f321",
+    );
 
     fn pl(direction: Direction, nth: u8, server_port: u16, bytes: &[u8]) -> Payload<'_> {
         Payload::test(direction, bytes)
@@ -269,6 +396,77 @@ mod tests {
                 80
             ),
             Step::NotThis
+        );
+    }
+
+    #[test]
+    fn length_framed_encrypted_handshakes_are_not_fully_encrypted() {
+        use crate::fingerprint::protocols::tls::tests::hex;
+        let (auth, ack) = (hex(RLPX_AUTH), hex(RLPX_ACK));
+        assert_eq!((auth.len(), ack.len()), (495, 448));
+        // Random-looking by the paper's measures...
+        assert_eq!(entropy::classify(&auth).1, None);
+        assert_eq!(entropy::classify(&ack).1, None);
+        let rlpx = Some(LengthPrefix {
+            width: 2,
+            big_endian: true,
+            counts_itself: false,
+        });
+        // ... but each says how long it is, which random bytes do not.
+        assert_eq!((self_framed(&auth), self_framed(&ack)), (rlpx, rlpx));
+        assert_eq!(run(&auth, &ack, 30303), Step::NotThis);
+        // Either message framing itself is enough.
+        assert_eq!(run(&auth, &random(448, 11), 30303), Step::NotThis);
+        assert_eq!(run(&random(495, 12), &ack, 30303), Step::NotThis);
+        assert!(matches!(
+            run(&random(495, 12), &random(448, 11), 30303),
+            Step::Match(_)
+        ));
+    }
+
+    #[test]
+    fn framing_chains_and_limits() {
+        // Kerberos over TCP (RFC 4120 §7.2.2): 4-byte big-endian length, then the message.
+        let mut kerberos = vec![0, 0, 0, 60];
+        kerberos.extend(random(60, 1));
+        assert_eq!(
+            self_framed(&kerberos),
+            Some(LengthPrefix {
+                width: 4,
+                big_endian: true,
+                counts_itself: false
+            })
+        );
+        // Little-endian lengths that count themselves, two messages back to back.
+        let mut two = vec![10, 0];
+        two.extend(random(8, 2));
+        two.extend([6, 0]);
+        two.extend(random(4, 3));
+        assert!(self_framed(&two).is_some_and(|p| !p.big_endian && p.counts_itself));
+        // One byte short or over, or an empty message, is no framing.
+        assert_eq!(self_framed(&kerberos[..63]), None);
+        kerberos.push(0);
+        assert_eq!(self_framed(&kerberos), None);
+        assert_eq!(self_framed(&[0u8; 64]), None);
+        assert_eq!(self_framed(&[]), None);
+        // More messages than followed.
+        let many: Vec<u8> = (0..=MAX_FRAMED_MESSAGES)
+            .flat_map(|_| [0, 1, 0xaa])
+            .collect();
+        assert_eq!(self_framed(&many), None);
+        assert!(self_framed(&many[..3 * MAX_FRAMED_MESSAGES]).is_some());
+    }
+
+    #[test]
+    fn random_messages_rarely_frame_themselves() {
+        // About one in 16 000 by the arithmetic in `self_framed`'s doc; 20 000 random
+        // messages of proxy-handshake sizes should give a handful at most.
+        let framed = (0..20_000u64)
+            .filter(|&i| self_framed(&random(48 + (i as usize % 600), i + 1)).is_some())
+            .count();
+        assert!(
+            framed <= 8,
+            "{framed} of 20000 random messages framed themselves"
         );
     }
 
