@@ -3,7 +3,9 @@
 //! Wire facts:
 //! - RFC 4253 §4.2: each side first sends the identification string
 //!   `SSH-protoversion-softwareversion SP comments CR LF`, at most 255 bytes with the CR LF;
-//!   protoversion is `2.0`, or `1.99` for a server that also speaks SSH-1 (§5.1).
+//!   protoversion is `2.0`, or `1.99` for a server that also speaks SSH-1 (§5.1). SSH-1 itself
+//!   (draft-ylonen-ssh-protocol-00 §"Protocol version identification") sends the same line
+//!   with its own version, `1.5` (or the older `1.3`), and no KEXINIT follows.
 //!   softwareversion is printable US-ASCII without whitespace or `-`. A server MAY send other
 //!   lines before it (not starting with `SSH-`); old implementations end it with a bare LF.
 //! - RFC 4253 §6: binary packets `uint32 packet_length, byte padding_length, payload, padding,
@@ -48,24 +50,25 @@ const TUNNEL_MIN_PACKETS: u64 = 500;
 /// A parsed identification string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ident<'a> {
-    /// `2.0` or `1.99`.
-    pub proto: &'a [u8],
+    /// One of [`PROTO_VERSIONS`].
+    pub proto: &'static str,
     /// The softwareversion field, e.g. `OpenSSH_8.2p1`.
     pub software: &'a [u8],
     /// Offset just after the line end (where the first binary packet may start).
     pub end: usize,
 }
 
+/// The protocol versions of identification strings: SSH-2 (`2.0`), a server speaking both
+/// (`1.99`), and SSH-1 (`1.5`, `1.3`).
+pub const PROTO_VERSIONS: [&str; 4] = ["2.0", "1.99", "1.5", "1.3"];
+
 /// Parses an identification line that starts exactly at `b[0]` (RFC 4253 §4.2).
 pub fn parse_ident_line(b: &[u8]) -> Option<Ident<'_>> {
     let rest = b.strip_prefix(b"SSH-")?;
-    let (proto, rest) = if let Some(r) = rest.strip_prefix(b"2.0-") {
-        (&b"2.0"[..], r)
-    } else if let Some(r) = rest.strip_prefix(b"1.99-") {
-        (&b"1.99"[..], r)
-    } else {
-        return None;
-    };
+    let (proto, rest) = PROTO_VERSIONS.iter().find_map(|&v| {
+        let r = rest.strip_prefix(v.as_bytes())?.strip_prefix(b"-")?;
+        Some((v, r))
+    })?;
     let window = b.get(..b.len().min(MAX_IDENT))?;
     let lf = window.iter().position(|&c| c == b'\n')?;
     let line_len = lf - usize::from(window.get(lf.wrapping_sub(1)) == Some(&b'\r'));
@@ -170,7 +173,7 @@ impl Fingerprinter for State {
             match find_ident(p.bytes) {
                 Some(id) => {
                     side.software = Some(super::http::evidence_text(id.software, 64));
-                    side.proto = if id.proto == b"2.0" { "2.0" } else { "1.99" };
+                    side.proto = id.proto;
                     side.kexinit = p.bytes.get(id.end..).is_some_and(is_kexinit);
                 }
                 None => {
@@ -264,10 +267,22 @@ mod tests {
         let id = parse_ident_line(REVERSE_SERVER).unwrap();
         assert_eq!(
             (id.proto, id.software, id.end),
-            (&b"2.0"[..], &b"AsyncSSH_2.8.1"[..], 24)
+            ("2.0", &b"AsyncSSH_2.8.1"[..], 24)
         );
         let id = parse_ident_line(SINGLE_SERVER).unwrap();
-        assert_eq!(id.proto, b"1.99");
+        assert_eq!(id.proto, "1.99");
+        // An SSH-1 server (ssh 1.2.26, protocol 1.5), as in nDPI's test captures.
+        let id = parse_ident_line(b"SSH-1.5-1.2.26\n").unwrap();
+        assert_eq!((id.proto, id.software, id.end), ("1.5", &b"1.2.26"[..], 15));
+        // Versions that never existed, and a missing dash, are not identification strings.
+        for line in [
+            &b"SSH-1.6-x\n"[..],
+            b"SSH-3.0-x\n",
+            b"SSH-2.0x\n",
+            b"SSH-1.-x\n",
+        ] {
+            assert!(parse_ident_line(line).is_none(), "{line:?}");
+        }
         let id = find_ident(REVERSE_CLIENT).unwrap();
         assert_eq!(id.software, b"dropbear_2018.76");
         let id = find_ident(b"SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.5\r\n").unwrap();
