@@ -43,6 +43,8 @@ fuzz_target!(|data: &[u8]| {
                     server_port,
                     ts_nanos: i64::from(nth) * 1_000_000,
                     bytes,
+                    // Both kinds of flow, chosen by a bit the input already sets.
+                    midstream: server_port % 2 == 1,
                 },
             );
             counts[d] = counts[d].saturating_add(1);

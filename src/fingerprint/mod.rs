@@ -268,6 +268,9 @@ pub struct Payload<'a> {
     pub server_port: u16,
     pub ts_nanos: i64,
     pub bytes: &'a [u8],
+    /// TCP: the flow's first packet was neither SYN nor SYN-ACK, so the capture began
+    /// mid-connection and `nth` counts from there, not from the connection's first byte.
+    pub midstream: bool,
 }
 
 /// What a fingerprinter may know about the whole flow when it concludes.
@@ -298,6 +301,15 @@ impl<'a> Payload<'a> {
             server_port: 443,
             ts_nanos: 0,
             bytes,
+            midstream: false,
+        }
+    }
+
+    /// Marks the flow as picked up mid-connection.
+    pub(crate) fn midstream(self) -> Self {
+        Payload {
+            midstream: true,
+            ..self
         }
     }
 

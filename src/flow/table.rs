@@ -552,6 +552,7 @@ impl FlowTable {
                 server_port,
                 ts_nanos: ts,
                 bytes: pkt.payload,
+                midstream: flow.midstream,
             };
             flow.fingerprint.observe(registry, &payload);
         }

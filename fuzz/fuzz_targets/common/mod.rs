@@ -80,6 +80,8 @@ pub fn drive(spec: &Spec, data: &[u8]) {
             server_port,
             ts_nanos: i64::from(nth) * 1_000_000,
             bytes,
+            // Both kinds of flow, chosen by a bit the input already sets.
+            midstream: server_port % 2 == 1,
         });
         counts[d] += 1;
         nth = nth.saturating_add(1);

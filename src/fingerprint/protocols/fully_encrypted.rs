@@ -6,6 +6,8 @@
 //! The GFW looks only at the client's first data packet and accepts false positives; this
 //! detector adds corroboration for precision:
 //!
+//! - the connection was seen from its start (SYN or SYN-ACK): the test is about a connection's
+//!   first data, and a capture that begins mid-connection shows some later segment first;
 //! - the client speaks first (the first payload of the flow goes to the server) and its first
 //!   payload is at least [`MIN_FIRST_LEN`] bytes (the popcount average of a handful of bytes is
 //!   noise: the standard deviation of the mean of n random bytes is sqrt(2/n));
@@ -205,6 +207,10 @@ impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
         match p.direction {
             Direction::ToServer => {
+                if p.midstream {
+                    // Whatever comes first here is some later segment of the connection.
+                    return Step::NotThis;
+                }
                 if p.nth != 0 {
                     // The server spoke first: a banner protocol, not a fully encrypted proxy.
                     return Step::NotThis;
@@ -468,6 +474,15 @@ mod tests {
             framed <= 8,
             "{framed} of 20000 random messages framed themselves"
         );
+    }
+
+    #[test]
+    fn a_connection_picked_up_mid_way_is_not_judged() {
+        let (first, reply) = (random(300, 21), random(300, 22));
+        assert!(matches!(run(&first, &reply, 9000), Step::Match(_)));
+        let mut s = State::default();
+        let midway = pl(Direction::ToServer, 0, 9000, &first).midstream();
+        assert_eq!(s.observe(&midway), Step::NotThis);
     }
 
     #[test]
