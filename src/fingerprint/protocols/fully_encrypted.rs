@@ -13,9 +13,10 @@
 //!   noise: the standard deviation of the mean of n random bytes is sqrt(2/n));
 //! - the client's first payload passes none of the exemptions Ex1–Ex5;
 //! - the server answers, with at least [`MIN_REPLY_LEN`] bytes that also pass no exemption;
-//! - neither message frames itself ([`self_framed`]): random bytes do not start with a length
-//!   field that counts exactly the bytes after it, while many binary protocols whose payload is
-//!   encrypted or compressed do (Ethereum's RLPx handshake, Kerberos over TCP, ...);
+//! - neither message says how long it is ([`frames_itself`]): random bytes do not start with a
+//!   length field that counts exactly the bytes after it, while many binary protocols whose
+//!   payload is encrypted or compressed do (Ethereum's RLPx handshake, Kerberos over TCP,
+//!   Zabbix, ...);
 //! - it ranks [`rank::STATISTICAL`]: any structural match (OpenVPN, WireGuard, ...) on the same
 //!   flow names the protocol instead.
 //!
@@ -144,6 +145,43 @@ pub fn self_framed(bytes: &[u8]) -> Option<LengthPrefix> {
         .find(|&prefix| frames_exactly(bytes, prefix))
 }
 
+/// Farthest offset of a 4-byte length field [`length_in_header`] looks at.
+const HEADER_FIELD_MAX_OFFSET: usize = 8;
+/// How far past the end of that field the counted bytes may start (the rest of a header).
+const HEADER_AFTER_FIELD: usize = 8;
+
+/// A 4-byte length field within the first bytes of a one-message payload: `(offset, big
+/// endian)` of a field, at most [`HEADER_FIELD_MAX_OFFSET`] bytes in, whose value is the number of
+/// bytes from some point of the header (its start, up to [`HEADER_AFTER_FIELD`] bytes past the
+/// field) to the end of the payload.
+///
+/// Binary protocols put a magic, a version or flags before the length: Zabbix's `ZBXD`, flags,
+/// then the little-endian length of the data after an 8-byte length-and-reserved block (Zabbix
+/// manual, "Header and data length"). A random message passes with probability about
+/// 300 / 2^32 (nine offsets, two byte orders, up to 21 starts), one in 14 million.
+pub fn length_in_header(bytes: &[u8]) -> Option<(usize, bool)> {
+    (0..=HEADER_FIELD_MAX_OFFSET).find_map(|offset| {
+        let field = bytes.get(offset..)?.first_chunk::<4>()?;
+        let longest = offset + 4 + HEADER_AFTER_FIELD;
+        [true, false].into_iter().find_map(|big_endian| {
+            let declared = if big_endian {
+                u32::from_be_bytes(*field)
+            } else {
+                u32::from_le_bytes(*field)
+            };
+            let declared = usize::try_from(declared).ok()?;
+            // The counted bytes start at or before `longest` and run to the end.
+            let start = bytes.len().checked_sub(declared)?;
+            (start <= longest && declared > 0).then_some((offset, big_endian))
+        })
+    })
+}
+
+/// True when `bytes` says how long it is: [`self_framed`] or [`length_in_header`].
+pub fn frames_itself(bytes: &[u8]) -> bool {
+    self_framed(bytes).is_some() || length_in_header(bytes).is_some()
+}
+
 fn frames_exactly(bytes: &[u8], prefix: LengthPrefix) -> bool {
     let mut rest = bytes;
     for _ in 0..MAX_FRAMED_MESSAGES {
@@ -216,7 +254,7 @@ impl Fingerprinter for State {
                     return Step::NotThis;
                 }
                 match fully_encrypted(p.bytes, MIN_FIRST_LEN) {
-                    Some(_) if self_framed(p.bytes).is_some() => Step::NotThis,
+                    Some(_) if frames_itself(p.bytes) => Step::NotThis,
                     Some(stats) => {
                         self.first = Some(First {
                             stats,
@@ -234,7 +272,7 @@ impl Fingerprinter for State {
                 let Some(reply) = fully_encrypted(p.bytes, MIN_REPLY_LEN) else {
                     return Step::NotThis;
                 };
-                if self_framed(p.bytes).is_some() {
+                if frames_itself(p.bytes) {
                     return Step::NotThis;
                 }
                 let mut v = Verdict::new(Confidence::Statistical)
@@ -464,11 +502,39 @@ mod tests {
     }
 
     #[test]
+    fn a_length_after_a_header_counts_too() {
+        // Zabbix (manual, "Header and data length"): "ZBXD", flags 0x03 (compressed), the
+        // little-endian data length, 4 reserved bytes (the uncompressed length), the data.
+        let data = random(244, 7);
+        let mut zabbix = b"ZBXD\x03".to_vec();
+        zabbix.extend(244u32.to_le_bytes());
+        zabbix.extend(768u32.to_le_bytes());
+        zabbix.extend(&data);
+        assert_eq!(length_in_header(&zabbix), Some((5, false)));
+        assert!(frames_itself(&zabbix));
+        // The counted bytes must start within the header (at most 8 bytes past the field)
+        // and run to the end: 4 more bytes still pass, 5 do not.
+        zabbix.extend([0; 4]);
+        assert_eq!(length_in_header(&zabbix), Some((5, false)));
+        zabbix.push(0);
+        assert_eq!(length_in_header(&zabbix), None);
+        let mut late = vec![0u8; 4];
+        late.extend(random(20, 8));
+        late.extend((100u32 - 4 - 20).to_be_bytes());
+        late.extend(random(100 - 28, 9));
+        assert_eq!(
+            length_in_header(&late),
+            None,
+            "a field past the header's reach"
+        );
+    }
+
+    #[test]
     fn random_messages_rarely_frame_themselves() {
-        // About one in 16 000 by the arithmetic in `self_framed`'s doc; 20 000 random
-        // messages of proxy-handshake sizes should give a handful at most.
+        // About one in 16 000 by the arithmetic in `self_framed`'s and `length_in_header`'s
+        // docs; 20 000 random messages of proxy-handshake sizes should give a handful at most.
         let framed = (0..20_000u64)
-            .filter(|&i| self_framed(&random(48 + (i as usize % 600), i + 1)).is_some())
+            .filter(|&i| frames_itself(&random(48 + (i as usize % 600), i + 1)))
             .count();
         assert!(
             framed <= 8,
@@ -495,6 +561,28 @@ mod tests {
     }
 
     proptest! {
+        /// Any chain of messages framed by one prefix is found framed (perhaps by another
+        /// prefix that reads it the same way), and any bytes at all can be asked.
+        #[test]
+        fn built_chains_are_framed(which in 0usize..8, sizes in proptest::collection::vec(1usize..300, 1..=MAX_FRAMED_MESSAGES), junk in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let prefix = LENGTH_PREFIXES[which];
+            let mut chain = Vec::new();
+            for (i, &size) in sizes.iter().enumerate() {
+                let declared = if prefix.counts_itself { size + prefix.width } else { size };
+                let field = match (prefix.width, prefix.big_endian) {
+                    (2, true) => (declared as u16).to_be_bytes().to_vec(),
+                    (2, false) => (declared as u16).to_le_bytes().to_vec(),
+                    (_, true) => (declared as u32).to_be_bytes().to_vec(),
+                    (_, false) => (declared as u32).to_le_bytes().to_vec(),
+                };
+                chain.extend(field);
+                chain.extend(random(size, i as u64 + 1));
+            }
+            prop_assert!(self_framed(&chain).is_some());
+            prop_assert!(frames_itself(&chain));
+            let _ = frames_itself(&junk);
+        }
+
         #[test]
         fn never_panics_within_budget(a in proptest::collection::vec(any::<u8>(), 0..600),
                                       b in proptest::collection::vec(any::<u8>(), 0..600)) {
