@@ -247,6 +247,9 @@ impl FlowsOutput {
         let Some(path) = path else {
             return Ok(FlowsOutput::Stdout(io::BufWriter::new(io::stdout().lock())));
         };
+        if path.is_dir() {
+            bail!("--out {}: is a folder; name a file in it", path.display());
+        }
         let name = path
             .file_name()
             .with_context(|| format!("--out {}: not a file name", path.display()))?;
@@ -289,8 +292,13 @@ impl FlowsOutput {
                     .map_err(|e| e.into_error())
                     .with_context(|| format!("writing {}", partial.display()))?;
                 drop(file);
+                // On failure the rows stay in the partial file, which the message names.
                 std::fs::rename(&partial, &path).with_context(|| {
-                    format!("renaming {} to {}", partial.display(), path.display())
+                    format!(
+                        "renaming {} to {} (the rows are in the former)",
+                        partial.display(),
+                        path.display()
+                    )
                 })
             }
         }

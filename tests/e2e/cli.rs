@@ -110,6 +110,15 @@ fn flows_out_file_in_a_missing_folder_is_a_clear_error() {
     );
     assert!(err.contains("cannot write there"), "{err}");
     assert!(!target.exists());
+    // A folder is not a file to write.
+    let out = run(&[
+        "flows",
+        fixture("three_udp.pcap").to_str().unwrap(),
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is a folder"), "{}", stderr(&out));
     // A run that fails after the file was opened leaves neither it nor its hidden partial.
     let target = dir.join("rows.jsonl");
     let out = run(&["flows", "-o", target.to_str().unwrap()]);
