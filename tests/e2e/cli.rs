@@ -95,15 +95,15 @@ fn flows_out_file_holds_the_stdout_rows_in_the_extensions_format() {
 #[test]
 fn flows_out_file_in_a_missing_folder_is_a_clear_error() {
     let dir = scratch("flows_out_missing");
+    let capture = fixture("three_udp.pcap");
+    // Runs `flows` with `args`, expects exit code 1, returns stderr.
+    let refused = |args: &[&str]| {
+        let out = run(&[&["flows"], args].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        stderr(&out)
+    };
     let target = dir.join("no/such/folder/rows.jsonl");
-    let out = run(&[
-        "flows",
-        fixture("three_udp.pcap").to_str().unwrap(),
-        "-o",
-        target.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = refused(&[capture.to_str().unwrap(), "-o", target.to_str().unwrap()]);
     assert!(
         err.contains(&format!("--out {}", target.display())),
         "{err}"
@@ -111,19 +111,11 @@ fn flows_out_file_in_a_missing_folder_is_a_clear_error() {
     assert!(err.contains("cannot write there"), "{err}");
     assert!(!target.exists());
     // A folder is not a file to write.
-    let out = run(&[
-        "flows",
-        fixture("three_udp.pcap").to_str().unwrap(),
-        "-o",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("is a folder"), "{}", stderr(&out));
+    let err = refused(&[capture.to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+    assert!(err.contains("is a folder"), "{err}");
     // A run that fails after the file was opened leaves neither it nor its hidden partial.
-    let target = dir.join("rows.jsonl");
-    let out = run(&["flows", "-o", target.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no input"), "{}", stderr(&out));
+    let err = refused(&["-o", dir.join("rows.jsonl").to_str().unwrap()]);
+    assert!(err.contains("no input"), "{err}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
 
