@@ -107,7 +107,7 @@ pub struct LengthPrefix {
 /// 1035 §4.2.2), Ethereum RLPx's `auth-size`/`ack-size` ahead of its ECIES-encrypted handshake
 /// (the same; devp2p `rlpx.md`, "Handshake"), Kerberos over TCP (4 bytes, big-endian, after;
 /// RFC 4120 §7.2.2).
-const LENGTH_PREFIXES: [LengthPrefix; 8] = {
+pub const LENGTH_PREFIXES: [LengthPrefix; 8] = {
     let mut all = [LengthPrefix {
         width: 2,
         big_endian: true,
@@ -126,7 +126,7 @@ const LENGTH_PREFIXES: [LengthPrefix; 8] = {
 };
 
 /// Most length-prefixed messages [`self_framed`] follows in one payload.
-const MAX_FRAMED_MESSAGES: usize = 8;
+pub const MAX_FRAMED_MESSAGES: usize = 8;
 
 /// The length prefix by which `bytes` is a chain of whole messages (at most
 /// [`MAX_FRAMED_MESSAGES`], each a length field and the bytes it counts), ending exactly at the
@@ -146,9 +146,9 @@ pub fn self_framed(bytes: &[u8]) -> Option<LengthPrefix> {
 }
 
 /// Farthest offset of a 4-byte length field [`length_in_header`] looks at.
-const HEADER_FIELD_MAX_OFFSET: usize = 8;
+pub const HEADER_FIELD_MAX_OFFSET: usize = 8;
 /// How far past the end of that field the counted bytes may start (the rest of a header).
-const HEADER_AFTER_FIELD: usize = 8;
+pub const HEADER_AFTER_FIELD: usize = 8;
 
 /// A 4-byte length field within the first bytes of a one-message payload: `(offset, big
 /// endian)` of a field, at most [`HEADER_FIELD_MAX_OFFSET`] bytes in, whose value is the number of
