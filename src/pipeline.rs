@@ -1,6 +1,7 @@
 //! The offline pipeline: capture files -> decoded packets -> flows with labels.
 //!
-//! Contract: `packets_read == packets in flows + skipped (by reason)`, for every run. A file that
+//! Contract: `packets_read == packets in flows + skipped (by reason) + filtered out`, for every
+//! run. A file that
 //! cannot be opened is reported and the run goes on; a file that breaks mid-way keeps every
 //! complete record and reports where it stopped.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::decode::filter::PacketFilter;
 use crate::decode::{self, SkipCounts};
 use crate::fingerprint::registry::REGISTRY;
 use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable};
@@ -42,6 +44,10 @@ pub struct RunSummary {
     pub files: Vec<FileReport>,
     pub packets_read: u64,
     pub skipped: SkipCounts,
+    /// Packets that decoded but did not pass the run's filter ([`Pipeline::set_filter`]).
+    pub packets_filtered: u64,
+    /// The filter expression, when there was one.
+    pub filter: Option<String>,
     pub flow_counters: FlowCounters,
     pub flows: u64,
     pub first_ts: Option<i64>,
@@ -97,6 +103,8 @@ pub struct Pipeline {
     summary: RunSummary,
     /// Flows created so far, for progress displays (updated every few thousand packets).
     flows_seen: Arc<AtomicU64>,
+    /// Only packets that pass it go into flows ([`Pipeline::set_filter`]).
+    filter: Option<PacketFilter>,
 }
 
 /// Receives finished flows, rendered as rows, as they leave the flow tables (see
@@ -369,7 +377,15 @@ impl Pipeline {
             collected: Vec::new(),
             summary: RunSummary::default(),
             flows_seen,
+            filter: None,
         }
+    }
+
+    /// Lets only packets that pass `filter` into flows; the others are counted as filtered
+    /// out (`RunSummary::packets_filtered`). Set before the first file.
+    pub fn set_filter(&mut self, filter: Option<PacketFilter>) {
+        self.summary.filter = filter.as_ref().map(|f| f.expression().to_string());
+        self.filter = filter;
     }
 
     /// Moves finished flows to the sink (or the collection).
@@ -452,6 +468,11 @@ impl Pipeline {
                     }
                     let ts = packet.ts_nanos;
                     match decode::decode(packet.link_type, packet.data) {
+                        Ok(decoded)
+                            if self.filter.as_ref().is_some_and(|f| !f.matches(&decoded)) =>
+                        {
+                            self.summary.packets_filtered += 1;
+                        }
                         Ok(decoded) => {
                             self.summary.first_ts =
                                 Some(self.summary.first_ts.map_or(ts, |f| f.min(ts)));
@@ -2444,7 +2465,10 @@ mod tests {
             let (records, summary) = p.finish();
             let in_flows: u64 = records.iter().map(|r| r.packets[0] + r.packets[1]).sum();
             assert_eq!(summary.packets_read, 9000);
-            assert_eq!(summary.packets_read, in_flows + summary.skipped.total());
+            assert_eq!(
+                summary.packets_read,
+                in_flows + summary.skipped.total() + summary.packets_filtered
+            );
             rows(&records)
         };
         let one = run(1);
@@ -2477,7 +2501,7 @@ mod tests {
             let capture = pcap(101, &frames);
             let (one, summary, in_flows) = run_threads(&capture, 1);
             prop_assert_eq!(summary.packets_read, frames.len() as u64);
-            prop_assert_eq!(summary.packets_read, in_flows + summary.skipped.total());
+            prop_assert_eq!(summary.packets_read, in_flows + summary.skipped.total() + summary.packets_filtered);
             let (three, _, _) = run_threads(&capture, 3);
             prop_assert_eq!(rows(&one), rows(&three), "output must not depend on the thread count");
         }
@@ -2489,7 +2513,7 @@ mod tests {
             frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 1..30)
         ) {
             let (summary, in_flows) = run(&pcap(link, &frames));
-            prop_assert_eq!(summary.packets_read, in_flows + summary.skipped.total());
+            prop_assert_eq!(summary.packets_read, in_flows + summary.skipped.total() + summary.packets_filtered);
         }
     }
 }

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::decode::filter::PacketFilter;
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
 use crate::report;
@@ -165,6 +166,10 @@ pub struct InputArgs {
     /// Read this capture file (as tcpdump -r); may be repeated.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<PathBuf>,
+    /// Only packets that pass this filter go into flows, e.g. "tcp port 443 or udp": tcpdump's
+    /// filter language for addresses, ports and protocols (README, "Filters").
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
     /// Treat warnings (truncated or corrupt captures) as failures: exit status 2.
     #[arg(long)]
     pub strict: bool,
@@ -545,6 +550,11 @@ fn run_pipeline_into(
     input: &InputArgs,
     build: impl FnOnce(PipelineConfig) -> Pipeline,
 ) -> Result<(Vec<FlowRecord>, RunSummary)> {
+    let filter = input
+        .filter
+        .as_deref()
+        .map(PacketFilter::parse)
+        .transpose()?;
     let files = input.checked_files()?;
     install_endpoint_lists(input)?;
     let total_bytes: u64 = files
@@ -555,6 +565,7 @@ fn run_pipeline_into(
     let mut progress =
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
     let mut pipeline = build(input.config());
+    pipeline.set_filter(filter);
     let flows = pipeline.flows_seen();
     for file in &files {
         let report = pipeline.feed_file(file, &mut |bytes, packets| {

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
 
 /// LINKTYPE_* values we understand (tcpdump.org/linktypes.html).
+pub mod filter;
+
 pub mod link {
     pub const NULL: u16 = 0;
     pub const ETHERNET: u16 = 1;

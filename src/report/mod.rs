@@ -51,6 +51,8 @@ pub fn summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64>) -> 
         "packets_in_flows": c.packets,
         "packets_skipped": summary.skipped.total(),
         "skipped_by_reason": skipped,
+        "packets_filtered": summary.packets_filtered,
+        "filter": summary.filter,
         "flows": summary.flows,
         "flows_evicted": c.evicted,
         "flows_idle_expired": c.idle_expired,
@@ -108,6 +110,13 @@ pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String,
     );
     for (reason, n) in summary.skipped.nonzero() {
         let _ = writeln!(e, "               {reason:<22} {n}");
+    }
+    if let Some(filter) = &summary.filter {
+        let _ = writeln!(
+            e,
+            "  filter     {} left out by {filter:?}",
+            summary.packets_filtered
+        );
     }
     let c = &summary.flow_counters;
     let _ = writeln!(

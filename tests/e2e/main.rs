@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod corpus;
+mod filter;
 mod flood;
 mod flow_logs;
 mod hostile;
