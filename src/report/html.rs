@@ -107,6 +107,9 @@ pub struct ReportData {
     pub packets_in_flows: u64,
     pub packets_skipped: u64,
     pub skipped: Vec<SkipRow>,
+    /// Packets the run's `-f` filter left out, and the filter.
+    pub packets_filtered: u64,
+    pub filter: Option<String>,
     pub flows: u64,
     pub flows_evicted: u64,
     pub flows_idle_expired: u64,
@@ -134,6 +137,8 @@ impl Default for ReportData {
             packets_in_flows: 0,
             packets_skipped: 0,
             skipped: Vec::new(),
+            packets_filtered: 0,
+            filter: None,
             flows: 0,
             flows_evicted: 0,
             flows_idle_expired: 0,
@@ -475,6 +480,8 @@ impl ReportData {
                     packets,
                 })
                 .collect(),
+            packets_filtered: summary.packets_filtered,
+            filter: summary.filter.clone(),
             flows: summary.flows,
             flows_evicted: c.evicted,
             flows_idle_expired: c.idle_expired,
@@ -1664,7 +1671,14 @@ fn section_analysed(h: &mut String, d: &ReportData) {
     } else {
         "–".to_string()
     };
-    let facts: [(&str, String); 6] = [
+    // With a filter, read = in flows + skipped + left out: the numbers only add up with it.
+    let filter = d.filter.as_ref().map(|f| {
+        (
+            "Filter",
+            format!("{f} ({} packets left out)", fmt_int(d.packets_filtered)),
+        )
+    });
+    let facts = [
         ("Time span", span),
         ("Packets read", fmt_int(d.packets_read)),
         ("Packets in flows", fmt_int(d.packets_in_flows)),
@@ -1685,7 +1699,7 @@ fn section_analysed(h: &mut String, d: &ReportData) {
             format!("{window} ({} windows)", d.series.timestamps.len()),
         ),
     ];
-    for (k, v) in facts {
+    for (k, v) in facts.into_iter().chain(filter) {
         let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(&v));
     }
     h.push_str("</dl><h3>Inputs</h3><table id=\"inputs\"><thead><tr><th>file</th><th>format</th><th>status</th><th class=\"num\">packets</th><th class=\"num\">bytes</th><th>message</th></tr></thead><tbody>");
@@ -2817,6 +2831,23 @@ mod tests {
             Detections::default(),
         );
         check_balanced(&render_html(&only_totals)).unwrap();
+        assert!(!render_html(&only_totals).contains("<dt>Filter</dt>"));
+        let mut filtered = summary();
+        filtered.packets_filtered = 77;
+        filtered.filter = Some("tcp & <x>".into());
+        let html = render_html(&ReportData::from_run(
+            &filtered,
+            &FlowTallies::default(),
+            &[],
+            &FlowColumns::default(),
+            &[],
+            &StatsConfig::default(),
+            Detections::default(),
+        ));
+        assert!(
+            html.contains("<dt>Filter</dt><dd>tcp &amp; &lt;x&gt; (77 packets left out)</dd>"),
+            "{html}"
+        );
     }
 
     #[test]
