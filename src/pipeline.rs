@@ -1,9 +1,8 @@
 //! The offline pipeline: capture files -> decoded packets -> flows with labels.
 //!
 //! Contract: `packets_read == packets in flows + skipped (by reason) + filtered out`, for every
-//! run. A file that
-//! cannot be opened is reported and the run goes on; a file that breaks mid-way keeps every
-//! complete record and reports where it stopped.
+//! run. A file that cannot be opened is reported and the run goes on; a file that breaks mid-way
+//! keeps every complete record and reports where it stopped.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -2405,10 +2404,19 @@ mod tests {
     }
 
     fn run_threads(bytes: &[u8], threads: usize) -> (Vec<FlowRecord>, RunSummary, u64) {
+        run_filtered(bytes, threads, None)
+    }
+
+    fn run_filtered(
+        bytes: &[u8],
+        threads: usize,
+        filter: Option<&str>,
+    ) -> (Vec<FlowRecord>, RunSummary, u64) {
         let mut p = Pipeline::new(PipelineConfig {
             threads,
             ..PipelineConfig::default()
         });
+        p.set_filter(filter.map(|f| PacketFilter::parse(f).expect("a valid filter")));
         let mut report = FileReport::new(Path::new("test"));
         let reader = CaptureReader::new(bytes).expect("valid header");
         p.feed_reader(reader, &mut report, &mut |_, _| {});
@@ -2420,6 +2428,17 @@ mod tests {
     fn run(bytes: &[u8]) -> (RunSummary, u64) {
         let (_, summary, in_flows) = run_threads(bytes, 1);
         (summary, in_flows)
+    }
+
+    /// Frames (raw IP) that are UDP or have port 443 on either side, read from their headers.
+    fn frames_kept(frames: &[Vec<u8>]) -> u64 {
+        frames
+            .iter()
+            .filter(|f| {
+                let ports = [f[20..22].to_vec(), f[22..24].to_vec()];
+                f[9] == 17 || ports.iter().any(|p| p[..] == 443u16.to_be_bytes())
+            })
+            .count() as u64
     }
 
     fn rows(records: &[FlowRecord]) -> Vec<String> {
@@ -2504,6 +2523,13 @@ mod tests {
             prop_assert_eq!(summary.packets_read, in_flows + summary.skipped.total() + summary.packets_filtered);
             let (three, _, _) = run_threads(&capture, 3);
             prop_assert_eq!(rows(&one), rows(&three), "output must not depend on the thread count");
+            // With a filter: the packets it passes, and only those, make flows, on any thread count.
+            let passing = frames_kept(&frames);
+            let (one, summary, in_flows) = run_filtered(&capture, 1, Some("udp or port 443"));
+            prop_assert_eq!(in_flows, passing);
+            prop_assert_eq!(summary.packets_filtered, frames.len() as u64 - passing);
+            let (three, _, _) = run_filtered(&capture, 3, Some("udp or port 443"));
+            prop_assert_eq!(rows(&one), rows(&three));
         }
 
         /// Completely arbitrary frames under every link type.
