@@ -2821,29 +2821,24 @@ mod tests {
             assert!(html.contains(&format!("<section id=\"{id}\">")));
         }
         assert_eq!(figures(&d).len(), 7);
-        let only_totals = ReportData::from_run(
-            &summary(),
-            &FlowTallies::default(),
-            &[],
-            &FlowColumns::default(),
-            &[],
-            &StatsConfig::default(),
-            Detections::default(),
-        );
+        let of_summary = |summary: &RunSummary| {
+            ReportData::from_run(
+                summary,
+                &FlowTallies::default(),
+                &[],
+                &FlowColumns::default(),
+                &[],
+                &StatsConfig::default(),
+                Detections::default(),
+            )
+        };
+        let only_totals = of_summary(&summary());
         check_balanced(&render_html(&only_totals)).unwrap();
         assert!(!render_html(&only_totals).contains("<dt>Filter</dt>"));
         let mut filtered = summary();
         filtered.packets_filtered = 77;
         filtered.filter = Some("tcp & <x>".into());
-        let html = render_html(&ReportData::from_run(
-            &filtered,
-            &FlowTallies::default(),
-            &[],
-            &FlowColumns::default(),
-            &[],
-            &StatsConfig::default(),
-            Detections::default(),
-        ));
+        let html = render_html(&of_summary(&filtered));
         assert!(
             html.contains("<dt>Filter</dt><dd>tcp &amp; &lt;x&gt; (77 packets left out)</dd>"),
             "{html}"
