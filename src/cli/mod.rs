@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::atomic_file::AtomicFile;
 use crate::decode::filter::PacketFilter;
 use crate::flow::{FlowConfig, FlowRecord};
 use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
@@ -207,8 +208,8 @@ pub struct FlowsArgs {
     /// `.csv`), else table].
     #[arg(long, value_enum)]
     pub format: Option<FlowFormat>,
-    /// Write the rows to FILE instead of stdout (`-`: stdout). They go to a hidden file beside
-    /// it, renamed to FILE once every row is written, so FILE is never half-written.
+    /// Write the rows to FILE instead of stdout (`-`: stdout). They go to `FILE.partial`,
+    /// renamed to FILE once every row is written, so FILE is never half-written.
     #[arg(short, long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -235,15 +236,11 @@ impl FlowsArgs {
     }
 }
 
-/// Where `flows` writes: stdout, or a file that appears only once it is complete.
+/// Where `flows` writes: stdout, or a file that appears only once it is complete
+/// ([`AtomicFile`], as every other output).
 enum FlowsOutput {
     Stdout(io::BufWriter<io::StdoutLock<'static>>),
-    File {
-        writer: io::BufWriter<std::fs::File>,
-        /// The hidden file being written, beside `path`.
-        partial: PathBuf,
-        path: PathBuf,
-    },
+    File(AtomicFile),
 }
 
 impl FlowsOutput {
@@ -255,64 +252,27 @@ impl FlowsOutput {
         if path.is_dir() {
             bail!("--out {}: is a folder; name a file in it", path.display());
         }
-        let name = path
-            .file_name()
-            .with_context(|| format!("--out {}: not a file name", path.display()))?;
-        let mut hidden = std::ffi::OsString::from(".");
-        hidden.push(name);
-        hidden.push(format!(".partial-{}", std::process::id()));
-        let partial = path.with_file_name(hidden);
-        let file = std::fs::File::create(&partial).with_context(|| {
-            format!(
-                "--out {}: cannot write there (creating {})",
-                path.display(),
-                partial.display()
-            )
-        })?;
-        Ok(FlowsOutput::File {
-            writer: io::BufWriter::new(file),
-            partial,
-            path: path.to_path_buf(),
-        })
+        AtomicFile::create(path)
+            .map(FlowsOutput::File)
+            .with_context(|| format!("--out {}: cannot write there", path.display()))
     }
 
     fn writer(&mut self) -> &mut dyn Write {
         match self {
             FlowsOutput::Stdout(w) => w,
-            FlowsOutput::File { writer, .. } => writer,
+            FlowsOutput::File(f) => f,
         }
     }
 
-    /// Flushes, and puts a file in its place.
+    /// Flushes, and puts a file in its place. Dropped without this, a file's partial copy is
+    /// removed.
     fn finish(self) -> Result<()> {
         match self {
             FlowsOutput::Stdout(mut w) => Ok(w.flush()?),
-            FlowsOutput::File {
-                writer,
-                partial,
-                path,
-            } => {
-                let file = writer
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .with_context(|| format!("writing {}", partial.display()))?;
-                drop(file);
-                // On failure the rows stay in the partial file, which the message names.
-                std::fs::rename(&partial, &path).with_context(|| {
-                    format!(
-                        "renaming {} to {} (the rows are in the former)",
-                        partial.display(),
-                        path.display()
-                    )
-                })
+            FlowsOutput::File(f) => {
+                let path = f.path().display().to_string();
+                f.commit().with_context(|| format!("writing {path}"))
             }
-        }
-    }
-
-    /// Removes a file left incomplete by an error.
-    fn abandon(self) {
-        if let FlowsOutput::File { partial, .. } = self {
-            let _ = std::fs::remove_file(partial);
         }
     }
 }
@@ -623,21 +583,15 @@ fn install_endpoint_lists(input: &InputArgs) -> Result<()> {
 
 fn run_flows(args: FlowsArgs) -> Result<i32> {
     let mut out = FlowsOutput::open(args.out_file())?;
-    match write_flows_to(&args, out.writer()) {
-        Ok((summary, protocols)) => {
-            out.finish()?;
-            if args.input.json {
-                eprintln!("{}", report::summary_json(&summary, &protocols));
-            } else if !args.input.quiet {
-                report::print_terminal_summary(&summary, &protocols);
-            }
-            Ok(args.input.exit_code(&summary))
-        }
-        Err(e) => {
-            out.abandon();
-            Err(e)
-        }
+    // On an error `out` is dropped, which removes a file's partial copy.
+    let (summary, protocols) = write_flows_to(&args, out.writer())?;
+    out.finish()?;
+    if args.input.json {
+        eprintln!("{}", report::summary_json(&summary, &protocols));
+    } else if !args.input.quiet {
+        report::print_terminal_summary(&summary, &protocols);
     }
+    Ok(args.input.exit_code(&summary))
 }
 
 /// Runs `flows` into `writer`; returns the run's totals and its flows per protocol.
