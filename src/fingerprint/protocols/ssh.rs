@@ -8,6 +8,9 @@
 //!   with its own version, `1.5` (or the older `1.3`), and no KEXINIT follows.
 //!   softwareversion is printable US-ASCII without whitespace or `-`. A server MAY send other
 //!   lines before it (not starting with `SSH-`); old implementations end it with a bare LF.
+//!   Deployed servers break the `-` rule (Apache MINA SSHD sends `SSH-2.0-APACHE-SSHD-2.5.0`)
+//!   and clients connect to them regardless (OpenSSH reads the peer's version with
+//!   `SSH-%d.%d-%[^\n]`), so a `-` is accepted inside softwareversion.
 //! - RFC 4253 §6: binary packets `uint32 packet_length, byte padding_length, payload, padding,
 //!   MAC`; padding is 4..=255 bytes; §6.1 packets up to 35000 bytes must be accepted.
 //! - RFC 4253 §7.1: the first packet is `SSH_MSG_KEXINIT` (20): 16 cookie bytes, then name-lists
@@ -76,11 +79,7 @@ pub fn parse_ident_line(b: &[u8]) -> Option<Ident<'_>> {
     let body = b.get(prefix_len..line_len)?;
     let sw_len = body.iter().position(|&c| c == b' ').unwrap_or(body.len());
     let software = body.get(..sw_len)?;
-    if software.is_empty()
-        || !software
-            .iter()
-            .all(|&c| (0x21..=0x7e).contains(&c) && c != b'-')
-    {
+    if software.is_empty() || !software.iter().all(|&c| (0x21..=0x7e).contains(&c)) {
         return None;
     }
     let comments = body.get(sw_len..).unwrap_or(&[]);
@@ -157,6 +156,8 @@ struct Side {
     software: Option<String>,
     proto: &'static str,
     kexinit: bool,
+    /// This side sent something other than an identification string first.
+    silent: bool,
 }
 
 /// Per-flow state; the verdict is made in `conclude`.
@@ -169,7 +170,9 @@ struct State {
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
         let side = &mut self.sides[p.direction.index()];
-        if side.software.is_none() {
+        if side.silent {
+            // Nothing more to learn from this side.
+        } else if side.software.is_none() {
             match find_ident(p.bytes) {
                 Some(id) => {
                     side.software = Some(super::http::evidence_text(id.software, 64));
@@ -177,19 +180,27 @@ impl Fingerprinter for State {
                     side.kexinit = p.bytes.get(id.end..).is_some_and(is_kexinit);
                 }
                 None => {
-                    // Anything but an identification string (or pre-banner text) first: not SSH.
+                    // Anything but an identification string (or pre-banner text) first: this
+                    // side does not speak SSH.
                     let texty = p
                         .bytes
                         .iter()
                         .take(MAX_PREAMBLE)
                         .all(|&c| c == b'\r' || c == b'\n' || (0x20..=0x7e).contains(&c));
-                    if !texty || p.nth_in_direction >= 1 {
-                        return Step::NotThis;
-                    }
+                    side.silent = !texty || p.nth_in_direction >= 1;
                 }
             }
         } else if !side.kexinit {
             side.kexinit = is_kexinit(p.bytes);
+        }
+        // One side's identification string is proof enough of an SSH speaker, and the other
+        // side not answering in kind (an error text, a server rejecting the client) does not
+        // take it back. A side that fails before the other has identified ends the matter.
+        let [client, server] = &self.sides;
+        if (client.silent && server.software.is_none())
+            || (server.silent && client.software.is_none())
+        {
+            return Step::NotThis;
         }
         Step::NeedMore
     }
@@ -308,6 +319,60 @@ mod tests {
         assert_eq!(
             v.evidence.get("client_software"),
             Some(&"dropbear_2018.76".into())
+        );
+    }
+
+    /// Apache MINA SSHD's identification string has `-` inside softwareversion, against RFC
+    /// 4253 §4.2; OpenSSH clients connect to it all the same. Both lines are from a loopback
+    /// session in nDPI's test captures (client port 58496, server port 8000).
+    #[test]
+    fn dashes_in_software_version_are_tolerated() {
+        let id = parse_ident_line(b"SSH-2.0-APACHE-SSHD-2.5.0\r\n").unwrap();
+        assert_eq!((id.proto, id.software), ("2.0", &b"APACHE-SSHD-2.5.0"[..]));
+        let mut s = State::default();
+        let client = b"SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.11\r\n";
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, client)),
+            Step::NeedMore
+        );
+        let server = b"SSH-2.0-APACHE-SSHD-2.5.0\r\n";
+        assert_eq!(
+            s.observe(&pl(Direction::ToClient, 0, server)),
+            Step::NeedMore
+        );
+        let v = s.conclude(&ctx(2, 7_000, 37)).unwrap();
+        assert_eq!(v.confidence, Confidence::BothDirections);
+        assert_eq!(
+            v.evidence.get("server_software"),
+            Some(&"APACHE-SSHD-2.5.0".into())
+        );
+    }
+
+    /// A client that identified itself stays an SSH client when the server answers with
+    /// something else; a side that fails before the other identified still rules SSH out.
+    #[test]
+    fn one_identified_side_survives_the_other_failing() {
+        let mut s = State::default();
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, REVERSE_CLIENT)),
+            Step::NeedMore
+        );
+        assert_eq!(
+            s.observe(&pl(Direction::ToClient, 0, b"\x00\x01binary")),
+            Step::NeedMore
+        );
+        assert_eq!(
+            s.observe(&pl(Direction::ToClient, 1, REVERSE_SERVER)),
+            Step::NeedMore
+        );
+        let v = s.conclude(&ctx(1, 1_000, 4)).unwrap();
+        assert_eq!(v.confidence, Confidence::OneMessage);
+        assert_eq!(v.evidence.get("server_software"), None);
+
+        let mut s = State::default();
+        assert_eq!(
+            s.observe(&pl(Direction::ToClient, 0, b"\x00\x01binary")),
+            Step::NotThis
         );
     }
 
