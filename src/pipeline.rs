@@ -6,7 +6,7 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::decode::filter::PacketFilter;
@@ -104,6 +104,10 @@ pub struct Pipeline {
     flows_seen: Arc<AtomicU64>,
     /// Only packets that pass it go into flows ([`Pipeline::set_filter`]).
     filter: Option<PacketFilter>,
+    /// Reading stops once this is set ([`Pipeline::set_stop`]).
+    stop: Option<&'static AtomicBool>,
+    /// Reading stopped because `stop` was set.
+    stopped: bool,
 }
 
 /// Receives finished flows, rendered as rows, as they leave the flow tables (see
@@ -377,6 +381,8 @@ impl Pipeline {
             summary: RunSummary::default(),
             flows_seen,
             filter: None,
+            stop: None,
+            stopped: false,
         }
     }
 
@@ -385,6 +391,22 @@ impl Pipeline {
     pub fn set_filter(&mut self, filter: Option<PacketFilter>) {
         self.summary.filter = filter.as_ref().map(|f| f.expression().to_string());
         self.filter = filter;
+    }
+
+    /// Stops reading once `stop` is set (by a signal handler, say): the file being read is
+    /// left at the next checkpoint (every 4096 packets), and later files are not opened.
+    /// [`Pipeline::stopped`] then says so; the flows read so far can still be finished.
+    pub fn set_stop(&mut self, stop: Option<&'static AtomicBool>) {
+        self.stop = stop;
+    }
+
+    /// Reading was stopped by the flag of [`Pipeline::set_stop`], or it is set now.
+    pub fn stopped(&self) -> bool {
+        self.stopped || self.stop_requested()
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
     /// Moves finished flows to the sink (or the collection).
@@ -419,6 +441,12 @@ impl Pipeline {
     /// call (every few thousand packets).
     pub fn feed_file(&mut self, path: &Path, progress: &mut impl FnMut(u64, u64)) -> &FileReport {
         let mut report = FileReport::new(path);
+        if self.stopped() {
+            self.stopped = true;
+            report.status = FileStatus::Failed("not read: the run was stopped".into());
+            self.summary.files.push(report);
+            return self.summary.files.last().expect("just pushed");
+        }
         match ingest::open_input(path) {
             Err(OpenError::Io(e)) => report.status = FileStatus::Failed(e.to_string()),
             Err(OpenError::Capture(e)) => report.status = FileStatus::Failed(e.to_string()),
@@ -501,6 +529,14 @@ impl Pipeline {
                         progress(off - last_progress, report.packets - last_packets);
                         last_progress = off;
                         last_packets = report.packets;
+                        if self.stop_requested() {
+                            self.stopped = true;
+                            report.status = FileStatus::Partial(format!(
+                                "stopped after {} packets",
+                                report.packets
+                            ));
+                            break;
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -2217,6 +2253,45 @@ mod tests {
         let mut seen = one.clone();
         seen.sort_unstable();
         assert!(seen.iter().copied().eq(0..records.len()), "a permutation");
+    }
+
+    /// A stop request ends reading at the next 4096-packet checkpoint; the flows read until
+    /// then still finish, on any thread count, and no later file is opened.
+    #[test]
+    fn a_stop_request_ends_reading_at_the_next_checkpoint() {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let frames: Vec<Vec<u8>> = (0..10_000u32)
+            .map(|i| {
+                let [_, _, hi, lo] = i.to_be_bytes();
+                crate::decode::tests::ipv4_udp([10, 0, hi, lo], [192, 0, 2, 7], 40_000, 53, b"q")
+            })
+            .collect();
+        let bytes = pcap(101, &frames);
+        for threads in [1, 2] {
+            STOP.store(false, Ordering::Relaxed);
+            let mut p = Pipeline::new(PipelineConfig {
+                threads,
+                ..PipelineConfig::default()
+            });
+            p.set_stop(Some(&STOP));
+            let mut report = FileReport::new(Path::new("test"));
+            let reader = CaptureReader::new(&bytes[..]).expect("valid header");
+            // The first checkpoint's progress call asks for the stop.
+            p.feed_reader(reader, &mut report, &mut |_, _| {
+                STOP.store(true, Ordering::Relaxed)
+            });
+            assert_eq!(report.packets, 4096, "{threads} threads");
+            assert!(matches!(report.status, FileStatus::Partial(_)));
+            assert!(p.stopped());
+            let later = p.feed_file(Path::new("/nonexistent/never-opened.pcap"), &mut |_, _| {});
+            assert_eq!(
+                later.status,
+                FileStatus::Failed("not read: the run was stopped".into())
+            );
+            let (records, summary) = p.finish();
+            assert_eq!(summary.packets_read, 4096);
+            assert_eq!(records.len(), 4096, "{threads} threads");
+        }
     }
 
     /// A little-endian pcap of the given (link type applies to all) frames, one a second.

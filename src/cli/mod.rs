@@ -6,6 +6,7 @@
 
 mod analysis;
 mod detection;
+mod interrupt;
 mod output;
 mod spill;
 
@@ -420,6 +421,10 @@ pub fn main() -> i32 {
             if is_broken_pipe(&e) {
                 return 0;
             }
+            if let Some(stop) = e.downcast_ref::<interrupt::Interrupted>() {
+                eprintln!("tunnelwatch: {stop}");
+                return stop.exit_code();
+            }
             eprintln!("tunnelwatch: error: {e:#}");
             1
         }
@@ -526,8 +531,13 @@ fn run_pipeline_into(
         report::Progress::new(total_bytes, !input.quiet && io::stderr().is_terminal());
     let mut pipeline = build(input.config());
     pipeline.set_filter(filter);
+    let (interrupt_guard, stop) = interrupt::Guard::install();
+    pipeline.set_stop(Some(stop));
     let flows = pipeline.flows_seen();
     for file in &files {
+        if pipeline.stopped() {
+            break;
+        }
         let report = pipeline.feed_file(file, &mut |bytes, packets| {
             progress.advance(
                 bytes,
@@ -538,6 +548,8 @@ fn run_pipeline_into(
         let label = if input.strict { "error" } else { "warning" };
         match &report.status {
             FileStatus::Complete => {}
+            // Said once, by the run's error.
+            FileStatus::Partial(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => {}
             FileStatus::Partial(msg) => {
                 progress.clear();
                 eprintln!(
@@ -552,8 +564,16 @@ fn run_pipeline_into(
             }
         }
     }
+    let stopped_reading = pipeline.stopped();
+    // Workers are joined and the flows read so far ended either way; on a stop they are
+    // dropped with every temporary.
     let result = pipeline.finish();
+    let stopped = stopped_reading || stop.load(std::sync::atomic::Ordering::Relaxed);
+    drop(interrupt_guard);
     progress.clear();
+    if stopped {
+        return Err(interrupt::Interrupted::now(result.1.packets_read).into());
+    }
     Ok(result)
 }
 

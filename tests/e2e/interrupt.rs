@@ -328,3 +328,74 @@ fn killed_synth_leaves_no_half_capture() {
     }
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Ctrl-C (or SIGTERM) while `flows -o FILE` reads: the run stops at its next checkpoint, says
+/// so, exits as a shell reports the signal (128 + its number) and leaves nothing behind: no
+/// FILE, no `FILE.partial`, no spill folder. The capture comes through a FIFO, so the signal
+/// lands while the reader still has input to read, whatever the machine's speed.
+#[test]
+fn a_signal_while_reading_stops_the_run_and_leaves_nothing() {
+    use std::io::Write;
+    let work = scratch("sigint-reading");
+    let capture = std::fs::read(scenario_capture(&work)).unwrap();
+    for (signal, name, code) in [(Signal::Int, "SIGINT", 130), (Signal::Term, "SIGTERM", 143)] {
+        for threads in ["1", "2"] {
+            let context = format!("{name}, {threads} threads");
+            let fifo = work.join("capture.fifo");
+            let _ = std::fs::remove_file(&fifo);
+            let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+            assert!(made.success(), "mkfifo");
+            let tmp = work.join("tmp");
+            std::fs::create_dir_all(&tmp).unwrap();
+            let out = work.join("flows.jsonl");
+            let child = Command::new(bin())
+                .args(["flows", "-q", "--threads", threads, "-r"])
+                .arg(&fifo)
+                .arg("-o")
+                .arg(&out)
+                .env("TMPDIR", &tmp)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the tunnelwatch binary starts");
+            // Opening the FIFO waits for the reader, which installs its handlers first.
+            let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let half = capture.len() / 2;
+            writer.write_all(&capture[..half]).unwrap();
+            match signal {
+                Signal::Int => assert!(Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap()
+                    .success()),
+                _ => assert!(Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .unwrap()
+                    .success()),
+            }
+            // The rest, until the reader stops taking it (then the pipe breaks).
+            let _ = writer.write_all(&capture[half..]);
+            drop(writer);
+            let done = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&done.stderr);
+            assert_eq!(done.status.code(), Some(code), "{context}: {err}");
+            assert!(
+                err.contains(&format!("interrupted by {name} after "))
+                    && err.contains("no output was written"),
+                "{context}: {err}"
+            );
+            assert!(!err.contains("warning"), "{context}: {err}");
+            assert!(!out.exists(), "{context}: no output file");
+            assert_eq!(entries(&work.join("tmp")), 0, "{context}: no spill left");
+            let leftovers: Vec<_> = std::fs::read_dir(&work)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".partial"))
+                .collect();
+            assert!(leftovers.is_empty(), "{context}: {leftovers:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
