@@ -434,6 +434,7 @@ mod tests {
             tcp_seq: 0,
             payload: &[],
             ip_len: 40,
+            payload_cut: 0,
         }
     }
 

@@ -136,6 +136,10 @@ pub struct DecodedPacket<'a> {
     pub payload: &'a [u8],
     /// Bytes of the IP packet on the wire (header included), from the IP length field.
     pub ip_len: u32,
+    /// Payload bytes the capture left out: a snap length (`tcpdump -s`, MAWI's 96 bytes) cut
+    /// the frame short, so the payload was `payload.len() + payload_cut` bytes on the wire
+    /// (from the IP length field, or UDP's own). 0 for a whole payload.
+    pub payload_cut: u32,
 }
 
 /// A [`DecodedPacket`] without its borrow: the payload as a byte range of its frame. Lets the
@@ -151,6 +155,7 @@ pub struct DetachedPacket {
     pub tcp_flags: u8,
     pub tcp_seq: u32,
     pub ip_len: u32,
+    pub payload_cut: u32,
     payload_start: u32,
     payload_len: u32,
 }
@@ -174,6 +179,7 @@ impl<'a> DecodedPacket<'a> {
             tcp_flags: self.tcp_flags,
             tcp_seq: self.tcp_seq,
             ip_len: self.ip_len,
+            payload_cut: self.payload_cut,
             payload_start: u32::try_from(start).ok()?,
             payload_len: u32::try_from(self.payload.len()).ok()?,
         })
@@ -205,6 +211,7 @@ impl DetachedPacket {
             tcp_seq: self.tcp_seq,
             payload,
             ip_len: self.ip_len,
+            payload_cut: self.payload_cut,
         })
     }
 }
@@ -465,6 +472,12 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         Some(layer) => layer,
         None => lax_ip_layer(ip)?,
     };
+    // The IP length field says where the packet ended on the wire; what the capture holds of
+    // the body ends `body_cut` bytes before that.
+    let body_end = (body.as_ptr() as usize)
+        .saturating_sub(ip.as_ptr() as usize)
+        .saturating_add(body.len());
+    let body_cut = u32::try_from(body_end).map_or(0, |end| ip_len.saturating_sub(end));
     let mut pkt = DecodedPacket {
         src,
         dst,
@@ -475,6 +488,7 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         tcp_seq: 0,
         payload: body,
         ip_len,
+        payload_cut: body_cut,
     };
     match proto {
         ip_proto::TCP => {
@@ -492,6 +506,8 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
             pkt.tcp_seq = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
             // Options cut off by the snap length: keep the header facts, no payload.
             pkt.payload = body.get(header_len..).unwrap_or(&[]);
+            let header_missing = u32::try_from(header_len.saturating_sub(body.len())).unwrap_or(0);
+            pkt.payload_cut = body_cut.saturating_sub(header_missing);
         }
         ip_proto::UDP => {
             // RFC 768: 8-byte header; the length field bounds the payload (trailing padding).
@@ -507,6 +523,11 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
                 body.len()
             };
             pkt.payload = &body[8..end];
+            if udp_len >= 8 {
+                // The datagram's own length, within what the IP header allows.
+                let wire_end = udp_len.min(body.len().saturating_add(body_cut as usize));
+                pkt.payload_cut = u32::try_from(wire_end.saturating_sub(end)).unwrap_or(0);
+            }
         }
         ip_proto::ICMP | ip_proto::ICMPV6 => {
             // Type, code, checksum, 4 bytes of rest-of-header (id/seq for echo).
@@ -741,6 +762,46 @@ pub(crate) mod tests {
         let p = decode(link::RAW, &ip).unwrap();
         assert_eq!(p.ip_proto, ip_proto::AH);
         assert_eq!(p.payload, &ah[..]);
+    }
+
+    /// A snap length cuts the frame's end off: the payload keeps what was captured and
+    /// `payload_cut` says how much more there was on the wire, by the IP length (TCP) or
+    /// UDP's own length; a whole packet, or one with link-layer padding after it, has none.
+    #[test]
+    fn payload_cut_counts_what_the_snap_length_left_out() {
+        let payload = [7u8; 100];
+        let udp = ipv4_udp([10, 0, 0, 1], [192, 0, 2, 9], 40_000, 53, &payload);
+        let p = decode(link::RAW, &udp[..28 + 40]).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut, p.ip_len), (40, 60, 128));
+        let p = decode(link::RAW, &udp).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut), (100, 0));
+        let mut padded = udp.clone();
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(decode(link::RAW, &padded).unwrap().payload_cut, 0);
+
+        let tcp = ipv4_tcp([10, 0, 0, 1], [192, 0, 2, 9], 40_000, 443, 0x18, &payload);
+        let p = decode(link::RAW, &tcp[..40 + 10]).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut), (10, 90));
+        // Cut inside the TCP header (options): no payload, and the header's missing bytes are
+        // not payload.
+        let mut with_options = tcp.clone();
+        with_options[32] = 0x70; // data offset 7 words: 8 bytes of options
+        let p = decode(link::RAW, &with_options[..40 + 4]).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut), (0, 92));
+
+        // A UDP length beyond the IP packet is believed only as far as the IP length goes.
+        let mut lying = udp.clone();
+        lying[24..26].copy_from_slice(&5000u16.to_be_bytes());
+        let p = decode(link::RAW, &lying[..28 + 40]).unwrap();
+        assert_eq!(p.payload_cut, 60);
+
+        // IPv6 takes the same reading.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 108, 17, 64];
+        v6.extend_from_slice(&[0u8; 32]);
+        v6.extend_from_slice(&[0, 53, 0x13, 0x88, 0, 108, 0, 0]);
+        v6.extend_from_slice(&payload);
+        let p = decode(link::IPV6, &v6[..40 + 8 + 30]).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut), (30, 70));
     }
 
     #[test]

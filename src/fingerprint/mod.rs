@@ -271,6 +271,23 @@ pub struct Payload<'a> {
     /// TCP: the flow's first packet was neither SYN nor SYN-ACK, so the capture began
     /// mid-connection and `nth` counts from there, not from the connection's first byte.
     pub midstream: bool,
+    /// Bytes of this payload the capture left out (a snap length cut the frame short): on the
+    /// wire it was [`Payload::wire_len`] bytes, of which `bytes` are the first. 0 when `bytes`
+    /// is the whole payload. A detector that checks a message's length against the payload's
+    /// (or reads its end) must use the wire length or decline a cut payload.
+    pub cut: u32,
+}
+
+impl Payload<'_> {
+    /// The payload's length on the wire: the captured bytes and the ones cut off.
+    pub fn wire_len(&self) -> usize {
+        self.bytes.len().saturating_add(self.cut as usize)
+    }
+
+    /// `bytes` is the whole payload (nothing was cut off by a snap length).
+    pub fn is_whole(&self) -> bool {
+        self.cut == 0
+    }
 }
 
 /// What a fingerprinter may know about the whole flow when it concludes.
@@ -302,7 +319,13 @@ impl<'a> Payload<'a> {
             ts_nanos: 0,
             bytes,
             midstream: false,
+            cut: 0,
         }
+    }
+
+    /// Marks `cut` more bytes of the payload as left out by the capture.
+    pub(crate) fn cut(self, cut: u32) -> Self {
+        Payload { cut, ..self }
     }
 
     /// Marks the flow as picked up mid-connection.

@@ -520,10 +520,12 @@ impl FlowTable {
             flow.fin[d] = true;
         }
 
+        // What the packet carried on the wire, of which a snap length may have kept less.
+        let wire_payload = pkt.payload.len() as u64 + u64::from(pkt.payload_cut);
         let mut offer = !pkt.payload.is_empty();
         if offer && is_tcp {
             // A segment that ends at or before the highest byte already seen repeats it.
-            let end = pkt.tcp_seq.wrapping_add(pkt.payload.len() as u32);
+            let end = pkt.tcp_seq.wrapping_add(wire_payload as u32);
             match flow.next_seq[d] {
                 Some(next) if (end.wrapping_sub(next) as i32) <= 0 => {
                     offer = false;
@@ -532,8 +534,8 @@ impl FlowTable {
                 _ => flow.next_seq[d] = Some(end),
             }
         }
-        if !pkt.payload.is_empty() {
-            flow.payload_bytes[d] += pkt.payload.len() as u64;
+        if wire_payload > 0 {
+            flow.payload_bytes[d] += wire_payload;
             flow.payload_packets[d] += 1;
         }
         if offer && !flow.fingerprint.is_settled() {
@@ -553,6 +555,7 @@ impl FlowTable {
                 ts_nanos: ts,
                 bytes: pkt.payload,
                 midstream: flow.midstream,
+                cut: pkt.payload_cut,
             };
             flow.fingerprint.observe(registry, &payload);
         }

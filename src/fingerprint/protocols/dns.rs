@@ -168,6 +168,15 @@ pub struct DnsMessage {
 /// authority and additional records (name, type, class, TTL, RDLENGTH, RDATA). Every section
 /// must parse and the message must end exactly where the records end; the Z bit must be 0.
 pub fn parse_message(msg: &[u8]) -> Option<DnsMessage> {
+    parse_message_cut(msg, msg.len())
+}
+
+/// [`parse_message`] of a message of which the capture kept only the first bytes (a snap
+/// length cut it): `msg` is what was kept and `wire_len` the message's length on the wire.
+/// The header and every question must be among the kept bytes; records are read as far as
+/// they go, none may run past `wire_len`, and where all of them were kept the message must
+/// end at `wire_len`. With `wire_len == msg.len()` this is the whole-message parse.
+pub fn parse_message_cut(msg: &[u8], wire_len: usize) -> Option<DnsMessage> {
     let h = msg.get(..HEADER_LEN)?;
     let flags = u16::from_be_bytes([h[2], h[3]]);
     let mut m = DnsMessage {
@@ -187,9 +196,10 @@ pub fn parse_message(msg: &[u8]) -> Option<DnsMessage> {
         return None;
     }
     let records = usize::from(m.ancount) + usize::from(m.nscount) + usize::from(m.arcount);
-    if records > MAX_RECORDS {
+    if records > MAX_RECORDS || wire_len < msg.len() {
         return None;
     }
+    let whole = wire_len == msg.len();
     let mut at = HEADER_LEN;
     for i in 0..m.qdcount {
         let (name, next) = parse_name(msg, at)?;
@@ -202,31 +212,50 @@ pub fn parse_message(msg: &[u8]) -> Option<DnsMessage> {
         at = next + 4;
     }
     for _ in 0..records {
-        let (_, next) = parse_name(msg, at)?;
-        let rr = msg.get(next..next + 10)?;
+        let Some((_, next)) = parse_name(msg, at) else {
+            // Past the kept bytes of a cut message the rest is unknown, not wrong.
+            return (!whole).then(|| cut_at(m, msg.len()));
+        };
+        let Some(rr) = msg.get(next..next + 10) else {
+            return (!whole && next + 10 > msg.len()).then(|| cut_at(m, msg.len()));
+        };
         let rdlen = u16::from_be_bytes([rr[8], rr[9]]);
         m.max_rdata = m.max_rdata.max(rdlen);
         at = next + 10 + usize::from(rdlen);
-        if at > msg.len() {
+        if at > wire_len {
             return None;
         }
+        if at > msg.len() {
+            return Some(cut_at(m, msg.len()));
+        }
     }
-    if at != msg.len() {
+    if at != wire_len {
         return None;
     }
     m.len = at;
     Some(m)
 }
 
-/// The DNS message in one transport payload: the whole UDP payload, or over TCP the first
-/// message after its 2-byte length prefix when the segment holds all of it.
-pub fn message_in(transport: Transport, bytes: &[u8]) -> Option<&[u8]> {
+/// A cut message read up to the end of the kept bytes.
+fn cut_at(mut m: DnsMessage, kept: usize) -> DnsMessage {
+    m.len = kept;
+    m
+}
+
+/// The DNS message in one transport payload and its length on the wire: the whole UDP
+/// payload, or over TCP the first message after its 2-byte length prefix when the segment
+/// holds all of it (or held it on the wire, for a payload a snap length cut short).
+pub fn message_in<'a>(transport: Transport, bytes: &'a [u8], wire_len: usize) -> Option<(&'a [u8], usize)> {
     match transport {
         Transport::Tcp => {
             let len = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
-            bytes.get(2..2 + len)
+            if 2 + len > wire_len {
+                return None;
+            }
+            let kept = bytes.get(2..)?;
+            Some((kept.get(..len).unwrap_or(kept), len))
         }
-        _ => Some(bytes),
+        _ => Some((bytes, wire_len)),
     }
 }
 
@@ -305,10 +334,10 @@ fn verdict(confidence: Confidence, qname: Option<&str>, qtype: u16, rcode: Optio
 
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
-        let Some(msg) = message_in(p.transport, p.bytes) else {
+        let Some((msg, wire_len)) = message_in(p.transport, p.bytes, p.wire_len()) else {
             return Step::NotThis;
         };
-        let Some(m) = parse_message(msg).filter(is_plausible) else {
+        let Some(m) = parse_message_cut(msg, wire_len).filter(is_plausible) else {
             return Step::NotThis;
         };
         let text = m.qname.and_then(|q| name_text(msg, q.offset));
@@ -408,6 +437,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A response a snap length cut inside its records still answers the query; cut inside
+    /// the question, or claiming records past its length on the wire, it is not read.
+    #[test]
+    fn responses_cut_by_a_snap_length() {
+        let r = wikipedia_response();
+        let qend = 12 + 22 + 4;
+        for kept in [qend, qend + 5, qend + 12, r.len() - 1] {
+            let m = parse_message_cut(&r[..kept], r.len()).unwrap();
+            assert_eq!((m.qtype, m.nscount, m.len), (28, 1, kept), "kept {kept}");
+        }
+        assert!(parse_message_cut(&r[..qend - 1], r.len()).is_none());
+        // The authority record's RDATA ends at r.len(): a shorter wire length contradicts it.
+        assert!(parse_message_cut(&r[..qend + 12], r.len() - 1).is_none());
+        // Whole, the message must end where its records do.
+        assert!(parse_message_cut(&r, r.len() + 1).is_none());
+
+        let q = wikipedia_query();
+        let mut s = State::default();
+        s.observe(&payload(Direction::ToServer, 0, Transport::Udp, &q));
+        let cut = payload(Direction::ToClient, 0, Transport::Udp, &r[..qend + 5])
+            .cut((r.len() - qend - 5) as u32);
+        match s.observe(&cut) {
+            Step::Match(v) => assert_eq!(v.confidence, Confidence::BothDirections),
+            other => panic!("{other:?}"),
+        }
+        // Over TCP the length prefix gives the message's length on the wire.
+        let mut framed = (r.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&r);
+        let (msg, wire) = message_in(Transport::Tcp, &framed[..50], framed.len()).unwrap();
+        assert_eq!((msg.len(), wire), (48, r.len()));
+        assert!(message_in(Transport::Tcp, &framed[..50], framed.len() - 1).is_none());
     }
 
     #[test]

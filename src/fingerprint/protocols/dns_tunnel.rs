@@ -14,7 +14,7 @@
 //! bulk-type queries (NULL/PRIVATE) or encoded-data labels in most of them. NetBIOS and mDNS
 //! names fail the "distinct subdomains under one parent" test or the encoding test.
 
-use super::dns::{message_in, parse_message};
+use super::dns::{message_in, parse_message_cut};
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
 };
@@ -101,13 +101,16 @@ impl State {
 
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
-        let Some(m) = message_in(p.transport, p.bytes).and_then(parse_message) else {
+        // A message's length on the wire (a snap length may have kept only its start).
+        let Some((m, wire_len)) = message_in(p.transport, p.bytes, p.wire_len())
+            .and_then(|(msg, wire_len)| Some((parse_message_cut(msg, wire_len)?, wire_len)))
+        else {
             self.non_dns = self.non_dns.saturating_add(1);
             return Step::NotThis;
         };
         if m.is_response {
             self.responses = self.responses.saturating_add(1);
-            self.max_answer = self.max_answer.max(m.len);
+            self.max_answer = self.max_answer.max(wire_len);
             return Step::NeedMore;
         }
         if p.direction != Direction::ToServer {

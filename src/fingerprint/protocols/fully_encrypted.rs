@@ -253,6 +253,12 @@ impl Fingerprinter for State {
                     // The server spoke first: a banner protocol, not a fully encrypted proxy.
                     return Step::NotThis;
                 }
+                if !p.is_whole() {
+                    // Cut short by a snap length: the exemptions for messages that frame
+                    // themselves need the message's end, and without them the protocols that
+                    // merely look random (length-prefixed ciphertext) are taken for it.
+                    return Step::NotThis;
+                }
                 match fully_encrypted(p.bytes, MIN_FIRST_LEN) {
                     Some(_) if frames_itself(p.bytes) => Step::NotThis,
                     Some(stats) => {
@@ -269,6 +275,9 @@ impl Fingerprinter for State {
                 let Some(first) = self.first else {
                     return Step::NotThis;
                 };
+                if !p.is_whole() {
+                    return Step::NotThis;
+                }
                 let Some(reply) = fully_encrypted(p.bytes, MIN_REPLY_LEN) else {
                     return Step::NotThis;
                 };
@@ -549,6 +558,23 @@ mod tests {
         let mut s = State::default();
         let midway = pl(Direction::ToServer, 0, 9000, &first).midstream();
         assert_eq!(s.observe(&midway), Step::NotThis);
+    }
+
+    /// A snap length that cut the first message or the reply short leaves it unjudged: the
+    /// self-framing exemptions need the message's end.
+    #[test]
+    fn payloads_cut_by_a_snap_length_are_not_judged() {
+        let (first, reply) = (random(300, 23), random(300, 24));
+        let mut s = State::default();
+        let cut = pl(Direction::ToServer, 0, 9000, &first[..80]).cut(220);
+        assert_eq!(s.observe(&cut), Step::NotThis);
+        let mut s = State::default();
+        assert_eq!(
+            s.observe(&pl(Direction::ToServer, 0, 9000, &first)),
+            Step::NeedMore
+        );
+        let cut_reply = pl(Direction::ToClient, 0, 9000, &reply[..80]).cut(220);
+        assert_eq!(s.observe(&cut_reply), Step::NotThis);
     }
 
     #[test]

@@ -98,20 +98,21 @@ fn le64(b: &[u8], at: usize) -> Option<u64> {
 /// 1..4, lengths as in the module table, non-zero indexes (they are random, §5.4.2), counter
 /// below 2^60. Returns `None` for anything else.
 pub fn parse_message(b: &[u8]) -> Option<Message> {
-    parse_with_reserved(b).and_then(|(m, reserved)| (reserved == [0, 0, 0]).then_some(m))
+    parse_with_reserved(b, b.len()).and_then(|(m, reserved)| (reserved == [0, 0, 0]).then_some(m))
 }
 
 /// [`parse_message`] that accepts any value in the reserved bytes 1..4 and returns it (WARP
-/// puts its client id there; see the module notes).
-pub fn parse_with_reserved(b: &[u8]) -> Option<(Message, [u8; 3])> {
+/// puts its client id there; see the module notes). `wire_len` is the message's length on the
+/// wire, of which `b` may hold only the start (a snap length cut it): lengths are checked on
+/// `wire_len`, and every field read lies within the first 16 bytes.
+pub fn parse_with_reserved(b: &[u8], wire_len: usize) -> Option<(Message, [u8; 3])> {
     let head = b.get(..4)?;
     let reserved = [head[1], head[2], head[3]];
-    parse_fields(b).map(|m| (m, reserved))
+    parse_fields(b, wire_len.max(b.len())).map(|m| (m, reserved))
 }
 
-fn parse_fields(b: &[u8]) -> Option<Message> {
+fn parse_fields(b: &[u8], len: usize) -> Option<Message> {
     let head = b.get(..4)?;
-    let len = b.len();
     let variant_ok =
         |std_len: usize| len == std_len || (len > std_len && len <= std_len + VARIANT_EXTRA_MAX);
     match head[0] {
@@ -245,7 +246,7 @@ impl State {
         if p.bytes.starts_with(DISCO_MAGIC) {
             return Step::NeedMore;
         }
-        let Some((msg, reserved)) = parse_with_reserved(p.bytes) else {
+        let Some((msg, reserved)) = parse_with_reserved(p.bytes, p.wire_len()) else {
             return Step::NotThis;
         };
         let dir = p.direction.index();
@@ -462,6 +463,26 @@ mod tests {
 
     const C: Direction = Direction::ToServer;
     const S: Direction = Direction::ToClient;
+
+    /// Cut by a snap length (54 bytes of UDP payload kept, as a 96-byte snap length keeps
+    /// behind Ethernet, IPv4 and UDP headers), the handshake of 8-trace.pcap is still told by
+    /// its lengths on the wire and its index echo; a cut message is never longer than its
+    /// wire length says.
+    #[test]
+    fn a_handshake_cut_by_a_snap_length_still_matches() {
+        let mut s = State::default();
+        let init = pl(Direction::ToServer, 0, &INITIATION[..54]).cut(148 - 54);
+        assert_eq!(s.observe(&init), Step::NeedMore);
+        let resp = pl(Direction::ToClient, 0, &RESPONSE[..54]).cut(92 - 54);
+        match s.observe(&resp) {
+            Step::Match(v) => assert_eq!(v.confidence, Confidence::BothDirections),
+            other => panic!("{other:?}"),
+        }
+        // Without the wire length the cut initiation is no WireGuard message.
+        assert!(parse_message(&INITIATION[..54]).is_none());
+        assert!(parse_with_reserved(&INITIATION[..54], 148).is_some());
+        assert!(parse_with_reserved(&INITIATION[..54], 149 + VARIANT_EXTRA_MAX).is_none());
+    }
 
     #[test]
     fn parses_standard_handshake_messages() {
