@@ -45,8 +45,12 @@ fuzz_target!(|data: &[u8]| {
                     bytes,
                     // Both kinds of flow, chosen by a bit the input already sets.
                     midstream: server_port % 2 == 1,
-            // Payloads cut short by a snap length, chosen by bits the input already sets.
-            cut: if server_port % 4 >= 2 { u32::from(server_port) } else { 0 },
+                    // Payloads cut short by a snap length, chosen by bits the input already sets.
+                    cut: if server_port % 4 >= 2 {
+                        u32::from(server_port)
+                    } else {
+                        0
+                    },
                 },
             );
             counts[d] = counts[d].saturating_add(1);

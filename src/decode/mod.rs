@@ -138,7 +138,8 @@ pub struct DecodedPacket<'a> {
     pub ip_len: u32,
     /// Payload bytes the capture left out: a snap length (`tcpdump -s`, MAWI's 96 bytes) cut
     /// the frame short, so the payload was `payload.len() + payload_cut` bytes on the wire
-    /// (from the IP length field, or UDP's own). 0 for a whole payload.
+    /// (from the IP length field, or UDP's own; for the first fragment of a fragmented UDP
+    /// datagram, the part the later fragments carry). 0 for a whole payload.
     pub payload_cut: u32,
 }
 
@@ -332,6 +333,9 @@ struct IpLayer<'a> {
     ip_len: u32,
     proto: u8,
     body: &'a [u8],
+    /// The first fragment of a fragmented datagram: the transport's own length, not the IP
+    /// packet's, says where its payload ends.
+    first_fragment: bool,
 }
 
 /// The IP layer as etherparse's lax slicing reads it: IPv4 options, IPv6 extension chains,
@@ -401,6 +405,7 @@ fn lax_ip_layer(ip: &[u8]) -> Result<IpLayer<'_>, SkipReason> {
         ip_len,
         proto,
         body,
+        first_fragment: payload.fragmented,
     })
 }
 
@@ -431,6 +436,7 @@ fn plain_ip_layer(ip: &[u8]) -> Option<IpLayer<'_>> {
                 ip_len: u32::from(total_len),
                 proto,
                 body: ip.get(20..end)?,
+                first_fragment: false,
             })
         }
         first if first >> 4 == 6 => {
@@ -455,6 +461,7 @@ fn plain_ip_layer(ip: &[u8]) -> Option<IpLayer<'_>> {
                 ip_len: 40 + u32::from(payload_len),
                 proto,
                 body: ip.get(40..end)?,
+                first_fragment: false,
             })
         }
         _ => None,
@@ -468,6 +475,7 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         ip_len,
         proto,
         body,
+        first_fragment,
     } = match plain_ip_layer(ip) {
         Some(layer) => layer,
         None => lax_ip_layer(ip)?,
@@ -524,8 +532,13 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
             };
             pkt.payload = &body[8..end];
             if udp_len >= 8 {
-                // The datagram's own length, within what the IP header allows.
-                let wire_end = udp_len.min(body.len().saturating_add(body_cut as usize));
+                // The datagram's own length, within what the IP header allows (the later
+                // fragments of a fragmented datagram hold the rest of it).
+                let wire_end = if first_fragment {
+                    udp_len
+                } else {
+                    udp_len.min(body.len().saturating_add(body_cut as usize))
+                };
                 pkt.payload_cut = u32::try_from(wire_end.saturating_sub(end)).unwrap_or(0);
             }
         }
@@ -794,6 +807,14 @@ pub(crate) mod tests {
         lying[24..26].copy_from_slice(&5000u16.to_be_bytes());
         let p = decode(link::RAW, &lying[..28 + 40]).unwrap();
         assert_eq!(p.payload_cut, 60);
+
+        // The first fragment of a datagram (more-fragments flag, offset 0) holds its start:
+        // the UDP length counts the rest, which the later fragments carry.
+        let mut fragment = udp.clone();
+        fragment[6] = 0x20;
+        fragment[24..26].copy_from_slice(&1008u16.to_be_bytes());
+        let p = decode(link::RAW, &fragment).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut), (100, 900));
 
         // IPv6 takes the same reading.
         let mut v6 = vec![0x60, 0, 0, 0, 0, 108, 17, 64];

@@ -230,6 +230,62 @@ pub fn parse_initial_header(b: &[u8]) -> Option<InitialHeader<'_>> {
     })
 }
 
+/// RFC 9000 §14.1: a client pads every datagram carrying an Initial to at least 1200 bytes.
+pub const MIN_CLIENT_INITIAL_DATAGRAM: usize = 1200;
+
+/// The version and connection ids of a long-header packet of a supported version (RFC 9000
+/// §17.2: byte 0 with the form and fixed bits set, version at 1..5, DCID length (<= 20) and
+/// DCID, SCID length (<= 20) and SCID); the packet type is not checked.
+pub fn long_header_ids(b: &[u8]) -> Option<(u32, &[u8], &[u8])> {
+    if *b.first()? & 0xc0 != 0xc0 {
+        return None;
+    }
+    let version = u32::from_be_bytes(b.get(1..5)?.try_into().ok()?);
+    params(version)?;
+    let dcid_len = usize::from(*b.get(5)?);
+    let dcid = b.get(6..6 + dcid_len).filter(|_| dcid_len <= MAX_CID)?;
+    let at = 6 + dcid_len;
+    let scid_len = usize::from(*b.get(at)?);
+    let scid = b
+        .get(at + 1..at + 1 + scid_len)
+        .filter(|_| scid_len <= MAX_CID)?;
+    Some((version, dcid, scid))
+}
+
+/// [`parse_initial_header`] of a datagram a snap length cut: `b` holds its first bytes and
+/// `wire_len` is its length on the wire. The header up to the Length field must be kept, the
+/// packet must fit in `wire_len`, and the datagram must have a client Initial's padded size
+/// ([`MIN_CLIENT_INITIAL_DATAGRAM`]). Nothing is decrypted: the header's shape, a supported
+/// version and the size are the evidence.
+pub fn parse_cut_client_initial(b: &[u8], wire_len: usize) -> Option<InitialHeader<'_>> {
+    if wire_len < MIN_CLIENT_INITIAL_DATAGRAM || wire_len < b.len() {
+        return None;
+    }
+    let (version, dcid, scid) = long_header_ids(b)?;
+    if (b[0] >> 4) & 0x03 != params(version)?.initial_type || dcid.len() < 8 {
+        // RFC 9000 §7.2: a client's first Destination Connection ID is at least 8 bytes.
+        return None;
+    }
+    let mut at = 7 + dcid.len() + scid.len();
+    let (token_len, n) = read_varint(b.get(at..)?)?;
+    let token_len = usize::try_from(token_len).ok()?;
+    at = at.checked_add(n)?.checked_add(token_len)?;
+    let (length, n) = read_varint(b.get(at..)?)?;
+    let length = usize::try_from(length).ok()?;
+    at += n;
+    if length < 4 + 16 || at.checked_add(length)? > wire_len {
+        return None;
+    }
+    Some(InitialHeader {
+        version,
+        dcid,
+        scid,
+        token_len,
+        pn_offset: at,
+        length,
+    })
+}
+
 /// A decrypted client Initial: its header facts and the plaintext frames in `buf[..len]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenedInitial {

@@ -245,7 +245,7 @@ fn cut_at(mut m: DnsMessage, kept: usize) -> DnsMessage {
 /// The DNS message in one transport payload and its length on the wire: the whole UDP
 /// payload, or over TCP the first message after its 2-byte length prefix when the segment
 /// holds all of it (or held it on the wire, for a payload a snap length cut short).
-pub fn message_in<'a>(transport: Transport, bytes: &'a [u8], wire_len: usize) -> Option<(&'a [u8], usize)> {
+pub fn message_in(transport: Transport, bytes: &[u8], wire_len: usize) -> Option<(&[u8], usize)> {
     match transport {
         Transport::Tcp => {
             let len = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));

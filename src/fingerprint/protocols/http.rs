@@ -43,9 +43,11 @@ pub struct RequestLine<'a> {
     pub method: &'a [u8],
     /// The request-target, e.g. `/index.html`, `http://host/`, `host:443`.
     pub target: &'a [u8],
-    /// The minor version digit of `HTTP/1.x`.
-    pub minor: u8,
-    /// Offset of the first byte after the request line's line end (the first header line).
+    /// The minor version digit of `HTTP/1.x`; `None` for a line a snap length cut before it
+    /// ([`parse_request_line_cut`]).
+    pub minor: Option<u8>,
+    /// Offset of the first byte after the request line's line end (the first header line; the
+    /// payload's end for a cut line).
     pub line_end: usize,
 }
 
@@ -104,9 +106,81 @@ pub fn parse_request_line(b: &[u8]) -> Option<RequestLine<'_>> {
     Some(RequestLine {
         method,
         target,
-        minor,
+        minor: Some(minor),
         line_end,
     })
+}
+
+/// The methods of RFC 9110 §9.3 and PATCH (RFC 5789). A request line cut before its end is
+/// taken only with one of these, where a whole line may carry any method token.
+const REGISTERED_METHODS: [&[u8]; 9] = [
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+];
+
+/// [`parse_request_line`] for a payload a snap length cut short ([`Payload::cut`]): a whole
+/// request line, or one that runs to the end of the kept bytes. A cut line must have a
+/// registered method, then a space and a request-target of visible characters in one of the
+/// forms of RFC 9112 §3.2 (origin `/...`, absolute `scheme://...`, `*`, or after CONNECT an
+/// authority), and, if the kept bytes reach past the target, the start of `HTTP/1.x`.
+///
+/// [`Payload::cut`]: crate::fingerprint::Payload::cut
+pub fn parse_request_line_cut(b: &[u8]) -> Option<RequestLine<'_>> {
+    if let Some(whole) = parse_request_line(b) {
+        return Some(whole);
+    }
+    if b.contains(&b'\n') {
+        // The line ended among the kept bytes, and it is no request line.
+        return None;
+    }
+    let sp = b.iter().position(|&c| c == b' ')?;
+    let (method, rest) = b.split_at_checked(sp)?;
+    if !REGISTERED_METHODS.contains(&method) {
+        return None;
+    }
+    let rest = rest.get(1..)?;
+    let target_len = rest.iter().position(|&c| c == b' ').unwrap_or(rest.len());
+    let (target, after) = rest.split_at_checked(target_len)?;
+    let form_ok = target.starts_with(b"/")
+        || target == b"*"
+        || method == b"CONNECT"
+        || absolute_scheme(target);
+    if target.is_empty()
+        || target.len() > MAX_TARGET
+        || !form_ok
+        || !target.iter().all(|&c| (0x21..=0x7e).contains(&c))
+    {
+        return None;
+    }
+    let minor = match after.get(1..) {
+        None => None,
+        Some(v) if v.len() < 8 => {
+            if !b"HTTP/1.".starts_with(v) {
+                return None;
+            }
+            None
+        }
+        Some(v) if v.len() == 8 || (v.len() == 9 && v[8] == b'\r') => {
+            Some(parse_version(v.get(..8)?)?)
+        }
+        Some(_) => return None,
+    };
+    Some(RequestLine {
+        method,
+        target,
+        minor,
+        line_end: b.len(),
+    })
+}
+
+/// `target` starts with a scheme a forward proxy serves (`http://`, `https://`, `ftp://`).
+fn absolute_scheme(target: &[u8]) -> bool {
+    [&b"http://"[..], b"https://", b"ftp://"]
+        .iter()
+        .any(|scheme| {
+            target
+                .get(..scheme.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(scheme))
+        })
 }
 
 /// Parses an HTTP/1.x status line at the start of `b` (RFC 9112 §4).
@@ -202,14 +276,15 @@ struct State {
     request_dir: Option<Direction>,
     method: String,
     host: Option<String>,
-    minor: u8,
+    minor: Option<u8>,
 }
 
 impl State {
     fn verdict(&mut self, confidence: Confidence) -> Verdict {
-        let mut v = Verdict::new(confidence)
-            .fact("method", std::mem::take(&mut self.method))
-            .fact("version_minor", self.minor);
+        let mut v = Verdict::new(confidence).fact("method", std::mem::take(&mut self.method));
+        if let Some(minor) = self.minor {
+            v = v.fact("version_minor", minor);
+        }
         if let Some(h) = self.host.take() {
             v = v.fact("host", h);
         }
@@ -222,7 +297,12 @@ impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
         match self.request_dir {
             None => {
-                if let Some(req) = parse_request_line(p.bytes) {
+                let request = if p.is_whole() {
+                    parse_request_line(p.bytes)
+                } else {
+                    parse_request_line_cut(p.bytes)
+                };
+                if let Some(req) = request {
                     self.request_dir = Some(p.direction);
                     self.method = evidence_text(req.method, MAX_METHOD);
                     self.minor = req.minor;
@@ -280,7 +360,7 @@ pub(crate) mod tests {
         let r = parse_request_line(WU_GET).unwrap();
         assert_eq!(r.method, b"GET");
         assert_eq!(r.target, b"/filestreamingservice/files/d1d060c0");
-        assert_eq!(r.minor, 1);
+        assert_eq!(r.minor, Some(1));
         assert_eq!(
             header_value(WU_GET, r.line_end, "HOST"),
             Some(&b"msedge.b.tlu.dl.delivery.mp.microsoft.com"[..])
@@ -310,6 +390,52 @@ pub(crate) mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A request line cut by a snap length is read as far as it goes, with a registered
+    /// method and a request-target form; anything else, or a line that ended and did not
+    /// parse, is not one.
+    #[test]
+    fn request_lines_cut_by_a_snap_length() {
+        for (kept, target, minor) in [
+            (&b"GET /very/long/pa"[..], &b"/very/long/pa"[..], None),
+            (b"POST http://example.com/x", b"http://example.com/x", None),
+            (b"GET / HTTP/1", b"/", None),
+            (b"GET / HTTP/1.1", b"/", Some(1)),
+            (b"HEAD /a HTTP/1.0\r", b"/a", Some(0)),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n", b"/", Some(1)),
+        ] {
+            let r = parse_request_line_cut(kept).unwrap();
+            assert_eq!((r.target, r.minor), (target, minor), "{kept:?}");
+            assert!(parse_request_line(kept).is_none() || minor.is_some());
+        }
+        for kept in [
+            &b"FETCH /x"[..],
+            b"GET x/y",
+            b"GET /x\r\nHost: a",
+            b"GET / HTTX",
+            b"GET / HTTP/1.1 extra",
+            b"GET",
+            b"GET ",
+        ] {
+            assert!(parse_request_line_cut(kept).is_none(), "{kept:?}");
+        }
+
+        // The flow: a cut request, then the status line.
+        let mut s = State::default();
+        let cut = pl(Direction::ToServer, 0, b"GET /assets/app-4f2a9b").cut(400);
+        assert_eq!(s.observe(&cut), Step::NeedMore);
+        match s.observe(&pl(Direction::ToClient, 0, PROXY_200)) {
+            Step::Match(v) => {
+                assert_eq!(v.confidence, Confidence::BothDirections);
+                assert_eq!(v.evidence.get("version_minor"), None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Whole payloads get no such leniency.
+        let mut s = State::default();
+        let whole = pl(Direction::ToServer, 0, b"GET /assets/app-4f2a9b");
+        assert_eq!(s.observe(&whole), Step::NotThis);
     }
 
     #[test]

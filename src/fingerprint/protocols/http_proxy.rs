@@ -12,7 +12,9 @@
 //! CONNECT is left to `http_connect`. Confidence: request with a status line back is
 //! `BothDirections`, the request alone `OneMessage` at flow end.
 
-use super::http::{evidence_text, header_value, parse_request_line, parse_status_line};
+use super::http::{
+    evidence_text, header_value, parse_request_line, parse_request_line_cut, parse_status_line,
+};
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
 };
@@ -80,13 +82,27 @@ struct State {
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
         let Some(client_dir) = self.client_dir else {
-            let Some(req) = parse_request_line(p.bytes) else {
+            let request = if p.is_whole() {
+                parse_request_line(p.bytes)
+            } else {
+                parse_request_line_cut(p.bytes)
+            };
+            let Some(req) = request else {
                 return Step::NotThis;
             };
             if req.method == b"CONNECT" {
                 return Step::NotThis;
             }
-            let absolute = absolute_form_host(req.target);
+            // A target cut inside its authority would name a host that is only the start of
+            // the real one.
+            let authority_whole = req.minor.is_some()
+                || req
+                    .target
+                    .iter()
+                    .skip_while(|&&c| c != b':')
+                    .skip(3)
+                    .any(|c| matches!(c, b'/' | b'?' | b'#'));
+            let absolute = absolute_form_host(req.target).filter(|_| authority_whole);
             let proxy_auth = header_value(p.bytes, req.line_end, "proxy-authorization").is_some();
             let proxy_conn = header_value(p.bytes, req.line_end, "proxy-connection").is_some();
             if absolute.is_none() && !proxy_auth && !proxy_conn {
@@ -136,6 +152,7 @@ impl Fingerprinter for State {
 mod tests {
     use super::*;
     use crate::fingerprint::protocols::http::tests::pl;
+    use crate::flow::Transport;
     use proptest::prelude::*;
     use Direction::{ToClient as C, ToServer as S};
 
@@ -143,6 +160,22 @@ mod tests {
     const PROXY_GET: &[u8] = b"GET http://http.com/ HTTP/1.1\r\nHost: http.com\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:91.0) Gecko/20100101 Firefox/91.0\r\nAccept: */*\r\n\r\n";
     /// http-proxy.pcapng, frame 6 (first header lines).
     const PROXY_200: &[u8] = b"HTTP/1.1 200 OK\r\nDate: Sat, 11 Sep 2021 23:39:10 GMT\r\nServer: Apache/2.4.41 (Ubuntu)\r\nVia: 1.1 192.168.1.146:8080\r\n\r\n";
+
+    /// A request cut by a snap length is a proxy request when its absolute-form target
+    /// shows the whole host (a `/`, `?` or `#` after it among the kept bytes).
+    #[test]
+    fn cut_absolute_form_requests() {
+        let mut s = State::default();
+        let cut = pl(S, 0, b"GET http://example.com/index.html?q=1&lo").cut(300);
+        assert_eq!(s.observe(&cut), Step::NeedMore);
+        let v = s
+            .conclude(&FlowContext::test(Transport::Tcp, 40000, 80))
+            .unwrap();
+        assert_eq!(v.evidence.get("target_host"), Some(&"example.com".into()));
+        let mut s = State::default();
+        let host_cut = pl(S, 0, b"GET http://exam").cut(300);
+        assert_eq!(s.observe(&host_cut), Step::NotThis);
+    }
 
     #[test]
     fn absolute_form_request_and_via() {

@@ -123,6 +123,10 @@ struct State {
     version: u32,
     opened: u8,
     dcid_len: usize,
+    /// A client Initial a snap length cut (so it cannot be opened): its version and Source
+    /// Connection ID, which the server's packets carry back as their Destination (RFC 9000
+    /// §7.2).
+    cut_initial: Option<(u32, [u8; 20], usize)>,
 }
 
 impl State {
@@ -198,8 +202,51 @@ impl State {
     }
 }
 
+impl State {
+    /// A datagram of a flow whose client Initial was cut by a snap length: a server packet
+    /// of the same version addressed to the client's Source Connection ID answers it.
+    fn observe_cut(&mut self, p: &Payload<'_>) -> Option<Step> {
+        if p.direction == Direction::ToServer {
+            if self.cut_initial.is_some() {
+                // The rest of the client's flight is cut alike: nothing more to open.
+                return Some(Step::NeedMore);
+            }
+            if p.is_whole() || self.opened > 0 {
+                return None;
+            }
+            let h = qf::parse_cut_client_initial(p.bytes, p.wire_len())?;
+            let mut scid = [0u8; 20];
+            scid.get_mut(..h.scid.len())?.copy_from_slice(h.scid);
+            self.cut_initial = Some((h.version, scid, h.scid.len()));
+            self.dcid_len = h.dcid.len();
+            self.version = h.version;
+            return Some(Step::NeedMore);
+        }
+        let (version, scid, scid_len) = self.cut_initial?;
+        let answered = qf::long_header_ids(p.bytes)
+            .is_some_and(|(v, dcid, _)| v == version && Some(dcid) == scid.get(..scid_len));
+        // Anything else from the server (a Version Negotiation, a short-header packet) leaves
+        // the client's Initial as the evidence.
+        Some(if answered {
+            Step::Match(self.cut_verdict(Confidence::BothDirections))
+        } else {
+            Step::NeedMore
+        })
+    }
+
+    fn cut_verdict(&self, confidence: Confidence) -> Verdict {
+        Verdict::new(confidence)
+            .fact("version", qf::version_name(self.version))
+            .fact("dcid_len", self.dcid_len)
+            .fact("initial_cut_by_snaplen", true)
+    }
+}
+
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
+        if let Some(step) = self.observe_cut(p) {
+            return step;
+        }
         if p.direction != Direction::ToServer {
             return if self.opened > 0 || p.nth < 4 {
                 Step::NeedMore
@@ -236,6 +283,9 @@ impl Fingerprinter for State {
     }
 
     fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+        if self.opened == 0 && self.cut_initial.is_some() {
+            return Some(self.cut_verdict(Confidence::OneMessage));
+        }
         (self.opened > 0).then(|| self.ietf_verdict())
     }
 }
@@ -359,6 +409,51 @@ mod tests {
             Step::Match(v) => v,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A client Initial cut by a snap length cannot be opened; its header, version and
+    /// padded size still say QUIC, and a server packet addressed to the client's Source
+    /// Connection ID makes it both ways. A short datagram, or an Initial kept whole, is not
+    /// read this way.
+    #[test]
+    fn initials_cut_by_a_snap_length() {
+        use crate::synth::proto::quic::Version;
+        let pkt = synth_initial(7, Version::V1, &["h3"]);
+        let (version, dcid, scid) = qf::long_header_ids(&pkt).unwrap();
+        assert!(dcid.len() >= 8);
+        let kept = 70;
+        let cut = |b: &[u8]| (b.len() - kept) as u32;
+        let mut s = State::default();
+        let first = payload(Direction::ToServer, 0, &pkt[..kept]).cut(cut(&pkt));
+        assert_eq!(s.observe(&first), Step::NeedMore);
+        let again = payload(Direction::ToServer, 1, &pkt[..kept]).cut(cut(&pkt));
+        assert_eq!(s.observe(&again), Step::NeedMore);
+        let mut server = vec![0xc0, 0, 0, 0, 0];
+        server[1..5].copy_from_slice(&version.to_be_bytes());
+        server.push(scid.len() as u8);
+        server.extend_from_slice(scid);
+        server.push(8);
+        server.extend_from_slice(&[9; 8]);
+        server.resize(60, 0xaa);
+        match s.observe(&payload(Direction::ToClient, 0, &server).cut(1100)) {
+            Step::Match(v) => {
+                assert_eq!(v.confidence, Confidence::BothDirections);
+                assert_eq!(v.evidence.get("initial_cut_by_snaplen"), Some(&true.into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Below the 1200 bytes a client Initial is padded to, it is no Initial.
+        assert!(qf::parse_cut_client_initial(&pkt[..kept], 1199).is_none());
+        assert!(qf::parse_cut_client_initial(&pkt[..kept], pkt.len()).is_some());
+        // The header must be kept as far as the Length field.
+        assert!(qf::parse_cut_client_initial(&pkt[..12], pkt.len()).is_none());
+        // Only the client's Initial: one message at the flow's end.
+        let mut s = State::default();
+        s.observe(&first);
+        let v = s
+            .conclude(&FlowContext::test(Transport::Udp, 50000, 443))
+            .unwrap();
+        assert_eq!(v.confidence, Confidence::OneMessage);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::fingerprint::facts::tls::{
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
 };
+use crate::flow::Direction;
 use crate::intel;
 
 pub static SPEC: Spec = Spec {
@@ -82,6 +83,39 @@ pub fn intel_for(tracker: &TlsHandshakeTracker) -> Option<IntelHit> {
 #[derive(Debug, Default, Clone)]
 pub struct TlsState {
     tracker: TlsHandshakeTracker,
+    /// The client's first payload was cut by a snap length and begins a ClientHello
+    /// ([`hello_prefix`]); the handshake is then judged from the hello headers alone.
+    cut_client_hello: bool,
+}
+
+/// Handshake type of a ClientHello and a ServerHello (RFC 8446 §4).
+const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
+/// RFC 8446 §5.1: a record's length MUST NOT exceed 2^14 (plaintext).
+const MAX_RECORD: u16 = 1 << 14;
+/// Fewest bytes of a hello judged from its start: record header (5), handshake header (4),
+/// legacy_version (2).
+const HELLO_PREFIX_MIN: usize = 11;
+
+/// True when `b` begins a handshake record holding a hello of type `hello` (RFC 8446 §4.1.2,
+/// §4.1.3, §5.1): content type 22, record version 0x0300-0x0304, a record length of at most
+/// 2^14, the handshake type, a handshake length that can hold legacy_version, random and the
+/// session id length (35 bytes), legacy_version 0x0300-0x0303, and where kept, a session id of
+/// at most 32 bytes. For payloads a snap length cut before the names and extensions.
+pub fn hello_prefix(b: &[u8], hello: u8) -> bool {
+    let Some(&[22, 3, rec_minor, r0, r1, ty, h0, h1, h2, 3, minor]) = b.get(..HELLO_PREFIX_MIN)
+    else {
+        return false;
+    };
+    let record_len = u16::from_be_bytes([r0, r1]);
+    let handshake_len = u32::from_be_bytes([0, h0, h1, h2]);
+    let session_id_ok = b.get(43).is_none_or(|&len| len <= 32);
+    rec_minor <= 4
+        && (1..=MAX_RECORD).contains(&record_len)
+        && ty == hello
+        && handshake_len >= 35
+        && minor <= 3
+        && session_id_ok
 }
 
 impl TlsState {
@@ -128,8 +162,38 @@ impl TlsState {
     }
 }
 
+impl TlsState {
+    /// A handshake whose ClientHello a snap length cut: the record and hello headers are all
+    /// there is to go by (no names, no JA4). A ServerHello answering it makes it both ways.
+    fn observe_cut(&mut self, p: &Payload<'_>) -> Step {
+        if !self.cut_client_hello {
+            if p.direction != Direction::ToServer || !hello_prefix(p.bytes, CLIENT_HELLO) {
+                return Step::NotThis;
+            }
+            self.cut_client_hello = true;
+            return Step::NeedMore;
+        }
+        if p.direction == Direction::ToServer {
+            return Step::NeedMore;
+        }
+        if hello_prefix(p.bytes, SERVER_HELLO) {
+            Step::Match(Self::cut_verdict(Confidence::BothDirections))
+        } else {
+            Step::NotThis
+        }
+    }
+
+    fn cut_verdict(confidence: Confidence) -> Verdict {
+        Verdict::new(confidence).fact("hello_cut_by_snaplen", true)
+    }
+}
+
 impl Fingerprinter for TlsState {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
+        let first_from_client = p.direction == Direction::ToServer && p.nth_in_direction == 0;
+        if self.cut_client_hello || (first_from_client && !p.is_whole()) {
+            return self.observe_cut(p);
+        }
         match self.tracker.push(p.direction.index(), p.bytes) {
             HandshakeStatus::NotTls => match self.verdict() {
                 Some(v) => Step::Match(v),
@@ -141,6 +205,9 @@ impl Fingerprinter for TlsState {
     }
 
     fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
+        if self.cut_client_hello {
+            return Some(Self::cut_verdict(Confidence::OneMessage));
+        }
         self.verdict()
     }
 }
@@ -227,6 +294,51 @@ pub(crate) mod tests {
         "ede544833933991598e90fcaebbd7c857dd2648359ab18c5f7045e8b0024cca9009c003cc030c02f009dc027c02bc02c",
         "c023c00ac0130005c007002fc0090035c011010000400010000e000c02683208687474702f312e31000d0010000e0201",
         "04030401050306010203050100170000000a00080006001d0017001800230000000b00020100",    );
+
+    /// A snap length that cut the ClientHello (62 bytes kept: 128 minus Ethernet, IPv4 and a
+    /// TCP header with timestamps) leaves the record and hello headers: still TLS, both ways
+    /// with the ServerHello's headers, without names. Other bytes cut alike are not TLS.
+    #[test]
+    fn hellos_cut_by_a_snap_length() {
+        let ch = hex(OPERA_CLIENT_HELLO);
+        let sh = hex(WINDSCRIBE_SERVER_FLIGHT);
+        assert!(hello_prefix(&ch, CLIENT_HELLO) && hello_prefix(&sh, SERVER_HELLO));
+        assert!(!hello_prefix(&ch, SERVER_HELLO) && !hello_prefix(&sh, CLIENT_HELLO));
+        let mut s = TlsState::default();
+        fn cut(d: Direction, b: &[u8]) -> Payload<'_> {
+            payload(d, 0, &b[..62]).cut((b.len() - 62) as u32)
+        }
+        assert_eq!(s.observe(&cut(Direction::ToServer, &ch)), Step::NeedMore);
+        match s.observe(&cut(Direction::ToClient, &sh)) {
+            Step::Match(v) => {
+                assert_eq!(v.confidence, Confidence::BothDirections);
+                assert_eq!(v.evidence.get("hello_cut_by_snaplen"), Some(&true.into()));
+                assert_eq!(v.evidence.get("sni"), None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only the ClientHello seen: one message.
+        let mut s = TlsState::default();
+        assert_eq!(s.observe(&cut(Direction::ToServer, &ch)), Step::NeedMore);
+        let v = s
+            .conclude(&FlowContext::test(Transport::Tcp, 50000, 443))
+            .unwrap();
+        assert_eq!(v.confidence, Confidence::OneMessage);
+        // Not a hello, or a record too long for TLS.
+        let mut http = b"GET / HTTP/1.1\r\nHost: example.com\r\n".to_vec();
+        http.resize(62, b'a');
+        let mut s = TlsState::default();
+        assert_eq!(
+            s.observe(&payload(Direction::ToServer, 0, &http).cut(500)),
+            Step::NotThis
+        );
+        let mut long = ch.clone();
+        long[3..5].copy_from_slice(&(MAX_RECORD + 1).to_be_bytes());
+        assert!(!hello_prefix(&long, CLIENT_HELLO));
+        let mut no_session = ch.clone();
+        no_session[43] = 33;
+        assert!(!hello_prefix(&no_session, CLIENT_HELLO));
+    }
 
     #[test]
     fn opera_sni_names_the_provider() {
