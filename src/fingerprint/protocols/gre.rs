@@ -98,8 +98,9 @@ pub(crate) fn ones_complement_ok(b: &[u8]) -> bool {
 }
 
 /// An IPv4 header at the start of `b` (RFC 791 §3.1): version 4, IHL >= 5, a valid header
-/// checksum, and a total length that fits in `b` (equals `b.len()` when `exact`).
-pub(crate) fn ipv4_packet_ok(b: &[u8], exact: bool) -> bool {
+/// checksum, and a total length that fits in `wire_len` (equals it when `exact`), the length
+/// on the wire of the bytes `b` begins (`b.len()` unless a snap length cut them).
+pub(crate) fn ipv4_packet_ok(b: &[u8], wire_len: usize, exact: bool) -> bool {
     let (Some(&vihl), Some(total)) = (b.first(), be16(b, 2)) else {
         return false;
     };
@@ -109,16 +110,16 @@ pub(crate) fn ipv4_packet_ok(b: &[u8], exact: bool) -> bool {
         && ihl >= 20
         && total >= ihl
         && (if exact {
-            total == b.len()
+            total == wire_len
         } else {
-            total <= b.len()
+            total <= wire_len
         })
         && b.get(..ihl).is_some_and(ones_complement_ok)
 }
 
 /// An IPv6 header at the start of `b` (RFC 8200 §3): version 6 and 40 + payload length fits
-/// in `b` (equals `b.len()` when `exact`).
-pub(crate) fn ipv6_packet_ok(b: &[u8], exact: bool) -> bool {
+/// in `wire_len` (equals it when `exact`; see [`ipv4_packet_ok`]).
+pub(crate) fn ipv6_packet_ok(b: &[u8], wire_len: usize, exact: bool) -> bool {
     let (Some(&v), Some(plen)) = (b.first(), be16(b, 4)) else {
         return false;
     };
@@ -126,9 +127,9 @@ pub(crate) fn ipv6_packet_ok(b: &[u8], exact: bool) -> bool {
     v >> 4 == 6
         && b.len() >= 40
         && (if exact {
-            total == b.len()
+            total == wire_len
         } else {
-            total <= b.len()
+            total <= wire_len
         })
 }
 
@@ -136,6 +137,14 @@ pub(crate) fn ipv6_packet_ok(b: &[u8], exact: bool) -> bool {
 /// reserved bit is set, the version is not 0 or 1, the header is truncated, or (version 1) the
 /// protocol is not PPP or the payload length disagrees with the bytes after the header.
 pub fn parse_gre(b: &[u8]) -> Option<GreHeader> {
+    parse_gre_on_wire(b, b.len())
+}
+
+/// [`parse_gre`] of a packet `wire_len` bytes long on the wire, of which `b` may hold only
+/// the start (a snap length cut it): lengths are checked against `wire_len`, and the checksum
+/// only on a whole packet.
+pub fn parse_gre_on_wire(b: &[u8], wire_len: usize) -> Option<GreHeader> {
+    let whole = wire_len == b.len();
     let flags = be16(b, 0)?;
     let protocol = be16(b, 2)?;
     let version = (flags & 0x0007) as u8;
@@ -166,10 +175,10 @@ pub fn parse_gre(b: &[u8]) -> Option<GreHeader> {
                 None
             };
             // A protocol type is an EtherType (>= 0x0600); 0 only for an empty keepalive reply.
-            if protocol < 0x0600 && !(protocol == 0 && b.len() == at) {
+            if protocol < 0x0600 && !(protocol == 0 && wire_len == at) {
                 return None;
             }
-            if checksum_present && !ones_complement_ok(b) {
+            if checksum_present && whole && !ones_complement_ok(b) {
                 return None;
             }
             Some(GreHeader {
@@ -203,7 +212,9 @@ pub fn parse_gre(b: &[u8]) -> Option<GreHeader> {
                 None
             };
             // No sequence number means no payload (RFC 2637 §4.1: S set "if payload present").
-            if b.len() - at != payload_len || (sequence.is_none() && payload_len != 0) {
+            if wire_len.checked_sub(at) != Some(payload_len)
+                || (sequence.is_none() && payload_len != 0)
+            {
                 return None;
             }
             Some(GreHeader {
@@ -242,6 +253,12 @@ const PPP_CONTROL_PROTOCOLS: [u16; 7] = [0xC021, 0xC023, 0xC223, 0x8021, 0x8057,
 /// within the frame). `None` for a malformed protocol field or a failed check of a known
 /// protocol; unknown protocols parse with `inner_verified: false`.
 pub fn parse_ppp(b: &[u8]) -> Option<PppFrame> {
+    parse_ppp_on_wire(b, b.len())
+}
+
+/// [`parse_ppp`] of a frame `wire_len` bytes long on the wire (see [`parse_gre_on_wire`]).
+pub fn parse_ppp_on_wire(b: &[u8], wire_len: usize) -> Option<PppFrame> {
+    let info_wire = |info: &[u8]| wire_len.saturating_sub(b.len() - info.len());
     let (address_control, rest) = match b {
         [0xFF, 0x03, rest @ ..] => (true, rest),
         _ => (false, b),
@@ -256,12 +273,12 @@ pub fn parse_ppp(b: &[u8]) -> Option<PppFrame> {
         return None;
     }
     let inner_verified = match protocol {
-        0x0021 => ipv4_packet_ok(info, false),
-        0x0057 => ipv6_packet_ok(info, false),
+        0x0021 => ipv4_packet_ok(info, info_wire(info), false),
+        0x0057 => ipv6_packet_ok(info, info_wire(info), false),
         p if PPP_CONTROL_PROTOCOLS.contains(&p) => {
             let code = *info.first()?;
             let len = usize::from(be16(info, 2)?);
-            (1..=15).contains(&code) && len >= 4 && len <= info.len()
+            (1..=15).contains(&code) && len >= 4 && len <= info_wire(info)
         }
         _ => {
             return Some(PppFrame {
@@ -278,17 +295,18 @@ pub fn parse_ppp(b: &[u8]) -> Option<PppFrame> {
     })
 }
 
-/// Checks what a version-0 GRE header says it carries, where that is cheap.
-fn inner_verified(h: &GreHeader, inner: &[u8]) -> bool {
+/// Checks what a version-0 GRE header says it carries, where that is cheap; `inner_wire` is
+/// the inner packet's length on the wire.
+fn inner_verified(h: &GreHeader, inner: &[u8], inner_wire: usize) -> bool {
     match h.protocol {
-        0x0800 => ipv4_packet_ok(inner, true),
-        0x86DD => ipv6_packet_ok(inner, true),
+        0x0800 => ipv4_packet_ok(inner, inner_wire, true),
+        0x86DD => ipv6_packet_ok(inner, inner_wire, true),
         // Transparent Ethernet bridging: at least an Ethernet header.
         0x6558 => inner.len() >= 14,
         // ERSPAN type II / III (version field in the top nibble: 1 / 2).
         0x88BE => inner.first().is_some_and(|b| b >> 4 == 1),
         0x22EB => inner.first().is_some_and(|b| b >> 4 == 2),
-        0x0000 => inner.is_empty(),
+        0x0000 => inner_wire == 0,
         _ => false,
     }
 }
@@ -302,17 +320,18 @@ impl Fingerprinter for State {
         if p.transport != Transport::Other(IP_PROTO_GRE) {
             return Step::NotThis;
         }
-        let Some(h) = parse_gre(p.bytes) else {
+        let Some(h) = parse_gre_on_wire(p.bytes, p.wire_len()) else {
             return Step::NotThis;
         };
         let inner = p.bytes.get(h.header_len..).unwrap_or_default();
+        let inner_wire = p.wire_len().saturating_sub(h.header_len);
         let mut v = Verdict::new(Confidence::OneMessage)
             .fact("version", h.version)
             .fact("protocol_type", h.protocol);
         if let Some(k) = h.key.filter(|_| h.version == 0) {
             v = v.fact("key", k);
         }
-        if h.checksum_present {
+        if h.checksum_present && p.is_whole() {
             v = v.fact("checksum_ok", true);
         }
         if h.version == 1 {
@@ -321,9 +340,9 @@ impl Fingerprinter for State {
             if let Some(call_id) = h.call_id {
                 v = v.fact("call_id", call_id);
             }
-            v = v.fact("payload_len", inner.len());
+            v = v.fact("payload_len", inner_wire);
             if !inner.is_empty() {
-                match parse_ppp(inner) {
+                match parse_ppp_on_wire(inner, inner_wire) {
                     Some(ppp) => {
                         v = v
                             .fact("ppp_protocol", ppp.protocol)
@@ -333,7 +352,7 @@ impl Fingerprinter for State {
                 }
             }
         } else {
-            v = v.fact("inner_verified", inner_verified(&h, inner));
+            v = v.fact("inner_verified", inner_verified(&h, inner, inner_wire));
         }
         Step::Match(v)
     }
@@ -416,6 +435,28 @@ mod tests {
         0xcd, 0xab, 0xcd, 0xab, 0xcd, 0xab, 0xcd, 0xab, 0xcd, 0xab, 0xcd,
     ];
 
+    /// PPTP's enhanced GRE cut by a snap length (the inner IPv4 header kept, the rest not):
+    /// the payload length is checked on the wire, so it still parses, the inner header still
+    /// verifies, and a length that disagrees with the wire still fails.
+    #[test]
+    fn gre_cut_by_a_snap_length_is_read_on_wire_lengths() {
+        let kept = 16 + 4 + 20;
+        let wire = GRE_PPTP_SIP.len();
+        assert!(parse_gre(&GRE_PPTP_SIP[..kept]).is_none());
+        let h = parse_gre_on_wire(&GRE_PPTP_SIP[..kept], wire).expect("parses on the wire length");
+        assert_eq!(h.header_len, 16);
+        assert!(parse_gre_on_wire(&GRE_PPTP_SIP[..kept], wire - 1).is_none());
+        let cut = pl(Transport::Other(IP_PROTO_GRE), &GRE_PPTP_SIP[..kept]).cut((wire - kept) as u32);
+        match State.observe(&cut) {
+            Step::Match(v) => {
+                assert_eq!(v.application, Some("pptp"));
+                assert_eq!(v.evidence.get("inner_verified"), Some(&true.into()));
+                assert_eq!(v.evidence.get("payload_len"), Some(&(wire - 16).into()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn enhanced_gre_is_pptp_data_channel() {
         let h = parse_gre(&GRE_PPTP_SIP).expect("gre");
@@ -451,7 +492,7 @@ mod tests {
     #[test]
     fn ipv4_in_gre_with_checksum() {
         // GRE with C bit over a 20-byte IPv4 header (built from the fixture's inner IPv4 header).
-        assert!(ipv4_packet_ok(&GRE_PPTP_SIP[20..], true));
+        assert!(ipv4_packet_ok(&GRE_PPTP_SIP[20..], GRE_PPTP_SIP.len() - 20, true));
         let inner = &GRE_PPTP_SIP[20..40];
         let mut pkt = vec![0x80, 0x00, 0x08, 0x00, 0, 0, 0, 0];
         pkt.extend_from_slice(inner);

@@ -66,12 +66,12 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 fn inner_ok(next_header: u8, inner: &[u8]) -> bool {
     match next_header {
         1 => inner.len() >= 8 && ones_complement_ok(inner),
-        4 => ipv4_packet_ok(inner, true),
+        4 => ipv4_packet_ok(inner, inner.len(), true),
         6 => inner
             .get(12)
             .is_some_and(|&off| off >> 4 >= 5 && usize::from(off >> 4) * 4 <= inner.len()),
         17 => be16(inner, 4).is_some_and(|l| usize::from(l) == inner.len() && l >= 8),
-        41 => ipv6_packet_ok(inner, true),
+        41 => ipv6_packet_ok(inner, inner.len(), true),
         50 => be32(inner, 0).is_some_and(|spi| spi >= 256),
         58 => inner.len() >= 4,
         59 => inner.is_empty(),
