@@ -14,5 +14,6 @@ mod live;
 mod privacy;
 mod report;
 mod scenarios;
+mod snaplen;
 mod synth_tshark;
 mod util;

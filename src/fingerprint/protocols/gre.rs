@@ -446,7 +446,8 @@ mod tests {
         let h = parse_gre_on_wire(&GRE_PPTP_SIP[..kept], wire).expect("parses on the wire length");
         assert_eq!(h.header_len, 16);
         assert!(parse_gre_on_wire(&GRE_PPTP_SIP[..kept], wire - 1).is_none());
-        let cut = pl(Transport::Other(IP_PROTO_GRE), &GRE_PPTP_SIP[..kept]).cut((wire - kept) as u32);
+        let cut =
+            pl(Transport::Other(IP_PROTO_GRE), &GRE_PPTP_SIP[..kept]).cut((wire - kept) as u32);
         match State.observe(&cut) {
             Step::Match(v) => {
                 assert_eq!(v.application, Some("pptp"));
@@ -492,7 +493,11 @@ mod tests {
     #[test]
     fn ipv4_in_gre_with_checksum() {
         // GRE with C bit over a 20-byte IPv4 header (built from the fixture's inner IPv4 header).
-        assert!(ipv4_packet_ok(&GRE_PPTP_SIP[20..], GRE_PPTP_SIP.len() - 20, true));
+        assert!(ipv4_packet_ok(
+            &GRE_PPTP_SIP[20..],
+            GRE_PPTP_SIP.len() - 20,
+            true
+        ));
         let inner = &GRE_PPTP_SIP[20..40];
         let mut pkt = vec![0x80, 0x00, 0x08, 0x00, 0, 0, 0, 0];
         pkt.extend_from_slice(inner);
