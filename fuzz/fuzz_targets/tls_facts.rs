@@ -19,6 +19,13 @@ fn hello_facts(body: &[u8]) {
             ch.has_ech(),
         );
     }
+    // Read as far as it goes, a cut ClientHello names the server a whole one names.
+    let prefix_sni = tls::client_hello_sni_prefix(body);
+    if let Some(ch) = tls::parse_client_hello(body) {
+        if ch.sni.is_some() && ch.extensions.first() == Some(&0) {
+            assert_eq!(prefix_sni, ch.sni);
+        }
+    }
     if let Some(ch) = tls::parse_dtls_client_hello(body) {
         let _ = ch.ja4(Ja4Transport::Dtls);
     }

@@ -393,6 +393,37 @@ fn parse_hello_body(body: &[u8], dtls: bool) -> Option<ClientHelloFacts> {
 }
 
 /// `server_name_list<1..2^16-1>` of `name_type(1) HostName<1..2^16-1>`; the first host_name (0).
+/// The server name of a ClientHello body of which only the start was captured (a snap length
+/// cut it): the fixed fields and vectors are walked as [`parse_client_hello`] walks them, then
+/// the extensions one by one while they are whole among the kept bytes; the server_name
+/// extension (RFC 6066 §3) is read if it is one of them. `None` when the name is not among the
+/// kept bytes or the fields before it do not parse.
+pub fn client_hello_sni_prefix(body: &[u8]) -> Option<String> {
+    let mut r = Reader(body);
+    let legacy_version = r.u16()?;
+    if !(0x0300..=0x0304).contains(&legacy_version) {
+        return None;
+    }
+    r.take(32)?;
+    if r.vec8()?.len() > 32 {
+        return None;
+    }
+    let suites = r.vec16()?;
+    if suites.is_empty() || suites.len() % 2 != 0 || r.vec8()?.is_empty() {
+        return None;
+    }
+    // The extensions' total length says how far they go on the wire; they are read as far as
+    // they were kept.
+    r.u16()?;
+    loop {
+        let ty = r.u16()?;
+        let data = r.vec16()?;
+        if ty == extension::SERVER_NAME {
+            return parse_sni(data);
+        }
+    }
+}
+
 fn parse_sni(data: &[u8]) -> Option<String> {
     let mut list = Reader(Reader(data).vec16()?);
     while !list.is_empty() {

@@ -86,6 +86,8 @@ pub struct TlsState {
     /// The client's first payload was cut by a snap length and begins a ClientHello
     /// ([`hello_prefix`]); the handshake is then judged from the hello headers alone.
     cut_client_hello: bool,
+    /// The server name of a cut ClientHello, when its extension was among the kept bytes.
+    cut_sni: Option<String>,
 }
 
 /// Handshake type of a ClientHello and a ServerHello (RFC 8446 §4).
@@ -171,20 +173,37 @@ impl TlsState {
                 return Step::NotThis;
             }
             self.cut_client_hello = true;
+            // After the record header (5 bytes) and the handshake header (4).
+            self.cut_sni = p
+                .bytes
+                .get(9..)
+                .and_then(crate::fingerprint::facts::tls::client_hello_sni_prefix);
             return Step::NeedMore;
         }
         if p.direction == Direction::ToServer {
             return Step::NeedMore;
         }
         if hello_prefix(p.bytes, SERVER_HELLO) {
-            Step::Match(Self::cut_verdict(Confidence::BothDirections))
+            Step::Match(self.cut_verdict(Confidence::BothDirections))
         } else {
             Step::NotThis
         }
     }
 
-    fn cut_verdict(confidence: Confidence) -> Verdict {
-        Verdict::new(confidence).fact("hello_cut_by_snaplen", true)
+    /// The verdict on a cut handshake: the server name when it was kept (and the app or
+    /// provider it names, as for a whole ClientHello).
+    fn cut_verdict(&self, confidence: Confidence) -> Verdict {
+        let mut v = Verdict::new(confidence);
+        if let Some(sni) = &self.cut_sni {
+            v.evidence.push("sni", sni.as_str());
+            if let Some(rule) = intel::lookup_name(sni) {
+                v.application = rule.application;
+                v.provider = rule.provider;
+                v.family = Some(rule.family);
+                v.evidence.push("intel", "sni");
+            }
+        }
+        v.fact("hello_cut_by_snaplen", true)
     }
 }
 
@@ -206,7 +225,7 @@ impl Fingerprinter for TlsState {
 
     fn conclude(&mut self, _flow: &FlowContext) -> Option<Verdict> {
         if self.cut_client_hello {
-            return Some(Self::cut_verdict(Confidence::OneMessage));
+            return Some(self.cut_verdict(Confidence::OneMessage));
         }
         self.verdict()
     }
@@ -338,6 +357,34 @@ pub(crate) mod tests {
         let mut no_session = ch.clone();
         no_session[43] = 33;
         assert!(!hello_prefix(&no_session, CLIENT_HELLO));
+    }
+
+    /// A ClientHello cut after its server_name extension still names the server (and the
+    /// provider it belongs to); cut inside the extension, it names nothing.
+    #[test]
+    fn a_cut_client_hello_keeps_a_server_name_it_holds() {
+        let ch = hex(OPERA_CLIENT_HELLO);
+        let name = b"eu0.sec-tunnel.com";
+        let end = ch.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+        for (kept, sni) in [(end, Some("eu0.sec-tunnel.com")), (end - 1, None)] {
+            let mut s = TlsState::default();
+            let p = payload(Direction::ToServer, 0, &ch[..kept]).cut((ch.len() - kept) as u32);
+            assert_eq!(s.observe(&p), Step::NeedMore);
+            let v = s
+                .conclude(&FlowContext::test(Transport::Tcp, 50000, 443))
+                .unwrap();
+            assert_eq!(
+                v.evidence.get("sni").map(|f| f.to_string()).as_deref(),
+                sni,
+                "kept {kept}"
+            );
+            assert_eq!(v.provider, sni.map(|_| "opera"));
+        }
+        // Whole, the prefix reading finds the same name as the full parse.
+        assert_eq!(
+            crate::fingerprint::facts::tls::client_hello_sni_prefix(&ch[9..]).as_deref(),
+            Some("eu0.sec-tunnel.com")
+        );
     }
 
     #[test]
