@@ -139,8 +139,9 @@ pub struct DecodedPacket<'a> {
     /// Payload bytes the capture left out: a snap length (`tcpdump -s`, MAWI's 96 bytes) cut
     /// the frame short, so the payload was `payload.len() + payload_cut` bytes on the wire
     /// (from the IP length field, or UDP's own; for the first fragment of a fragmented UDP
-    /// datagram, the part the later fragments carry). 0 for a whole payload.
-    pub payload_cut: u32,
+    /// datagram, the part the later fragments carry). 0 for a whole payload. Both lengths are
+    /// 16-bit fields, so the cut always fits.
+    pub payload_cut: u16,
 }
 
 /// A [`DecodedPacket`] without its borrow: the payload as a byte range of its frame. Lets the
@@ -156,9 +157,10 @@ pub struct DetachedPacket {
     pub tcp_flags: u8,
     pub tcp_seq: u32,
     pub ip_len: u32,
-    pub payload_cut: u32,
+    pub payload_cut: u16,
     payload_start: u32,
-    payload_len: u32,
+    /// An IP payload is at most 65535 bytes (jumbograms are not detached).
+    payload_len: u16,
 }
 
 impl<'a> DecodedPacket<'a> {
@@ -182,7 +184,7 @@ impl<'a> DecodedPacket<'a> {
             ip_len: self.ip_len,
             payload_cut: self.payload_cut,
             payload_start: u32::try_from(start).ok()?,
-            payload_len: u32::try_from(self.payload.len()).ok()?,
+            payload_len: u16::try_from(self.payload.len()).ok()?,
         })
     }
 }
@@ -486,6 +488,7 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         .saturating_sub(ip.as_ptr() as usize)
         .saturating_add(body.len());
     let body_cut = u32::try_from(body_end).map_or(0, |end| ip_len.saturating_sub(end));
+    let body_cut = u16::try_from(body_cut).unwrap_or(u16::MAX);
     let mut pkt = DecodedPacket {
         src,
         dst,
@@ -514,7 +517,7 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
             pkt.tcp_seq = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
             // Options cut off by the snap length: keep the header facts, no payload.
             pkt.payload = body.get(header_len..).unwrap_or(&[]);
-            let header_missing = u32::try_from(header_len.saturating_sub(body.len())).unwrap_or(0);
+            let header_missing = u16::try_from(header_len.saturating_sub(body.len())).unwrap_or(0);
             pkt.payload_cut = body_cut.saturating_sub(header_missing);
         }
         ip_proto::UDP => {
@@ -539,7 +542,7 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
                 } else {
                     udp_len.min(body.len().saturating_add(body_cut as usize))
                 };
-                pkt.payload_cut = u32::try_from(wire_end.saturating_sub(end)).unwrap_or(0);
+                pkt.payload_cut = u16::try_from(wire_end.saturating_sub(end)).unwrap_or(u16::MAX);
             }
         }
         ip_proto::ICMP | ip_proto::ICMPV6 => {

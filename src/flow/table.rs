@@ -555,7 +555,7 @@ impl FlowTable {
                 ts_nanos: ts,
                 bytes: pkt.payload,
                 midstream: flow.midstream,
-                cut: pkt.payload_cut,
+                cut: u32::from(pkt.payload_cut),
             };
             flow.fingerprint.observe(registry, &payload);
         }
