@@ -10,6 +10,11 @@ use tunnelwatch::fingerprint::protocols::{http, http_connect, http_proxy};
 fuzz_target!(|data: &[u8]| {
     if let Some(rl) = http::parse_request_line(data) {
         let _ = format!("{rl:?}");
+        // A whole line reads the same as the kept start of a cut payload.
+        assert_eq!(http::parse_request_line_cut(data), Some(rl));
+    }
+    if let Some(rl) = http::parse_request_line_cut(data) {
+        assert!(rl.line_end <= data.len() && rl.target.len() < data.len());
     }
     let _ = http::parse_status_line(data);
     let from = data.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);

@@ -11,6 +11,12 @@ use tunnelwatch::fingerprint::protocols::{gre, l2tp, pptp, softether, sstp, zero
 fuzz_target!(|data: &[u8]| {
     let _ = gre::parse_gre(data);
     let _ = gre::parse_ppp(data);
+    // As the kept start of a packet a snap length cut (wire length from byte 0).
+    let wire_len = data.len() + usize::from(data.first().copied().unwrap_or(0));
+    if let Some(h) = gre::parse_gre_on_wire(data, wire_len) {
+        assert!(h.header_len <= data.len());
+    }
+    let _ = gre::parse_ppp_on_wire(data, wire_len);
     let _ = l2tp::parse_l2tp(data);
     let _ = pptp::parse_control(data);
     let _ = sstp::parse_control_packet(data);
