@@ -17,21 +17,7 @@ const ORDINARY: &[&str] = &[
 const MIN_RECALL: f64 = 0.95;
 
 fn tokens(capture: &std::path::Path) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for row in flow_rows(capture, &[]) {
-        for key in ["protocol", "application"] {
-            if let Some(v) = row[key].as_str().filter(|v| !v.is_empty()) {
-                found.insert(v.to_lowercase());
-            }
-        }
-        if row["provider"].as_str().is_some_and(|p| !p.is_empty()) {
-            found.insert("vpn_service".into());
-        }
-        if row["obfuscated"] == true {
-            found.insert("obfs".into());
-        }
-    }
-    found
+    scored_tokens(&flow_rows(capture, &[]))
 }
 
 #[test]

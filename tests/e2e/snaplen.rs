@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::util::{flow_rows, scratch, shared};
+use crate::util::{flow_rows, scored_tokens, scratch, shared};
 
 /// The vocabulary's ordinary tokens: not what the detectors are judged on.
 const ORDINARY: [&str; 8] = [
@@ -71,20 +71,7 @@ fn cut_pcap(bytes: &[u8], snap: u32) -> Option<Vec<u8>> {
 
 /// The target tokens of a run's rows, as the corpus scorer counts them.
 fn target_tokens(rows: &[serde_json::Value]) -> BTreeSet<String> {
-    let mut tokens = BTreeSet::new();
-    for row in rows {
-        for key in ["protocol", "application"] {
-            if let Some(t) = row[key].as_str().filter(|t| !t.is_empty()) {
-                tokens.insert(t.to_string());
-            }
-        }
-        if row["provider"].as_str().is_some_and(|p| !p.is_empty()) {
-            tokens.insert("vpn_service".into());
-        }
-        if row["obfuscated"] == true {
-            tokens.insert("obfs".into());
-        }
-    }
+    let mut tokens = scored_tokens(rows);
     tokens.retain(|t| !ORDINARY.contains(&t.as_str()));
     tokens
 }

@@ -187,3 +187,23 @@ pub fn synth_scenario(scenario: &Path, pcap: &Path) {
         stderr(&out)
     );
 }
+
+/// The tokens of flow rows as `../shared/tools/corpus_score.py` counts them: every protocol and
+/// application (lower case), `vpn_service` for a named provider, `obfs` for an obfuscated flow.
+pub fn scored_tokens(rows: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    for row in rows {
+        for key in ["protocol", "application"] {
+            if let Some(v) = row[key].as_str().filter(|v| !v.is_empty()) {
+                found.insert(v.to_lowercase());
+            }
+        }
+        if row["provider"].as_str().is_some_and(|p| !p.is_empty()) {
+            found.insert("vpn_service".into());
+        }
+        if row["obfuscated"] == true {
+            found.insert("obfs".into());
+        }
+    }
+    found
+}

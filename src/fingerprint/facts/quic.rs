@@ -189,27 +189,17 @@ pub struct InitialHeader<'a> {
 /// DCID len (<= 20) + DCID; SCID len (<= 20) + SCID; token length (varint) + token;
 /// Length (varint); packet number (protected). The packet must fit in `b`.
 pub fn parse_initial_header(b: &[u8]) -> Option<InitialHeader<'_>> {
-    let first = *b.first()?;
-    if first & 0xc0 != 0xc0 {
+    parse_initial_header_on_wire(b, b.len())
+}
+
+/// [`parse_initial_header`] of a datagram `wire_len` bytes long on the wire, of which `b` holds
+/// at least the header up to the Length field: the packet must fit in `wire_len`.
+fn parse_initial_header_on_wire(b: &[u8], wire_len: usize) -> Option<InitialHeader<'_>> {
+    let (version, dcid, scid) = long_header_ids(b)?;
+    if (b[0] >> 4) & 0x03 != params(version)?.initial_type {
         return None;
     }
-    let version = u32::from_be_bytes(b.get(1..5)?.try_into().ok()?);
-    let p = params(version)?;
-    if (first >> 4) & 0x03 != p.initial_type {
-        return None;
-    }
-    let dcid_len = usize::from(*b.get(5)?);
-    if dcid_len > MAX_CID {
-        return None;
-    }
-    let dcid = b.get(6..6 + dcid_len)?;
-    let mut at = 6 + dcid_len;
-    let scid_len = usize::from(*b.get(at)?);
-    if scid_len > MAX_CID {
-        return None;
-    }
-    let scid = b.get(at + 1..at + 1 + scid_len)?;
-    at += 1 + scid_len;
+    let mut at = 7 + dcid.len() + scid.len();
     let (token_len, n) = read_varint(b.get(at..)?)?;
     let token_len = usize::try_from(token_len).ok()?;
     at = at.checked_add(n)?.checked_add(token_len)?;
@@ -217,7 +207,7 @@ pub fn parse_initial_header(b: &[u8]) -> Option<InitialHeader<'_>> {
     let length = usize::try_from(length).ok()?;
     at += n;
     // Packet number (1..4) + sample (16) must fit; the whole packet must be in the datagram.
-    if length < 4 + 16 || at.checked_add(length)? > b.len() {
+    if length < 4 + 16 || at.checked_add(length)? > wire_len {
         return None;
     }
     Some(InitialHeader {
@@ -255,35 +245,14 @@ pub fn long_header_ids(b: &[u8]) -> Option<(u32, &[u8], &[u8])> {
 /// [`parse_initial_header`] of a datagram a snap length cut: `b` holds its first bytes and
 /// `wire_len` is its length on the wire. The header up to the Length field must be kept, the
 /// packet must fit in `wire_len`, and the datagram must have a client Initial's padded size
-/// ([`MIN_CLIENT_INITIAL_DATAGRAM`]). Nothing is decrypted: the header's shape, a supported
-/// version and the size are the evidence.
+/// ([`MIN_CLIENT_INITIAL_DATAGRAM`]) and a first Destination Connection ID of at least 8
+/// bytes (RFC 9000 §7.2). Nothing is decrypted: the header's shape, a supported version and
+/// the size are the evidence.
 pub fn parse_cut_client_initial(b: &[u8], wire_len: usize) -> Option<InitialHeader<'_>> {
     if wire_len < MIN_CLIENT_INITIAL_DATAGRAM || wire_len < b.len() {
         return None;
     }
-    let (version, dcid, scid) = long_header_ids(b)?;
-    if (b[0] >> 4) & 0x03 != params(version)?.initial_type || dcid.len() < 8 {
-        // RFC 9000 §7.2: a client's first Destination Connection ID is at least 8 bytes.
-        return None;
-    }
-    let mut at = 7 + dcid.len() + scid.len();
-    let (token_len, n) = read_varint(b.get(at..)?)?;
-    let token_len = usize::try_from(token_len).ok()?;
-    at = at.checked_add(n)?.checked_add(token_len)?;
-    let (length, n) = read_varint(b.get(at..)?)?;
-    let length = usize::try_from(length).ok()?;
-    at += n;
-    if length < 4 + 16 || at.checked_add(length)? > wire_len {
-        return None;
-    }
-    Some(InitialHeader {
-        version,
-        dcid,
-        scid,
-        token_len,
-        pn_offset: at,
-        length,
-    })
+    parse_initial_header_on_wire(b, wire_len).filter(|h| h.dcid.len() >= 8)
 }
 
 /// A decrypted client Initial: its header facts and the plaintext frames in `buf[..len]`.
