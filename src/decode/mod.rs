@@ -470,6 +470,17 @@ fn plain_ip_layer(ip: &[u8]) -> Option<IpLayer<'_>> {
     }
 }
 
+/// Bytes of an IP packet `ip_len` long on the wire that come after the captured `body` (a
+/// slice of `ip`): what a snap length cut off.
+#[cold]
+fn cut_before(ip: &[u8], body: &[u8], ip_len: u32) -> u16 {
+    let body_end = (body.as_ptr() as usize)
+        .saturating_sub(ip.as_ptr() as usize)
+        .saturating_add(body.len());
+    let cut = u32::try_from(body_end).map_or(0, |end| ip_len.saturating_sub(end));
+    u16::try_from(cut).unwrap_or(u16::MAX)
+}
+
 fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
     let IpLayer {
         src,
@@ -483,12 +494,12 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
         None => lax_ip_layer(ip)?,
     };
     // The IP length field says where the packet ended on the wire; what the capture holds of
-    // the body ends `body_cut` bytes before that.
-    let body_end = (body.as_ptr() as usize)
-        .saturating_sub(ip.as_ptr() as usize)
-        .saturating_add(body.len());
-    let body_cut = u32::try_from(body_end).map_or(0, |end| ip_len.saturating_sub(end));
-    let body_cut = u16::try_from(body_cut).unwrap_or(u16::MAX);
+    // the body ends `body_cut` bytes before that. Nearly every packet is whole: one comparison.
+    let body_cut = if ip.len() >= ip_len as usize {
+        0
+    } else {
+        cut_before(ip, body, ip_len)
+    };
     let mut pkt = DecodedPacket {
         src,
         dst,
@@ -517,8 +528,11 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
             pkt.tcp_seq = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
             // Options cut off by the snap length: keep the header facts, no payload.
             pkt.payload = body.get(header_len..).unwrap_or(&[]);
-            let header_missing = u16::try_from(header_len.saturating_sub(body.len())).unwrap_or(0);
-            pkt.payload_cut = body_cut.saturating_sub(header_missing);
+            if body_cut > 0 {
+                let header_missing =
+                    u16::try_from(header_len.saturating_sub(body.len())).unwrap_or(0);
+                pkt.payload_cut = body_cut.saturating_sub(header_missing);
+            }
         }
         ip_proto::UDP => {
             // RFC 768: 8-byte header; the length field bounds the payload (trailing padding).
@@ -534,7 +548,7 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
                 body.len()
             };
             pkt.payload = &body[8..end];
-            if udp_len >= 8 {
+            if udp_len > end && (body_cut > 0 || first_fragment) {
                 // The datagram's own length, within what the IP header allows (the later
                 // fragments of a fragmented datagram hold the rest of it).
                 let wire_end = if first_fragment {
