@@ -548,15 +548,20 @@ fn decode_ip_layer(ip: &[u8]) -> Result<DecodedPacket<'_>, SkipReason> {
                 body.len()
             };
             pkt.payload = &body[8..end];
-            if udp_len > end && (body_cut > 0 || first_fragment) {
-                // The datagram's own length, within what the IP header allows (the later
-                // fragments of a fragmented datagram hold the rest of it).
-                let wire_end = if first_fragment {
-                    udp_len
+            // UDP's own length says where the datagram ended, within what the IP header
+            // allows (the later fragments of a fragmented datagram hold the rest of it). A
+            // whole packet that is no fragment has nothing cut, whatever its UDP length says.
+            if udp_len >= 8 {
+                pkt.payload_cut = if body_cut == 0 && !first_fragment {
+                    0
                 } else {
-                    udp_len.min(body.len().saturating_add(body_cut as usize))
+                    let wire_end = if first_fragment {
+                        udp_len
+                    } else {
+                        udp_len.min(body.len().saturating_add(usize::from(body_cut)))
+                    };
+                    u16::try_from(wire_end.saturating_sub(end)).unwrap_or(u16::MAX)
                 };
-                pkt.payload_cut = u16::try_from(wire_end.saturating_sub(end)).unwrap_or(u16::MAX);
             }
         }
         ip_proto::ICMP | ip_proto::ICMPV6 => {
@@ -824,6 +829,13 @@ pub(crate) mod tests {
         lying[24..26].copy_from_slice(&5000u16.to_be_bytes());
         let p = decode(link::RAW, &lying[..28 + 40]).unwrap();
         assert_eq!(p.payload_cut, 60);
+
+        // An IP length far past the captured packet while UDP's own length ends within it (a
+        // corrupt IP length, seen in nDPI's captures): the datagram is whole.
+        let mut bogus_ip_len = udp.clone();
+        bogus_ip_len[2..4].copy_from_slice(&26696u16.to_be_bytes());
+        let p = decode(link::RAW, &bogus_ip_len).unwrap();
+        assert_eq!((p.payload.len(), p.payload_cut), (100, 0));
 
         // The first fragment of a datagram (more-fragments flag, offset 0) holds its start:
         // the UDP length counts the rest, which the later fragments carry.
