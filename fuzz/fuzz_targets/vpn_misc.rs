@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(h.header_len <= data.len());
     }
     let _ = gre::parse_ppp_on_wire(data, wire_len);
+    let _ = l2tp::parse_l2tp_on_wire(data, wire_len);
     let _ = l2tp::parse_l2tp(data);
     let _ = pptp::parse_control(data);
     let _ = sstp::parse_control_packet(data);

@@ -22,7 +22,7 @@
 //! and its extensions). L2TPv3 data messages carry no checkable structure and are not
 //! recognised. No port is required: the structure decides.
 
-use super::gre::parse_ppp;
+use super::gre::parse_ppp_on_wire;
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, Payload, Spec, Step, Transports, Verdict,
 };
@@ -70,8 +70,11 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Walks the AVPs of a control message body (RFC 2661 §4.1); returns the Message Type value
-/// and the AVP count when the first AVP is Message Type and the AVPs fill `body` exactly.
-fn walk_avps(body: &[u8], max_type: u16) -> Option<(u16, u16)> {
+/// and the AVP count when the first AVP is Message Type and the AVPs fill the body exactly.
+/// `wire_len` is the body's length on the wire, of which `body` may hold only the start (a
+/// snap length cut it): AVPs are walked as far as they were kept, none may run past
+/// `wire_len`, and the count is of the AVPs seen.
+fn walk_avps(body: &[u8], wire_len: usize, max_type: u16) -> Option<(u16, u16)> {
     // First AVP: M=1, H=0, length 8, vendor 0, attribute 0 (Message Type), value.
     let first = body.get(..8)?;
     if first[..6] != [0x80, 0x08, 0, 0, 0, 0] {
@@ -83,10 +86,13 @@ fn walk_avps(body: &[u8], max_type: u16) -> Option<(u16, u16)> {
     }
     let mut at = 8;
     let mut avps: u16 = 1;
-    while at < body.len() {
-        let word = be16(body, at)?;
+    while at < wire_len {
+        let Some(word) = be16(body, at) else {
+            // The rest was not kept.
+            return (wire_len > body.len()).then_some((message_type, avps));
+        };
         let len = usize::from(word & 0x03FF);
-        if word & 0x3C00 != 0 || len < 6 || at + len > body.len() {
+        if word & 0x3C00 != 0 || len < 6 || at + len > wire_len {
             return None;
         }
         at += len;
@@ -98,6 +104,14 @@ fn walk_avps(body: &[u8], max_type: u16) -> Option<(u16, u16)> {
 /// Parses one UDP payload as an L2TP message (see the module table). `None` for anything that
 /// is not a well-formed v2 control or data message or v3 control message.
 pub fn parse_l2tp(b: &[u8]) -> Option<L2tpMessage> {
+    parse_l2tp_on_wire(b, b.len())
+}
+
+/// [`parse_l2tp`] of a message `wire_len` bytes long on the wire, of which `b` may hold only
+/// the start (a snap length cut it): the length field and the AVPs are checked against
+/// `wire_len`; a data message's PPP frame on the wire too.
+pub fn parse_l2tp_on_wire(b: &[u8], wire_len: usize) -> Option<L2tpMessage> {
+    let wire_len = wire_len.max(b.len());
     let flags = be16(b, 0)?;
     if flags & RESERVED != 0 {
         return None;
@@ -109,17 +123,18 @@ pub fn parse_l2tp(b: &[u8]) -> Option<L2tpMessage> {
         if flags & (FLAG_L | FLAG_S | FLAG_O | FLAG_P) != FLAG_L | FLAG_S {
             return None;
         }
-        if usize::from(be16(b, 2)?) != b.len() {
+        if usize::from(be16(b, 2)?) != wire_len {
             return None;
         }
         // v2: length, tunnel, session, Ns, Nr = 12 bytes; v3: length, ccid(4), Ns, Nr = 12.
         let body = b.get(12..)?;
+        let body_wire = wire_len - 12;
         let max_type = match version {
             2 => 16,
             3 => 27,
             _ => return None,
         };
-        let (message_type, avps) = walk_avps(body, max_type)?;
+        let (message_type, avps) = walk_avps(body, body_wire, max_type)?;
         return Some(L2tpMessage::Control {
             version,
             message_type,
@@ -131,7 +146,7 @@ pub fn parse_l2tp(b: &[u8]) -> Option<L2tpMessage> {
     }
     let mut at = 2;
     if flags & FLAG_L != 0 {
-        if usize::from(be16(b, at)?) != b.len() {
+        if usize::from(be16(b, at)?) != wire_len {
             return None;
         }
         at += 2;
@@ -148,7 +163,7 @@ pub fn parse_l2tp(b: &[u8]) -> Option<L2tpMessage> {
     if flags & FLAG_O != 0 {
         at += 2 + usize::from(be16(b, at)?);
     }
-    let ppp = parse_ppp(b.get(at..)?)?;
+    let ppp = parse_ppp_on_wire(b.get(at..)?, wire_len - at)?;
     (ppp.address_control && ppp.inner_verified).then_some(L2tpMessage::Data {
         tunnel_id,
         session_id,
@@ -162,7 +177,7 @@ pub struct State;
 
 impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
-        match parse_l2tp(p.bytes) {
+        match parse_l2tp_on_wire(p.bytes, p.wire_len()) {
             Some(L2tpMessage::Control {
                 version,
                 message_type,
@@ -269,6 +284,35 @@ mod tests {
         let mut bad = m;
         bad[17] = 2;
         assert!(parse_l2tp(&bad).is_none());
+    }
+
+    /// A control message cut by a snap length: the length field and the AVPs are checked on
+    /// the wire length, AVPs counted as far as they were kept; an AVP claiming to run past
+    /// the message's end still fails.
+    #[test]
+    fn control_message_cut_by_a_snap_length() {
+        let m = sccrq();
+        let wire = m.len();
+        for kept in [20, 25, 33, wire - 1] {
+            assert!(
+                matches!(
+                    parse_l2tp_on_wire(&m[..kept], wire),
+                    Some(L2tpMessage::Control {
+                        message_type: 1,
+                        ..
+                    })
+                ),
+                "kept {kept}"
+            );
+        }
+        assert!(parse_l2tp(&m[..33]).is_none());
+        assert!(parse_l2tp_on_wire(&m[..33], wire + 1).is_none());
+        // The Host Name AVP (at 28) claiming 1023 bytes, past the message's end.
+        let mut overrun = m.clone();
+        overrun[28..30].copy_from_slice(&[0x83, 0xff]);
+        assert!(parse_l2tp_on_wire(&overrun[..33], wire).is_none());
+        let cut = pl(0, &m[..25]).cut((wire - 25) as u32);
+        assert!(matches!(State.observe(&cut), Step::Match(_)));
     }
 
     #[test]
