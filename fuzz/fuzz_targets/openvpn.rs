@@ -10,8 +10,16 @@ use tunnelwatch::fingerprint::protocols::openvpn_obfuscated::{self, Seen};
 
 fuzz_target!(|data: &[u8]| {
     let _ = openvpn::parse_header(data);
+    // As the kept start of a packet a snap length cut (wire length from byte 0): what a whole
+    // parse finds, a cut parse of the same bytes on their own length finds too.
+    let wire_len = data.len() + usize::from(data.first().copied().unwrap_or(0));
     for auth in AUTHS {
-        let _ = openvpn::parse_control(data, auth);
+        let whole = openvpn::parse_control(data, auth);
+        assert_eq!(
+            openvpn::parse_control_on_wire(data, data.len(), auth).is_some(),
+            whole.is_some()
+        );
+        let _ = openvpn::parse_control_on_wire(data, wire_len, auth);
         if let Some(body) = data.get(2..) {
             let _ = openvpn::parse_control(body, auth);
         }

@@ -198,6 +198,17 @@ fn take_id(r: &mut &[u8]) -> Option<[u8; 8]> {
 /// most 8, ACK_V1 ending exactly after its ack array, hard resets carrying at most
 /// [`MAX_RESET_PAYLOAD`] bytes, V3/WKC opcodes only under tls-crypt.
 pub fn parse_control(b: &[u8], auth: Auth) -> Option<Control<'_>> {
+    parse_control_on_wire(b, b.len(), auth)
+}
+
+/// [`parse_control`] of a packet `wire_len` bytes long on the wire, of which `b` may hold only
+/// the start (a snap length cut it). The session id and the layout's authentication fields
+/// must be kept; the fields after them are read as far as they were kept, and those that
+/// were not are unknown (`remote_session` and `message_id` `None`, the payload what was
+/// kept). Lengths (the tls-crypt minimum, ACK_V1's end, a hard reset's payload) are checked
+/// against `wire_len`.
+pub fn parse_control_on_wire(b: &[u8], wire_len: usize, auth: Auth) -> Option<Control<'_>> {
+    let missing = wire_len.saturating_sub(b.len());
     let header = parse_header(b)?;
     let op = header.opcode;
     if !opcode::is_control(op) {
@@ -213,11 +224,11 @@ pub fn parse_control(b: &[u8], auth: Auth) -> Option<Control<'_>> {
         }
         Auth::Crypt => {
             let replay = read_replay(&mut r)?;
-            take(&mut r, TLS_CRYPT_TAG)?;
-            // Encrypted: ack_len(1) + ack(4) + remote session(8) at least for ACK_V1,
-            // ack_len(1) + message pid(4) at least for the others.
+            // The tag, then encrypted: ack_len(1) + ack(4) + remote session(8) at least for
+            // ACK_V1, ack_len(1) + message pid(4) at least for the others. None of it need be
+            // kept, but it must have been on the wire.
             let min = if op == opcode::ACK_V1 { 13 } else { 5 };
-            if r.len() < min {
+            if r.len() + missing < TLS_CRYPT_TAG + min {
                 return None;
             }
             return Some(Control {
@@ -234,19 +245,39 @@ pub fn parse_control(b: &[u8], auth: Auth) -> Option<Control<'_>> {
     if matches!(op, opcode::HARD_RESET_CLIENT_V3 | opcode::CONTROL_WKC_V1) {
         return None;
     }
-    let (&ack_count, rest) = r.split_first()?;
+    // A cut packet may end among the fields that follow: what was kept is checked, the rest
+    // is unknown.
+    let cut = |ack_count: u8, remote_session: Option<[u8; 8]>| {
+        (missing > 0).then_some(Control {
+            header,
+            session_id,
+            replay,
+            ack_count,
+            remote_session,
+            message_id: None,
+            payload: &[],
+        })
+    };
+    let Some((&ack_count, rest)) = r.split_first() else {
+        return cut(0, None);
+    };
     r = rest;
     if ack_count > MAX_ACKS {
         return None;
     }
-    take(&mut r, 4 * usize::from(ack_count))?;
+    if take(&mut r, 4 * usize::from(ack_count)).is_none() {
+        return cut(ack_count, None);
+    }
     let remote_session = if ack_count > 0 {
-        Some(take_id(&mut r)?)
+        match take_id(&mut r) {
+            Some(id) => Some(id),
+            None => return cut(ack_count, None),
+        }
     } else {
         None
     };
     if op == opcode::ACK_V1 {
-        if ack_count == 0 || !r.is_empty() {
+        if ack_count == 0 || r.len() + missing != 0 {
             return None;
         }
         return Some(Control {
@@ -259,8 +290,12 @@ pub fn parse_control(b: &[u8], auth: Auth) -> Option<Control<'_>> {
             payload: &[],
         });
     }
-    let message_id = take_u32(&mut r)?;
-    if (opcode::is_client_reset(op) || opcode::is_server_reset(op)) && r.len() > MAX_RESET_PAYLOAD {
+    let Some(message_id) = take_u32(&mut r) else {
+        return cut(ack_count, remote_session);
+    };
+    if (opcode::is_client_reset(op) || opcode::is_server_reset(op))
+        && r.len() + missing > MAX_RESET_PAYLOAD
+    {
         return None;
     }
     Some(Control {
@@ -468,11 +503,15 @@ pub struct State {
     tls_version: Option<u16>,
     provider: Option<&'static str>,
     failed: bool,
+    /// A packet was cut by a snap length (so a session id echo may be out of sight).
+    cut_seen: bool,
 }
 
 impl State {
     /// Looks at one OpenVPN packet (TCP frame or UDP datagram). False: not OpenVPN.
-    fn packet(&mut self, dir: Direction, b: &[u8]) -> bool {
+    /// `missing`: bytes of the packet a snap length cut off (0 for a whole packet).
+    fn packet(&mut self, dir: Direction, b: &[u8], missing: usize) -> bool {
+        self.cut_seen |= missing > 0;
         let Some(h) = parse_header(b) else {
             return false;
         };
@@ -486,15 +525,15 @@ impl State {
         }
         match h.opcode {
             opcode::DATA_V2 => {
-                self.data_v2(d, b);
+                self.data_v2(d, b, missing);
                 true
             }
             opcode::DATA_V1 => true,
-            _ => self.control(d, h, b),
+            _ => self.control(d, h, b, missing),
         }
     }
 
-    fn data_v2(&mut self, d: usize, b: &[u8]) {
+    fn data_v2(&mut self, d: usize, b: &[u8], missing: usize) {
         let side = &mut self.sides[d];
         let (Some(head), Some(pid)) = (b.get(..4), b.get(4..8)) else {
             side.data_consistent = false;
@@ -504,7 +543,7 @@ impl State {
         let pid = u32::from_be_bytes([pid[0], pid[1], pid[2], pid[3]]);
         // AEAD: opcode/peer id(4) packet id(4) tag(16) ciphertext; CBC: HMAC and IV. 20 bytes
         // is below both.
-        let long_enough = b.len() >= 24;
+        let long_enough = b.len() + missing >= 24;
         match side.data_head {
             None => {
                 side.data_head = Some(head);
@@ -521,7 +560,7 @@ impl State {
         side.data_count = side.data_count.saturating_add(1);
     }
 
-    fn control(&mut self, d: usize, h: Header, b: &[u8]) -> bool {
+    fn control(&mut self, d: usize, h: Header, b: &[u8], missing: usize) -> bool {
         let Some(sid) = b.get(1..9).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
             return false;
         };
@@ -560,7 +599,7 @@ impl State {
             if side.ok & bit == 0 {
                 continue;
             }
-            let Some(c) = parse_control(b, auth) else {
+            let Some(c) = parse_control_on_wire(b, b.len() + missing, auth) else {
                 side.ok &= !bit;
                 continue;
             };
@@ -621,7 +660,12 @@ impl State {
             }
         }
         if let Some(i) = self.echo {
-            self.feed_tls(d, b, AUTHS[i]);
+            if missing == 0 {
+                self.feed_tls(d, b, AUTHS[i]);
+            } else {
+                // The TLS stream inside lost bytes here: its certificate cannot be read.
+                self.sides[d].tls_broken = true;
+            }
         }
         true
     }
@@ -684,20 +728,29 @@ impl State {
         self.tls_done = true;
     }
 
-    /// Both tls-crypt hard resets, each side consistent over at least two control packets
-    /// and the two clocks within a day.
-    fn tls_crypt_handshake(&self) -> bool {
-        let i = AUTHS.len() - 1;
-        let bit = 1 << i;
-        let [a, b] = &self.sides;
-        let both_ok = a.ok & bit != 0 && b.ok & bit != 0 && a.controls >= 2 && b.controls >= 2;
-        let resets = (a.sent_client_reset && b.sent_server_reset)
-            || (b.sent_client_reset && a.sent_server_reset);
-        let times = match (a.replay[i], b.replay[i]) {
-            (Some(x), Some(y)) => x.net_time.abs_diff(y.net_time) <= MAX_TIME_SKEW,
-            _ => false,
+    /// The layout whose replay fields (packet id, `net_time`) carry the handshake: both hard
+    /// resets, each side consistent over at least two control packets under it, and the two
+    /// clocks within a day. tls-crypt always needs this (its session ids are encrypted, so no
+    /// echo is visible); an HMAC layout only where a snap length cut the packets before the
+    /// echoed session id.
+    fn replay_handshake(&self) -> Option<usize> {
+        let candidates = if self.cut_seen {
+            1..AUTHS.len()
+        } else {
+            AUTHS.len() - 1..AUTHS.len()
         };
-        both_ok && resets && times
+        candidates.rev().find(|&i| {
+            let bit = 1 << i;
+            let [a, b] = &self.sides;
+            let both_ok = a.ok & bit != 0 && b.ok & bit != 0 && a.controls >= 2 && b.controls >= 2;
+            let resets = (a.sent_client_reset && b.sent_server_reset)
+                || (b.sent_client_reset && a.sent_server_reset);
+            let times = match (a.replay[i], b.replay[i]) {
+                (Some(x), Some(y)) => x.net_time.abs_diff(y.net_time) <= MAX_TIME_SKEW,
+                _ => false,
+            };
+            both_ok && resets && times
+        })
     }
 
     /// Only one direction was seen: at least three control packets with one session id,
@@ -809,11 +862,11 @@ impl State {
             self.add_common(&mut v);
             return Some(v);
         }
-        if self.tls_crypt_handshake() {
+        if let Some(i) = self.replay_handshake() {
             let mut v = self
                 .base_verdict(Confidence::BothDirections)
                 .fact("session_id_echo", false);
-            Self::add_auth(&mut v, AUTHS.len() - 1);
+            Self::add_auth(&mut v, i);
             v.evidence.push("net_time_agrees", true);
             self.add_common(&mut v);
             return Some(v);
@@ -852,7 +905,7 @@ impl Fingerprinter for State {
         self.transport = Some(p.transport);
         let dir = p.direction;
         let ok = match p.transport {
-            Transport::Udp => self.packet(dir, p.bytes),
+            Transport::Udp => self.packet(dir, p.bytes, p.cut as usize),
             Transport::Tcp => {
                 let d = dir.index();
                 // Cheap rejection: a frame starting here must have a valid opcode byte.
@@ -865,7 +918,7 @@ impl Fingerprinter for State {
                     let mut framer = std::mem::take(&mut self.sides[d].framer);
                     let mut good = true;
                     let framing = framer.feed(p.bytes, |frame| {
-                        good = self.packet(dir, frame);
+                        good = self.packet(dir, frame, 0);
                         good
                     });
                     self.sides[d].framer = framer;
@@ -889,7 +942,7 @@ impl Fingerprinter for State {
             }
             return self.verdict().map_or(Step::NeedMore, Step::Match);
         }
-        if self.tls_crypt_handshake() {
+        if self.replay_handshake().is_some() {
             return self.verdict().map_or(Step::NeedMore, Step::Match);
         }
         Step::NeedMore
@@ -1036,6 +1089,58 @@ mod tests {
         .unwrap();
         assert_eq!(v.evidence.get("tls_crypt"), Some(&Fact::Bool(true)));
         assert_eq!(v.confidence, Confidence::BothDirections);
+    }
+
+    /// Cut by a snap length (44 bytes kept, as 96 bytes keep behind loopback, IPv6 and UDP
+    /// headers), the tls-crypt handshake still shows its replay fields, and its tag and
+    /// encrypted part count on the wire. A tls-auth (HMAC-SHA1) handshake cut before the
+    /// echoed session id is told by the same replay evidence, which on whole packets only
+    /// tls-crypt is judged by; a cut packet too short on the wire for tls-crypt is not one.
+    #[test]
+    fn handshakes_cut_by_a_snap_length() {
+        fn run_cut(kept: usize, wire: usize, payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {
+            let mut s = State::default();
+            let mut offered = [0u8; 2];
+            for (dir, b) in payloads {
+                let n = offered[dir.index()];
+                offered[dir.index()] += 1;
+                let keep = kept.min(b.len());
+                let p = pl(*dir, Transport::Udp, n, &b[..keep]).cut((wire - keep) as u32);
+                match s.observe(&p) {
+                    Step::Match(v) => return Some(v),
+                    Step::NotThis => return None,
+                    Step::NeedMore => {}
+                }
+            }
+            s.conclude(&ctx(Transport::Udp))
+        }
+        let crypt = [
+            (C, hex(CRYPT_C1)),
+            (S, hex(CRYPT_S1)),
+            (C, hex(CRYPT_C2)),
+            (S, hex(CRYPT_S2)),
+        ];
+        let v = run_cut(44, 300, &crypt).expect("tls-crypt, cut");
+        assert_eq!(v.evidence.get("tls_crypt"), Some(&Fact::Bool(true)));
+        assert_eq!(v.confidence, Confidence::BothDirections);
+        // 17 bytes of replay, then too little on the wire for the tag and a packet id.
+        assert!(parse_control_on_wire(&hex(CRYPT_C1)[..44], 17 + 32 + 4, Auth::Crypt).is_none());
+        assert!(parse_control_on_wire(&hex(CRYPT_C1)[..44], 17 + 32 + 5, Auth::Crypt).is_some());
+
+        // tls-auth: 1 + 8 + 20 + 8 = 37 bytes hold the replay fields; cut there, no echo.
+        // The server's next control packet: its replay packet id (after opcode, session id
+        // and HMAC, at 29..33) one higher.
+        let mut server_next = hex(TLSAUTH_2);
+        server_next[32] = 2;
+        let auth = [
+            (C, hex(TLSAUTH_1)),
+            (S, hex(TLSAUTH_2)),
+            (C, hex(TLSAUTH_3)),
+            (S, server_next),
+        ];
+        let v = run_cut(38, 200, &auth).expect("tls-auth, cut");
+        assert_eq!(v.evidence.get("session_id_echo"), Some(&Fact::Bool(false)));
+        assert_eq!(v.evidence.get("hmac"), Some(&Fact::Int(20)));
     }
 
     // openvpn_udp_hmac_256.pcap frames 25-28: DATA_V2 with peer id 0x000370 (payload cut to 32 bytes).
