@@ -245,18 +245,20 @@ pub fn parse_control_on_wire(b: &[u8], wire_len: usize, auth: Auth) -> Option<Co
     if matches!(op, opcode::HARD_RESET_CLIENT_V3 | opcode::CONTROL_WKC_V1) {
         return None;
     }
+    // The packet as far as its acknowledgements (ACK_V1 ends there).
+    let without_message = |ack_count: u8, remote_session: Option<[u8; 8]>| Control {
+        header,
+        session_id,
+        replay,
+        ack_count,
+        remote_session,
+        message_id: None,
+        payload: &[],
+    };
     // A cut packet may end among the fields that follow: what was kept is checked, the rest
     // is unknown.
     let cut = |ack_count: u8, remote_session: Option<[u8; 8]>| {
-        (missing > 0).then_some(Control {
-            header,
-            session_id,
-            replay,
-            ack_count,
-            remote_session,
-            message_id: None,
-            payload: &[],
-        })
+        (missing > 0).then(|| without_message(ack_count, remote_session))
     };
     let Some((&ack_count, rest)) = r.split_first() else {
         return cut(0, None);
@@ -280,15 +282,7 @@ pub fn parse_control_on_wire(b: &[u8], wire_len: usize, auth: Auth) -> Option<Co
         if ack_count == 0 || r.len() + missing != 0 {
             return None;
         }
-        return Some(Control {
-            header,
-            session_id,
-            replay,
-            ack_count,
-            remote_session,
-            message_id: None,
-            payload: &[],
-        });
+        return Some(without_message(ack_count, remote_session));
     }
     let Some(message_id) = take_u32(&mut r) else {
         return cut(ack_count, remote_session);
