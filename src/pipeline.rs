@@ -104,10 +104,8 @@ pub struct Pipeline {
     flows_seen: Arc<AtomicU64>,
     /// Only packets that pass it go into flows ([`Pipeline::set_filter`]).
     filter: Option<PacketFilter>,
-    /// Reading stops once this is set ([`Pipeline::set_stop`]).
+    /// Reading stops once this is set ([`Pipeline::set_stop`]); nothing clears it.
     stop: Option<&'static AtomicBool>,
-    /// Reading stopped because `stop` was set.
-    stopped: bool,
 }
 
 /// Receives finished flows, rendered as rows, as they leave the flow tables (see
@@ -382,7 +380,6 @@ impl Pipeline {
             flows_seen,
             filter: None,
             stop: None,
-            stopped: false,
         }
     }
 
@@ -400,12 +397,9 @@ impl Pipeline {
         self.stop = stop;
     }
 
-    /// Reading was stopped by the flag of [`Pipeline::set_stop`], or it is set now.
+    /// The flag of [`Pipeline::set_stop`] is set: reading stops (or stopped) at the next
+    /// checkpoint.
     pub fn stopped(&self) -> bool {
-        self.stopped || self.stop_requested()
-    }
-
-    fn stop_requested(&self) -> bool {
         self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
@@ -442,7 +436,6 @@ impl Pipeline {
     pub fn feed_file(&mut self, path: &Path, progress: &mut impl FnMut(u64, u64)) -> &FileReport {
         let mut report = FileReport::new(path);
         if self.stopped() {
-            self.stopped = true;
             report.status = FileStatus::Failed("not read: the run was stopped".into());
             self.summary.files.push(report);
             return self.summary.files.last().expect("just pushed");
@@ -529,8 +522,7 @@ impl Pipeline {
                         progress(off - last_progress, report.packets - last_packets);
                         last_progress = off;
                         last_packets = report.packets;
-                        if self.stop_requested() {
-                            self.stopped = true;
+                        if self.stopped() {
                             report.status = FileStatus::Partial(format!(
                                 "stopped after {} packets",
                                 report.packets

@@ -564,11 +564,10 @@ fn run_pipeline_into(
             }
         }
     }
-    let stopped_reading = pipeline.stopped();
     // Workers are joined and the flows read so far ended either way; on a stop they are
-    // dropped with every temporary.
+    // dropped with every temporary. A signal up to here counts as a stop.
     let result = pipeline.finish();
-    let stopped = stopped_reading || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let stopped = stop.load(std::sync::atomic::Ordering::Relaxed);
     drop(interrupt_guard);
     progress.clear();
     if stopped {

@@ -245,6 +245,19 @@ impl Verdict {
         self.evidence.push(key, value);
         self
     }
+
+    /// The app, provider and family a server name gives (a VPN app's or brand's name makes
+    /// the flow theirs, [`crate::intel::lookup_name`]), with the fact `intel=sni`; unchanged
+    /// when the name is unknown or absent.
+    pub fn named_by_sni(mut self, sni: Option<&str>) -> Self {
+        if let Some(rule) = sni.and_then(crate::intel::lookup_name) {
+            self.application = rule.application;
+            self.provider = rule.provider;
+            self.family = Some(rule.family);
+            self.evidence.push("intel", "sni");
+        }
+        self
+    }
 }
 
 /// After each payload: keep going, give up on this flow, or decide.

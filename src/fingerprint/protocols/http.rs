@@ -143,7 +143,7 @@ pub fn parse_request_line_cut(b: &[u8]) -> Option<RequestLine<'_>> {
     let form_ok = target.starts_with(b"/")
         || target == b"*"
         || method == b"CONNECT"
-        || absolute_scheme(target);
+        || split_absolute_form(target).is_some();
     if target.is_empty()
         || target.len() > MAX_TARGET
         || !form_ok
@@ -172,15 +172,19 @@ pub fn parse_request_line_cut(b: &[u8]) -> Option<RequestLine<'_>> {
     })
 }
 
-/// `target` starts with a scheme a forward proxy serves (`http://`, `https://`, `ftp://`).
-fn absolute_scheme(target: &[u8]) -> bool {
-    [&b"http://"[..], b"https://", b"ftp://"]
-        .iter()
-        .any(|scheme| {
-            target
-                .get(..scheme.len())
-                .is_some_and(|t| t.eq_ignore_ascii_case(scheme))
-        })
+/// An absolute-form request-target `scheme://...` (RFC 9112 §3.2.2) of a scheme a forward
+/// proxy serves (`http`, `https`, `ftp`, any case): the scheme and what follows `://`.
+pub fn split_absolute_form(target: &[u8]) -> Option<(&'static str, &[u8])> {
+    const SCHEMES: [(&str, &[u8]); 3] = [
+        ("http", b"http://"),
+        ("https", b"https://"),
+        ("ftp", b"ftp://"),
+    ];
+    SCHEMES.iter().find_map(|&(scheme, prefix)| {
+        let head = target.get(..prefix.len())?;
+        head.eq_ignore_ascii_case(prefix)
+            .then(|| (scheme, target.get(prefix.len()..).unwrap_or_default()))
+    })
 }
 
 /// Parses an HTTP/1.x status line at the start of `b` (RFC 9112 §4).

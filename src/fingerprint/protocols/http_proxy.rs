@@ -14,6 +14,7 @@
 
 use super::http::{
     evidence_text, header_value, parse_request_line, parse_request_line_cut, parse_status_line,
+    split_absolute_form,
 };
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
@@ -34,15 +35,7 @@ pub static SPEC: Spec = Spec {
 /// The host of an absolute-form target `scheme://host[:port]/...` (RFC 9112 §3.2.2), with the
 /// scheme. Only the schemes a forward proxy serves are accepted.
 pub fn absolute_form_host(target: &[u8]) -> Option<(&'static str, &[u8])> {
-    let (scheme, rest) = if let Some(r) = strip_prefix_ci(target, b"http://") {
-        ("http", r)
-    } else if let Some(r) = strip_prefix_ci(target, b"https://") {
-        ("https", r)
-    } else if let Some(r) = strip_prefix_ci(target, b"ftp://") {
-        ("ftp", r)
-    } else {
-        return None;
-    };
+    let (scheme, rest) = split_absolute_form(target)?;
     let end = rest
         .iter()
         .position(|&c| matches!(c, b'/' | b'?' | b'#'))
@@ -63,13 +56,6 @@ pub fn absolute_form_host(target: &[u8]) -> Option<(&'static str, &[u8])> {
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || b".-_[]:".contains(&c));
     valid.then_some((scheme, host))
-}
-
-fn strip_prefix_ci<'a>(b: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    let head = b.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| b.get(prefix.len()..))
-        .flatten()
 }
 
 /// Per-flow state.
@@ -96,12 +82,8 @@ impl Fingerprinter for State {
             // A target cut inside its authority would name a host that is only the start of
             // the real one.
             let authority_whole = req.minor.is_some()
-                || req
-                    .target
-                    .iter()
-                    .skip_while(|&&c| c != b':')
-                    .skip(3)
-                    .any(|c| matches!(c, b'/' | b'?' | b'#'));
+                || split_absolute_form(req.target)
+                    .is_some_and(|(_, rest)| rest.iter().any(|c| matches!(c, b'/' | b'?' | b'#')));
             let absolute = absolute_form_host(req.target).filter(|_| authority_whole);
             let proxy_auth = header_value(p.bytes, req.line_end, "proxy-authorization").is_some();
             let proxy_conn = header_value(p.bytes, req.line_end, "proxy-connection").is_some();

@@ -126,23 +126,10 @@ struct State {
     /// A client Initial a snap length cut (so it cannot be opened): its version and Source
     /// Connection ID, which the server's packets carry back as their Destination (RFC 9000
     /// §7.2).
-    cut_initial: Option<(u32, [u8; 20], usize)>,
+    cut_initial: Option<([u8; 20], usize)>,
 }
 
 impl State {
-    fn verdict_from_sni(mut v: Verdict, sni: Option<&str>) -> Verdict {
-        if let Some(name) = sni {
-            if let Some(rule) = crate::intel::lookup_name(name) {
-                v.application = rule.application;
-                v.provider = rule.provider;
-                // As over TLS: a VPN app's or brand's name makes the flow theirs.
-                v.family = Some(rule.family);
-                v.evidence.push("intel", "sni");
-            }
-        }
-        v
-    }
-
     fn ietf_verdict(&self) -> Verdict {
         let mut v = Verdict::new(Confidence::OneMessage)
             .fact("version", qf::version_name(self.version))
@@ -160,7 +147,7 @@ impl State {
                 v = v.fact("alpn", alpn);
             }
         }
-        let mut v = Self::verdict_from_sni(v, hello.as_ref().and_then(|h| h.sni.as_deref()));
+        let mut v = v.named_by_sni(hello.as_ref().and_then(|h| h.sni.as_deref()));
         // An ALPN id only one product offers (Hysteria 1.x's default "hysteria", see
         // `intel::alpn`) names the app over QUIC; Hysteria is a proxy.
         if let Some(rule) = hello
@@ -217,14 +204,14 @@ impl State {
             let h = qf::parse_cut_client_initial(p.bytes, p.wire_len())?;
             let mut scid = [0u8; 20];
             scid.get_mut(..h.scid.len())?.copy_from_slice(h.scid);
-            self.cut_initial = Some((h.version, scid, h.scid.len()));
+            self.cut_initial = Some((scid, h.scid.len()));
             self.dcid_len = h.dcid.len();
             self.version = h.version;
             return Some(Step::NeedMore);
         }
-        let (version, scid, scid_len) = self.cut_initial?;
+        let (scid, scid_len) = self.cut_initial?;
         let answered = qf::long_header_ids(p.bytes)
-            .is_some_and(|(v, dcid, _)| v == version && Some(dcid) == scid.get(..scid_len));
+            .is_some_and(|(v, dcid, _)| v == self.version && Some(dcid) == scid.get(..scid_len));
         // Anything else from the server (a Version Negotiation, a short-header packet) leaves
         // the client's Initial as the evidence.
         Some(if answered {
@@ -272,7 +259,7 @@ impl Fingerprinter for State {
                 if let Some(s) = &sni {
                     v = v.fact("sni", s.as_str());
                 }
-                return Step::Match(Self::verdict_from_sni(v, sni.as_deref()));
+                return Step::Match(v.named_by_sni(sni.as_deref()));
             }
         }
         // A client datagram that is no Initial we can open: after a few, give up.

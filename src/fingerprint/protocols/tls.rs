@@ -9,7 +9,7 @@
 //! application / provider and the family becomes VPN.
 
 use crate::fingerprint::facts::tls::{
-    ClientHelloFacts, HandshakeStatus, Ja4Transport, TlsHandshakeTracker,
+    self as tlsfacts, ClientHelloFacts, HandshakeStatus, Ja4Transport, TlsHandshakeTracker,
 };
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
@@ -93,31 +93,25 @@ pub struct TlsState {
 /// Handshake type of a ClientHello and a ServerHello (RFC 8446 §4).
 const CLIENT_HELLO: u8 = 1;
 const SERVER_HELLO: u8 = 2;
-/// RFC 8446 §5.1: a record's length MUST NOT exceed 2^14 (plaintext).
-const MAX_RECORD: u16 = 1 << 14;
 /// Fewest bytes of a hello judged from its start: record header (5), handshake header (4),
 /// legacy_version (2).
 const HELLO_PREFIX_MIN: usize = 11;
 
 /// True when `b` begins a handshake record holding a hello of type `hello` (RFC 8446 §4.1.2,
-/// §4.1.3, §5.1): content type 22, record version 0x0300-0x0304, a record length of at most
-/// 2^14, the handshake type, a handshake length that can hold legacy_version, random and the
+/// §4.1.3, §5.1): a record header the record layer accepts
+/// ([`crate::fingerprint::facts::tls::parse_record_header`]) of content type 22, the handshake
+/// type, a handshake length that can hold legacy_version, random and the
 /// session id length (35 bytes), legacy_version 0x0300-0x0303, and where kept, a session id of
 /// at most 32 bytes. For payloads a snap length cut before the names and extensions.
 pub fn hello_prefix(b: &[u8], hello: u8) -> bool {
-    let Some(&[22, 3, rec_minor, r0, r1, ty, h0, h1, h2, 3, minor]) = b.get(..HELLO_PREFIX_MIN)
-    else {
+    let record_ok = tlsfacts::parse_record_header(b)
+        .is_some_and(|h| h.content_type == tlsfacts::content_type::HANDSHAKE);
+    let Some(&[ty, h0, h1, h2, 3, minor]) = b.get(5..HELLO_PREFIX_MIN) else {
         return false;
     };
-    let record_len = u16::from_be_bytes([r0, r1]);
     let handshake_len = u32::from_be_bytes([0, h0, h1, h2]);
     let session_id_ok = b.get(43).is_none_or(|&len| len <= 32);
-    rec_minor <= 4
-        && (1..=MAX_RECORD).contains(&record_len)
-        && ty == hello
-        && handshake_len >= 35
-        && minor <= 3
-        && session_id_ok
+    record_ok && ty == hello && handshake_len >= 35 && minor <= 3 && session_id_ok
 }
 
 impl TlsState {
@@ -174,10 +168,7 @@ impl TlsState {
             }
             self.cut_client_hello = true;
             // After the record header (5 bytes) and the handshake header (4).
-            self.cut_sni = p
-                .bytes
-                .get(9..)
-                .and_then(crate::fingerprint::facts::tls::client_hello_sni_prefix);
+            self.cut_sni = p.bytes.get(9..).and_then(tlsfacts::client_hello_sni_prefix);
             return Step::NeedMore;
         }
         if p.direction == Direction::ToServer {
@@ -196,14 +187,9 @@ impl TlsState {
         let mut v = Verdict::new(confidence);
         if let Some(sni) = &self.cut_sni {
             v.evidence.push("sni", sni.as_str());
-            if let Some(rule) = intel::lookup_name(sni) {
-                v.application = rule.application;
-                v.provider = rule.provider;
-                v.family = Some(rule.family);
-                v.evidence.push("intel", "sni");
-            }
         }
-        v.fact("hello_cut_by_snaplen", true)
+        v.named_by_sni(self.cut_sni.as_deref())
+            .fact("hello_cut_by_snaplen", true)
     }
 }
 
@@ -352,7 +338,8 @@ pub(crate) mod tests {
             Step::NotThis
         );
         let mut long = ch.clone();
-        long[3..5].copy_from_slice(&(MAX_RECORD + 1).to_be_bytes());
+        long[3..5]
+            .copy_from_slice(&(crate::fingerprint::facts::tls::MAX_RECORD_LEN + 1).to_be_bytes());
         assert!(!hello_prefix(&long, CLIENT_HELLO));
         let mut no_session = ch.clone();
         no_session[43] = 33;
