@@ -652,9 +652,49 @@ fn write_flows_to(
     }
 }
 
+/// An output folder made before a run, so that a path that cannot be written fails at once and
+/// not after the run. Folders this made are removed again, while still empty, unless the run
+/// [`kept`](OutputFolder::keep) them: a run stopped by Ctrl-C or failing before its first output
+/// leaves no empty folder behind. A folder that was already there is left alone.
+struct OutputFolder<'a> {
+    path: &'a std::path::Path,
+    /// The outermost folder of `path` this made (`None`: it made none, or the run kept them).
+    made_from: Option<PathBuf>,
+}
+
+impl<'a> OutputFolder<'a> {
+    fn create(path: &'a std::path::Path) -> Result<Self> {
+        let made_from = path
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .last()
+            .map(std::path::Path::to_path_buf);
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating output folder {}", path.display()))?;
+        Ok(OutputFolder { path, made_from })
+    }
+
+    fn keep(mut self) {
+        self.made_from = None;
+    }
+}
+
+impl Drop for OutputFolder<'_> {
+    fn drop(&mut self) {
+        let Some(outermost) = &self.made_from else {
+            return;
+        };
+        // `remove_dir` removes empty folders only: anything written into them stays.
+        for folder in self.path.ancestors() {
+            if std::fs::remove_dir(folder).is_err() || folder == outermost.as_path() {
+                break;
+            }
+        }
+    }
+}
+
 fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output folder {}", args.out.display()))?;
+    let out_folder = OutputFolder::create(&args.out)?;
     // Read before the captures, so a bad events file fails at once, not after the run.
     let extra_events = read_user_events(args.stats.events.as_deref())?;
     let have_captures = !args.input.inputs.is_empty() || !args.input.read.is_empty();
@@ -700,6 +740,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         args.figures.as_deref(),
         args.input.quiet || args.input.json,
     )?;
+    out_folder.keep();
     if args.input.json {
         println!("{}", report::summary_json(&summary, &protocol_counts));
     }
@@ -1248,4 +1289,45 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
         );
     }
     Ok(args.input.exit_code(&summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputFolder;
+
+    #[test]
+    fn output_folders_made_for_a_run_go_unless_kept_or_written_into() {
+        let root = std::env::temp_dir().join(format!("tw-out-folder-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+
+        // Made three levels deep and left empty: all three go, the folder above stays.
+        let nested = root.join("a/b/c");
+        drop(OutputFolder::create(&nested).unwrap());
+        assert!(!root.join("a").exists());
+        assert!(root.exists());
+
+        // Kept by the run: stays, even empty.
+        OutputFolder::create(&nested).unwrap().keep();
+        assert!(nested.is_dir());
+
+        // Already there: left alone.
+        drop(OutputFolder::create(&nested).unwrap());
+        assert!(nested.is_dir());
+
+        // Written into before the run failed: the file and its folders stay; only the empty
+        // folder made beside them goes.
+        std::fs::remove_dir_all(root.join("a")).unwrap();
+        let folder = OutputFolder::create(&nested).unwrap();
+        std::fs::write(root.join("a/b/written.txt"), b"x").unwrap();
+        drop(folder);
+        assert!(!nested.exists());
+        assert!(root.join("a/b/written.txt").is_file());
+
+        // A path that cannot be a folder fails at once.
+        std::fs::write(root.join("file"), b"x").unwrap();
+        assert!(OutputFolder::create(&root.join("file/sub")).is_err());
+
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -496,3 +496,53 @@ fn a_signal_while_reading_stops_the_run_and_leaves_nothing() {
     }
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Ctrl-C while `analyze` reads: the output folder it made for the run (to fail at once on a
+/// path it cannot write) goes again, nested folders included; a folder that was already there
+/// stays.
+#[test]
+fn a_signal_while_analyze_reads_leaves_no_folder_it_made() {
+    use std::io::Write;
+    let work = scratch("sigint-analyze");
+    let capture = std::fs::read(scenario_capture(&work)).unwrap();
+    let existing = work.join("existing");
+    std::fs::create_dir_all(&existing).unwrap();
+    for (out, made) in [(work.join("new/out"), true), (existing.clone(), false)] {
+        let fifo = work.join("capture.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let mut child = Command::new(bin())
+            .args(["analyze", "-q", "-r"])
+            .arg(&fifo)
+            .arg("-o")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the tunnelwatch binary starts");
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let half = capture.len() / 2;
+        writer.write_all(&capture[..half]).unwrap();
+        // The folder is made before reading starts.
+        assert!(out.is_dir(), "{} made before the run", out.display());
+        assert!(Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let _ = writer.write_all(&capture[half..]);
+        drop(writer);
+        assert_eq!(child.wait().unwrap().code(), Some(130));
+        if made {
+            assert!(!work.join("new").exists(), "{} left behind", out.display());
+        } else {
+            assert!(out.is_dir(), "{} was there before: it stays", out.display());
+            assert_eq!(entries(&out), 0);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
