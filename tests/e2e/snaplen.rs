@@ -1,6 +1,6 @@
 //! Captures taken with a snap length (`tcpdump -s 96`, MAWI's traces, ISP taps that keep
 //! headers): every frame cut after its first bytes, the original length kept in the record.
-//! The dev corpus's classic-pcap captures are cut here as such a capture would have been
+//! The dev corpus's pcap and pcapng captures are cut here as such a capture would have been
 //! written, and must read packet for packet, label nothing the whole capture does not, and
 //! keep the labels that rest on headers and on-wire lengths.
 
@@ -16,7 +16,7 @@ const ORDINARY: [&str; 8] = [
 
 /// Captures whose every label must survive a cut to 96 bytes (MAWI's snap length): headers,
 /// message types, replay fields and lengths on the wire decide them.
-const KEEP_AT_96: [&str; 10] = [
+const KEEP_AT_96: [&str; 16] = [
     "8-trace.pcap",
     "IKEv2.pcap",
     "reverse-ssh.pcap",
@@ -27,6 +27,13 @@ const KEEP_AT_96: [&str; 10] = [
     "openvpn_udp_tls-auth.pcap",
     "openvpn_udp_hmac_256.pcap",
     "openvpn-tlscrypt.pcap",
+    "ah.pcapng",
+    "esp.pcapng",
+    "gre.pcapng",
+    "http-proxy.pcapng",
+    "openvpn_nohmac_tcp.pcapng",
+    // XOR-scrambled OpenVPN over UDP and TCP: first bytes and wire lengths.
+    "openvpn_obfuscated.pcapng",
 ];
 
 /// And, with a few more bytes, these too at 128.
@@ -37,8 +44,73 @@ const KEEP_AT_128_TOO: [&str; 4] = [
     "espudp1.pcap",
 ];
 
-/// A classic pcap cut to `snap` bytes per frame (incl_len = min(incl_len, snap), orig_len
-/// kept); `None` for any other format.
+/// A capture cut to `snap` bytes per frame, as `editcap -s` does: classic pcap (incl_len =
+/// min(incl_len, snap), orig_len kept) or pcapng ([`cut_pcapng`]); `None` for anything else.
+fn cut_capture(bytes: &[u8], snap: u32) -> Option<Vec<u8>> {
+    match bytes.get(..4)? {
+        [0x0a, 0x0d, 0x0d, 0x0a] => cut_pcapng(bytes, snap),
+        _ => cut_pcap(bytes, snap),
+    }
+}
+
+/// A pcapng file with the packet data of every Enhanced Packet Block (type 6) cut to `snap`
+/// bytes (captured length lowered, original length, options and every other block kept;
+/// pcapng draft, section 4.3). Byte order from each Section Header Block's magic.
+fn cut_pcapng(bytes: &[u8], snap: u32) -> Option<Vec<u8>> {
+    let mut little = true;
+    let u32_at = |little: bool, at: usize| -> Option<u32> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let put = |little: bool, v: u32| {
+        if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        }
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at + 12 <= bytes.len() {
+        if bytes.get(at..at + 4)? == [0x0a, 0x0d, 0x0d, 0x0a] {
+            little = bytes.get(at + 8..at + 12)? == [0x4d, 0x3c, 0x2b, 0x1a];
+        }
+        let block_type = u32_at(little, at)?;
+        let total = u32_at(little, at + 4)? as usize;
+        let block = bytes.get(at..at + total)?;
+        if block_type != 6 {
+            out.extend_from_slice(block);
+            at += total;
+            continue;
+        }
+        // type, length, interface, timestamp (2), captured length, original length, data.
+        let captured = u32_at(little, at + 20)?;
+        let padded = (captured as usize).div_ceil(4) * 4;
+        let data = block.get(28..28 + captured as usize)?;
+        let options = block.get(28 + padded..total - 4)?;
+        let kept = captured.min(snap);
+        let kept_padded = (kept as usize).div_ceil(4) * 4;
+        let new_total = (28 + kept_padded + options.len() + 4) as u32;
+        let start = out.len();
+        out.extend_from_slice(&block[..4]);
+        out.extend_from_slice(&put(little, new_total));
+        out.extend_from_slice(&block[8..20]);
+        out.extend_from_slice(&put(little, kept));
+        out.extend_from_slice(&block[24..28]);
+        out.extend_from_slice(&data[..kept as usize]);
+        out.resize(start + 28 + kept_padded, 0);
+        out.extend_from_slice(options);
+        out.extend_from_slice(&put(little, new_total));
+        at += total;
+    }
+    Some(out)
+}
+
+/// A classic pcap cut to `snap` bytes per frame; `None` for any other format.
 fn cut_pcap(bytes: &[u8], snap: u32) -> Option<Vec<u8>> {
     let little = match bytes.get(..4)? {
         [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
@@ -111,7 +183,7 @@ fn captures_cut_to_a_snap_length_gain_no_labels_and_keep_the_header_ones() {
         let Some(whole) = whole else { continue };
         let whole_tokens = target_tokens(&whole);
         for snap in [96u32, 128] {
-            let Some(cut) = cut_pcap(&whole_bytes, snap) else {
+            let Some(cut) = cut_capture(&whole_bytes, snap) else {
                 continue;
             };
             let cut_path = work.join(format!("{snap}-{name}"));

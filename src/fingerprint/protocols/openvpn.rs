@@ -320,6 +320,9 @@ pub(crate) enum Framing {
     Broken,
     /// The callback asked to stop.
     Stopped,
+    /// A snap length cut the stream where a frame boundary lay out of sight: where the later
+    /// frames start is unknown, so no more frames come (the ones before stand).
+    Lost,
 }
 
 /// Reassembles OpenVPN's TCP framing (`length(2, big-endian) packet`) across segments,
@@ -328,20 +331,97 @@ pub(crate) enum Framing {
 pub(crate) struct TcpFramer {
     buf: Vec<u8>,
     broken: bool,
+    /// See [`Framing::Lost`].
+    lost: bool,
 }
 
 impl TcpFramer {
-    /// True when the bytes fed so far end on a frame boundary.
+    /// True when the bytes fed so far end on a known frame boundary.
     pub(crate) fn at_boundary(&self) -> bool {
-        self.buf.is_empty()
+        self.buf.is_empty() && !self.lost
     }
 
-    /// Feeds one segment; `f` gets every complete frame (without its length) and returns
-    /// false to stop.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> Framing {
+    /// Feeds one segment, of which the capture kept `bytes` and left out the `cut` bytes that
+    /// followed on the wire (a snap length). `f` gets every complete frame (without its
+    /// length) with the bytes of it that were left out (0: whole), and returns false to stop.
+    ///
+    /// Frames wholly kept come as they are. The frame the cut falls in comes as far as it was
+    /// kept when its length field was kept and it ends exactly where the segment ended on the
+    /// wire, as when OpenVPN writes one packet per segment; a cut anywhere else hides where
+    /// the next frame starts ([`Framing::Lost`]).
+    ///
+    /// Once lost, the framing picks up again at a segment that holds exactly one frame on the
+    /// wire (its length field gives the segment's wire length minus 2): OpenVPN sends each
+    /// handshake packet with one write, so such segments are common, while a segment that
+    /// starts inside a frame of encrypted bytes agrees with its own length by chance about
+    /// once in 2^16.
+    pub(crate) fn feed(
+        &mut self,
+        bytes: &[u8],
+        cut: usize,
+        mut f: impl FnMut(&[u8], usize) -> bool,
+    ) -> Framing {
         if self.broken {
             return Framing::Broken;
         }
+        if self.lost {
+            return self.resync(bytes, cut, &mut f);
+        }
+        match self.feed_kept(bytes, &mut f) {
+            Framing::Ok if cut > 0 => self.end_cut(cut, &mut f),
+            framing => framing,
+        }
+    }
+
+    /// A segment after the framing was lost: taken when it is exactly one frame on the wire.
+    fn resync(
+        &mut self,
+        bytes: &[u8],
+        cut: usize,
+        f: &mut impl FnMut(&[u8], usize) -> bool,
+    ) -> Framing {
+        let len = bytes
+            .get(..2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+        match len {
+            Some(len) if len != 0 && len <= MAX_FRAME && 2 + len == bytes.len() + cut => {
+                self.lost = false;
+                if f(bytes.get(2..).unwrap_or_default(), cut) {
+                    Framing::Ok
+                } else {
+                    Framing::Stopped
+                }
+            }
+            _ => Framing::Lost,
+        }
+    }
+
+    /// The frame in progress when a segment's last `cut` bytes were left out.
+    fn end_cut(&mut self, cut: usize, f: &mut impl FnMut(&[u8], usize) -> bool) -> Framing {
+        let frame_len = self
+            .buf
+            .get(..2)
+            .map(|l| 2 + usize::from(u16::from_be_bytes([l[0], l[1]])));
+        match frame_len {
+            Some(len) if len.checked_sub(self.buf.len()) == Some(cut) => {
+                let go = f(self.buf.get(2..).unwrap_or_default(), cut);
+                self.buf.clear();
+                if go {
+                    Framing::Ok
+                } else {
+                    Framing::Stopped
+                }
+            }
+            _ => {
+                self.buf.clear();
+                self.lost = true;
+                Framing::Lost
+            }
+        }
+    }
+
+    /// Frames of bytes the capture kept, the last one possibly left in `buf` unfinished.
+    fn feed_kept(&mut self, mut bytes: &[u8], f: &mut impl FnMut(&[u8], usize) -> bool) -> Framing {
         while !self.buf.is_empty() && !bytes.is_empty() {
             if self.buf.len() < 2 {
                 let take = (2 - self.buf.len()).min(bytes.len());
@@ -367,7 +447,7 @@ impl TcpFramer {
             self.buf.extend_from_slice(head);
             bytes = rest;
             if self.buf.len() == 2 + len {
-                let go = f(self.buf.get(2..).unwrap_or_default());
+                let go = f(self.buf.get(2..).unwrap_or_default(), 0);
                 self.buf.clear();
                 if !go {
                     return Framing::Stopped;
@@ -387,7 +467,7 @@ impl TcpFramer {
             match bytes.get(2..2 + len) {
                 Some(frame) => {
                     bytes = bytes.get(2 + len..).unwrap_or_default();
-                    if !f(frame) {
+                    if !f(frame, 0) {
                         return Framing::Stopped;
                     }
                 }
@@ -911,8 +991,8 @@ impl Fingerprinter for State {
                 } else {
                     let mut framer = std::mem::take(&mut self.sides[d].framer);
                     let mut good = true;
-                    let framing = framer.feed(p.bytes, |frame| {
-                        good = self.packet(dir, frame, 0);
+                    let framing = framer.feed(p.bytes, p.cut as usize, |frame, missing| {
+                        good = self.packet(dir, frame, missing);
                         good
                     });
                     self.sides[d].framer = framer;
@@ -1053,6 +1133,63 @@ mod tests {
         .unwrap();
         assert_eq!(v.evidence.get("hmac"), Some(&Fact::Int(0)));
         assert_eq!(v.evidence.get("tcp_framing"), Some(&Fact::Bool(true)));
+    }
+
+    /// Frames a framer hands out for segments `(kept bytes, cut)`: (frame bytes, missing).
+    fn framed(segments: &[(&[u8], usize)]) -> (Vec<(Vec<u8>, usize)>, Framing) {
+        let mut framer = TcpFramer::default();
+        let mut frames = Vec::new();
+        let mut last = Framing::Ok;
+        for (bytes, cut) in segments {
+            last = framer.feed(bytes, *cut, |f, missing| {
+                frames.push((f.to_vec(), missing));
+                true
+            });
+        }
+        (frames, last)
+    }
+
+    #[test]
+    fn tcp_framer_reads_cut_segments_as_far_as_the_frame_boundaries_show() {
+        // One 10-byte frame per segment, cut after 6 bytes: each comes with 6 missing.
+        let seg = [0, 10, 1, 2, 3, 4];
+        let (frames, last) = framed(&[(&seg, 6), (&seg, 6)]);
+        assert_eq!(last, Framing::Ok);
+        assert_eq!(frames, vec![(vec![1, 2, 3, 4], 6), (vec![1, 2, 3, 4], 6)]);
+
+        // A whole frame, then one the cut falls in, ending where the segment ends.
+        let (frames, _) = framed(&[(&[0, 2, 7, 7, 0, 5, 1, 2], 3)]);
+        assert_eq!(frames, vec![(vec![7, 7], 0), (vec![1, 2], 3)]);
+
+        // A frame begun in one segment and ended, cut, in the next.
+        let (frames, _) = framed(&[(&[0, 6, 1], 0), (&[2, 3], 3)]);
+        assert_eq!(frames, vec![(vec![1, 2, 3], 3)]);
+
+        // The cut goes past the frame's end: the next frame starts out of sight.
+        let (frames, last) = framed(&[(&[0, 2, 1], 3)]);
+        assert_eq!(last, Framing::Lost);
+        assert!(frames.is_empty());
+        // The cut falls inside the length field, or right at a frame boundary.
+        assert_eq!(framed(&[(&[0], 5)]).1, Framing::Lost);
+        assert_eq!(framed(&[(&[0, 1, 9], 4)]).1, Framing::Lost);
+        // Or the frame goes on in the next segment past bytes nobody saw.
+        assert_eq!(framed(&[(&[0, 20, 1, 2], 4)]).1, Framing::Lost);
+    }
+
+    #[test]
+    fn tcp_framer_picks_up_again_at_a_segment_of_exactly_one_frame() {
+        let lost: &[u8] = &[0, 2, 1];
+        // Segments that are not one frame on the wire stay unread; one that is, is read.
+        let (frames, last) = framed(&[(lost, 3), (&[9, 9, 9], 40), (&[0, 4, 5], 3)]);
+        assert_eq!(last, Framing::Ok);
+        assert_eq!(frames, vec![(vec![5], 3)]);
+        // And the framing goes on from there, whole segments included.
+        let (frames, _) = framed(&[(lost, 3), (&[0, 1, 5], 0), (&[0, 1, 6, 0, 1, 7], 0)]);
+        assert_eq!(frames, vec![(vec![5], 0), (vec![6], 0), (vec![7], 0)]);
+        // A lost side is not at a boundary (the opcode check of a segment start is skipped).
+        let mut framer = TcpFramer::default();
+        framer.feed(lost, 3, |_, _| true);
+        assert!(!framer.at_boundary());
     }
 
     #[test]
@@ -1212,6 +1349,46 @@ mod tests {
             let _ = s.conclude(&ctx(t));
             for side in &s.sides {
                 prop_assert!(side.framer.buf.len() <= MAX_FRAME + 2);
+            }
+        }
+
+        /// A stream of frames cut into segments at random, each kept only so far: every frame
+        /// handed out is the start of a true frame with the rest counted as missing, a frame
+        /// wholly kept comes whole, and frames come in order. Frame bodies are 0xff bytes, so
+        /// no segment that starts inside one can pass for a frame (0xffff > MAX_FRAME).
+        #[test]
+        fn cut_segments_give_true_frames_only(
+            lens in proptest::collection::vec(1usize..300, 1..30),
+            splits in proptest::collection::vec((1usize..400, 0usize..100), 1..60),
+        ) {
+            let mut stream = Vec::new();
+            for &len in &lens {
+                stream.extend_from_slice(&(len as u16).to_be_bytes());
+                stream.resize(stream.len() + len, 0xff);
+            }
+            let mut framer = TcpFramer::default();
+            let mut got: Vec<(usize, usize)> = Vec::new();
+            let mut bodies_only = true;
+            let mut at = 0;
+            for &(size, keep_pct) in &splits {
+                if at >= stream.len() { break; }
+                let end = (at + size).min(stream.len());
+                let kept = ((end - at) * keep_pct / 100).max(1);
+                let framing = framer.feed(&stream[at..at + kept], end - at - kept, |f, missing| {
+                    bodies_only &= f.iter().all(|&b| b == 0xff);
+                    got.push((f.len(), missing));
+                    true
+                });
+                prop_assert!(bodies_only);
+                prop_assert!(framing != Framing::Broken);
+                at = end;
+            }
+            // Each frame handed out is one of the stream's, in order.
+            let mut next = 0;
+            for (len, missing) in got {
+                let i = lens[next..].iter().position(|&l| l == len + missing);
+                prop_assert!(i.is_some(), "frame of {} + {} bytes", len, missing);
+                next += i.unwrap_or(0) + 1;
             }
         }
 

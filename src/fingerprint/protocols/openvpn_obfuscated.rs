@@ -152,9 +152,10 @@ pub struct State {
 }
 
 impl State {
-    fn push(&mut self, d: usize, frame: &[u8]) -> bool {
+    /// Notes a packet of direction `d`: its first byte, if kept, and its length on the wire.
+    fn push(&mut self, d: usize, byte0: Option<&u8>, wire_len: usize) -> bool {
         let first = *self.first_dir.get_or_insert(d);
-        let (Some(&byte0), Ok(len)) = (frame.first(), u16::try_from(frame.len())) else {
+        let (Some(&byte0), Ok(len)) = (byte0, u16::try_from(wire_len)) else {
             return false;
         };
         if let Some(slot) = self.seen.get_mut(self.count) {
@@ -207,7 +208,8 @@ impl Fingerprinter for State {
     fn observe(&mut self, p: &Payload<'_>) -> Step {
         let d = p.direction.index();
         let ok = match p.transport {
-            Transport::Udp => self.push(d, p.bytes),
+            // A snap length may have cut the packet: only its first byte and length count.
+            Transport::Udp => self.push(d, p.bytes.first(), p.wire_len()),
             Transport::Tcp => {
                 self.tcp = true;
                 // The first frame of each side is a hard reset: small.
@@ -221,8 +223,8 @@ impl Fingerprinter for State {
                 } else {
                     let mut framer = std::mem::take(&mut self.framers[d]);
                     let mut good = true;
-                    let framing = framer.feed(p.bytes, |frame| {
-                        good = self.push(d, frame);
+                    let framing = framer.feed(p.bytes, p.cut as usize, |frame, missing| {
+                        good = self.push(d, frame.first(), frame.len() + missing);
                         good
                     });
                     self.framers[d] = framer;
@@ -350,6 +352,76 @@ mod tests {
         ];
         let v = run(Transport::Tcp, &flow).unwrap();
         assert_eq!(v.evidence.get("tcp_framing"), Some(&Fact::Bool(true)));
+    }
+
+    /// UDP `payloads` as a capture with a snap length keeps them: each cut to its first `keep`
+    /// bytes, the rest counted as cut.
+    fn cut_to(keep: usize, payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {
+        let mut s = State::default();
+        for (nth, (dir, b)) in payloads.iter().enumerate() {
+            let kept = keep.min(b.len());
+            let p = pl(*dir, Transport::Udp, nth as u8, &b[..kept]).cut((b.len() - kept) as u32);
+            match s.observe(&p) {
+                Step::Match(v) => return Some(v),
+                Step::NotThis => return None,
+                Step::NeedMore => {}
+            }
+        }
+        s.conclude(&ctx(Transport::Udp))
+    }
+
+    #[test]
+    fn cut_packets_count_at_their_length_on_the_wire() {
+        // UDP: one byte of each datagram kept is enough.
+        let v = cut_to(1, &udp_1214()).unwrap();
+        assert_eq!(v.evidence.get("client_reset_len"), Some(&Fact::Int(86)));
+        assert_eq!(v.evidence.get("server_reset_len"), Some(&Fact::Int(98)));
+        // Read at the captured length instead, the lengths would not fit.
+        let kept_only: Vec<_> = udp_1214()
+            .into_iter()
+            .map(|(d, b)| (d, b[..30.min(b.len())].to_vec()))
+            .collect();
+        assert!(run(Transport::Udp, &kept_only).is_none());
+    }
+
+    #[test]
+    fn tcp_segments_cut_by_a_snap_length() {
+        let frame = |b0: u8, len: usize| {
+            let mut v = (len as u16).to_be_bytes().to_vec();
+            v.extend(pkt(b0, len));
+            v
+        };
+        // A burst of three frames in two segments: cut, it hides where frames start, and the
+        // server's side is read again from its next segment that is one frame.
+        let mut server_burst = frame(0x5c, 94);
+        server_burst.extend(frame(0x54, 1124));
+        server_burst.extend(frame(0x54, 1112));
+        let (a, b) = server_burst.split_at(700);
+        let flow = vec![
+            (C, frame(0x4c, 86)),
+            (S, frame(0x34, 98)),
+            (C, frame(0x54, 375)),
+            (S, a.to_vec()),
+            (S, b.to_vec()),
+            (C, frame(0x5c, 98)),
+            (S, frame(0x54, 821)),
+            (C, frame(0x54, 747)),
+            (S, frame(0x54, 256)),
+            (C, frame(0x5c, 102)),
+        ];
+        let mut s = State::default();
+        let mut verdict = None;
+        for (nth, (dir, b)) in flow.iter().enumerate() {
+            let kept = 30.min(b.len());
+            let p = pl(*dir, Transport::Tcp, nth as u8, &b[..kept]).cut((b.len() - kept) as u32);
+            if let Step::Match(v) = s.observe(&p) {
+                verdict = Some(v);
+                break;
+            }
+        }
+        let v = verdict.expect("fits");
+        assert_eq!(v.evidence.get("tcp_framing"), Some(&Fact::Bool(true)));
+        assert_eq!(v.evidence.get("packets"), Some(&Fact::Int(8)));
     }
 
     #[test]
