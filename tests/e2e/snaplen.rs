@@ -16,7 +16,7 @@ const ORDINARY: [&str; 8] = [
 
 /// Captures whose every label must survive a cut to 96 bytes (MAWI's snap length): headers,
 /// message types, replay fields and lengths on the wire decide them.
-const KEEP_AT_96: [&str; 16] = [
+const KEEP_AT_96: [&str; 17] = [
     "8-trace.pcap",
     "IKEv2.pcap",
     "reverse-ssh.pcap",
@@ -34,6 +34,8 @@ const KEEP_AT_96: [&str; 16] = [
     "openvpn_nohmac_tcp.pcapng",
     // XOR-scrambled OpenVPN over UDP and TCP: first bytes and wire lengths.
     "openvpn_obfuscated.pcapng",
+    // TLS-in-TLS: record headers and lengths on the wire.
+    "tls_heur__vmess-tcp-tls.pcapng",
 ];
 
 /// And, with a few more bytes, these too at 128.

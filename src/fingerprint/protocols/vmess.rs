@@ -129,17 +129,42 @@ pub fn server_hello_cipher(b: &[u8]) -> Option<u16> {
 }
 
 /// Walks TLS records across TCP payloads of one direction without buffering bodies.
+///
+/// Payloads a snap length cut short ([`Payload::cut`]) are walked on their wire length: a
+/// record body running into the cut is skipped on. Where a record header lay in the cut bytes
+/// the walk is lost; it picks up again at a payload that starts with a record header (content
+/// type 20-23, version 3.x, a length within [`MAX_RECORD`]: random ciphertext at the start of
+/// a payload passes that by chance about once in three million), and notes that records went
+/// unseen ([`RecordWalker::lost_some`]).
 #[derive(Debug, Default, Clone)]
 struct RecordWalker {
     header: [u8; 5],
     have: usize,
     skip: usize,
     broken: bool,
+    lost: bool,
+    /// Records went unseen at some point: counts and order are lower bounds from there on.
+    lost_some: bool,
+}
+
+/// A TLS record header (RFC 8446 §5.1) at the start of `b`.
+fn record_header_at(b: &[u8]) -> bool {
+    matches!(b, [ct, 3, minor, hi, lo, ..]
+        if (CT_CCS..=CT_APPLICATION_DATA).contains(ct)
+            && *minor <= 4
+            && usize::from(u16::from_be_bytes([*hi, *lo])) <= MAX_RECORD)
 }
 
 impl RecordWalker {
-    /// Calls `f(content_type, length)` for each record header completed in `bytes`.
-    fn push(&mut self, mut bytes: &[u8], mut f: impl FnMut(u8, usize)) {
+    /// Calls `f(content_type, length)` for each record header completed in `bytes`, the
+    /// payload's kept bytes, `cut` more having been on the wire.
+    fn push(&mut self, mut bytes: &[u8], cut: usize, mut f: impl FnMut(u8, usize)) {
+        if self.lost {
+            if !record_header_at(bytes) {
+                return;
+            }
+            self.lost = false;
+        }
         while !bytes.is_empty() && !self.broken {
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
@@ -168,6 +193,18 @@ impl RecordWalker {
                 f(ct, len);
             }
         }
+        if cut == 0 || self.broken {
+            return;
+        }
+        if self.have == 0 && self.skip >= cut {
+            self.skip -= cut;
+        } else {
+            // A header, or part of one, was among the bytes left out.
+            self.have = 0;
+            self.skip = 0;
+            self.lost = true;
+            self.lost_some = true;
+        }
     }
 }
 
@@ -180,6 +217,8 @@ struct TlsPath {
     tls13: bool,
     cipher: Option<u16>,
     client_app_records: u8,
+    /// Content type of the client's last record.
+    client_last: Option<u8>,
     /// Length of the first client data record (the inner ClientHello candidate).
     first_data: Option<usize>,
     /// Server application-data bytes after `first_data`.
@@ -306,15 +345,30 @@ impl State {
             Direction::ToServer => {
                 let mut records: [(u8, usize); 8] = [(0, 0); 8];
                 let mut n = 0;
-                t.client.push(p.bytes, |ct, len| {
+                t.client.push(p.bytes, p.cut as usize, |ct, len| {
                     if let Some(slot) = records.get_mut(n) {
                         *slot = (ct, len);
                         n += 1;
                     }
                 });
+                if t.client.lost_some && t.second_data.is_none() {
+                    // Which client record is which is what the signature rests on.
+                    t.failed = true;
+                    return Step::NotThis;
+                }
                 for &(ct, len) in records.iter().take(n) {
+                    let after_ccs = t.client_last == Some(CT_CCS);
+                    t.client_last = Some(ct);
                     if ct != CT_APPLICATION_DATA {
                         continue;
+                    }
+                    // A protected record right after the client's ChangeCipherSpec: TLS 1.3,
+                    // where every protected record is application data, the client's Finished
+                    // included (RFC 8446 §5, D.4), while TLS 1.2 sends its Finished as a
+                    // handshake record (RFC 5246 §7.4.9). This tells the version when a
+                    // snap length hid the server's first records.
+                    if after_ccs && t.client_app_records == 0 {
+                        t.tls13 = true;
                     }
                     t.client_app_records = t.client_app_records.saturating_add(1);
                     // In TLS 1.3 the client's first protected record is its own Finished.
@@ -334,7 +388,7 @@ impl State {
                 }
                 let mut app = 0usize;
                 let mut recs = 0usize;
-                t.server.push(p.bytes, |ct, len| {
+                t.server.push(p.bytes, p.cut as usize, |ct, len| {
                     if ct == CT_APPLICATION_DATA {
                         app += len;
                         recs += 1;
@@ -378,6 +432,10 @@ impl State {
             .fact("server_records", t.server_records_after)
             .fact("finished_record", second)
             .fact("inner_finished_flight", inner_fin);
+        if t.server.lost_some {
+            // A snap length hid some server records: the flight is at least this long.
+            v.evidence.push("server_records_unseen", true);
+        }
         v.obfuscated = true;
         match framing {
             Framing::Vmess(o) => v = v.fact("vmess_chunk_overhead", o),
@@ -577,6 +635,88 @@ mod tests {
         };
         assert_eq!(v.protocol, Some("tls"));
         assert!(v.obfuscated);
+    }
+
+    /// `seq` as a capture with a snap length keeps it: each payload cut to its first `keep`
+    /// bytes.
+    fn run_cut(keep: usize, seq: &[(Direction, Vec<u8>)]) -> Step {
+        let mut s = State::default();
+        let mut n = [0u8; 2];
+        for (d, b) in seq {
+            let i = d.index();
+            let kept = keep.min(b.len());
+            let p = pl(*d, n[i], &b[..kept]).cut((b.len() - kept) as u32);
+            let step = s.observe(&p);
+            n[i] += 1;
+            if step != Step::NeedMore {
+                return step;
+            }
+        }
+        Step::NeedMore
+    }
+
+    #[test]
+    fn signature_holds_in_a_capture_cut_to_a_snap_length() {
+        // 30 bytes kept of each payload (96-byte frames): the server's first flight hides its
+        // later record headers, the version comes from the client's CCS and Finished, and
+        // the walk picks up again at the next server payload.
+        let Step::Match(v) = run_cut(30, &vmess_tls_sequence(99)) else {
+            panic!("no match")
+        };
+        let fact = |k: &str| v.evidence.get(k).map(|f| f.to_string());
+        assert_eq!(fact("outer_tls13"), Some("true".into()));
+        assert_eq!(fact("first_data_record"), Some("658".into()));
+        assert_eq!(fact("inner_server_flight"), Some("4147".into()));
+        assert_eq!(fact("server_records_unseen"), Some("true".into()));
+        assert_eq!(fact("vmess_chunk_overhead"), Some("2".into()));
+        // Whole, nothing went unseen.
+        let Step::Match(v) = run(&vmess_tls_sequence(99)) else {
+            panic!("no match")
+        };
+        assert_eq!(v.evidence.get("server_records_unseen"), None);
+    }
+
+    #[test]
+    fn client_records_unseen_by_a_cut_end_the_signature() {
+        // The client's CCS and Finished and its first data record in one payload, cut inside
+        // the Finished: where the data record starts is not known, so neither which is which.
+        let mut seq = vmess_tls_sequence(99);
+        let data = seq.remove(3).1;
+        seq[2].1.extend(data);
+        assert_eq!(run_cut(30, &seq), Step::NotThis);
+    }
+
+    #[test]
+    fn record_walker_on_the_wire() {
+        let walk = |payloads: &[(Vec<u8>, usize)]| {
+            let mut w = RecordWalker::default();
+            let mut seen = Vec::new();
+            for (b, cut) in payloads {
+                w.push(b, *cut, |ct, len| seen.push((ct, len)));
+            }
+            (seen, w.lost, w.lost_some)
+        };
+        let two = [record(23, 10), record(23, 4)].concat();
+        // Both headers kept, the second body cut: in step.
+        assert_eq!(
+            walk(&[(two[..21].to_vec(), 3)]),
+            (vec![(23, 10), (23, 4)], false, false)
+        );
+        // The second header cut: lost until a payload starts with a header.
+        let (seen, lost, _) = walk(&[(two[..12].to_vec(), 12)]);
+        assert_eq!((seen, lost), (vec![(23, 10)], true));
+        let (seen, lost, lost_some) = walk(&[
+            (two[..12].to_vec(), 12),
+            (vec![0; 9], 0),
+            (record(22, 3), 0),
+        ]);
+        assert_eq!(
+            (seen, lost, lost_some),
+            (vec![(23, 10), (22, 3)], false, true)
+        );
+        // A body running on past the cut into the next payload.
+        let (seen, lost, _) = walk(&[(record(23, 100)[..20].to_vec(), 50), (vec![0; 35], 0)]);
+        assert_eq!((seen, lost), (vec![(23, 100)], false));
     }
 
     #[test]
