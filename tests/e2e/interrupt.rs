@@ -329,6 +329,34 @@ fn killed_synth_leaves_no_half_capture() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// `flows ARGS -r FIFO -o OUT` with `$TMPDIR` at `tmp`, reading a FIFO made afresh at `fifo`;
+/// with the FIFO's writing end, opened once the reader opened the FIFO (after installing its
+/// signal handlers).
+fn flows_reading_fifo(
+    fifo: &Path,
+    out: &Path,
+    tmp: &Path,
+    args: &[&str],
+) -> (Child, std::fs::File) {
+    let _ = std::fs::remove_file(fifo);
+    assert!(Command::new("mkfifo").arg(fifo).status().unwrap().success());
+    std::fs::create_dir_all(tmp).unwrap();
+    let child = Command::new(bin())
+        .arg("flows")
+        .args(args)
+        .arg("-r")
+        .arg(fifo)
+        .arg("-o")
+        .arg(out)
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tunnelwatch binary starts");
+    let writer = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+    (child, writer)
+}
+
 /// One-packet flows past the row spill's threshold (`cli::spill::SPILL_ROWS`, 100 000 rows).
 const SPILLING_FLOWS: u64 = 130_000;
 
@@ -356,26 +384,14 @@ fn a_signal_after_rows_spilled_to_disk_removes_the_spill() {
     )
     .unwrap();
     let capture = pcap.into_inner();
-    let fifo = work.join("capture.fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
     let tmp = work.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
     let out = work.join("flows.jsonl");
-    let mut child = Command::new(bin())
-        .args(["flows", "-q", "--threads", "1", "--max-flows", "1000", "-r"])
-        .arg(&fifo)
-        .arg("-o")
-        .arg(&out)
-        .env("TMPDIR", &tmp)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the tunnelwatch binary starts");
-    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let (mut child, mut writer) = flows_reading_fifo(
+        &work.join("capture.fifo"),
+        &out,
+        &tmp,
+        &["-q", "--threads", "1", "--max-flows", "1000"],
+    );
     let spilled = || {
         std::fs::read_dir(&tmp).is_ok_and(|d| {
             d.filter_map(|e| e.ok()).any(|e| {
@@ -439,25 +455,13 @@ fn a_signal_while_reading_stops_the_run_and_leaves_nothing() {
     for (signal, name, code) in [(Signal::Int, "SIGINT", 130), (Signal::Term, "SIGTERM", 143)] {
         for threads in ["1", "2"] {
             let context = format!("{name}, {threads} threads");
-            let fifo = work.join("capture.fifo");
-            let _ = std::fs::remove_file(&fifo);
-            let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
-            assert!(made.success(), "mkfifo");
-            let tmp = work.join("tmp");
-            std::fs::create_dir_all(&tmp).unwrap();
             let out = work.join("flows.jsonl");
-            let child = Command::new(bin())
-                .args(["flows", "-q", "--threads", threads, "-r"])
-                .arg(&fifo)
-                .arg("-o")
-                .arg(&out)
-                .env("TMPDIR", &tmp)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("the tunnelwatch binary starts");
-            // Opening the FIFO waits for the reader, which installs its handlers first.
-            let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let (child, mut writer) = flows_reading_fifo(
+                &work.join("capture.fifo"),
+                &out,
+                &work.join("tmp"),
+                &["-q", "--threads", threads],
+            );
             let half = capture.len() / 2;
             writer.write_all(&capture[..half]).unwrap();
             match signal {

@@ -326,10 +326,10 @@ mod tests {
         assert_eq!(v.evidence.get("opcode_xor_key"), Some(&Fact::Int(0x74)));
     }
 
-    /// openvpn_obfuscated.pcapng, TCP/465 flow, frames 4, 6, 8, 9, 10: the length prefix is
-    /// not scrambled (`0056 4c...`, `0062 34...`), first bytes as in the UDP flow.
-    #[test]
-    fn tcp_scrambled_handshake_with_split_segments() {
+    /// openvpn_obfuscated.pcapng, TCP/465 flow, frames 4, 6, 8, 9, 10 and on: the length
+    /// prefix is not scrambled (`0056 4c...`, `0062 34...`), first bytes as in the UDP flow; a
+    /// burst of three server frames comes in two segments.
+    fn tcp_465() -> Vec<(Direction, Vec<u8>)> {
         let frame = |b0: u8, len: usize| {
             let mut v = (len as u16).to_be_bytes().to_vec();
             v.extend(pkt(b0, len));
@@ -339,7 +339,7 @@ mod tests {
         server_burst.extend(frame(0x54, 1124));
         server_burst.extend(frame(0x54, 1112));
         let (a, b) = server_burst.split_at(700);
-        let flow = vec![
+        vec![
             (C, frame(0x4c, 86)),
             (S, frame(0x34, 98)),
             (C, frame(0x54, 375)),
@@ -349,31 +349,36 @@ mod tests {
             (S, frame(0x54, 821)),
             (C, frame(0x54, 747)),
             (S, frame(0x54, 256)),
-        ];
-        let v = run(Transport::Tcp, &flow).unwrap();
+            (C, frame(0x5c, 102)),
+        ]
+    }
+
+    #[test]
+    fn tcp_scrambled_handshake_with_split_segments() {
+        let v = run(Transport::Tcp, &tcp_465()).unwrap();
         assert_eq!(v.evidence.get("tcp_framing"), Some(&Fact::Bool(true)));
     }
 
-    /// UDP `payloads` as a capture with a snap length keeps them: each cut to its first `keep`
+    /// `payloads` as a capture with a snap length keeps them: each cut to its first `keep`
     /// bytes, the rest counted as cut.
-    fn cut_to(keep: usize, payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {
+    fn cut_to(t: Transport, keep: usize, payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {
         let mut s = State::default();
         for (nth, (dir, b)) in payloads.iter().enumerate() {
             let kept = keep.min(b.len());
-            let p = pl(*dir, Transport::Udp, nth as u8, &b[..kept]).cut((b.len() - kept) as u32);
+            let p = pl(*dir, t, nth as u8, &b[..kept]).cut((b.len() - kept) as u32);
             match s.observe(&p) {
                 Step::Match(v) => return Some(v),
                 Step::NotThis => return None,
                 Step::NeedMore => {}
             }
         }
-        s.conclude(&ctx(Transport::Udp))
+        s.conclude(&ctx(t))
     }
 
     #[test]
     fn cut_packets_count_at_their_length_on_the_wire() {
         // UDP: one byte of each datagram kept is enough.
-        let v = cut_to(1, &udp_1214()).unwrap();
+        let v = cut_to(Transport::Udp, 1, &udp_1214()).unwrap();
         assert_eq!(v.evidence.get("client_reset_len"), Some(&Fact::Int(86)));
         assert_eq!(v.evidence.get("server_reset_len"), Some(&Fact::Int(98)));
         // Read at the captured length instead, the lengths would not fit.
@@ -386,40 +391,9 @@ mod tests {
 
     #[test]
     fn tcp_segments_cut_by_a_snap_length() {
-        let frame = |b0: u8, len: usize| {
-            let mut v = (len as u16).to_be_bytes().to_vec();
-            v.extend(pkt(b0, len));
-            v
-        };
-        // A burst of three frames in two segments: cut, it hides where frames start, and the
-        // server's side is read again from its next segment that is one frame.
-        let mut server_burst = frame(0x5c, 94);
-        server_burst.extend(frame(0x54, 1124));
-        server_burst.extend(frame(0x54, 1112));
-        let (a, b) = server_burst.split_at(700);
-        let flow = vec![
-            (C, frame(0x4c, 86)),
-            (S, frame(0x34, 98)),
-            (C, frame(0x54, 375)),
-            (S, a.to_vec()),
-            (S, b.to_vec()),
-            (C, frame(0x5c, 98)),
-            (S, frame(0x54, 821)),
-            (C, frame(0x54, 747)),
-            (S, frame(0x54, 256)),
-            (C, frame(0x5c, 102)),
-        ];
-        let mut s = State::default();
-        let mut verdict = None;
-        for (nth, (dir, b)) in flow.iter().enumerate() {
-            let kept = 30.min(b.len());
-            let p = pl(*dir, Transport::Tcp, nth as u8, &b[..kept]).cut((b.len() - kept) as u32);
-            if let Step::Match(v) = s.observe(&p) {
-                verdict = Some(v);
-                break;
-            }
-        }
-        let v = verdict.expect("fits");
+        // Cut, the server's burst hides where its frames start; its side is read again from
+        // its next segment that is one frame.
+        let v = cut_to(Transport::Tcp, 30, &tcp_465()).expect("fits");
         assert_eq!(v.evidence.get("tcp_framing"), Some(&Fact::Bool(true)));
         assert_eq!(v.evidence.get("packets"), Some(&Fact::Int(8)));
     }
