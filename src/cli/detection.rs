@@ -85,8 +85,7 @@ fn share_floors(share: &Series, active: &Series) -> Vec<f64> {
         .collect()
 }
 
-/// `source` of the events made from blocks detected in the capture itself.
-pub const DETECTED_SOURCE: &str = "tunnelwatch: detected in this capture";
+pub use crate::detect::calendar::DETECTED_SOURCE;
 
 /// A detected block as a calendar event (country unknown: `XX`, the ISO 3166 code for
 /// user-assigned use), with the dominant failure kind as its method.
@@ -596,6 +595,12 @@ mod block_event_tests {
         assert_eq!(event.platform, "x");
         assert_eq!(event.country, "XX");
         assert_eq!(event.source, DETECTED_SOURCE);
+        // Its label says it was detected rather than showing the unknown country's code.
+        assert!(
+            event.label().starts_with("detected x "),
+            "{}",
+            event.label()
+        );
         assert!(
             event.method.contains("x success ratio fell"),
             "{}",

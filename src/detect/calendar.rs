@@ -80,15 +80,20 @@ pub struct BlockEvent {
     pub vpn_demand: Option<VpnDemand>,
 }
 
+/// `source` of the events made from blocks detected in the capture itself (country `XX`,
+/// unknown).
+pub const DETECTED_SOURCE: &str = "tunnelwatch: detected in this capture";
+
 impl BlockEvent {
-    /// Short label, e.g. `PK x 2024-02-17T17:00:00Z`.
+    /// Short label, e.g. `PK x 2024-02-17T17:00:00Z`; `detected x 2024-02-17T15:00:00Z` for a
+    /// block detected in the capture ([`DETECTED_SOURCE`]), whose country is not known.
     pub fn label(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.country,
-            self.platform,
-            format_utc(self.start_ts)
-        )
+        let place = if self.source == DETECTED_SOURCE {
+            "detected"
+        } else {
+            &self.country
+        };
+        format!("{place} {} {}", self.platform, format_utc(self.start_ts))
     }
 
     /// Whether the event concerns `platform` (one of its `;`-separated tokens, case-insensitive).
