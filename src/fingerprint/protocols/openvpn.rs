@@ -386,11 +386,7 @@ impl TcpFramer {
         match len {
             Some(len) if len != 0 && len <= MAX_FRAME && 2 + len == bytes.len() + cut => {
                 self.lost = false;
-                if f(bytes.get(2..).unwrap_or_default(), cut) {
-                    Framing::Ok
-                } else {
-                    Framing::Stopped
-                }
+                deliver(bytes.get(2..).unwrap_or_default(), cut, f)
             }
             _ => Framing::Lost,
         }
@@ -404,13 +400,9 @@ impl TcpFramer {
             .map(|l| 2 + usize::from(u16::from_be_bytes([l[0], l[1]])));
         match frame_len {
             Some(len) if len.checked_sub(self.buf.len()) == Some(cut) => {
-                let go = f(self.buf.get(2..).unwrap_or_default(), cut);
+                let framing = deliver(self.buf.get(2..).unwrap_or_default(), cut, f);
                 self.buf.clear();
-                if go {
-                    Framing::Ok
-                } else {
-                    Framing::Stopped
-                }
+                framing
             }
             _ => {
                 self.buf.clear();
@@ -478,6 +470,16 @@ impl TcpFramer {
             }
         }
         Framing::Ok
+    }
+}
+
+/// Hands a frame a cut fell in to `f`, unless nothing of it beyond its length was kept: a
+/// frame whose every byte is unknown tells a detector nothing, so it is passed over.
+fn deliver(kept: &[u8], missing: usize, f: &mut impl FnMut(&[u8], usize) -> bool) -> Framing {
+    if kept.is_empty() || f(kept, missing) {
+        Framing::Ok
+    } else {
+        Framing::Stopped
     }
 }
 
@@ -1164,6 +1166,10 @@ mod tests {
         // A frame begun in one segment and ended, cut, in the next.
         let (frames, _) = framed(&[(&[0, 6, 1], 0), (&[2, 3], 3)]);
         assert_eq!(frames, vec![(vec![1, 2, 3], 3)]);
+
+        // Only the length of the frame kept: passed over, in step.
+        let (frames, last) = framed(&[(&[0, 3], 3), (&[0, 1, 8], 0)]);
+        assert_eq!((frames, last), (vec![(vec![8], 0)], Framing::Ok));
 
         // The cut goes past the frame's end: the next frame starts out of sight.
         let (frames, last) = framed(&[(&[0, 2, 1], 3)]);
