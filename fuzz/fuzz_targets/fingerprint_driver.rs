@@ -46,11 +46,7 @@ fuzz_target!(|data: &[u8]| {
                     // Both kinds of flow, chosen by a bit the input already sets.
                     midstream: server_port % 2 == 1,
                     // Payloads cut short by a snap length, chosen by bits the input already sets.
-                    cut: if server_port % 4 >= 2 {
-                        u32::from(server_port)
-                    } else {
-                        0
-                    },
+                    cut: if server_port % 4 >= 2 { server_port } else { 0 },
                 },
             );
             counts[d] = counts[d].saturating_add(1);

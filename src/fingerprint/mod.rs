@@ -287,14 +287,15 @@ pub struct Payload<'a> {
     /// Bytes of this payload the capture left out (a snap length cut the frame short): on the
     /// wire it was [`Payload::wire_len`] bytes, of which `bytes` are the first. 0 when `bytes`
     /// is the whole payload. A detector that checks a message's length against the payload's
-    /// (or reads its end) must use the wire length or decline a cut payload.
-    pub cut: u32,
+    /// (or reads its end) must use the wire length or decline a cut payload. 16 bits, as the
+    /// IP and UDP length fields it comes from ([`crate::decode::DecodedPacket::payload_cut`]).
+    pub cut: u16,
 }
 
 impl Payload<'_> {
     /// The payload's length on the wire: the captured bytes and the ones cut off.
     pub fn wire_len(&self) -> usize {
-        self.bytes.len().saturating_add(self.cut as usize)
+        self.bytes.len().saturating_add(usize::from(self.cut))
     }
 
     /// `bytes` is the whole payload (nothing was cut off by a snap length).
@@ -337,7 +338,7 @@ impl<'a> Payload<'a> {
     }
 
     /// Marks `cut` more bytes of the payload as left out by the capture.
-    pub(crate) fn cut(self, cut: u32) -> Self {
+    pub(crate) fn cut(self, cut: u16) -> Self {
         Payload { cut, ..self }
     }
 

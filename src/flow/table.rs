@@ -563,7 +563,7 @@ impl FlowTable {
                 ts_nanos: ts,
                 bytes: pkt.payload,
                 midstream: flow.midstream,
-                cut: u32::from(pkt.payload_cut),
+                cut: pkt.payload_cut,
             };
             flow.fingerprint.observe(registry, &payload);
         }

@@ -459,7 +459,7 @@ mod tests {
         let mut s = State::default();
         s.observe(&payload(Direction::ToServer, 0, Transport::Udp, &q));
         let cut = payload(Direction::ToClient, 0, Transport::Udp, &r[..qend + 5])
-            .cut((r.len() - qend - 5) as u32);
+            .cut((r.len() - qend - 5) as u16);
         match s.observe(&cut) {
             Step::Match(v) => assert_eq!(v.confidence, Confidence::BothDirections),
             other => panic!("{other:?}"),

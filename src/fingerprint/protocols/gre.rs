@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(h.header_len, 16);
         assert!(parse_gre_on_wire(&GRE_PPTP_SIP[..kept], wire - 1).is_none());
         let cut =
-            pl(Transport::Other(IP_PROTO_GRE), &GRE_PPTP_SIP[..kept]).cut((wire - kept) as u32);
+            pl(Transport::Other(IP_PROTO_GRE), &GRE_PPTP_SIP[..kept]).cut((wire - kept) as u16);
         match State.observe(&cut) {
             Step::Match(v) => {
                 assert_eq!(v.application, Some("pptp"));

@@ -311,7 +311,7 @@ mod tests {
         let mut overrun = m.clone();
         overrun[28..30].copy_from_slice(&[0x83, 0xff]);
         assert!(parse_l2tp_on_wire(&overrun[..33], wire).is_none());
-        let cut = pl(0, &m[..25]).cut((wire - 25) as u32);
+        let cut = pl(0, &m[..25]).cut((wire - 25) as u16);
         assert!(matches!(State.observe(&cut), Step::Match(_)));
     }
 

@@ -981,7 +981,7 @@ impl Fingerprinter for State {
         self.transport = Some(p.transport);
         let dir = p.direction;
         let ok = match p.transport {
-            Transport::Udp => self.packet(dir, p.bytes, p.cut as usize),
+            Transport::Udp => self.packet(dir, p.bytes, usize::from(p.cut)),
             Transport::Tcp => {
                 let d = dir.index();
                 // Cheap rejection: a frame starting here must have a valid opcode byte.
@@ -993,7 +993,7 @@ impl Fingerprinter for State {
                 } else {
                     let mut framer = std::mem::take(&mut self.sides[d].framer);
                     let mut good = true;
-                    let framing = framer.feed(p.bytes, p.cut as usize, |frame, missing| {
+                    let framing = framer.feed(p.bytes, usize::from(p.cut), |frame, missing| {
                         good = self.packet(dir, frame, missing);
                         good
                     });
@@ -1242,7 +1242,7 @@ mod tests {
                 let n = offered[dir.index()];
                 offered[dir.index()] += 1;
                 let keep = kept.min(b.len());
-                let p = pl(*dir, Transport::Udp, n, &b[..keep]).cut((wire - keep) as u32);
+                let p = pl(*dir, Transport::Udp, n, &b[..keep]).cut((wire - keep) as u16);
                 match s.observe(&p) {
                     Step::Match(v) => return Some(v),
                     Step::NotThis => return None,

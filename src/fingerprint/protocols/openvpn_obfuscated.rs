@@ -223,7 +223,7 @@ impl Fingerprinter for State {
                 } else {
                     let mut framer = std::mem::take(&mut self.framers[d]);
                     let mut good = true;
-                    let framing = framer.feed(p.bytes, p.cut as usize, |frame, missing| {
+                    let framing = framer.feed(p.bytes, usize::from(p.cut), |frame, missing| {
                         good = self.push(d, frame.first(), frame.len() + missing);
                         good
                     });
@@ -365,7 +365,7 @@ mod tests {
         let mut s = State::default();
         for (nth, (dir, b)) in payloads.iter().enumerate() {
             let kept = keep.min(b.len());
-            let p = pl(*dir, t, nth as u8, &b[..kept]).cut((b.len() - kept) as u32);
+            let p = pl(*dir, t, nth as u8, &b[..kept]).cut((b.len() - kept) as u16);
             match s.observe(&p) {
                 Step::Match(v) => return Some(v),
                 Step::NotThis => return None,

@@ -409,7 +409,7 @@ mod tests {
         let (version, dcid, scid) = qf::long_header_ids(&pkt).unwrap();
         assert!(dcid.len() >= 8);
         let kept = 70;
-        let cut = |b: &[u8]| (b.len() - kept) as u32;
+        let cut = |b: &[u8]| (b.len() - kept) as u16;
         let mut s = State::default();
         let first = payload(Direction::ToServer, 0, &pkt[..kept]).cut(cut(&pkt));
         assert_eq!(s.observe(&first), Step::NeedMore);

@@ -311,7 +311,7 @@ pub(crate) mod tests {
         assert!(!hello_prefix(&ch, SERVER_HELLO) && !hello_prefix(&sh, CLIENT_HELLO));
         let mut s = TlsState::default();
         fn cut(d: Direction, b: &[u8]) -> Payload<'_> {
-            payload(d, 0, &b[..62]).cut((b.len() - 62) as u32)
+            payload(d, 0, &b[..62]).cut((b.len() - 62) as u16)
         }
         assert_eq!(s.observe(&cut(Direction::ToServer, &ch)), Step::NeedMore);
         match s.observe(&cut(Direction::ToClient, &sh)) {
@@ -355,7 +355,7 @@ pub(crate) mod tests {
         let end = ch.windows(name.len()).position(|w| w == name).unwrap() + name.len();
         for (kept, sni) in [(end, Some("eu0.sec-tunnel.com")), (end - 1, None)] {
             let mut s = TlsState::default();
-            let p = payload(Direction::ToServer, 0, &ch[..kept]).cut((ch.len() - kept) as u32);
+            let p = payload(Direction::ToServer, 0, &ch[..kept]).cut((ch.len() - kept) as u16);
             assert_eq!(s.observe(&p), Step::NeedMore);
             let v = s
                 .conclude(&FlowContext::test(Transport::Tcp, 50000, 443))

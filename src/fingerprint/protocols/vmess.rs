@@ -27,6 +27,11 @@
 //! v2ray-plugin would pass it — the limit of what the bytes can tell.
 
 use crate::fingerprint::facts::entropy::{self, ByteStats};
+use crate::fingerprint::facts::tls;
+use crate::fingerprint::facts::tls::content_type::{
+    APPLICATION_DATA as CT_APPLICATION_DATA, CHANGE_CIPHER_SPEC as CT_CCS,
+    HANDSHAKE as CT_HANDSHAKE,
+};
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, Payload, Spec, Step, Transports, Verdict,
 };
@@ -43,13 +48,6 @@ pub static SPEC: Spec = Spec {
     start: || Box::new(State::default()),
     open: Some(crate::fingerprint::open_default::<State>),
 };
-
-/// TLS record content types (RFC 8446 §5.1).
-const CT_CCS: u8 = 20;
-const CT_HANDSHAKE: u8 = 22;
-const CT_APPLICATION_DATA: u8 = 23;
-/// Largest TLS record body (RFC 5246 §6.2.3: 2^14 + 2048).
-const MAX_RECORD: usize = 16384 + 2048;
 
 /// Sizes in bytes of an inner client Finished flight as the proxy client reads it from the
 /// application: TLS 1.3 `[ChangeCipherSpec(6)] + record(5 + 4 + hash + 1 + 16)` with SHA-256 or
@@ -132,10 +130,10 @@ pub fn server_hello_cipher(b: &[u8]) -> Option<u16> {
 ///
 /// Payloads a snap length cut short ([`Payload::cut`]) are walked on their wire length: a
 /// record body running into the cut is skipped on. Where a record header lay in the cut bytes
-/// the walk is lost; it picks up again at a payload that starts with a record header (content
-/// type 20-23, version 3.x, a length within [`MAX_RECORD`]: random ciphertext at the start of
-/// a payload passes that by chance about once in three million), and notes that records went
-/// unseen ([`RecordWalker::lost_some`]).
+/// the walk is lost; it picks up again at a payload that starts with a record header
+/// ([`tls::parse_record_header`]: content type 20-23, version 0x0300-0x0304, a length of
+/// 1..=2^14+2048; random ciphertext at the start of a payload passes that by chance about once
+/// in three million), and notes that records went unseen ([`RecordWalker::lost_some`]).
 #[derive(Debug, Default, Clone)]
 struct RecordWalker {
     header: [u8; 5],
@@ -147,20 +145,12 @@ struct RecordWalker {
     lost_some: bool,
 }
 
-/// A TLS record header (RFC 8446 §5.1) at the start of `b`.
-fn record_header_at(b: &[u8]) -> bool {
-    matches!(b, [ct, 3, minor, hi, lo, ..]
-        if (CT_CCS..=CT_APPLICATION_DATA).contains(ct)
-            && *minor <= 4
-            && usize::from(u16::from_be_bytes([*hi, *lo])) <= MAX_RECORD)
-}
-
 impl RecordWalker {
     /// Calls `f(content_type, length)` for each record header completed in `bytes`, the
     /// payload's kept bytes, `cut` more having been on the wire.
     fn push(&mut self, mut bytes: &[u8], cut: usize, mut f: impl FnMut(u8, usize)) {
         if self.lost {
-            if !record_header_at(bytes) {
+            if tls::parse_record_header(bytes).is_none() {
                 return;
             }
             self.lost = false;
@@ -183,14 +173,13 @@ impl RecordWalker {
             bytes = bytes.get(n..).unwrap_or_default();
             if self.have == 5 {
                 self.have = 0;
-                let [ct, major, _, hi, lo] = self.header;
-                let len = usize::from(u16::from_be_bytes([hi, lo]));
-                if !(CT_CCS..=CT_APPLICATION_DATA).contains(&ct) || major != 3 || len > MAX_RECORD {
+                let Some(header) = tls::parse_record_header(&self.header) else {
                     self.broken = true;
                     return;
-                }
+                };
+                let len = usize::from(header.length);
                 self.skip = len;
-                f(ct, len);
+                f(header.content_type, len);
             }
         }
         if cut == 0 || self.broken {
@@ -345,7 +334,7 @@ impl State {
             Direction::ToServer => {
                 let mut records: [(u8, usize); 8] = [(0, 0); 8];
                 let mut n = 0;
-                t.client.push(p.bytes, p.cut as usize, |ct, len| {
+                t.client.push(p.bytes, usize::from(p.cut), |ct, len| {
                     if let Some(slot) = records.get_mut(n) {
                         *slot = (ct, len);
                         n += 1;
@@ -388,7 +377,7 @@ impl State {
                 }
                 let mut app = 0usize;
                 let mut recs = 0usize;
-                t.server.push(p.bytes, p.cut as usize, |ct, len| {
+                t.server.push(p.bytes, usize::from(p.cut), |ct, len| {
                     if ct == CT_APPLICATION_DATA {
                         app += len;
                         recs += 1;
@@ -645,7 +634,7 @@ mod tests {
         for (d, b) in seq {
             let i = d.index();
             let kept = keep.min(b.len());
-            let p = pl(*d, n[i], &b[..kept]).cut((b.len() - kept) as u32);
+            let p = pl(*d, n[i], &b[..kept]).cut((b.len() - kept) as u16);
             let step = s.observe(&p);
             n[i] += 1;
             if step != Step::NeedMore {
