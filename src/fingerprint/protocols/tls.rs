@@ -8,6 +8,7 @@
 //! certificate's organization matches a rule in [`crate::intel`], the verdict names the
 //! application / provider and the family becomes VPN.
 
+use crate::fingerprint::facts::tls::handshake_type::{CLIENT_HELLO, SERVER_HELLO};
 use crate::fingerprint::facts::tls::{
     self as tlsfacts, ClientHelloFacts, HandshakeStatus, Ja4Transport, TlsHandshakeTracker,
 };
@@ -90,9 +91,6 @@ pub struct TlsState {
     cut_sni: Option<String>,
 }
 
-/// Handshake type of a ClientHello and a ServerHello (RFC 8446 §4).
-const CLIENT_HELLO: u8 = 1;
-const SERVER_HELLO: u8 = 2;
 /// Fewest bytes of a hello judged from its start: record header (5), handshake header (4),
 /// legacy_version (2).
 const HELLO_PREFIX_MIN: usize = 11;
