@@ -1,12 +1,12 @@
 //! The remaining VPN parsers: GRE and PPP (protocols/gre.rs), L2TP (l2tp.rs), PPTP control
 //! (pptp.rs), SSTP (sstp.rs), ZeroTier (zerotier.rs), SoftEther packs and NAT-T replies
-//! (softether.rs); then
-//! their detectors. Byte 0 of the input also picks the detector flow's transport.
+//! (softether.rs), MTProto frame headers (mtproto.rs); then their detectors. Byte 0 of the
+//! input also picks the detector flow's transport.
 #![no_main]
 #[path = "common/mod.rs"]
 mod common;
 use libfuzzer_sys::fuzz_target;
-use tunnelwatch::fingerprint::protocols::{gre, l2tp, pptp, softether, sstp, zerotier};
+use tunnelwatch::fingerprint::protocols::{gre, l2tp, mtproto, pptp, softether, sstp, zerotier};
 
 fuzz_target!(|data: &[u8]| {
     let _ = gre::parse_gre(data);
@@ -27,6 +27,15 @@ fuzz_target!(|data: &[u8]| {
     let _ = softether::parse_pack(data);
     let _ = softether::parse_wpc_body(data);
     let _ = softether::parse_nat_t_reply(data);
+    for framing in [
+        mtproto::Framing::Abridged,
+        mtproto::Framing::Intermediate,
+        mtproto::Framing::PaddedIntermediate,
+    ] {
+        if let Some((header_len, _)) = framing.frame_header(data) {
+            assert!(header_len <= data.len());
+        }
+    }
     for spec in [
         &gre::SPEC,
         &l2tp::SPEC,
@@ -34,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         &sstp::SPEC,
         &zerotier::SPEC,
         &softether::SPEC,
+        &mtproto::SPEC,
     ] {
         common::drive(spec, data);
     }

@@ -20,6 +20,7 @@ pub static REGISTRY: &[&Spec] = &[
     &softether::SPEC,
     &tinc::SPEC,
     &ultrasurf::SPEC,
+    &mtproto::SPEC,
     &openvpn::SPEC,
     &openvpn_obfuscated::SPEC,
     &tls::SPEC,

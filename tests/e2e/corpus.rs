@@ -125,26 +125,47 @@ fn mullvad_relay_is_named_from_the_builtin_provider_list() {
     }
 }
 
-/// Ultrasurf on real traffic: the benchmark capture (nDPI's test captures, merged) holds one
-/// Ultrasurf session, and only that flow may be named so among its ~8 000 flows of hundreds of
-/// other protocols.
+/// Named sessions on real traffic: the benchmark capture (nDPI's test captures, merged, ~8 000
+/// flows of hundreds of protocols) holds one Ultrasurf session and seven connections of
+/// Telegram's obfuscated MTProto, and only those flows may be named so. One run of the
+/// capture serves both checks.
 #[test]
-fn ultrasurf_session_in_the_benchmark_capture_is_named_and_nothing_else_is() {
-    let Some(shared) = shared("ultrasurf on the benchmark capture") else {
+fn ultrasurf_and_telegram_sessions_in_the_benchmark_capture_are_named_and_nothing_else_is() {
+    let Some(shared) = shared("ultrasurf and mtproto on the benchmark capture") else {
         return;
     };
     let capture = shared.join("bench/ndpi-mix.pcap.gz");
-    let named: Vec<serde_json::Value> = flow_rows(&capture, &[])
-        .into_iter()
+    let rows = flow_rows(&capture, &[]);
+    let named: Vec<&serde_json::Value> = rows
+        .iter()
         .filter(|r| r["application"] == "ultrasurf" || r["protocol"] == "ultrasurf")
         .collect();
     assert_eq!(named.len(), 1, "{named:#?}");
-    let flow = &named[0];
+    let flow = named[0];
     assert_eq!(flow["transport"], "tcp");
     assert_eq!(flow["family"], "proxy");
     assert!(flow["evidence"]
         .as_str()
         .is_some_and(|e| e.contains("preamble=cc1c30415ba43866")));
+
+    // Telegram's own servers, in the range Telegram publishes (149.154.160.0/20): not
+    // circumvention, and each server's reply repeats the client's auth_key_id.
+    let telegram: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["application"] == "telegram" || r["protocol"] == "mtproto")
+        .collect();
+    assert_eq!(telegram.len(), 7, "{telegram:#?}");
+    for flow in telegram {
+        assert_eq!(flow["protocol"], "mtproto", "{flow}");
+        assert_eq!(flow["family"], "web", "{flow}");
+        assert_eq!(flow["confidence"], "both_directions", "{flow}");
+        assert!(
+            flow["server_ip"]
+                .as_str()
+                .is_some_and(|ip| ip.starts_with("149.154.167.")),
+            "{flow}"
+        );
+    }
 }
 
 /// Issue 7: output is the same for any thread count, on real captures too (the holdout check

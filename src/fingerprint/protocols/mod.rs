@@ -13,6 +13,7 @@ pub mod ipsec_ah;
 pub mod ipsec_esp;
 pub mod ipsec_ike;
 pub mod l2tp;
+pub mod mtproto;
 pub mod openvpn;
 pub mod openvpn_obfuscated;
 pub mod pptp;
