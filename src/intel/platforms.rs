@@ -277,6 +277,21 @@ impl PlatformMatcher {
             .find(|p| p.prefixes.iter().any(|c| c.contains(addr)))
     }
 
+    /// The platform a flow tried to reach: by its name ([`Self::classify`]); else by the
+    /// application a detector recognised on the wire when that is a platform's token
+    /// (Telegram's MTProto to its servers, say), which needs no name and holds where the
+    /// platform publishes no prefixes; else by its address.
+    pub fn classify_flow(
+        &self,
+        name: Option<&str>,
+        application: Option<&str>,
+        addr: Option<IpAddr>,
+    ) -> Option<&Platform> {
+        name.and_then(|n| self.classify(Some(n), None))
+            .or_else(|| application.and_then(|a| self.platforms.iter().find(|p| p.name == a)))
+            .or_else(|| self.classify(None, addr))
+    }
+
     /// Adds user definitions from text lines `name,control(true|false),domain;domain,prefix;prefix`
     /// (`#` starts a comment). A name that exists is replaced.
     pub fn load_user(&mut self, text: &str) -> Result<(), String> {
