@@ -1,12 +1,14 @@
 //! The remaining VPN parsers: GRE and PPP (protocols/gre.rs), L2TP (l2tp.rs), PPTP control
 //! (pptp.rs), SSTP (sstp.rs), ZeroTier (zerotier.rs), SoftEther packs and NAT-T replies
-//! (softether.rs), MTProto frame headers (mtproto.rs); then their detectors. Byte 0 of the
-//! input also picks the detector flow's transport.
+//! (softether.rs), MTProto frame headers (mtproto.rs); then their detectors and WhatsApp's
+//! (whatsapp.rs). Byte 0 of the input also picks the detector flow's transport.
 #![no_main]
 #[path = "common/mod.rs"]
 mod common;
 use libfuzzer_sys::fuzz_target;
-use tunnelwatch::fingerprint::protocols::{gre, l2tp, mtproto, pptp, softether, sstp, zerotier};
+use tunnelwatch::fingerprint::protocols::{
+    gre, l2tp, mtproto, pptp, softether, sstp, whatsapp, zerotier,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = gre::parse_gre(data);
@@ -44,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
         &zerotier::SPEC,
         &softether::SPEC,
         &mtproto::SPEC,
+        &whatsapp::SPEC,
     ] {
         common::drive(spec, data);
     }

@@ -400,7 +400,8 @@ pub struct ExplainArgs {
     /// Flow id as printed by `flows` (column id).
     #[arg(long, value_name = "N")]
     pub flow: Option<u64>,
-    /// Only flows whose protocol, application or provider equals this token.
+    /// Only flows whose protocol, application, provider or recognised platform (`telegram`,
+    /// `whatsapp`) equals this token.
     #[arg(long, value_name = "TOKEN")]
     pub protocol: Option<String>,
 }
@@ -1275,6 +1276,7 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
                 r.label.protocol == p
                     || r.label.application == Some(p)
                     || r.label.provider == Some(p)
+                    || r.label.platform() == Some(p)
             });
         if wanted {
             shown += 1;

@@ -513,7 +513,7 @@ pub fn explain(out: &mut impl Write, r: &FlowRecord) -> io::Result<()> {
         writeln!(
             out,
             "  [{role}] {} (family {}, rank {}, confidence {}){}",
-            m.verdict.protocol.unwrap_or(m.spec.name),
+            m.name(),
             m.verdict.family.unwrap_or(m.spec.family).name(),
             m.spec.rank,
             m.verdict.confidence.name(),

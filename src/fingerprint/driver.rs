@@ -26,6 +26,18 @@ pub struct Match {
     pub verdict: Verdict,
 }
 
+impl Match {
+    /// What introduces this match in evidence and explanations: the wire protocol it names,
+    /// or its detector's name where it names none (an address list says who the peer is, a
+    /// platform's own protocol has no vocabulary token).
+    pub fn name(&self) -> &'static str {
+        match self.verdict.protocol {
+            Some(p) if p != UNKNOWN_PROTOCOL => p,
+            _ => self.spec.name,
+        }
+    }
+}
+
 /// Fingerprinting state of one flow.
 #[derive(Default)]
 pub struct FingerprintState {
@@ -357,6 +369,12 @@ impl Decision {
 /// The protocol token of a flow no detector named.
 pub const UNKNOWN_PROTOCOL: &str = "unknown";
 
+/// Evidence key naming the platform (a `intel::platforms` token) whose own protocol a
+/// detector recognised. Such flows keep the protocol token [`UNKNOWN_PROTOCOL`]: the label
+/// vocabulary names circumvention protocols and their carriers, and a platform's app talking to
+/// its own servers is neither.
+pub const PLATFORM_FACT: &str = "platform";
+
 impl Default for Label {
     fn default() -> Self {
         Label {
@@ -423,6 +441,15 @@ impl Label {
             })
     }
 
+    /// The platform a detector recognised by its own protocol on the wire (evidence
+    /// [`PLATFORM_FACT`]): `telegram` from MTProto, `whatsapp` from WhatsApp's framing.
+    pub fn platform(&self) -> Option<&str> {
+        match self.fact(PLATFORM_FACT) {
+            Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
+            _ => None,
+        }
+    }
+
     /// DNS response code (RFC 1035 §4.1.1 RCODE), when a DNS detector saw a response.
     pub fn dns_rcode(&self) -> Option<i64> {
         match self.fact("rcode") {
@@ -453,13 +480,7 @@ impl Label {
             if i > 0 {
                 out.write_str("; ")?;
             }
-            // A match that names no wire protocol (a provider's address range says who the
-            // peer is, not what was spoken) is introduced by its detector's name.
-            let name = match m.verdict.protocol {
-                Some(p) if p != UNKNOWN_PROTOCOL => p,
-                _ => m.spec.name,
-            };
-            out.write_str(name)?;
+            out.write_str(m.name())?;
             if !m.verdict.evidence.0.is_empty() {
                 out.write_str(": ")?;
                 m.verdict.evidence.write_to(out)?;

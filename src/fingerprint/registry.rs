@@ -21,6 +21,7 @@ pub static REGISTRY: &[&Spec] = &[
     &tinc::SPEC,
     &ultrasurf::SPEC,
     &mtproto::SPEC,
+    &whatsapp::SPEC,
     &openvpn::SPEC,
     &openvpn_obfuscated::SPEC,
     &tls::SPEC,

@@ -278,17 +278,17 @@ impl PlatformMatcher {
     }
 
     /// The platform a flow tried to reach: by its name ([`Self::classify`]); else by the
-    /// application a detector recognised on the wire when that is a platform's token
-    /// (Telegram's MTProto to its servers, say), which needs no name and holds where the
-    /// platform publishes no prefixes; else by its address.
+    /// platform a detector recognised by its own protocol on the wire (Telegram's MTProto,
+    /// WhatsApp's framing), which needs no name and holds where the platform publishes no
+    /// prefixes; else by its address.
     pub fn classify_flow(
         &self,
         name: Option<&str>,
-        application: Option<&str>,
+        platform: Option<&str>,
         addr: Option<IpAddr>,
     ) -> Option<&Platform> {
         name.and_then(|n| self.classify(Some(n), None))
-            .or_else(|| application.and_then(|a| self.platforms.iter().find(|p| p.name == a)))
+            .or_else(|| platform.and_then(|t| self.platforms.iter().find(|p| p.name == t)))
             .or_else(|| self.classify(None, addr))
     }
 

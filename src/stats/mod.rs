@@ -541,8 +541,8 @@ pub fn write_flow_rows(
 }
 
 /// If the flow tried to reach a platform or control site: (name, is control, result).
-/// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else from the
-/// application its detectors named when that is a platform (`telegram` from MTProto), else its
+/// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else from the platform
+/// a detector recognised by its own protocol (`platform=telegram` from MTProto), else its
 /// server address ([`PlatformMatcher::classify_flow`]).
 pub fn platform_attempt(
     r: &FlowRecord,
@@ -551,7 +551,7 @@ pub fn platform_attempt(
     let name = r.label.server_name();
     let is_dns = r.label.protocol == "dns";
     let addr = if is_dns { None } else { Some(r.server_ip) };
-    let p = platforms.classify_flow(name, r.label.application, addr)?;
+    let p = platforms.classify_flow(name, r.label.platform(), addr)?;
     let result = if is_dns {
         match r.label.dns_rcode() {
             Some(0) if r.label.dns_answered() != Some(false) => AttemptResult::Success,
@@ -830,33 +830,36 @@ mod tests {
     }
 
     #[test]
-    fn an_application_named_on_the_wire_attributes_a_nameless_flow() {
-        // Telegram's MTProto to an address outside every built-in prefix, with no name: the
-        // detector's application says which platform it reached.
-        let mut mtproto = flow(30.0, 5_000);
-        mtproto.server_ip = "192.0.2.80".parse().unwrap();
+    fn a_platform_protocol_on_the_wire_attributes_a_nameless_flow() {
+        use crate::fingerprint::driver::{Match, PLATFORM_FACT};
+        use crate::fingerprint::{protocols, Confidence, Verdict};
+        // WhatsApp's framing to an address outside every built-in prefix, with no name: the
+        // detector's platform fact says which platform the flow reached.
+        let mut chat = flow(30.0, 5_000);
+        chat.server_ip = "192.0.2.80".parse().unwrap();
         let platforms = PlatformMatcher::default();
-        assert_eq!(platform_attempt(&mtproto, &platforms), None);
-        mtproto.label.application = Some("telegram");
-        mtproto.outcome = Outcome::ResetAfterClientData;
-        let (name, control, result) = platform_attempt(&mtproto, &platforms).unwrap();
-        assert_eq!((name.as_str(), control), ("telegram", false));
+        assert_eq!(platform_attempt(&chat, &platforms), None);
+        let recognised = |platform: &str| Match {
+            spec: &protocols::whatsapp::SPEC,
+            verdict: Verdict::new(Confidence::OneMessage).fact(PLATFORM_FACT, platform),
+        };
+        chat.label.matches.push(recognised("whatsapp"));
+        chat.outcome = Outcome::ResetAfterClientData;
+        let (name, control, result) = platform_attempt(&chat, &platforms).unwrap();
+        assert_eq!((name.as_str(), control), ("whatsapp", false));
         assert_eq!(result, AttemptResult::ResetAfterClientData);
-        // A VPN app is no platform; a name still decides before the application.
-        mtproto.label.application = Some("psiphon");
-        assert_eq!(platform_attempt(&mtproto, &platforms), None);
-        mtproto.label.application = Some("telegram");
-        mtproto
-            .label
-            .matches
-            .push(crate::fingerprint::driver::Match {
-                spec: &crate::fingerprint::protocols::tls::SPEC,
-                verdict: crate::fingerprint::Verdict::new(
-                    crate::fingerprint::Confidence::OneMessage,
-                )
-                .fact("sni", "www.youtube.com"),
-            });
-        assert!(platform_attempt(&mtproto, &platforms).is_some_and(|(n, _, _)| n == "youtube"));
+        // A token no platform has counts nothing; a name still decides before the platform
+        // fact.
+        chat.label.matches = vec![recognised("not-a-platform")];
+        assert_eq!(platform_attempt(&chat, &platforms), None);
+        chat.label.matches = vec![
+            Match {
+                spec: &protocols::tls::SPEC,
+                verdict: Verdict::new(Confidence::OneMessage).fact("sni", "www.youtube.com"),
+            },
+            recognised("whatsapp"),
+        ];
+        assert!(platform_attempt(&chat, &platforms).is_some_and(|(n, _, _)| n == "youtube"));
     }
 
     #[test]

@@ -126,12 +126,13 @@ fn mullvad_relay_is_named_from_the_builtin_provider_list() {
 }
 
 /// Named sessions on real traffic: the benchmark capture (nDPI's test captures, merged, ~8 000
-/// flows of hundreds of protocols) holds one Ultrasurf session and seven connections of
-/// Telegram's obfuscated MTProto, and only those flows may be named so. One run of the
-/// capture serves both checks.
+/// flows of hundreds of protocols) holds one Ultrasurf session, seven connections of
+/// Telegram's obfuscated MTProto and 72 of WhatsApp's chat protocol (8 of its old XMPP-based
+/// one), and only those flows may be named so. One run of the capture serves every check.
 #[test]
-fn ultrasurf_and_telegram_sessions_in_the_benchmark_capture_are_named_and_nothing_else_is() {
-    let Some(shared) = shared("ultrasurf and mtproto on the benchmark capture") else {
+fn ultrasurf_telegram_and_whatsapp_sessions_in_the_benchmark_capture_are_named_and_nothing_else_is()
+{
+    let Some(shared) = shared("named sessions on the benchmark capture") else {
         return;
     };
     let capture = shared.join("bench/ndpi-mix.pcap.gz");
@@ -148,17 +149,35 @@ fn ultrasurf_and_telegram_sessions_in_the_benchmark_capture_are_named_and_nothin
         .as_str()
         .is_some_and(|e| e.contains("preamble=cc1c30415ba43866")));
 
-    // Telegram's own servers, in the range Telegram publishes (149.154.160.0/20): not
-    // circumvention, and each server's reply repeats the client's auth_key_id.
-    let telegram: Vec<&serde_json::Value> = rows
-        .iter()
-        .filter(|r| r["application"] == "telegram" || r["protocol"] == "mtproto")
-        .collect();
+    // Platforms recognised by their own protocols: no vocabulary token (`unknown`), no
+    // circumvention (the fully-encrypted test had labelled Telegram's and the old WhatsApp
+    // sessions `obfuscated`), the platform in the evidence.
+    let on_platform = |platform: &str| -> Vec<&serde_json::Value> {
+        rows.iter()
+            .filter(|r| {
+                r["evidence"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&format!("platform={platform}")))
+            })
+            .collect()
+    };
+    let telegram = on_platform("telegram");
     assert_eq!(telegram.len(), 7, "{telegram:#?}");
     for flow in telegram {
-        assert_eq!(flow["protocol"], "mtproto", "{flow}");
-        assert_eq!(flow["family"], "web", "{flow}");
+        assert_eq!(
+            (&flow["protocol"], &flow["family"]),
+            (&"unknown".into(), &"other".into()),
+            "{flow}"
+        );
+        // Each server's reply repeats the client's auth_key_id; each server is in the range
+        // Telegram publishes (149.154.160.0/20).
         assert_eq!(flow["confidence"], "both_directions", "{flow}");
+        assert!(
+            flow["evidence"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("mtproto: ")),
+            "{flow}"
+        );
         assert!(
             flow["server_ip"]
                 .as_str()
@@ -166,6 +185,23 @@ fn ultrasurf_and_telegram_sessions_in_the_benchmark_capture_are_named_and_nothin
             "{flow}"
         );
     }
+    let whatsapp = on_platform("whatsapp");
+    assert_eq!(whatsapp.len(), 72, "{whatsapp:#?}");
+    let mut old_protocol = 0;
+    for flow in whatsapp {
+        assert_eq!(
+            (&flow["protocol"], &flow["family"]),
+            (&"unknown".into(), &"other".into()),
+            "{flow}"
+        );
+        let evidence = flow["evidence"].as_str().unwrap_or_default();
+        assert!(evidence.starts_with("whatsapp: "), "{flow}");
+        if evidence.contains("version=1.5") {
+            old_protocol += 1;
+            assert_eq!(flow["confidence"], "both_directions", "{flow}");
+        }
+    }
+    assert_eq!(old_protocol, 8);
 }
 
 /// Issue 7: output is the same for any thread count, on real captures too (the holdout check

@@ -30,5 +30,6 @@ pub mod tor;
 pub mod ultrasurf;
 pub mod vmess;
 pub mod websocket_tunnel;
+pub mod whatsapp;
 pub mod wireguard;
 pub mod zerotier;

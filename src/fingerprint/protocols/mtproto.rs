@@ -27,16 +27,19 @@
 //! 3 * 2^-32. Confidence `OneMessage` on the tag; `BothDirections` when the server's first
 //! message carries the `auth_key_id` of the client's (64 more bits).
 //!
-//! Labels: `protocol=mtproto`, `application=telegram`, family web. This is Telegram's own
-//! protocol to its own servers, as TLS to a web site is: the platform was reached, nothing
-//! was circumvented. The `obfuscated` flag stays false, since it would count the flow as
-//! circumvention. All seven Telegram connections in nDPI's test captures
-//! (`../shared/bench/ndpi-mix.pcap.gz`) open this way; the fully-encrypted test labelled them
-//! before this detector was written.
+//! Labels: this is Telegram's own protocol to its own servers: the platform was reached,
+//! nothing was circumvented. The flow keeps the protocol token `unknown` and family other (the
+//! label vocabulary names circumvention protocols and their carriers, and this is neither),
+//! with the evidence `mtproto: platform=telegram, ...`; the statistics count it as an attempt
+//! to reach Telegram ([`crate::stats::platform_attempt`]). The `obfuscated` flag stays false,
+//! since it would count the flow as circumvention. All seven Telegram connections in nDPI's
+//! test captures (`../shared/bench/ndpi-mix.pcap.gz`) open this way; the fully-encrypted test
+//! labelled them (family obfuscated) before this detector was written.
 
 use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 use aes::Aes256;
 
+use crate::fingerprint::driver::{PLATFORM_FACT, UNKNOWN_PROTOCOL};
 use crate::fingerprint::{
     rank, Confidence, Family, Fingerprinter, FlowContext, Payload, Spec, Step, Transports, Verdict,
 };
@@ -46,7 +49,7 @@ use crate::flow::Direction;
 /// the server's first reply.
 pub static SPEC: Spec = Spec {
     name: "mtproto",
-    family: Family::Web,
+    family: Family::Other,
     transports: Transports::TCP,
     payload_budget: 2,
     rank: rank::SPECIFIC,
@@ -229,6 +232,7 @@ impl Opened {
             Confidence::OneMessage
         };
         let mut v = Verdict::new(confidence)
+            .fact(PLATFORM_FACT, "telegram")
             .fact("transport", "obfuscated")
             .fact("framing", self.framing.name());
         if let Some(id) = echoed {
@@ -237,7 +241,7 @@ impl Opened {
                 v = v.fact("key_exchange", true);
             }
         }
-        v.application = Some("telegram");
+        v.protocol = Some(UNKNOWN_PROTOCOL);
         v.roles_reversed = self.client_dir == Direction::ToClient;
         v
     }
@@ -399,7 +403,9 @@ mod tests {
         for (client, server) in [(REAL_CLIENT, REAL_SERVER), (REAL_CLIENT_2, REAL_SERVER_2)] {
             let (client, server) = (hex(client), hex(server));
             let v = run(&[(S, &client), (C, &server)]).expect("mtproto");
-            assert_eq!(v.application, Some("telegram"));
+            assert_eq!(v.evidence.get("platform"), Some(&"telegram".into()));
+            assert_eq!(v.protocol, Some(UNKNOWN_PROTOCOL));
+            assert_eq!(v.application, None);
             assert_eq!(v.confidence, Confidence::BothDirections);
             assert_eq!(v.evidence.get("framing"), Some(&"abridged".into()));
             assert_eq!(v.evidence.get("auth_key_echoed"), Some(&true.into()));
