@@ -177,9 +177,38 @@ pub fn length_in_header(bytes: &[u8]) -> Option<(usize, bool)> {
     })
 }
 
-/// True when `bytes` says how long it is: [`self_framed`] or [`length_in_header`].
+/// Offsets [`short_length_after_type`] looks at: after a type byte, or a type and a flags byte.
+pub const SHORT_FIELD_OFFSETS: [usize; 2] = [1, 2];
+
+/// A 2-byte length field after a one- or two-byte type: `(offset, big endian)` of a field at
+/// [`SHORT_FIELD_OFFSETS`] whose value counts the whole message or the bytes after the field.
+///
+/// Push and messaging protocols often open each message with a type and a short length (on
+/// nDPI's captures, a client on TCP port 5223 sends `16 00 84 00` and 128 more bytes, 132 in
+/// all, and the server answers `17 00 34 00` and 48 more). A random message passes with
+/// probability 8 / 65 536 (two offsets, two byte orders, two starts), about one in 8 000.
+pub fn short_length_after_type(bytes: &[u8]) -> Option<(usize, bool)> {
+    SHORT_FIELD_OFFSETS.into_iter().find_map(|offset| {
+        let field = *bytes.get(offset..)?.first_chunk::<2>()?;
+        [true, false].into_iter().find_map(|big_endian| {
+            let declared = usize::from(if big_endian {
+                u16::from_be_bytes(field)
+            } else {
+                u16::from_le_bytes(field)
+            });
+            let after_field = bytes.len() - (offset + 2);
+            (declared > 0 && (declared == bytes.len() || declared == after_field))
+                .then_some((offset, big_endian))
+        })
+    })
+}
+
+/// True when `bytes` says how long it is: [`self_framed`], [`length_in_header`] or
+/// [`short_length_after_type`].
 pub fn frames_itself(bytes: &[u8]) -> bool {
-    self_framed(bytes).is_some() || length_in_header(bytes).is_some()
+    self_framed(bytes).is_some()
+        || length_in_header(bytes).is_some()
+        || short_length_after_type(bytes).is_some()
 }
 
 fn frames_exactly(bytes: &[u8], prefix: LengthPrefix) -> bool {
@@ -508,6 +537,28 @@ mod tests {
             .collect();
         assert_eq!(self_framed(&many), None);
         assert!(self_framed(&many[..3 * MAX_FRAMED_MESSAGES]).is_some());
+    }
+
+    #[test]
+    fn a_short_length_after_a_type_byte_counts_too() {
+        // The push protocol on TCP 5223 in nDPI's captures: type 0x16, then 132 as a
+        // big-endian 2-byte length of the whole message; the reply, type 0x17 and 52.
+        let mut request = vec![0x16, 0x00, 0x84, 0x00];
+        request.extend(random(128, 11));
+        let mut reply = vec![0x17, 0x00, 0x34, 0x00];
+        reply.extend(random(48, 12));
+        assert_eq!(short_length_after_type(&request), Some((1, true)));
+        assert_eq!(short_length_after_type(&reply), Some((1, true)));
+        assert!(frames_itself(&request) && frames_itself(&reply));
+        // Counting the bytes after the field, little-endian after a type and a flags byte.
+        let mut after = vec![0x05, 0x80, 60, 0];
+        after.extend(random(60, 13));
+        assert_eq!(short_length_after_type(&after), Some((2, false)));
+        // One byte off either way, a zero length, too short a message.
+        request.push(0);
+        assert_eq!(short_length_after_type(&request), None);
+        assert_eq!(short_length_after_type(&[0x16, 0, 0, 0, 1, 2]), None);
+        assert_eq!(short_length_after_type(&[0x16, 0x00]), None);
     }
 
     #[test]
