@@ -312,15 +312,9 @@ impl Fingerprinter for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::protocols::tls::tests::hex;
     use crate::flow::Direction::{ToClient as C, ToServer as S};
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     /// The first 80 bytes of the client's first payload (281 bytes) and the first 16 of the
     /// server's (105 bytes), TCP 192.168.12.169:37950 -> 149.154.167.91:443, one of the

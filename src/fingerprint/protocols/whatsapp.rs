@@ -354,15 +354,9 @@ impl Fingerprinter for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::protocols::tls::tests::hex;
     use crate::flow::Direction::{ToClient as C, ToServer as S};
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     fn run(payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {
         let mut s = State::default();
