@@ -529,10 +529,32 @@ impl fmt::Debug for Spec {
     }
 }
 
+/// Helpers for the detectors' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Bytes from hex text; anything but hex digits (spaces, line breaks) is skipped.
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits
+            .chunks_exact(2)
+            .map(|pair| {
+                let text = std::str::from_utf8(pair).expect("ASCII digits");
+                u8::from_str_radix(text, 16).expect("hex digits")
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn hex_skips_what_is_not_a_digit() {
+        assert_eq!(test_support::hex("16 03\n01 0a"), [0x16, 0x03, 0x01, 0x0a]);
+        assert_eq!(test_support::hex("FFff"), [0xff, 0xff]);
+    }
 
     proptest! {
         /// Facts written without the formatting machinery read as their values' `Display`.

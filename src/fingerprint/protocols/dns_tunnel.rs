@@ -166,13 +166,7 @@ mod tests {
     use crate::flow::Transport;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::fingerprint::test_support::hex;
 
     fn payload(direction: Direction, nth: u8, bytes: &[u8]) -> Payload<'_> {
         Payload::test(direction, bytes)

@@ -483,7 +483,7 @@ mod tests {
 
     #[test]
     fn length_framed_encrypted_handshakes_are_not_fully_encrypted() {
-        use crate::fingerprint::protocols::tls::tests::hex;
+        use crate::fingerprint::test_support::hex;
         let (auth, ack) = (hex(RLPX_AUTH), hex(RLPX_ACK));
         assert_eq!((auth.len(), ack.len()), (495, 448));
         // Random-looking by the paper's measures...

@@ -1034,13 +1034,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::fingerprint::test_support::hex;
 
     fn pl(dir: Direction, t: Transport, nth: u8, bytes: &[u8]) -> Payload<'_> {
         Payload::test(dir, bytes)

@@ -290,13 +290,7 @@ mod tests {
             .ports(50000, 443)
     }
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::fingerprint::test_support::hex;
 
     /// youtube_quic.pcap, frame 1 (192.168.1.7:54997 -> 216.58.205.66:443): the first 561 bytes
     /// of the UDP payload (the datagram is 1350), up to the end of the CHLO's SNI value. gQUIC

@@ -225,12 +225,7 @@ pub(crate) mod tests {
         Payload::test(direction, bytes).nth(nth).ports(50000, 443)
     }
 
-    pub(crate) fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        (0..s.len() / 2)
-            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::fingerprint::test_support::hex;
 
     /// Runs a detector over `(direction, bytes)` payloads within the spec budget, then concludes.
     pub(crate) fn run(spec: &Spec, payloads: &[(Direction, Vec<u8>)]) -> Option<Verdict> {

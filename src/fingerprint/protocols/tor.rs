@@ -197,7 +197,8 @@ impl Fingerprinter for TorState {
 mod tests {
     use super::*;
     use crate::fingerprint::facts::tls::parse_certificate;
-    use crate::fingerprint::protocols::tls::tests::{hex, run};
+    use crate::fingerprint::protocols::tls::tests::run;
+    use crate::fingerprint::test_support::hex;
     use crate::flow::Direction;
     use proptest::prelude::*;
 

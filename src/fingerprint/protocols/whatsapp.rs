@@ -354,7 +354,7 @@ impl Fingerprinter for State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::protocols::tls::tests::hex;
+    use crate::fingerprint::test_support::hex;
     use crate::flow::Direction::{ToClient as C, ToServer as S};
     use proptest::prelude::*;
 

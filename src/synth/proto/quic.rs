@@ -628,12 +628,7 @@ mod tests {
     use crate::synth::rng::Rng;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        s.chunks(2)
-            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::fingerprint::test_support::hex;
 
     const RFC_DCID: &str = "8394c8f03e515708";
 
