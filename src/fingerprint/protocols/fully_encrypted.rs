@@ -183,9 +183,10 @@ pub const SHORT_FIELD_OFFSETS: [usize; 2] = [1, 2];
 /// A 2-byte length field after a one- or two-byte type: `(offset, big endian)` of a field at
 /// [`SHORT_FIELD_OFFSETS`] whose value counts the whole message or the bytes after the field.
 ///
-/// Push and messaging protocols often open each message with a type and a short length (on
-/// nDPI's captures, a client on TCP port 5223 sends `16 00 84 00` and 128 more bytes, 132 in
-/// all, and the server answers `17 00 34 00` and 48 more). A random message passes with
+/// Device and messaging protocols often open each message with a type and a short length (on
+/// nDPI's captures, a client of HP's printer cloud on TCP port 5223, which nDPI names
+/// `HP_VIRTGRP`, sends `16 00 84 00` and 128 more bytes, 132 in all, and the server answers
+/// `17 00 34 00` and 48 more). A random message passes with
 /// probability 8 / 65 536 (two offsets, two byte orders, two starts), about one in 8 000.
 pub fn short_length_after_type(bytes: &[u8]) -> Option<(usize, bool)> {
     SHORT_FIELD_OFFSETS.into_iter().find_map(|offset| {
@@ -541,8 +542,8 @@ mod tests {
 
     #[test]
     fn a_short_length_after_a_type_byte_counts_too() {
-        // The push protocol on TCP 5223 in nDPI's captures: type 0x16, then 132 as a
-        // big-endian 2-byte length of the whole message; the reply, type 0x17 and 52.
+        // HP's printer-cloud protocol on TCP 5223 in nDPI's captures: type 0x16, then 132 as
+        // a big-endian 2-byte length of the whole message; the reply, type 0x17 and 52.
         let mut request = vec![0x16, 0x00, 0x84, 0x00];
         request.extend(random(128, 11));
         let mut reply = vec![0x17, 0x00, 0x34, 0x00];
