@@ -435,19 +435,21 @@ impl Label {
     pub fn server_name(&self) -> Option<&str> {
         ["sni", "host", "qname"]
             .iter()
-            .find_map(|k| match self.fact(k) {
-                Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
-                _ => None,
-            })
+            .find_map(|k| self.text_fact(k))
+    }
+
+    /// The first evidence fact named `key` when it is non-empty text.
+    fn text_fact(&self, key: &str) -> Option<&str> {
+        match self.fact(key) {
+            Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
+            _ => None,
+        }
     }
 
     /// The platform a detector recognised by its own protocol on the wire (evidence
     /// [`PLATFORM_FACT`]): `telegram` from MTProto, `whatsapp` from WhatsApp's framing.
     pub fn platform(&self) -> Option<&str> {
-        match self.fact(PLATFORM_FACT) {
-            Some(super::Fact::Text(t)) if !t.is_empty() => Some(t.as_str()),
-            _ => None,
-        }
+        self.text_fact(PLATFORM_FACT)
     }
 
     /// DNS response code (RFC 1035 §4.1.1 RCODE), when a DNS detector saw a response.

@@ -127,7 +127,7 @@ fn mullvad_relay_is_named_from_the_builtin_provider_list() {
 
 /// Named sessions on real traffic: the benchmark capture (nDPI's test captures, merged, ~8 000
 /// flows of hundreds of protocols) holds one Ultrasurf session, seven connections of
-/// Telegram's obfuscated MTProto and 72 of WhatsApp's chat protocol (8 of its old XMPP-based
+/// Telegram's obfuscated MTProto and 95 of WhatsApp's chat protocol (8 of its old XMPP-based
 /// one), and only those flows may be named so. One run of the capture serves every check.
 #[test]
 fn ultrasurf_telegram_and_whatsapp_sessions_in_the_benchmark_capture_are_named_and_nothing_else_is()
@@ -186,7 +186,10 @@ fn ultrasurf_telegram_and_whatsapp_sessions_in_the_benchmark_capture_are_named_a
         );
     }
     let whatsapp = on_platform("whatsapp");
-    assert_eq!(whatsapp.len(), 72, "{whatsapp:#?}");
+    // 95: every TCP stream of the capture whose client opens with `WA` or the edge-routing
+    // prefix `ED 00 01`, counted with tshark; some write their first frame in the fourth
+    // segment.
+    assert_eq!(whatsapp.len(), 95, "{whatsapp:#?}");
     let mut old_protocol = 0;
     for flow in whatsapp {
         assert_eq!(

@@ -186,8 +186,8 @@ pub const SHORT_FIELD_OFFSETS: [usize; 2] = [1, 2];
 /// Device and messaging protocols often open each message with a type and a short length (on
 /// nDPI's captures, a client of HP's printer cloud on TCP port 5223, which nDPI names
 /// `HP_VIRTGRP`, sends `16 00 84 00` and 128 more bytes, 132 in all, and the server answers
-/// `17 00 34 00` and 48 more). A random message passes with
-/// probability 8 / 65 536 (two offsets, two byte orders, two starts), about one in 8 000.
+/// `17 00 34 00` and 48 more). A random message passes with probability 8 / 65 536 (two
+/// offsets, two byte orders, two starts), about one in 8 000.
 pub fn short_length_after_type(bytes: &[u8]) -> Option<(usize, bool)> {
     SHORT_FIELD_OFFSETS.into_iter().find_map(|offset| {
         let field = *bytes.get(offset..)?.first_chunk::<2>()?;
@@ -555,7 +555,7 @@ mod tests {
         let mut after = vec![0x05, 0x80, 60, 0];
         after.extend(random(60, 13));
         assert_eq!(short_length_after_type(&after), Some((2, false)));
-        // One byte off either way, a zero length, too short a message.
+        // One byte more than declared, a zero length, too short a message.
         request.push(0);
         assert_eq!(short_length_after_type(&request), None);
         assert_eq!(short_length_after_type(&[0x16, 0, 0, 0, 1, 2]), None);

@@ -148,7 +148,8 @@ impl Keystream {
         let mut done = 0;
         while done < data.len() {
             let pos = at.saturating_add(done);
-            let block_number = u128::try_from(pos / 16).unwrap_or(u128::MAX);
+            // usize into u128: lossless.
+            let block_number = (pos / 16) as u128;
             let mut block =
                 GenericArray::from(self.counter.wrapping_add(block_number).to_be_bytes());
             self.cipher.encrypt_block(&mut block);
@@ -206,8 +207,8 @@ struct Opened {
     material: [u8; 48],
     framing: Framing,
     client_dir: Direction,
-    /// Bytes the client has sent so far (its stream position).
-    client_sent: usize,
+    /// `init` came alone: the client's next payload starts its first frame.
+    first_frame_next: bool,
     client_auth_key_id: Option<[u8; AUTH_KEY_ID_LEN]>,
 }
 
@@ -272,13 +273,12 @@ impl State {
         let client_auth_key_id = p
             .bytes
             .get(INIT_LEN..)
-            .filter(|rest| !rest.is_empty())
             .and_then(|rest| first_auth_key_id(&client, INIT_LEN, rest, framing));
         self.opened = Some(Opened {
             material,
             framing,
             client_dir: p.direction,
-            client_sent: p.wire_len(),
+            first_frame_next: p.wire_len() == INIT_LEN,
             client_auth_key_id,
         });
         Step::NeedMore
@@ -291,12 +291,10 @@ impl Fingerprinter for State {
             return self.open(p);
         };
         if p.direction == opened.client_dir {
-            // `init` came alone: this is the client's first frame.
-            if opened.client_auth_key_id.is_none() && opened.client_sent == INIT_LEN {
+            if std::mem::take(&mut opened.first_frame_next) {
                 opened.client_auth_key_id =
                     first_auth_key_id(&opened.client_keys(), INIT_LEN, p.bytes, opened.framing);
             }
-            opened.client_sent = opened.client_sent.saturating_add(p.wire_len());
             return Step::NeedMore;
         }
         let server_auth_key_id =

@@ -35,17 +35,21 @@ use crate::fingerprint::{
 };
 use crate::flow::Direction;
 
-/// Detector entry: the client's first payloads (the edge-routing prefix may come alone), the
-/// server's first reply.
+/// Detector entry: the client's first payloads, the server's first reply.
 pub static SPEC: Spec = Spec {
     name: "whatsapp",
     family: Family::Other,
     transports: Transports::TCP,
-    payload_budget: 3,
+    payload_budget: CLIENT_PAYLOADS,
     rank: rank::SPECIFIC,
     start: || Box::new(State::default()),
     open: Some(crate::fingerprint::open_default::<State>),
 };
+
+/// Client payloads looked at. Clients write the prefix, the routing data, the header, a
+/// frame's length and its body in separate segments at times (on nDPI's captures the first
+/// frame ends in the fourth); more than 5 were not seen.
+pub const CLIENT_PAYLOADS: u8 = 6;
 
 /// The edge-routing prefix's first 4 bytes.
 pub const EDGE_ROUTING: [u8; 4] = *b"ED\x00\x01";
@@ -164,7 +168,9 @@ impl Walk {
     fn step<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
         match self.phase {
             Phase::Opening | Phase::Header => {
-                let (&byte, rest) = bytes.split_first().unwrap_or((&0, &[]));
+                let Some((&byte, rest)) = bytes.split_first() else {
+                    return bytes;
+                };
                 self.push_head(byte);
                 rest
             }
@@ -179,7 +185,9 @@ impl Walk {
                 bytes.get(take..).unwrap_or_default()
             }
             Phase::FrameLength { have, field } => {
-                let (&byte, rest) = bytes.split_first().unwrap_or((&0, &[]));
+                let Some((&byte, rest)) = bytes.split_first() else {
+                    return bytes;
+                };
                 let field = field << 8 | u32::from(byte);
                 self.phase = if have == 2 {
                     match self.length_field.length(field) {
@@ -212,22 +220,20 @@ impl Walk {
     /// One more opening byte: checks the prefix or header as far as it goes.
     fn push_head(&mut self, byte: u8) {
         let at = usize::from(self.head_len);
+        self.head_len += 1;
         if let Some(slot) = self.head.get_mut(at) {
             *slot = byte;
         }
-        self.head_len += 1;
-        let head = &self.head[..=at.min(self.head.len() - 1)];
-        if self.phase == Phase::Opening && head.first() == Some(&b'E') {
+        if self.phase == Phase::Opening && self.head[0] == b'E' {
             // The edge-routing prefix, then its routing length.
             if at < 4 {
                 if EDGE_ROUTING.get(at) != Some(&byte) {
                     self.phase = Phase::Broken;
                 }
-                return;
-            }
-            if at == 6 {
-                let len =
-                    usize::from(head[4]) << 16 | usize::from(head[5]) << 8 | usize::from(byte);
+            } else if at == 6 {
+                let len = usize::from(self.head[4]) << 16
+                    | usize::from(self.head[5]) << 8
+                    | usize::from(byte);
                 self.edge_routing = true;
                 self.phase = if len > MAX_ROUTING_LEN {
                     Phase::Broken
@@ -249,10 +255,8 @@ impl Walk {
         };
         if !ok {
             self.phase = Phase::Broken;
-            return;
-        }
-        if at == 3 {
-            let major = head[2];
+        } else if at == 3 {
+            let major = self.head[2];
             self.version = Some((major, byte));
             self.length_field = if major == 1 {
                 LengthField::Flagged
@@ -327,7 +331,7 @@ impl Fingerprinter for State {
             if walks.client.version.is_none() && walks.client.phase == Phase::Broken {
                 return Step::NotThis;
             }
-            if walks.client.version.is_none() && p.nth_in_direction >= 2 {
+            if walks.client.version.is_none() && p.nth_in_direction + 1 >= CLIENT_PAYLOADS {
                 // The budget ends before the header does.
                 return Step::NotThis;
             }
@@ -428,6 +432,30 @@ mod tests {
         assert_eq!(v.evidence.get("version"), Some(&"5.2".into()));
         assert_eq!(v.evidence.get("edge_routing"), Some(&true.into()));
         assert!(!v.obfuscated && !v.roles_reversed);
+    }
+
+    /// An opening written in four segments (TCP 192.168.2.100:40178 -> 179.60.195.49:5222 in
+    /// the same captures): the prefix, routing data and header, the first frame's length, and
+    /// its 276-byte body (its first 12 bytes shown).
+    #[test]
+    fn an_opening_in_four_segments_is_told() {
+        let mut body = hex("1291020a209eb1220b609462");
+        body.resize(276, 0x5a);
+        let segments = vec![
+            (S, EDGE_ROUTING.to_vec()),
+            (S, hex("000004080b080957410502")),
+            (S, hex("000114")),
+            (S, body),
+        ];
+        let v = run(&segments).expect("frame ends in the fourth payload");
+        assert_eq!(v.evidence.get("client_frames"), Some(&1u32.into()));
+        // Within the budget the header may come byte by byte.
+        let stream: Vec<u8> = segments.iter().flat_map(|(_, b)| b.clone()).collect();
+        let mut split: Vec<(Direction, Vec<u8>)> =
+            stream[..5].iter().map(|&b| (S, vec![b])).collect();
+        split.push((S, stream[5..].to_vec()));
+        assert_eq!(split.len(), usize::from(CLIENT_PAYLOADS));
+        assert!(run(&split).is_some());
     }
 
     #[test]
