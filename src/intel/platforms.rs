@@ -7,6 +7,7 @@
 //! prefixes only where the operator publishes ranges that serve its own services alone; shared
 //! CDN and cloud space (Cloudflare, AWS) also serves blocked sites and is left out.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::cidr::Cidr;
@@ -238,19 +239,107 @@ pub fn built_in() -> Vec<Platform> {
 #[derive(Debug, Clone)]
 pub struct PlatformMatcher {
     platforms: Vec<Platform>,
+    index: Index,
+}
+
+/// The platforms' domains and prefixes arranged for lookups: every flow of `flows` and
+/// `analyze` is classified, and a scan of every domain and prefix took 340 ns a flow (25 ms for
+/// the 75 k flows of the reference capture).
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Lower-case domain suffix -> platform (the later one where two list the same domain, as
+    /// the longest-match scan picked).
+    domains: HashMap<String, usize, foldhash::fast::FixedState>,
+    /// IPv4 prefixes as (first, last address, platform).
+    v4: Vec<(u32, u32, usize)>,
+    /// IPv6 prefixes as (first, last address, platform).
+    v6: Vec<(u128, u128, usize)>,
+}
+
+impl Index {
+    fn new(platforms: &[Platform]) -> Self {
+        let mut index = Index::default();
+        for (i, p) in platforms.iter().enumerate() {
+            for d in &p.domains {
+                index.domains.insert(d.to_ascii_lowercase(), i);
+            }
+            for c in &p.prefixes {
+                match c.network() {
+                    IpAddr::V4(net) => {
+                        let first = u32::from(net);
+                        let host_bits = 32 - u32::from(c.prefix_len().min(32));
+                        let last = first | u32::MAX.checked_shr(32 - host_bits).unwrap_or(0);
+                        index.v4.push((first, last, i));
+                    }
+                    IpAddr::V6(net) => {
+                        let first = u128::from(net);
+                        let host_bits = 128 - u32::from(c.prefix_len().min(128));
+                        let last = first | u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
+                        index.v6.push((first, last, i));
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// The platform of the longest listed suffix of `name` (ASCII case-insensitive, trailing
+    /// dot ignored, label boundaries only).
+    fn by_name(&self, name: &str) -> Option<usize> {
+        let name = name.trim_end_matches('.');
+        let lowered;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = name.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            name
+        };
+        // Longest first: the whole name, then what follows each dot.
+        std::iter::once(name)
+            .chain(name.match_indices('.').map(|(at, _)| &name[at + 1..]))
+            .find_map(|suffix| self.domains.get(suffix).copied())
+    }
+
+    /// The first platform (in list order) with a prefix holding `addr`; IPv4-mapped IPv6
+    /// addresses also match IPv4 prefixes.
+    fn by_address(&self, addr: IpAddr) -> Option<usize> {
+        let in_v4 = |a: u32| {
+            self.v4
+                .iter()
+                .filter(|(first, last, _)| (*first..=*last).contains(&a))
+                .map(|(_, _, i)| *i)
+                .min()
+        };
+        match addr {
+            IpAddr::V4(a) => in_v4(u32::from(a)),
+            IpAddr::V6(a) => {
+                let bits = u128::from(a);
+                let in_v6 = self
+                    .v6
+                    .iter()
+                    .filter(|(first, last, _)| (*first..=*last).contains(&bits))
+                    .map(|(_, _, i)| *i)
+                    .min();
+                let mapped = a.to_ipv4_mapped().and_then(|v4| in_v4(u32::from(v4)));
+                match (in_v6, mapped) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                }
+            }
+        }
+    }
 }
 
 impl Default for PlatformMatcher {
     fn default() -> Self {
-        PlatformMatcher {
-            platforms: built_in(),
-        }
+        PlatformMatcher::new(built_in())
     }
 }
 
 impl PlatformMatcher {
     pub fn new(platforms: Vec<Platform>) -> Self {
-        PlatformMatcher { platforms }
+        let index = Index::new(&platforms);
+        PlatformMatcher { platforms, index }
     }
 
     pub fn platforms(&self) -> &[Platform] {
@@ -260,21 +349,9 @@ impl PlatformMatcher {
     /// The platform a name belongs to (longest matching suffix wins), else the one whose
     /// prefix holds the address.
     pub fn classify(&self, name: Option<&str>, addr: Option<IpAddr>) -> Option<&Platform> {
-        if let Some(name) = name {
-            let best = self
-                .platforms
-                .iter()
-                .flat_map(|p| p.domains.iter().map(move |d| (p, d)))
-                .filter(|(_, d)| super::name_has_suffix(name, d))
-                .max_by_key(|(_, d)| d.len());
-            if let Some((p, _)) = best {
-                return Some(p);
-            }
-        }
-        let addr = addr?;
-        self.platforms
-            .iter()
-            .find(|p| p.prefixes.iter().any(|c| c.contains(addr)))
+        name.and_then(|n| self.index.by_name(n))
+            .or_else(|| addr.and_then(|a| self.index.by_address(a)))
+            .and_then(|i| self.platforms.get(i))
     }
 
     /// The platform a flow tried to reach: by its name ([`Self::classify`]); else by the
@@ -338,6 +415,7 @@ impl PlatformMatcher {
             self.platforms.retain(|p| p.name != platform.name);
             self.platforms.push(platform);
         }
+        self.index = Index::new(&self.platforms);
         Ok(())
     }
 }
@@ -404,6 +482,82 @@ mod tests {
             for p in *prefixes {
                 assert!(p.parse::<Cidr>().is_ok(), "{name}: {p}");
             }
+        }
+    }
+
+    /// The scan the index replaced: longest matching suffix (the last platform among equals),
+    /// else the first platform with a prefix holding the address.
+    fn classify_by_scan<'a>(
+        m: &'a PlatformMatcher,
+        name: Option<&str>,
+        addr: Option<IpAddr>,
+    ) -> Option<&'a Platform> {
+        if let Some(name) = name {
+            let best = m
+                .platforms()
+                .iter()
+                .flat_map(|p| p.domains.iter().map(move |d| (p, d)))
+                .filter(|(_, d)| super::super::name_has_suffix(name, d))
+                .max_by_key(|(_, d)| d.len());
+            if let Some((p, _)) = best {
+                return Some(p);
+            }
+        }
+        let addr = addr?;
+        m.platforms()
+            .iter()
+            .find(|p| p.prefixes.iter().any(|c| c.contains(addr)))
+    }
+
+    proptest::proptest! {
+        /// Names built from the listed domains (with extra labels, odd case, a trailing dot,
+        /// or near misses) and addresses near the listed prefixes' edges classify as the scan
+        /// of every domain and prefix does.
+        #[test]
+        fn the_index_agrees_with_a_scan_of_every_domain_and_prefix(
+            pick in 0usize..10_000,
+            shape in 0u8..6,
+            address_pick in 0usize..10_000,
+            offset in -2i64..3,
+            v6_mapped in proptest::bool::ANY,
+            user in proptest::bool::ANY,
+        ) {
+            let mut m = PlatformMatcher::default();
+            if user {
+                m.load_user("x,false,x.com;example.org,10.9.0.0/16\nmine,false,com,104.244.40.0/24\n")
+                    .expect("valid definitions");
+            }
+            let domains: Vec<&str> =
+                m.platforms().iter().flat_map(|p| p.domains.iter().map(String::as_str)).collect();
+            let d = domains[pick % domains.len()];
+            let name = match shape {
+                0 => d.to_string(),
+                1 => format!("a.b.{d}"),
+                2 => format!("{}.", d.to_uppercase()),
+                3 => format!("not{d}"),
+                4 => format!("{d}.evil.example"),
+                _ => String::new(),
+            };
+            let prefixes: Vec<Cidr> =
+                m.platforms().iter().flat_map(|p| p.prefixes.iter().copied()).collect();
+            let c = prefixes[address_pick % prefixes.len()];
+            let addr = match c.network() {
+                IpAddr::V4(net) => {
+                    let size = 1u64 << (32 - u32::from(c.prefix_len()));
+                    let edge = if offset < 0 { u64::from(u32::from(net)) } else { u64::from(u32::from(net)) + size };
+                    let v4 = std::net::Ipv4Addr::from((edge as i64 + offset).clamp(0, u32::MAX.into()) as u32);
+                    if v6_mapped { IpAddr::V6(v4.to_ipv6_mapped()) } else { IpAddr::V4(v4) }
+                }
+                IpAddr::V6(net) => {
+                    let bits = u128::from(net);
+                    IpAddr::V6(std::net::Ipv6Addr::from(if offset < 0 { bits.wrapping_sub(1) } else { bits.wrapping_add(offset as u128) }))
+                }
+            };
+            let name = (!name.is_empty()).then_some(name.as_str());
+            proptest::prop_assert_eq!(
+                m.classify(name, Some(addr)).map(|p| &p.name),
+                classify_by_scan(&m, name, Some(addr)).map(|p| &p.name)
+            );
         }
     }
 
