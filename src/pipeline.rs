@@ -121,8 +121,9 @@ enum Deliver {
 }
 
 /// Renders a finished flow's output row without its number, which is only known once every
-/// flow is in (see `cli::output::row_renderer`); the `String` is scratch space, reused.
-pub type RowRenderer = fn(&FlowRecord, &mut Vec<u8>, &mut String);
+/// flow is in (see `cli::output::row_renderer`); the `String` is scratch space, reused. Every
+/// thread that ends flows holds a handle on it.
+pub type RowRenderer = Arc<dyn Fn(&FlowRecord, &mut Vec<u8>, &mut String) + Send + Sync>;
 
 /// Flows as they leave a flow table: kept as records, or rendered as rows on the spot.
 ///
@@ -229,7 +230,7 @@ impl RowBatch {
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes.shrink_to_fit();
         RowBatch {
-            render: self.render,
+            render: Arc::clone(&self.render),
             scratch: String::new(),
             bytes,
             rows: std::mem::take(&mut self.rows),
@@ -1285,6 +1286,7 @@ mod parallel {
                     let (live_samples_tx, live_samples) = std::sync::mpsc::channel();
                     let gauges = Arc::new(Gauges::default());
                     let worker_gauges = Arc::clone(&gauges);
+                    let render = render.clone();
                     // Named, so that `top -H`, `perf` and debuggers tell the workers from the
                     // reader (the main thread).
                     let handle = std::thread::Builder::new()
@@ -1321,7 +1323,7 @@ mod parallel {
                 flow: config.flow,
                 catch_up_counters: FlowCounters::default(),
                 samples: LiveSamples::default(),
-                local_finished: Finished::new(render),
+                local_finished: Finished::new(render.clone()),
                 from_workers: Vec::new(),
                 local_buckets,
                 local_reported: 0,
@@ -1899,7 +1901,7 @@ mod parallel {
             crate::pipeline::number_flows(&mut records);
             records
                 .iter()
-                .map(|r| crate::cli::flow_row_json(r).to_string())
+                .map(|r| crate::cli::flow_row_json(r, &Default::default()).to_string())
                 .collect()
         }
 
@@ -2406,8 +2408,11 @@ mod tests {
                 threads,
                 ..PipelineConfig::default()
             };
-            let mut p =
-                Pipeline::with_rows(config, render, Box::new(move |b| sink.borrow_mut().push(b)));
+            let mut p = Pipeline::with_rows(
+                config,
+                Arc::new(render),
+                Box::new(move |b| sink.borrow_mut().push(b)),
+            );
             let mut report = FileReport::new(Path::new("test"));
             p.feed_reader(
                 CaptureReader::new(&bytes[..]).expect("header"),
@@ -2511,7 +2516,7 @@ mod tests {
     fn rows(records: &[FlowRecord]) -> Vec<String> {
         records
             .iter()
-            .map(|r| crate::cli::flow_row_json(r).to_string())
+            .map(|r| crate::cli::flow_row_json(r, &Default::default()).to_string())
             .collect()
     }
 

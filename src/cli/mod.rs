@@ -23,7 +23,9 @@ use crate::pipeline::{FileStatus, Pipeline, PipelineConfig, RunSummary};
 use crate::report;
 
 pub use crate::flow::FLOW_COLUMNS;
-pub use output::{flow_row_json, push_id_prefix, row_renderer, write_flows, RowFormat};
+pub use output::{
+    csv_row_fields, flow_row_json, push_id_prefix, row_renderer, write_flows, RowFormat,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -213,6 +215,10 @@ pub struct FlowsArgs {
     /// renamed to FILE once every row is written, so FILE is never half-written.
     #[arg(short, long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Extra platform/control definitions for the `platform` column: lines
+    /// `name,control,domain;domain,prefix;prefix` (as `analyze --platforms`).
+    #[arg(long, value_name = "FILE")]
+    pub platforms: Option<PathBuf>,
 }
 
 impl FlowsArgs {
@@ -400,10 +406,14 @@ pub struct ExplainArgs {
     /// Flow id as printed by `flows` (column id).
     #[arg(long, value_name = "N")]
     pub flow: Option<u64>,
-    /// Only flows whose protocol, application, provider or recognised platform (`telegram`,
-    /// `whatsapp`) equals this token.
+    /// Only flows whose protocol, application, provider or platform (the `platform` column of
+    /// `flows`: `x`, `telegram`, ...) equals this token.
     #[arg(long, value_name = "TOKEN")]
     pub protocol: Option<String>,
+    /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`
+    /// (as `analyze --platforms`).
+    #[arg(long, value_name = "FILE")]
+    pub platforms: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -621,6 +631,7 @@ fn write_flows_to(
 ) -> Result<(RunSummary, std::collections::BTreeMap<String, u64>)> {
     let threads = args.input.config().threads;
     let format = args.format();
+    let platforms = platforms_with(args.platforms.as_deref())?;
     let row_format = match format {
         FlowFormat::Jsonl => Some(output::RowFormat::Jsonl),
         FlowFormat::Csv => Some(output::RowFormat::Csv),
@@ -634,7 +645,7 @@ fn write_flows_to(
             let (_, summary) = run_pipeline_into(&args.input, |config| {
                 Pipeline::with_rows(
                     config,
-                    output::row_renderer(format),
+                    output::row_renderer(format, std::sync::Arc::new(platforms)),
                     Box::new(move |rows| sink.borrow_mut().push(rows)),
                 )
             })?;
@@ -647,7 +658,7 @@ fn write_flows_to(
         }
         None => {
             let (records, summary) = run_pipeline(&args.input)?;
-            output::write_flows(&mut writer, &records, format)?;
+            output::write_flows(&mut writer, &records, format, &platforms)?;
             Ok((summary, output::protocol_counts(&records)))
         }
     }
@@ -1251,15 +1262,23 @@ fn stats_config(args: &StatsArgs) -> Result<crate::stats::StatsConfig> {
             crate::stats::anon::Anonymizer::from_passphrase(&key)
         });
     }
-    if let Some(path) = &args.platforms {
+    config.platforms = platforms_with(args.platforms.as_deref())?;
+    Ok(config)
+}
+
+/// The built-in platforms and control sites, with the user's definitions from `path` added.
+fn platforms_with(
+    path: Option<&std::path::Path>,
+) -> Result<crate::intel::platforms::PlatformMatcher> {
+    let mut platforms = crate::intel::platforms::PlatformMatcher::default();
+    if let Some(path) = path {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        config
-            .platforms
+        platforms
             .load_user(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
-    Ok(config)
+    Ok(platforms)
 }
 
 fn run_explain(args: ExplainArgs) -> Result<i32> {
@@ -1269,18 +1288,20 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut shown = 0usize;
+    let platforms = platforms_with(args.platforms.as_deref())?;
     let (records, summary) = run_pipeline(&args.input)?;
     for r in &records {
+        let platform = crate::stats::flow_platform(r, &platforms).map(|p| p.name.as_str());
         let wanted = args.flow.is_none_or(|id| id == r.id)
             && args.protocol.as_deref().is_none_or(|p| {
                 r.label.protocol == p
                     || r.label.application == Some(p)
                     || r.label.provider == Some(p)
-                    || r.label.platform() == Some(p)
+                    || platform == Some(p)
             });
         if wanted {
             shown += 1;
-            output::explain(&mut out, r)?;
+            output::explain(&mut out, r, platform)?;
         }
     }
     out.flush()?;

@@ -8,7 +8,14 @@ use serde_json::Value;
 
 use super::FlowFormat;
 use crate::flow::{FlowRecord, FLOW_COLUMNS};
+use crate::intel::platforms::PlatformMatcher;
 use crate::report::format_ts;
+
+/// The `platform` field of a flow's row: the platform or control site the flow tried to reach
+/// ([`crate::stats::flow_platform`]), or empty.
+fn platform_of<'a>(r: &FlowRecord, platforms: &'a PlatformMatcher) -> &'a str {
+    crate::stats::flow_platform(r, platforms).map_or("", |p| p.name.as_str())
+}
 
 /// One flow as serialised in `flows --format jsonl` (keys = [`FLOW_COLUMNS`], in that order).
 #[derive(serde::Serialize)]
@@ -32,11 +39,13 @@ pub struct FlowRow {
     obfuscated: bool,
     family: &'static str,
     confidence: &'static str,
+    server_name: String,
+    platform: String,
     evidence: String,
 }
 
-impl From<&FlowRecord> for FlowRow {
-    fn from(r: &FlowRecord) -> Self {
+impl FlowRow {
+    pub fn new(r: &FlowRecord, platforms: &PlatformMatcher) -> Self {
         FlowRow {
             id: r.id,
             first_ts: format_ts(r.first_ts),
@@ -57,17 +66,19 @@ impl From<&FlowRecord> for FlowRow {
             obfuscated: r.label.obfuscated,
             family: r.label.family.name(),
             confidence: r.label.confidence.map_or("", |c| c.name()),
+            server_name: r.label.server_name().unwrap_or("").to_string(),
+            platform: platform_of(r, platforms).to_string(),
             evidence: r.label.evidence_text(),
         }
     }
 }
 
 /// One flow as a JSON value (keys = [`FLOW_COLUMNS`]).
-pub fn flow_row_json(r: &FlowRecord) -> Value {
-    serde_json::to_value(FlowRow::from(r)).unwrap_or(Value::Null)
+pub fn flow_row_json(r: &FlowRecord, platforms: &PlatformMatcher) -> Value {
+    serde_json::to_value(FlowRow::new(r, platforms)).unwrap_or(Value::Null)
 }
 
-fn row_strings(r: &FlowRecord) -> Vec<String> {
+fn row_strings(r: &FlowRecord, platform: &str) -> Vec<String> {
     vec![
         r.id.to_string(),
         format_ts(r.first_ts),
@@ -88,6 +99,8 @@ fn row_strings(r: &FlowRecord) -> Vec<String> {
         r.label.obfuscated.to_string(),
         r.label.family.name().to_string(),
         r.label.confidence.map_or("", |c| c.name()).to_string(),
+        r.label.server_name().unwrap_or("").to_string(),
+        platform.to_string(),
         r.label.evidence_text(),
     ]
 }
@@ -128,9 +141,10 @@ pub fn write_flows<R: Borrow<FlowRecord>>(
     out: &mut impl Write,
     rows: &[R],
     format: FlowFormat,
+    platforms: &PlatformMatcher,
 ) -> io::Result<()> {
     let render = match format {
-        FlowFormat::Table => return write_table(out, rows),
+        FlowFormat::Table => return write_table(out, rows, platforms),
         FlowFormat::Jsonl => render_jsonl,
         FlowFormat::Csv => {
             writeln!(out, "{}", FLOW_COLUMNS.join(","))?;
@@ -140,7 +154,7 @@ pub fn write_flows<R: Borrow<FlowRecord>>(
     let mut buf = Vec::new();
     for chunk in rows.chunks(RENDER_CHUNK) {
         buf.clear();
-        render(chunk, &mut buf)?;
+        render(chunk, platforms, &mut buf)?;
         out.write_all(&buf)?;
     }
     Ok(())
@@ -161,22 +175,27 @@ pub enum RowFormat {
 pub fn render_rows<R: Borrow<FlowRecord>>(
     rows: &[R],
     format: RowFormat,
+    platforms: &PlatformMatcher,
     buf: &mut Vec<u8>,
 ) -> io::Result<()> {
     match format {
-        RowFormat::Jsonl => render_jsonl(rows, buf),
-        RowFormat::Csv => render_csv(rows, buf),
+        RowFormat::Jsonl => render_jsonl(rows, platforms, buf),
+        RowFormat::Csv => render_csv(rows, platforms, buf),
     }
 }
 
 /// JSON lines written field by field into `buf`: byte for byte what serde_json makes of a
 /// [`FlowRow`] (tested), without the row's strings. Rendering was a quarter of a one-thread
 /// `flows` run while it built a `FlowRow` (seven allocations) per flow.
-fn render_jsonl<R: Borrow<FlowRecord>>(rows: &[R], buf: &mut Vec<u8>) -> io::Result<()> {
+fn render_jsonl<R: Borrow<FlowRecord>>(
+    rows: &[R],
+    platforms: &PlatformMatcher,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
     for r in rows {
         let r = r.borrow();
         push_id_prefix(buf, RowFormat::Jsonl, r.id);
-        jsonl_fields(r, buf)?;
+        jsonl_fields(r, platform_of(r, platforms), buf)?;
     }
     Ok(())
 }
@@ -192,19 +211,29 @@ pub fn push_id_prefix(buf: &mut Vec<u8>, format: RowFormat, id: u64) {
 
 /// The renderer of rows after their id prefix ([`push_id_prefix`]), newline included: what
 /// can be rendered before a flow's number is known, on the thread that ended the flow.
-pub fn row_renderer(format: RowFormat) -> crate::pipeline::RowRenderer {
+pub fn row_renderer(
+    format: RowFormat,
+    platforms: std::sync::Arc<PlatformMatcher>,
+) -> crate::pipeline::RowRenderer {
     // Writing into a `Vec` cannot fail: the `io::Result`s are those of `write!`'s signature.
     match format {
-        RowFormat::Jsonl => |r, buf, _| {
-            let _ = jsonl_fields(r, buf);
-        },
-        RowFormat::Csv => |r, buf, scratch| {
-            let _ = csv_fields(r, buf, scratch);
-        },
+        RowFormat::Jsonl => std::sync::Arc::new(move |r, buf, _| {
+            let _ = jsonl_fields(r, platform_of(r, &platforms), buf);
+        }),
+        RowFormat::Csv => std::sync::Arc::new(move |r, buf, scratch| {
+            let _ = csv_fields(r, platform_of(r, &platforms), buf, scratch);
+        }),
     }
 }
 
-fn jsonl_fields(r: &FlowRecord, buf: &mut Vec<u8>) -> io::Result<()> {
+/// A CSV row after its id prefix ([`push_id_prefix`]), newline included, for a flow of
+/// `platform` (empty: none); `scratch` is reused space.
+pub fn csv_row_fields(r: &FlowRecord, platform: &str, buf: &mut Vec<u8>, scratch: &mut String) {
+    // Writing into a `Vec` cannot fail.
+    let _ = csv_fields(r, platform, buf, scratch);
+}
+
+fn jsonl_fields(r: &FlowRecord, platform: &str, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.extend_from_slice(b"\"first_ts\":\"");
     push_ts(buf, r.first_ts);
     buf.extend_from_slice(b"\",\"last_ts\":\"");
@@ -244,8 +273,17 @@ fn jsonl_fields(r: &FlowRecord, buf: &mut Vec<u8>) -> io::Result<()> {
         b"\",\"obfuscated\":false,\"family\":\""
     });
     push_json_escaped(buf, label.family.name());
-    buf.extend_from_slice(b"\",\"confidence\":\"");
-    push_json_escaped(buf, label.confidence.map_or("", |c| c.name()));
+    for (key, v) in [
+        (
+            &b"\",\"confidence\":\""[..],
+            label.confidence.map_or("", |c| c.name()),
+        ),
+        (b"\",\"server_name\":\"", label.server_name().unwrap_or("")),
+        (b"\",\"platform\":\"", platform),
+    ] {
+        buf.extend_from_slice(key);
+        push_json_escaped(buf, v);
+    }
     buf.extend_from_slice(b"\",\"evidence\":\"");
     label
         .write_evidence(&mut JsonEscaped(buf))
@@ -256,17 +294,26 @@ fn jsonl_fields(r: &FlowRecord, buf: &mut Vec<u8>) -> io::Result<()> {
 
 /// CSV rows written field by field (same bytes as joining [`row_strings`] through
 /// [`csv_field`], tested); `evidence` goes through one scratch string reused for all rows.
-fn render_csv<R: Borrow<FlowRecord>>(rows: &[R], buf: &mut Vec<u8>) -> io::Result<()> {
+fn render_csv<R: Borrow<FlowRecord>>(
+    rows: &[R],
+    platforms: &PlatformMatcher,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut evidence = String::new();
     for r in rows {
         let r = r.borrow();
         push_id_prefix(buf, RowFormat::Csv, r.id);
-        csv_fields(r, buf, &mut evidence)?;
+        csv_fields(r, platform_of(r, platforms), buf, &mut evidence)?;
     }
     Ok(())
 }
 
-fn csv_fields(r: &FlowRecord, buf: &mut Vec<u8>, evidence: &mut String) -> io::Result<()> {
+fn csv_fields(
+    r: &FlowRecord,
+    platform: &str,
+    buf: &mut Vec<u8>,
+    evidence: &mut String,
+) -> io::Result<()> {
     push_ts(buf, r.first_ts);
     buf.push(b',');
     push_ts(buf, r.last_ts);
@@ -293,6 +340,8 @@ fn csv_fields(r: &FlowRecord, buf: &mut Vec<u8>, evidence: &mut String) -> io::R
         if label.obfuscated { "true" } else { "false" },
         label.family.name(),
         label.confidence.map_or("", |c| c.name()),
+        label.server_name().unwrap_or(""),
+        platform,
     ] {
         buf.push(b',');
         push_csv_field(buf, v);
@@ -396,7 +445,11 @@ impl std::fmt::Write for JsonEscaped<'_> {
     }
 }
 
-fn write_table<R: Borrow<FlowRecord>>(out: &mut impl Write, rows: &[R]) -> io::Result<()> {
+fn write_table<R: Borrow<FlowRecord>>(
+    out: &mut impl Write,
+    rows: &[R],
+    platforms: &PlatformMatcher,
+) -> io::Result<()> {
     // A readable subset; the full set is in jsonl/csv.
     const COLS: &[(&str, usize)] = &[
         ("id", 0),
@@ -410,19 +463,21 @@ fn write_table<R: Borrow<FlowRecord>>(out: &mut impl Write, rows: &[R]) -> io::R
         ("app/provider", 14),
         ("family", 17),
         ("confidence", 18),
-        ("evidence", 19),
+        ("platform", 20),
+        ("evidence", 21),
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let s = row_strings(r.borrow());
+            let r = r.borrow();
+            let s = row_strings(r, platform_of(r, platforms));
             let app = match (s[14].as_str(), s[15].as_str()) {
                 ("", "") => String::new(),
                 (a, "") => a.to_string(),
                 ("", p) => p.to_string(),
                 (a, p) => format!("{a}/{p}"),
             };
-            let mut evidence = s[19].clone();
+            let mut evidence = s[21].clone();
             if evidence.chars().count() > 80 {
                 evidence = evidence.chars().take(77).collect::<String>() + "...";
             }
@@ -461,7 +516,8 @@ fn write_table<R: Borrow<FlowRecord>>(out: &mut impl Write, rows: &[R]) -> io::R
 }
 
 /// Full reasoning for one flow: its facts, each detector that matched, and why the label won.
-pub fn explain(out: &mut impl Write, r: &FlowRecord) -> io::Result<()> {
+/// `platform` is the one the flow tried to reach ([`crate::stats::flow_platform`]).
+pub fn explain(out: &mut impl Write, r: &FlowRecord, platform: Option<&str>) -> io::Result<()> {
     writeln!(
         out,
         "flow {}  {} {}:{} -> {}:{}",
@@ -505,6 +561,12 @@ pub fn explain(out: &mut impl Write, r: &FlowRecord) -> io::Result<()> {
         r.label.family.name(),
         r.label.confidence.map_or("-", |c| c.name())
     )?;
+    writeln!(
+        out,
+        "  target    server_name={} platform={}",
+        r.label.server_name().unwrap_or("-"),
+        platform.unwrap_or("-")
+    )?;
     if r.label.matches.is_empty() {
         writeln!(out, "  no detector matched")?;
     }
@@ -541,7 +603,8 @@ mod tests {
     fn record(id: u64, ts: i64, transport: Transport, text: &str) -> FlowRecord {
         let verdict = Verdict::new(Confidence::OneMessage)
             .fact("name", text.to_string())
-            .fact("n", 7u32);
+            .fact("n", 7u32)
+            .fact("sni", text.to_string());
         FlowRecord {
             id,
             first_ts: ts,
@@ -579,13 +642,26 @@ mod tests {
         }
     }
 
+    /// Platforms where the test flows' server address makes them one (`quote "and, \\`), and
+    /// where the name `plain` does (`x`).
+    fn platforms() -> PlatformMatcher {
+        let mut m = PlatformMatcher::default();
+        m.load_user("odd \"name\" \\,false,,192.0.2.0/24\nx,false,plain,\n")
+            .expect("valid definitions");
+        m
+    }
+
     /// The reference rendering: serde_json on a `FlowRow`, and the joined CSV fields.
     fn reference(rows: &[FlowRecord]) -> (Vec<u8>, Vec<u8>) {
         let (mut json, mut csv) = (Vec::new(), Vec::new());
+        let platforms = platforms();
         for r in rows {
-            serde_json::to_writer(&mut json, &FlowRow::from(r)).expect("serde");
+            serde_json::to_writer(&mut json, &FlowRow::new(r, &platforms)).expect("serde");
             json.push(b'\n');
-            let fields: Vec<String> = row_strings(r).iter().map(|f| csv_field(f)).collect();
+            let fields: Vec<String> = row_strings(r, platform_of(r, &platforms))
+                .iter()
+                .map(|f| csv_field(f))
+                .collect();
             csv.extend_from_slice(fields.join(",").as_bytes());
             csv.push(b'\n');
         }
@@ -594,8 +670,9 @@ mod tests {
 
     fn rendered(rows: &[FlowRecord]) -> (Vec<u8>, Vec<u8>) {
         let (mut json, mut csv) = (Vec::new(), Vec::new());
-        render_rows(rows, RowFormat::Jsonl, &mut json).expect("jsonl");
-        render_rows(rows, RowFormat::Csv, &mut csv).expect("csv");
+        let platforms = platforms();
+        render_rows(rows, RowFormat::Jsonl, &platforms, &mut json).expect("jsonl");
+        render_rows(rows, RowFormat::Csv, &platforms, &mut csv).expect("csv");
         (json, csv)
     }
 
@@ -623,6 +700,13 @@ mod tests {
             String::from_utf8_lossy(&json),
             String::from_utf8_lossy(&want_json)
         );
+        let json = String::from_utf8_lossy(&json);
+        // The platform by name (`plain`), and by address, with characters to escape.
+        assert!(
+            json.contains(r#""server_name":"plain","platform":"x","#),
+            "{json}"
+        );
+        assert!(json.contains(r#""platform":"odd \"name\" \\","#), "{json}");
         assert_eq!(
             String::from_utf8_lossy(&csv),
             String::from_utf8_lossy(&want_csv)

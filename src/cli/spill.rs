@@ -385,7 +385,8 @@ mod tests {
             out.extend_from_slice(super::super::FLOW_COLUMNS.join(",").as_bytes());
             out.push(b'\n');
         }
-        super::super::output::render_rows(&sorted, format, &mut out).expect("render");
+        super::super::output::render_rows(&sorted, format, &Default::default(), &mut out)
+            .expect("render");
         out
     }
 
@@ -397,7 +398,10 @@ mod tests {
         format: RowFormat,
     ) {
         for chunk in records.chunks(per_batch) {
-            let mut batch = RowBatch::new(super::super::output::row_renderer(format));
+            let mut batch = RowBatch::new(super::super::output::row_renderer(
+                format,
+                Default::default(),
+            ));
             chunk.iter().cloned().for_each(|r| batch.push(r));
             spill.push(batch);
         }

@@ -88,6 +88,8 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "obfuscated",
     "family",
     "confidence",
+    "server_name",
+    "platform",
     "evidence",
 ];
 

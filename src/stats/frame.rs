@@ -26,7 +26,10 @@ pub(super) fn datetime(name: &str, values: Vec<i64>) -> PolarsResult<Column> {
 /// The flows as a DataFrame (columns of `flow::FLOW_COLUMNS`), built from the records
 /// directly: what the tables written from spilled rows are checked against.
 #[cfg(test)]
-pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
+pub fn flows_frame(
+    records: &[FlowRecord],
+    platforms: &crate::intel::platforms::PlatformMatcher,
+) -> PolarsResult<DataFrame> {
     let strings =
         |f: &dyn Fn(&FlowRecord) -> String| -> Vec<String> { records.iter().map(f).collect() };
     let columns = vec![
@@ -100,6 +103,16 @@ pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
             "confidence".into(),
             strings(&|r| r.label.confidence.map_or("", |c| c.name()).to_string()),
         ),
+        Column::new(
+            "server_name".into(),
+            strings(&|r| r.label.server_name().unwrap_or("").to_string()),
+        ),
+        Column::new(
+            "platform".into(),
+            strings(&|r| {
+                super::flow_platform(r, platforms).map_or(String::new(), |p| p.name.clone())
+            }),
+        ),
         Column::new("evidence".into(), strings(&|r| r.label.evidence_text())),
     ];
     DataFrame::new(records.len(), columns)
@@ -112,6 +125,7 @@ pub fn flows_frame(records: &[FlowRecord]) -> PolarsResult<DataFrame> {
 pub fn encode_flow_row(
     r: &FlowRecord,
     endpoints: (std::net::IpAddr, std::net::IpAddr),
+    platform: &str,
     buf: &mut Vec<u8>,
     scratch: &mut String,
 ) {
@@ -142,6 +156,8 @@ pub fn encode_flow_row(
     text(label.provider.unwrap_or(""));
     text(label.family.name());
     text(label.confidence.map_or("", |c| c.name()));
+    text(label.server_name().unwrap_or(""));
+    text(platform);
     scratch.clear();
     // Writing into a `String` cannot fail.
     let _ = label.write_evidence(scratch);
@@ -159,8 +175,8 @@ struct FlowTableColumns {
     counts: [Vec<u64>; 4],
     obfuscated: Vec<bool>,
     /// transport, client_ip, server_ip, outcome, protocol, application, provider, family,
-    /// confidence, evidence.
-    text: [Vec<String>; 10],
+    /// confidence, server_name, platform, evidence.
+    text: [Vec<String>; 12],
 }
 
 /// Reads the encoded row a field at a time; `None` when it ends early.
@@ -199,7 +215,7 @@ impl FlowTableColumns {
             *c = u64::from_le_bytes(r.take().ok_or_else(bad)?);
         }
         let [obfuscated] = r.take::<1>().ok_or_else(bad)?;
-        let mut text: [&str; 10] = [""; 10];
+        let mut text: [&str; 12] = [""; 12];
         for t in &mut text {
             *t = r.text().ok_or_else(bad)?;
         }
@@ -232,7 +248,7 @@ impl FlowTableColumns {
         } = std::mem::take(self);
         let rows = id.len();
         let [packets_c2s, packets_s2c, bytes_c2s, bytes_s2c] = counts;
-        let [transport, client_ip, server_ip, outcome, protocol, application, provider, family, confidence, evidence] =
+        let [transport, client_ip, server_ip, outcome, protocol, application, provider, family, confidence, server_name, platform, evidence] =
             text;
         let columns = vec![
             Column::new("id".into(), id),
@@ -254,6 +270,8 @@ impl FlowTableColumns {
             Column::new("obfuscated".into(), obfuscated),
             Column::new("family".into(), family),
             Column::new("confidence".into(), confidence),
+            Column::new("server_name".into(), server_name),
+            Column::new("platform".into(), platform),
             Column::new("evidence".into(), evidence),
         ];
         DataFrame::new(rows, columns)
@@ -882,6 +900,11 @@ mod tests {
         let records: Vec<FlowRecord> = (0..10u64)
             .map(crate::flow::interleaved_test_record)
             .collect();
+        // The test flows' servers (192.0.2.0/24) are a platform of their own here.
+        let mut platforms = crate::intel::platforms::PlatformMatcher::default();
+        platforms
+            .load_user("test,false,,192.0.2.0/24\n")
+            .expect("valid definitions");
         let write = |name: &str, rows_per_batch: usize, first_id: u64| {
             let path = dir.join(name);
             let file = std::fs::File::create(&path).expect("create");
@@ -891,7 +914,15 @@ mod tests {
                 |each| {
                     for (i, r) in records.iter().enumerate() {
                         row.clear();
-                        encode_flow_row(r, (r.client_ip, r.server_ip), &mut row, &mut scratch);
+                        let platform = super::super::flow_platform(r, &platforms)
+                            .map_or("", |p| p.name.as_str());
+                        encode_flow_row(
+                            r,
+                            (r.client_ip, r.server_ip),
+                            platform,
+                            &mut row,
+                            &mut scratch,
+                        );
                         each(first_id + i as u64, &row)?;
                     }
                     Ok(())
@@ -903,6 +934,15 @@ mod tests {
         };
         let whole = write("whole.parquet", 1000, 0);
         assert_eq!(whole.1.len(), 10);
+        let platform = whole
+            .0
+            .iter()
+            .position(|n| n == "platform")
+            .expect("platform");
+        assert!(
+            whole.1.iter().all(|row| row[platform] == "test"),
+            "{whole:?}"
+        );
         assert_eq!(write("threes.parquet", 3, 0), whole);
         let (names, rows) = write("renumbered.parquet", 4, 100);
         let id = names.iter().position(|n| n == "id").expect("id column");
@@ -915,7 +955,7 @@ mod tests {
             .iter_mut()
             .enumerate()
             .for_each(|(i, r)| r.id = i as u64);
-        let mut df = flows_frame(&numbered).expect("frame");
+        let mut df = flows_frame(&numbered, &platforms).expect("frame");
         let path = dir.join("frame.parquet");
         ParquetWriter::new(std::fs::File::create(&path).expect("create"))
             .finish(&mut df)
@@ -1078,7 +1118,7 @@ mod tests {
     fn damaged_rows_are_refused() {
         let r = crate::flow::interleaved_test_record(3);
         let (mut row, mut scratch) = (Vec::new(), String::new());
-        encode_flow_row(&r, (r.client_ip, r.server_ip), &mut row, &mut scratch);
+        encode_flow_row(&r, (r.client_ip, r.server_ip), "x", &mut row, &mut scratch);
         let mut table = FlowTableColumns::default();
         table.push(0, &row).expect("whole row");
         for cut in [0, 1, 17, row.len() - 1] {
@@ -1380,7 +1420,7 @@ mod tests {
 
     #[test]
     fn empty_flow_table_has_every_column() {
-        let df = flows_frame(&[]).unwrap();
+        let df = flows_frame(&[], &Default::default()).unwrap();
         assert_eq!(df.width(), crate::cli::FLOW_COLUMNS.len());
         assert_eq!(df.height(), 0);
     }

@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use crate::fingerprint::Family;
 use crate::flow::{FlowRecord, Outcome};
 use crate::intel::cidr::Cidr;
-use crate::intel::platforms::PlatformMatcher;
+use crate::intel::platforms::{Platform, PlatformMatcher};
 
 /// Default monitored network: RFC 1918, RFC 6598 shared space, RFC 4193 unique-local, link-local.
 pub const DEFAULT_HOME_NET: &[&str] = &[
@@ -497,16 +497,19 @@ pub fn flow_table_row(
     let endpoints = shown_endpoints(r, config);
     #[cfg(feature = "polars-out")]
     {
-        frame::encode_flow_row(r, endpoints, buf, scratch);
+        let platform = flow_platform(r, &config.platforms).map_or("", |p| p.name.as_str());
+        frame::encode_flow_row(r, endpoints, platform, buf, scratch);
     }
     #[cfg(not(feature = "polars-out"))]
     {
+        // The platform is told from the flow's real server address, before anonymising.
+        let platform = flow_platform(r, &config.platforms).map_or("", |p| p.name.as_str());
         let shown = FlowRecord {
             client_ip: endpoints.0,
             server_ip: endpoints.1,
             ..r.clone()
         };
-        (crate::cli::row_renderer(crate::cli::RowFormat::Csv))(&shown, buf, scratch);
+        crate::cli::csv_row_fields(&shown, platform, buf, scratch);
     }
 }
 
@@ -540,6 +543,15 @@ pub fn write_flow_rows(
     }
 }
 
+/// The platform or control site a flow tried to reach: by its name (SNI, HTTP Host, DNS
+/// question), else by the platform a detector recognised by its own protocol, else by its
+/// server address ([`PlatformMatcher::classify_flow`]). A DNS flow's server is a resolver,
+/// whose address says nothing of the platform asked for.
+pub fn flow_platform<'a>(r: &FlowRecord, platforms: &'a PlatformMatcher) -> Option<&'a Platform> {
+    let addr = (r.label.protocol != "dns").then_some(r.server_ip);
+    platforms.classify_flow(r.label.server_name(), r.label.platform(), addr)
+}
+
 /// If the flow tried to reach a platform or control site: (name, is control, result).
 /// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else from the platform
 /// a detector recognised by its own protocol (`platform=telegram` from MTProto), else its
@@ -548,11 +560,8 @@ pub fn platform_attempt(
     r: &FlowRecord,
     platforms: &PlatformMatcher,
 ) -> Option<(String, bool, AttemptResult)> {
-    let name = r.label.server_name();
-    let is_dns = r.label.protocol == "dns";
-    let addr = if is_dns { None } else { Some(r.server_ip) };
-    let p = platforms.classify_flow(name, r.label.platform(), addr)?;
-    let result = if is_dns {
+    let p = flow_platform(r, platforms)?;
+    let result = if r.label.protocol == "dns" {
         match r.label.dns_rcode() {
             Some(0) if r.label.dns_answered() != Some(false) => AttemptResult::Success,
             Some(0) => AttemptResult::DnsFailure,

@@ -52,6 +52,105 @@ fn flows_csv_has_header_and_rows() {
     assert_eq!(lines.count(), 2);
 }
 
+/// The `server_name` and `platform` columns: on the shipped sample, every flow named for X is
+/// X's (the names the built-in list holds), flows of other names are not, and `--platforms`
+/// adds a platform of one's own, by name and by prefix, in JSONL and CSV alike.
+#[test]
+fn flows_name_the_server_and_the_platform_it_belongs_to() {
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/pk-x-2024-small.pcap");
+    let rows = flow_rows(&sample, &[]);
+    let x_domains: Vec<String> = tunnelwatch::intel::platforms::built_in()
+        .into_iter()
+        .find(|p| p.name == "x")
+        .expect("X is built in")
+        .domains;
+    let x_name = |name: &str| {
+        x_domains
+            .iter()
+            .any(|d| name == d || name.ends_with(&format!(".{d}")))
+    };
+    let mut named_x = 0;
+    for row in &rows {
+        let name = row["server_name"].as_str().expect("a string");
+        let platform = row["platform"].as_str().expect("a string");
+        if x_name(name) {
+            named_x += 1;
+            assert_eq!(platform, "x", "{row}");
+        } else if !name.is_empty() {
+            assert_ne!(platform, "x", "{row}");
+        }
+    }
+    assert!(named_x > 100, "the sample's X sessions: {named_x}");
+
+    let dir = scratch("flows_platform_column");
+    let defs = dir.join("platforms.txt");
+    std::fs::write(&defs, "mine,false,x.com,\n").expect("write definitions");
+    let rows = flow_rows(&sample, &["--platforms", defs.to_str().expect("utf-8")]);
+    assert!(rows
+        .iter()
+        .filter(|r| r["server_name"] == "x.com")
+        .all(|r| r["platform"] == "mine"));
+    assert!(rows
+        .iter()
+        .any(|r| r["server_name"] == "api.x.com" && r["platform"] == "mine"));
+    assert!(rows
+        .iter()
+        .any(|r| r["server_name"] == "pbs.twimg.com" && r["platform"] == "x"));
+
+    let out = run(&[
+        "flows",
+        sample.to_str().expect("utf-8"),
+        "--format",
+        "csv",
+        "-q",
+        "--platforms",
+        defs.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let at = |column: &str| header.iter().position(|c| *c == column).expect(column);
+    let (name_at, platform_at) = (at("server_name"), at("platform"));
+    // Rows of the sample hold no quoted commas before the evidence, the last column.
+    let csv_mine = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[name_at] == "x.com")
+        .inspect(|f| assert_eq!(f[platform_at], "mine", "{f:?}"))
+        .count();
+    assert_eq!(
+        csv_mine,
+        rows.iter().filter(|r| r["server_name"] == "x.com").count()
+    );
+
+    // `explain --protocol` selects by platform too, and says what the flow aimed at.
+    let out = run(&[
+        "explain",
+        sample.to_str().expect("utf-8"),
+        "--protocol",
+        "mine",
+        "-q",
+        "--platforms",
+        defs.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let explained = text.matches("\nflow ").count() + usize::from(text.starts_with("flow "));
+    assert_eq!(
+        explained,
+        csv_mine
+            + rows
+                .iter()
+                .filter(|r| r["server_name"] == "api.x.com")
+                .count()
+    );
+    assert!(
+        text.contains("  target    server_name=x.com platform=mine\n"),
+        "{text}"
+    );
+}
+
 /// `--out FILE` writes what stdout would get, in the format its extension names unless
 /// `--format` says otherwise, and leaves no hidden partial file behind.
 #[test]

@@ -172,6 +172,7 @@ fn ultrasurf_telegram_and_whatsapp_sessions_in_the_benchmark_capture_are_named_a
         // Each server's reply repeats the client's auth_key_id; each server is in the range
         // Telegram publishes (149.154.160.0/20).
         assert_eq!(flow["confidence"], "both_directions", "{flow}");
+        assert_eq!(flow["platform"], "telegram", "{flow}");
         assert!(
             flow["evidence"]
                 .as_str()
@@ -199,6 +200,8 @@ fn ultrasurf_telegram_and_whatsapp_sessions_in_the_benchmark_capture_are_named_a
         );
         let evidence = flow["evidence"].as_str().unwrap_or_default();
         assert!(evidence.starts_with("whatsapp: "), "{flow}");
+        // Told by its protocol, though many of its servers sit in Facebook's prefixes.
+        assert_eq!(flow["platform"], "whatsapp", "{flow}");
         if evidence.contains("version=1.5") {
             old_protocol += 1;
             assert_eq!(flow["confidence"], "both_directions", "{flow}");
