@@ -375,6 +375,10 @@ pub const UNKNOWN_PROTOCOL: &str = "unknown";
 /// its own servers is neither.
 pub const PLATFORM_FACT: &str = "platform";
 
+/// Evidence fact of a flow read back from a flow table: the `server_name` column as archived
+/// (the SNI, HTTP Host or DNS question the flow had when it was captured).
+pub const SERVER_NAME_FACT: &str = "server_name";
+
 impl Default for Label {
     fn default() -> Self {
         Label {
@@ -431,9 +435,10 @@ impl Label {
             .find_map(|m| m.verdict.evidence.get(key))
     }
 
-    /// The server name the client asked for: TLS/QUIC SNI, HTTP Host, or DNS question.
+    /// The server name the client asked for: TLS/QUIC SNI, HTTP Host, or DNS question (or, for
+    /// a flow read back from a flow table, its archived [`SERVER_NAME_FACT`]).
     pub fn server_name(&self) -> Option<&str> {
-        ["sni", "host", "qname"]
+        ["sni", "host", "qname", SERVER_NAME_FACT]
             .iter()
             .find_map(|k| self.text_fact(k))
     }

@@ -15,8 +15,24 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("summary.json parses")
 }
 
+/// The `platform_x_attempts` column of `series.csv` in `dir`, window by window.
+fn platform_x_attempts(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("series.csv")).expect("series.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let at = header
+        .iter()
+        .position(|c| *c == "platform_x_attempts")
+        .expect("an X column");
+    let column: Vec<String> = lines
+        .map(|l| l.split(',').nth(at).expect("a full row").to_string())
+        .collect();
+    assert!(column.iter().any(|v| v != "0"), "X attempts in the sample");
+    column
+}
+
 fn analyze(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["analyze", "--window", "1h", "-q"];
+    let mut all = vec!["analyze", "--window", "1h", "-q", "--tables", "parquet,csv"];
     all.extend_from_slice(args);
     let out = run(&all);
     assert!(out.status.success(), "analyze {args:?}: {}", stderr(&out));
@@ -84,6 +100,14 @@ fn archived_flow_tables_replay_with_the_same_flows_and_labels() {
         let got = summary(&replay);
         assert_eq!(got["flows"], expected["flows"], "{}", log.display());
         assert_eq!(got["protocols"], expected["protocols"], "{}", log.display());
+        // The flows' archived server names tell their platforms as on the wire: the X attempts
+        // of every window are the same.
+        assert_eq!(
+            platform_x_attempts(&replay),
+            platform_x_attempts(&original),
+            "{}",
+            log.display()
+        );
     }
 
     // A Parquet table that is not a flow table (the per-host table) is refused, not read as

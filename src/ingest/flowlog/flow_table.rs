@@ -14,7 +14,8 @@
 //!
 //! Optional: `outcome` (as written by tunnelwatch; default `established` when both directions
 //! have packets, else `one_way`), and the label columns `protocol`, `application`, `provider`,
-//! `obfuscated`, `family`, `confidence`, `evidence`. A `protocol` that names a detector of this
+//! `obfuscated`, `family`, `confidence`, `evidence`, `server_name` (kept with a restored label,
+//! so the flow's platform is told by name as when it was captured). A `protocol` that names a detector of this
 //! build (or a token a detector reports) is restored with its confidence and the archived
 //! evidence; otherwise the flow gets what its IP protocol and server port support, marked
 //! `port_only` (as flow exports are). Lines that do not parse are counted, never fatal.
@@ -27,7 +28,7 @@ use super::convert::label_for;
 use super::nfdump_csv::parse_timestamp;
 use super::FlowLogError;
 use crate::csv_line::split_csv_line;
-use crate::fingerprint::driver::Match;
+use crate::fingerprint::driver::{Match, SERVER_NAME_FACT};
 use crate::fingerprint::registry::REGISTRY;
 use crate::fingerprint::{Confidence, Family, Label, Verdict};
 use crate::flow::{EndReason, FlowRecord, Outcome, Transport, FLOW_COLUMNS};
@@ -96,6 +97,7 @@ pub struct TableColumns {
     family: Option<usize>,
     confidence: Option<usize>,
     evidence: Option<usize>,
+    server_name: Option<usize>,
 }
 
 impl TableColumns {
@@ -116,6 +118,7 @@ impl TableColumns {
             family: find("family"),
             confidence: find("confidence"),
             evidence: find("evidence"),
+            server_name: find("server_name"),
         })
     }
 }
@@ -205,6 +208,10 @@ fn restore_label(
     let mut verdict = Verdict::new(confidence).fact("source", "flow_table");
     if let Some(evidence) = get(cols.evidence).filter(|e| !e.trim().is_empty()) {
         verdict = verdict.fact("archived_evidence", evidence);
+    }
+    // The name the archived flow asked for, so that its platform is told by name again.
+    if let Some(name) = get(cols.server_name).filter(|n| !n.trim().is_empty()) {
+        verdict = verdict.fact(SERVER_NAME_FACT, name.trim().to_string());
     }
     verdict.protocol = renamed;
     verdict.application = get(cols.application).and_then(|a| {
@@ -401,6 +408,25 @@ mod tests {
         assert_eq!(flows[1].outcome, Outcome::NoReply);
         // `unknown` is not a detector: the flow gets what port 443/tcp supports (nothing here).
         assert_eq!(flows[1].label.protocol, "unknown");
+    }
+
+    /// A table of this version's columns: the archived server name comes back, and with it the
+    /// platform by name (the server address is in no platform's prefixes).
+    #[test]
+    fn an_archived_server_name_tells_the_platform_again() {
+        let table = "first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,confidence,server_name,platform,evidence
+2024-02-17T17:02:00Z,2024-02-17T17:02:09Z,tcp,10.0.0.7,50000,198.51.100.4,443,9,8,900,8000,established,tls,one_message, api.x.com ,x,\"tls: sni=api.x.com, version=1.3\"
+2024-02-17T17:02:00Z,2024-02-17T17:02:09Z,tcp,10.0.0.7,50001,198.51.100.4,443,9,8,900,8000,established,tls,one_message,,,
+";
+        let (flows, stats) = read_flow_table_csv(table.as_bytes()).expect("table");
+        assert_eq!(stats.labels_restored, 2);
+        assert_eq!(flows[0].label.server_name(), Some("api.x.com"));
+        assert_eq!(flows[1].label.server_name(), None);
+        let platforms = crate::intel::platforms::PlatformMatcher::default();
+        let platform =
+            |i: usize| crate::stats::flow_platform(&flows[i], &platforms).map(|p| p.name.as_str());
+        assert_eq!(platform(0), Some("x"));
+        assert_eq!(platform(1), None);
     }
 
     #[test]
