@@ -30,9 +30,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((threaded, _)) = run(data, 3) else {
         return;
     };
+    let platforms = tunnelwatch::intel::platforms::PlatformMatcher::default();
     let rows = |rs: &[FlowRecord]| -> Vec<String> {
         rs.iter()
-            .map(|r| tunnelwatch::cli::flow_row_json(r).to_string())
+            .map(|r| tunnelwatch::cli::flow_row_json(r, &platforms).to_string())
             .collect()
     };
     assert_eq!(rows(&records), rows(&threaded), "three threads differ from one");
