@@ -385,7 +385,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Two rows as `tunnelwatch flows --format csv` writes them (evidence quoted: it has commas).
+    /// Two rows as `tunnelwatch flows --format csv` wrote them before the `server_name` and
+    /// `platform` columns (evidence quoted: it has commas): older archives read back too.
     const TABLE: &str = "id,first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,application,provider,obfuscated,family,confidence,evidence
 0,2024-02-17T17:02:00.000001Z,2024-02-17T17:05:00.5Z,udp,10.0.0.7,51820,198.51.100.4,2408,40,38,9000,8000,established,wireguard,warp,,false,vpn,both_directions,\"wireguard: handshake=initiation+response, reserved_bytes=nonzero_constant\"
 1,2024-02-17T17:03:00Z,2024-02-17T17:03:01Z,tcp,10.0.0.8,40000,203.0.113.9,443,3,0,180,0,no_reply,unknown,,,false,other,,
