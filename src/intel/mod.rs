@@ -253,16 +253,9 @@ pub const APPLICATION_TOKENS: &[&str] = &[
 
 /// The most specific rule whose suffix matches `host` on a label boundary (case-insensitive).
 pub fn lookup_name(host: &str) -> Option<&'static NameRule> {
-    let host = host.trim_end_matches('.');
     NAME_RULES
         .iter()
-        .filter(|r| {
-            host.len() >= r.suffix.len()
-                && host.is_char_boundary(host.len() - r.suffix.len())
-                && host[host.len() - r.suffix.len()..].eq_ignore_ascii_case(r.suffix)
-                && (host.len() == r.suffix.len()
-                    || host.as_bytes()[host.len() - r.suffix.len() - 1] == b'.')
-        })
+        .filter(|r| name_has_suffix(host, r.suffix))
         .max_by_key(|r| r.suffix.len())
 }
 
