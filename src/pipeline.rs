@@ -16,6 +16,7 @@ use crate::flow::{FlowConfig, FlowCounters, FlowRecord, FlowTable};
 use crate::ingest::{
     self, CaptureError, CaptureFormat, CaptureInput, CaptureReader, MappedCapture, OpenError,
 };
+use crate::stats::AttemptTag;
 
 /// What became of one input file.
 #[derive(Debug, Clone)]
@@ -121,9 +122,12 @@ enum Deliver {
 }
 
 /// Renders a finished flow's output row without its number, which is only known once every
-/// flow is in (see `cli::output::row_renderer`); the `String` is scratch space, reused. Every
-/// thread that ends flows holds a handle on it.
-pub type RowRenderer = Arc<dyn Fn(&FlowRecord, &mut Vec<u8>, &mut String) + Send + Sync>;
+/// flow is in (see `cli::output::row_renderer`); the `String` is scratch space, reused. Returns
+/// the flow's attempt on a platform, if it made one, for the run's tally (the renderer
+/// classifies the flow for the row's `platform` column anyway). Every thread that ends flows
+/// holds a handle on it.
+pub type RowRenderer =
+    Arc<dyn Fn(&FlowRecord, &mut Vec<u8>, &mut String) -> Option<AttemptTag> + Send + Sync>;
 
 /// Flows as they leave a flow table: kept as records, or rendered as rows on the spot.
 ///
@@ -191,6 +195,8 @@ pub struct RenderedRow {
     pub key: [u8; FLOW_ORDER_KEY_LEN],
     /// The flow's protocol label, for the run's counts.
     pub protocol: &'static str,
+    /// The flow's attempt on a platform, for the run's counts.
+    pub attempt: Option<AttemptTag>,
     pub start: usize,
     pub end: usize,
 }
@@ -208,10 +214,11 @@ impl RowBatch {
     /// Renders `r` and drops it.
     pub fn push(&mut self, r: FlowRecord) {
         let start = self.bytes.len();
-        (self.render)(&r, &mut self.bytes, &mut self.scratch);
+        let attempt = (self.render)(&r, &mut self.bytes, &mut self.scratch);
         self.rows.push(RenderedRow {
             key: flow_order_key(&r),
             protocol: r.label.protocol,
+            attempt,
             start,
             end: self.bytes.len(),
         });
@@ -2374,12 +2381,18 @@ mod tests {
     /// in their numbered order: on one thread and on workers.
     #[test]
     fn rows_rendered_where_flows_end_are_the_records_in_order() {
-        fn render(r: &FlowRecord, buf: &mut Vec<u8>, _: &mut String) {
+        /// The row, and the client port as the attempt's platform (to check that the tag
+        /// travels with its row).
+        fn render(r: &FlowRecord, buf: &mut Vec<u8>, _: &mut String) -> Option<AttemptTag> {
             let row = format!(
                 "{}:{} {:?} {}\n",
                 r.client_ip, r.client_port, r.packets, r.label.protocol
             );
             buf.extend_from_slice(row.as_bytes());
+            Some(AttemptTag {
+                platform: u32::from(r.client_port),
+                result: crate::stats::AttemptResult::NoReply,
+            })
         }
         let frames: Vec<Vec<u8>> = (0..4000u32)
             .map(|i| {
@@ -2428,6 +2441,14 @@ mod tests {
                 .collect();
             rows.sort_by_key(|(r, _)| r.key);
             let got: Vec<Vec<u8>> = rows.iter().map(|(r, b)| b.row(r).to_vec()).collect();
+            for (row, batch) in &rows {
+                let port = row.attempt.map(|a| a.platform.to_string());
+                let text = String::from_utf8_lossy(batch.row(row)).into_owned();
+                assert!(
+                    port.is_some_and(|p| text.contains(&format!(":{p} "))),
+                    "{text}"
+                );
+            }
             assert_eq!(summary.flows, expected.len() as u64);
             assert!(expected.len() > 500, "{} flows", expected.len());
             assert!(got == expected, "{threads} threads");

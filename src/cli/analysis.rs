@@ -4,7 +4,7 @@
 //! sorted spill, so the run never holds its flows. The flows are numbered when the spill is
 //! merged into the flows table, in the order [`crate::pipeline::number_flows`] gives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,8 +14,8 @@ use super::{detection, write_summary_and_report};
 use crate::detect::BlockEvent;
 use crate::flow::FlowRecord;
 use crate::pipeline::{flow_order_key, RunSummary, FLOW_ORDER_KEY_LEN};
-use crate::report::{self, html};
-use crate::stats::{FlowColumns, FlowGroups, StatsConfig, TableFormat};
+use crate::report::{self, html, FlowCounts};
+use crate::stats::{FlowColumns, FlowGroups, PlatformTally, StatsConfig, TableFormat};
 
 /// An `analyze` run's reductions of the flows seen so far.
 pub struct Analysis {
@@ -25,6 +25,8 @@ pub struct Analysis {
     tallies: html::FlowTallies,
     examples: ExamplePool,
     flows: FlowSpill,
+    /// Attempts on the measured platforms and control sites ([`StatsConfig::attempt`]).
+    platforms: PlatformTally,
     row: Vec<u8>,
     scratch: String,
     count: u64,
@@ -40,6 +42,7 @@ impl Analysis {
             tallies: html::FlowTallies::default(),
             examples: ExamplePool::default(),
             flows: FlowSpill::new(threads),
+            platforms: PlatformTally::default(),
             row: Vec::new(),
             scratch: String::new(),
             count: 0,
@@ -57,6 +60,9 @@ impl Analysis {
         self.columns.add(r, &self.config);
         self.tallies.add(r, &self.config);
         self.examples.offer(r);
+        if let Some((p, result)) = self.config.attempt(r) {
+            self.platforms.add(p, result, 1);
+        }
         self.row.clear();
         crate::stats::flow_table_row(r, &self.config, &mut self.row, &mut self.scratch);
         self.flows
@@ -72,7 +78,7 @@ impl Analysis {
         out: &Path,
         figures: Option<&Path>,
         quiet: bool,
-    ) -> Result<(FlowColumns, BTreeMap<String, u64>)> {
+    ) -> Result<(FlowColumns, FlowCounts)> {
         let Analysis {
             config,
             formats,
@@ -80,10 +86,14 @@ impl Analysis {
             tallies,
             examples,
             flows,
+            platforms,
             ..
         } = self;
         let columns = columns.into_columns();
-        let protocol_counts = flows.protocol_counts().clone();
+        let counts = FlowCounts {
+            protocols: flows.protocol_counts().clone(),
+            platforms,
+        };
         // The examples learn their numbers as the flows table is written.
         let mut examples = examples.into_records();
         let wanted: HashMap<[u8; FLOW_ORDER_KEY_LEN], usize> = examples
@@ -108,13 +118,13 @@ impl Analysis {
         let data = html::ReportData::from_run(
             summary, &tallies, &examples, &columns, &metrics, &config, detections,
         );
-        write_summary_and_report(summary, &protocol_counts, &data, out)?;
+        write_summary_and_report(summary, &counts, &data, out)?;
         if let Some(dir) = figures {
             html::write_figures(&data, dir)
                 .with_context(|| format!("writing figures into {}", dir.display()))?;
         }
         if !quiet {
-            report::print_terminal_summary(summary, &protocol_counts);
+            report::print_terminal_summary(summary, &counts);
             for line in detection::alignment_lines(&data.alignments, &data.alerts) {
                 eprintln!("{line}");
             }
@@ -124,7 +134,7 @@ impl Analysis {
                 out.display()
             );
         }
-        Ok((columns, protocol_counts))
+        Ok((columns, counts))
     }
 }
 
@@ -183,7 +193,7 @@ mod tests {
     }
 
     /// Everything an analysis writes, file name to bytes.
-    fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn outputs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(dir)
             .expect("output dir")
             .map(|e| {
@@ -217,7 +227,7 @@ mod tests {
             records.iter().for_each(|r| a.add(r));
             let spilled = a.flows.runs();
             let (_, counts) = a.finish(&summary, &[], &dir, None, true).expect("analysis");
-            assert_eq!(counts.values().sum::<u64>(), records.len() as u64);
+            assert_eq!(counts.protocols.values().sum::<u64>(), records.len() as u64);
             (outputs(&dir), spilled)
         };
         let mut in_order = records.clone();

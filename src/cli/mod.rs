@@ -614,24 +614,25 @@ fn install_endpoint_lists(input: &InputArgs) -> Result<()> {
 fn run_flows(args: FlowsArgs) -> Result<i32> {
     let mut out = FlowsOutput::open(args.out_file())?;
     // On an error `out` is dropped, which removes a file's partial copy.
-    let (summary, protocols) = write_flows_to(&args, out.writer())?;
+    let (summary, counts) = write_flows_to(&args, out.writer())?;
     out.finish()?;
     if args.input.json {
-        eprintln!("{}", report::summary_json(&summary, &protocols));
+        eprintln!("{}", report::summary_json(&summary, &counts));
     } else if !args.input.quiet {
-        report::print_terminal_summary(&summary, &protocols);
+        report::print_terminal_summary(&summary, &counts);
     }
     Ok(args.input.exit_code(&summary))
 }
 
-/// Runs `flows` into `writer`; returns the run's totals and its flows per protocol.
+/// Runs `flows` into `writer`; returns the run's totals and its flows per protocol and
+/// platform.
 fn write_flows_to(
     args: &FlowsArgs,
     mut writer: &mut dyn Write,
-) -> Result<(RunSummary, std::collections::BTreeMap<String, u64>)> {
+) -> Result<(RunSummary, report::FlowCounts)> {
     let threads = args.input.config().threads;
     let format = args.format();
-    let platforms = platforms_with(args.platforms.as_deref())?;
+    let platforms = std::sync::Arc::new(platforms_with(args.platforms.as_deref())?);
     let row_format = match format {
         FlowFormat::Jsonl => Some(output::RowFormat::Jsonl),
         FlowFormat::Csv => Some(output::RowFormat::Csv),
@@ -645,21 +646,33 @@ fn write_flows_to(
             let (_, summary) = run_pipeline_into(&args.input, |config| {
                 Pipeline::with_rows(
                     config,
-                    output::row_renderer(format, std::sync::Arc::new(platforms)),
+                    output::row_renderer(format, std::sync::Arc::clone(&platforms)),
                     Box::new(move |rows| sink.borrow_mut().push(rows)),
                 )
             })?;
             let spill = std::rc::Rc::into_inner(spill)
                 .context("flow spill still shared after the run")?
                 .into_inner();
-            let protocols = spill.protocol_counts().clone();
+            let counts = report::FlowCounts {
+                protocols: spill.protocol_counts().clone(),
+                platforms: spill.platform_tally(&platforms),
+            };
             spill.finish(&mut writer, format)?;
-            Ok((summary, protocols))
+            Ok((summary, counts))
         }
         None => {
             let (records, summary) = run_pipeline(&args.input)?;
             output::write_flows(&mut writer, &records, format, &platforms)?;
-            Ok((summary, output::protocol_counts(&records)))
+            let mut counts = report::FlowCounts {
+                protocols: output::protocol_counts(&records),
+                ..Default::default()
+            };
+            for r in &records {
+                if let Some((p, result)) = crate::stats::flow_attempt(r, &platforms) {
+                    counts.platforms.add(p, result, 1);
+                }
+            }
+            Ok((summary, counts))
         }
     }
 }
@@ -745,7 +758,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
         }
     }
     summary.flows = analysis.flows();
-    let (_, protocol_counts) = analysis.finish(
+    let (_, counts) = analysis.finish(
         &summary,
         &extra_events,
         &args.out,
@@ -754,7 +767,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<i32> {
     )?;
     out_folder.keep();
     if args.input.json {
-        println!("{}", report::summary_json(&summary, &protocol_counts));
+        println!("{}", report::summary_json(&summary, &counts));
     }
     Ok(args.input.exit_code(&summary))
 }
@@ -849,12 +862,12 @@ fn new_analysis(stats_args: &StatsArgs, threads: usize) -> Result<analysis::Anal
 /// Writes `summary.json`, `report_data.json` and `report.html` of a run into `out`.
 fn write_summary_and_report(
     summary: &RunSummary,
-    protocol_counts: &std::collections::BTreeMap<String, u64>,
+    counts: &report::FlowCounts,
     data: &report::html::ReportData,
     out: &std::path::Path,
 ) -> Result<()> {
     let summary_path = out.join("summary.json");
-    report::write_summary_json(summary, protocol_counts, &summary_path)
+    report::write_summary_json(summary, counts, &summary_path)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     data.write_json(&out.join("report_data.json"))
         .context("writing report_data.json")?;
@@ -1108,7 +1121,7 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
     );
     let mut tallies = report::html::FlowTallies::default();
     let mut examples = Vec::new();
-    let mut protocol_counts = std::collections::BTreeMap::<String, u64>::new();
+    let mut counts = report::FlowCounts::default();
     let mut so_far = RunSummary::default();
     let totals = live::serve(capture, &options, &mut |window, mut records| {
         crate::pipeline::number_flows(&mut records);
@@ -1130,7 +1143,10 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         rolling.push_columns(&columns);
         for r in &records {
             tallies.add(r, &stats_config);
-            output::count_protocol(&mut protocol_counts, r.label.protocol);
+            output::count_protocol(&mut counts.protocols, r.label.protocol);
+            if let Some((p, result)) = stats_config.attempt(r) {
+                counts.platforms.add(p, result, 1);
+            }
         }
         examples.extend(records);
         report::html::keep_example_candidates(&mut examples);
@@ -1172,9 +1188,9 @@ fn run_capture(args: CaptureArgs) -> Result<i32> {
         &stats_config,
         detections,
     );
-    write_summary_and_report(&totals.summary, &protocol_counts, &data, &args.out)?;
+    write_summary_and_report(&totals.summary, &counts, &data, &args.out)?;
     if !args.quiet {
-        report::print_terminal_summary(&totals.summary, &protocol_counts);
+        report::print_terminal_summary(&totals.summary, &counts);
     }
     let run_doc = serde_json::json!({
         "schema_version": live::CAPTURE_JSON_SCHEMA_VERSION,

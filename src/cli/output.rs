@@ -218,11 +218,29 @@ pub fn row_renderer(
     // Writing into a `Vec` cannot fail: the `io::Result`s are those of `write!`'s signature.
     match format {
         RowFormat::Jsonl => std::sync::Arc::new(move |r, buf, _| {
-            let _ = jsonl_fields(r, platform_of(r, &platforms), buf);
+            let (platform, tag) = attempt_of(r, &platforms);
+            let _ = jsonl_fields(r, platform, buf);
+            tag
         }),
         RowFormat::Csv => std::sync::Arc::new(move |r, buf, scratch| {
-            let _ = csv_fields(r, platform_of(r, &platforms), buf, scratch);
+            let (platform, tag) = attempt_of(r, &platforms);
+            let _ = csv_fields(r, platform, buf, scratch);
+            tag
         }),
+    }
+}
+
+/// The name of the platform a flow tried to reach (empty: none) and its attempt's tag.
+fn attempt_of<'a>(
+    r: &FlowRecord,
+    platforms: &'a PlatformMatcher,
+) -> (&'a str, Option<crate::stats::AttemptTag>) {
+    match crate::stats::flow_attempt(r, platforms) {
+        Some((p, result)) => (
+            p.name.as_str(),
+            crate::stats::AttemptTag::new(platforms, p, result),
+        ),
+        None => ("", None),
     }
 }
 

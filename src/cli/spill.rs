@@ -18,7 +18,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use super::output::{push_id_prefix, RowFormat};
+use crate::intel::platforms::PlatformMatcher;
 use crate::pipeline::{sort_on_threads, RowBatch, FLOW_ORDER_KEY_LEN};
+use crate::stats::{AttemptTag, PlatformTally, ALL_RESULTS};
 
 /// Finished flows kept in memory before a sorted run goes to disk (their rows, some 0.4 KB
 /// each, and 90 bytes of key and place): runs of up to this many flows never touch disk.
@@ -50,6 +52,9 @@ pub struct FlowSpill {
     runs: Vec<PathBuf>,
     dir: Option<PathBuf>,
     protocols: BTreeMap<String, u64>,
+    /// Platform attempts of the rendered rows, by platform (its place in the renderer's
+    /// matcher) and result.
+    attempts: BTreeMap<u32, [u64; 7]>,
     /// The first spill error; reported by [`FlowSpill::finish`].
     error: Option<io::Error>,
 }
@@ -65,6 +70,7 @@ impl FlowSpill {
             runs: Vec::new(),
             dir: None,
             protocols: BTreeMap::new(),
+            attempts: BTreeMap::new(),
             error: None,
         }
     }
@@ -86,11 +92,30 @@ impl FlowSpill {
         &self.protocols
     }
 
+    /// Platform attempts of the rows pushed so far, whose tags came from `matcher`.
+    pub fn platform_tally(&self, matcher: &PlatformMatcher) -> PlatformTally {
+        let mut tally = PlatformTally::default();
+        for (&platform, counts) in &self.attempts {
+            for (result, &n) in ALL_RESULTS.into_iter().zip(counts) {
+                if n > 0 {
+                    tally.add_tag(matcher, AttemptTag { platform, result }, n);
+                }
+            }
+        }
+        tally
+    }
+
     /// Takes a batch of rendered flows (in any order).
     pub fn push(&mut self, batch: RowBatch) {
         let index = self.batches.len();
         for row in &batch.rows {
             super::output::count_protocol(&mut self.protocols, row.protocol);
+            if let Some(tag) = row.attempt {
+                let counts = self.attempts.entry(tag.platform).or_default();
+                if let Some(n) = counts.get_mut(tag.result.index()) {
+                    *n += 1;
+                }
+            }
             self.pending.push(Pending {
                 key: row.key,
                 batch: index,

@@ -11,15 +11,28 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::pipeline::{FileStatus, RunSummary};
+use crate::stats::PlatformTally;
 
 pub use crate::civil::{civil_from_days, format_ts};
 
 /// Version of the `summary.json` schema; bumped on any incompatible change.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
 
+/// What a run counted of its flows, for its summary: flows per protocol token, and attempts
+/// per platform and control site by result.
+#[derive(Debug, Default, Clone)]
+pub struct FlowCounts {
+    pub protocols: BTreeMap<String, u64>,
+    pub platforms: PlatformTally,
+}
+
+/// Platforms, and control sites, listed on the terminal summary, a line each (most attempts
+/// first).
+const SUMMARY_PLATFORMS: usize = 5;
+
 /// The run summary as the `summary.json` document: inputs, packets, skips by reason, flows,
-/// evictions, protocol counts.
-pub fn summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64>) -> serde_json::Value {
+/// evictions, protocol counts, platform attempts.
+pub fn summary_json(summary: &RunSummary, counts: &FlowCounts) -> serde_json::Value {
     let files: Vec<_> = summary
         .files
         .iter()
@@ -61,17 +74,18 @@ pub fn summary_json(summary: &RunSummary, protocols: &BTreeMap<String, u64>) -> 
         "retransmitted_payloads": c.retransmissions,
         "first_ts": summary.first_ts.map(format_ts),
         "last_ts": summary.last_ts.map(format_ts),
-        "protocols": protocols,
+        "protocols": counts.protocols,
+        "platforms": counts.platforms.to_json(),
     })
 }
 
 /// Writes `summary.json` (see [`summary_json`]).
 pub fn write_summary_json(
     summary: &RunSummary,
-    protocols: &BTreeMap<String, u64>,
+    counts: &FlowCounts,
     path: &Path,
 ) -> io::Result<()> {
-    let doc = summary_json(summary, protocols);
+    let doc = summary_json(summary, counts);
     crate::atomic_file::write_atomically(path, |f| {
         serde_json::to_writer_pretty(&mut *f, &doc)?;
         f.write_all(b"\n")
@@ -79,7 +93,8 @@ pub fn write_summary_json(
 }
 
 /// The one-screen summary printed on stderr at the end of every run.
-pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String, u64>) {
+pub fn print_terminal_summary(summary: &RunSummary, counts: &FlowCounts) {
+    let protocols = &counts.protocols;
     let color = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let bold = |s: &str| {
         if color {
@@ -133,6 +148,13 @@ pub fn print_terminal_summary(summary: &RunSummary, protocols: &BTreeMap<String,
             .map(|(p, n)| format!("{p} {n}"))
             .collect();
         let _ = writeln!(e, "  protocols  {}", line.join(", "));
+    }
+    let (platforms, controls) = counts.platforms.summary_lines(SUMMARY_PLATFORMS);
+    for (title, lines) in [("platforms", platforms), ("controls", controls)] {
+        for (i, line) in lines.iter().enumerate() {
+            let title = if i == 0 { title } else { "" };
+            let _ = writeln!(e, "  {title:<9}  {line}");
+        }
     }
 }
 

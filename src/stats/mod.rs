@@ -38,6 +38,8 @@ pub mod anon;
 mod frame;
 #[cfg(feature = "polars-out")]
 pub mod rolling;
+mod tally;
+pub use tally::{AttemptTag, PlatformAttempts, PlatformTally, ALL_RESULTS};
 
 use std::io;
 use std::net::IpAddr;
@@ -88,6 +90,13 @@ impl Default for StatsConfig {
 }
 
 impl StatsConfig {
+    /// The flow's attempt on a platform or control site ([`flow_attempt`]), when it is one the
+    /// statistics measure: a control site, or a platform of `watch` (every one when empty).
+    pub fn attempt(&self, r: &FlowRecord) -> Option<(&Platform, AttemptResult)> {
+        flow_attempt(r, &self.platforms)
+            .filter(|(p, _)| p.control || self.watch.is_empty() || self.watch.contains(&p.name))
+    }
+
     /// The platforms measured one by one (`platform_<name>_*` series columns), in definition
     /// order: every non-control platform, or those named by `watch`.
     pub fn measured_platforms(&self) -> Vec<&str> {
@@ -365,14 +374,9 @@ impl FlowRow {
         let window = i64::from(config.window_secs.max(1)) * 1_000_000_000;
         let host_ip = host_of(r, &config.home_net);
         let family = r.label.family;
-        let watched = |name: &str, control: bool| {
-            control || config.watch.is_empty() || config.watch.iter().any(|w| w == name)
-        };
-        let (platform, result) = match platform_attempt(r, &config.platforms) {
-            Some((name, control, result)) if watched(&name, control) => {
-                (Some((name, control)), result)
-            }
-            _ => (None, AttemptResult::Other),
+        let (platform, result) = match config.attempt(r) {
+            Some((p, result)) => (Some((p.name.clone(), p.control)), result),
+            None => (None, AttemptResult::Other),
         };
         FlowRow {
             window_start: r.first_ts.div_euclid(window) * window,
@@ -552,14 +556,12 @@ pub fn flow_platform<'a>(r: &FlowRecord, platforms: &'a PlatformMatcher) -> Opti
     platforms.classify_flow(r.label.server_name(), r.label.platform(), addr)
 }
 
-/// If the flow tried to reach a platform or control site: (name, is control, result).
-/// Names come from the flow's SNI / HTTP Host / DNS question (evidence), else from the platform
-/// a detector recognised by its own protocol (`platform=telegram` from MTProto), else its
-/// server address ([`PlatformMatcher::classify_flow`]).
-pub fn platform_attempt(
+/// The platform or control site a flow tried to reach ([`flow_platform`]) and how the attempt
+/// ended: a DNS flow by its answer, any other by its outcome ([`Outcome`], [`is_throttled`]).
+pub fn flow_attempt<'a>(
     r: &FlowRecord,
-    platforms: &PlatformMatcher,
-) -> Option<(String, bool, AttemptResult)> {
+    platforms: &'a PlatformMatcher,
+) -> Option<(&'a Platform, AttemptResult)> {
     let p = flow_platform(r, platforms)?;
     let result = if r.label.protocol == "dns" {
         match r.label.dns_rcode() {
@@ -586,7 +588,7 @@ pub fn platform_attempt(
             Outcome::ResetByClient | Outcome::OneWay => AttemptResult::Other,
         }
     };
-    Some((p.name.clone(), p.control, result))
+    Some((p, result))
 }
 
 /// Output table formats for the statistics.
@@ -720,6 +722,14 @@ fn retain_rows<T>(column: &mut Vec<T>, keep: &[bool]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`flow_attempt`] with the platform's name and control flag.
+    fn platform_attempt(
+        r: &FlowRecord,
+        platforms: &PlatformMatcher,
+    ) -> Option<(String, bool, AttemptResult)> {
+        flow_attempt(r, platforms).map(|(p, result)| (p.name.clone(), p.control, result))
+    }
     use crate::flow::{EndReason, Transport};
 
     /// A completed TCP flow to X's prefix lasting `secs` with `server_bytes` of server payload.

@@ -151,6 +151,129 @@ fn flows_name_the_server_and_the_platform_it_belongs_to() {
     );
 }
 
+/// The run summaries count attempts per platform as the flow rows and the series do: `flows`
+/// (JSONL on 1 and 2 threads, the table) and `analyze` give the same `platforms` for the
+/// shipped sample, with as many attempts per platform as rows carrying it, and X's attempts
+/// and successes are the sums of its per-window series. `--watch` keeps the others out of
+/// `analyze`'s, as out of its series; controls stay.
+#[test]
+fn summaries_count_platform_attempts_as_rows_and_series_do() {
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/pk-x-2024-small.pcap");
+    let sample = sample.to_str().expect("utf-8");
+    let flows_summary = |format: &str, threads: &str| {
+        let out = run(&[
+            "flows",
+            sample,
+            "--format",
+            format,
+            "--threads",
+            threads,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let last = stderr(&out).lines().last().unwrap_or("").to_string();
+        let doc: serde_json::Value = serde_json::from_str(&last).expect("summary JSON");
+        (doc["platforms"].clone(), stdout(&out))
+    };
+    let (platforms, rows) = flows_summary("jsonl", "1");
+    let map = platforms.as_object().expect("platforms object");
+    assert!(map.len() >= 5, "{platforms}");
+    let mut per_platform = std::collections::BTreeMap::<String, u64>::new();
+    for line in rows.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("row");
+        let platform = row["platform"].as_str().expect("a string");
+        if !platform.is_empty() {
+            *per_platform.entry(platform.to_string()).or_default() += 1;
+        }
+    }
+    for (name, counts) in map {
+        assert_eq!(counts["attempts"].as_u64(), per_platform.get(name).copied());
+        let results: u64 = [
+            "success",
+            "dns_failure",
+            "reset_after_syn",
+            "reset_after_client_data",
+            "no_reply",
+            "throttled",
+            "other",
+        ]
+        .iter()
+        .map(|k| counts[*k].as_u64().expect("a count"))
+        .sum();
+        assert_eq!(Some(results), counts["attempts"].as_u64(), "{name}");
+    }
+    assert_eq!(map.len(), per_platform.len());
+    assert_eq!(map["wikipedia"]["control"], true);
+    assert_eq!(map["x"]["control"], false);
+    assert!(
+        map["x"]["reset_after_client_data"].as_u64() > Some(10),
+        "the block"
+    );
+    assert_eq!(flows_summary("jsonl", "2").0, platforms);
+    assert_eq!(flows_summary("table", "1").0, platforms);
+
+    let dir = scratch("summary_platforms");
+    let analyze = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "analyze",
+            sample,
+            "--window",
+            "1h",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let run = run(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let doc: serde_json::Value = serde_json::from_str(stdout(&run).trim()).expect("JSON");
+        doc["platforms"].clone()
+    };
+    assert_eq!(analyze(&dir.join("all"), &[]), platforms);
+    let text = std::fs::read_to_string(dir.join("all/report_data.json")).expect("report data");
+    let data: serde_json::Value = serde_json::from_str(&text).expect("report data parses");
+    let series_sum = |name: &str| -> u64 {
+        data["series"]["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .find(|c| c["name"] == name)
+            .expect(name)["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .filter_map(|v| v.as_f64())
+            .sum::<f64>() as u64
+    };
+    assert_eq!(
+        Some(series_sum("platform_x_attempts")),
+        map["x"]["attempts"].as_u64()
+    );
+    assert_eq!(
+        Some(series_sum("platform_x_successes")),
+        map["x"]["success"].as_u64()
+    );
+
+    let watched = analyze(&dir.join("watch"), &["--watch", "x"]);
+    let names: Vec<&String> = watched.as_object().expect("object").keys().collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| *n == "x" || map[n.as_str()]["control"] == true),
+        "{names:?}"
+    );
+    assert_eq!(watched["x"], map["x"]);
+    assert_eq!(watched["wikipedia"], map["wikipedia"]);
+
+    // The terminal summary has a line per platform, the most attempted first.
+    let out = run(&["flows", sample, "--format", "jsonl"]);
+    let err = stderr(&out);
+    let x_line = format!("  platforms  x {} attempts, ", map["x"]["attempts"]);
+    assert!(err.contains(&x_line), "{err}");
+    assert!(err.contains("\n  controls   "), "{err}");
+}
+
 /// `--out FILE` writes what stdout would get, in the format its extension names unless
 /// `--format` says otherwise, and leaves no hidden partial file behind.
 #[test]

@@ -31,7 +31,7 @@
 //! nothing was circumvented. The flow keeps the protocol token `unknown` and family other (the
 //! label vocabulary names circumvention protocols and their carriers, and this is neither),
 //! with the evidence `mtproto: platform=telegram, ...`; the statistics count it as an attempt
-//! to reach Telegram ([`crate::stats::platform_attempt`]). The `obfuscated` flag stays false,
+//! to reach Telegram ([`crate::stats::flow_attempt`]). The `obfuscated` flag stays false,
 //! since it would count the flow as circumvention. All seven Telegram connections in nDPI's
 //! test captures (`../shared/bench/ndpi-mix.pcap.gz`) open this way; the fully-encrypted test
 //! labelled them (family obfuscated) before this detector was written.

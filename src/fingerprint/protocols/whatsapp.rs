@@ -24,7 +24,7 @@
 //! protocol token `unknown` and family other (the label vocabulary names circumvention
 //! protocols and their carriers; it files WhatsApp's protocol under `none`), with the evidence
 //! `whatsapp: platform=whatsapp, ...`. The statistics count it as an attempt to reach
-//! WhatsApp ([`crate::stats::platform_attempt`]): a connection reset right after the client's
+//! WhatsApp ([`crate::stats::flow_attempt`]): a connection reset right after the client's
 //! header is a failed one. The fully-encrypted test labelled the old protocol's sessions
 //! (family obfuscated) before this detector: their frames are encrypted and the header alone is
 //! too short for its exemptions.
