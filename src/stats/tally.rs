@@ -154,7 +154,8 @@ impl PlatformTally {
                 .filter(|&k| a.count(k) > 0)
                 .map(|k| format!("{} {}", k.name(), a.count(k)))
                 .collect();
-            let mut text = format!("{name} {attempts} attempts, {reached:.0} % reached");
+            let plural = if attempts == 1 { "" } else { "s" };
+            let mut text = format!("{name} {attempts} attempt{plural}, {reached:.0} % reached");
             if !failures.is_empty() {
                 text.push_str(&format!(" ({})", failures.join(", ")));
             }
@@ -200,13 +201,13 @@ mod tests {
         t.add(&x, AttemptResult::Success, 3);
         t.add(&x, AttemptResult::NoReply, 1);
         t.add(&x, AttemptResult::ResetAfterSyn, 4);
-        t.add(&wiki, AttemptResult::Success, 2);
+        t.add(&wiki, AttemptResult::Success, 1);
         let (platforms, controls) = t.summary_lines(8);
         assert_eq!(
             platforms,
             ["x 8 attempts, 38 % reached (reset_after_syn 4, no_reply 1)"]
         );
-        assert_eq!(controls, ["wikipedia 2 attempts, 100 % reached"]);
+        assert_eq!(controls, ["wikipedia 1 attempt, 100 % reached"]);
         let json = t.to_json();
         assert_eq!(json["x"]["attempts"], 8);
         assert_eq!(json["x"]["success"], 3);
