@@ -87,7 +87,32 @@ fn archived_flow_tables_replay_with_the_same_flows_and_labels() {
     let csv_path = dir.join("flows.csv");
     std::fs::write(&csv_path, &csv.stdout).expect("write csv");
 
-    let mut logs = vec![csv_path];
+    // The same CSV as written before the `server_name` and `platform` columns (they come just
+    // before `evidence`, the last column; no earlier field of the sample holds a comma): the
+    // names come back from the archived evidence.
+    let text = String::from_utf8(csv.stdout.clone()).expect("utf-8");
+    let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
+    let name_at = header
+        .iter()
+        .position(|c| *c == "server_name")
+        .expect("server_name column");
+    assert_eq!(
+        header.get(name_at + 1..),
+        Some(&["platform", "evidence"][..])
+    );
+    let older: String = text
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(name_at + 3, ',').collect();
+            let mut kept = fields[..name_at].to_vec();
+            kept.push(fields[name_at + 2]);
+            kept.join(",") + "\n"
+        })
+        .collect();
+    let older_path = dir.join("flows-before-server-name.csv");
+    std::fs::write(&older_path, older).expect("write older csv");
+
+    let mut logs = vec![csv_path, older_path];
     let parquet = original.join("flows.parquet");
     if parquet.is_file() {
         logs.push(parquet);
@@ -105,6 +130,8 @@ fn archived_flow_tables_replay_with_the_same_flows_and_labels() {
         let got = summary(&replay);
         assert_eq!(got["flows"], expected["flows"], "{}", log.display());
         assert_eq!(got["protocols"], expected["protocols"], "{}", log.display());
+        // Attempts per platform and result over the run, and X's window by window.
+        assert_eq!(got["platforms"], expected["platforms"], "{}", log.display());
         // The flows' archived server names tell their platforms as on the wire: the X attempts
         // of every window are the same.
         assert_eq!(

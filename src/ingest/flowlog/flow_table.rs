@@ -17,7 +17,9 @@
 //! `obfuscated`, `family`, `confidence`, `evidence`, `server_name` (kept with a restored label,
 //! so the flow's platform is told by name as when it was captured). A `protocol` that names a detector of this
 //! build (or a token a detector reports) is restored with its confidence and the archived
-//! evidence; otherwise the flow gets what its IP protocol and server port support, marked
+//! evidence, from which it takes back the facts the statistics read ([`archived_fact`]: a DNS
+//! `rcode`, a detector's `platform`, and the server name where the table has no column for
+//! it); otherwise the flow gets what its IP protocol and server port support, marked
 //! `port_only` (as flow exports are). Lines that do not parse are counted, never fatal.
 
 use std::io::BufRead;
@@ -28,7 +30,7 @@ use super::convert::label_for;
 use super::nfdump_csv::parse_timestamp;
 use super::FlowLogError;
 use crate::csv_line::split_csv_line;
-use crate::fingerprint::driver::{Match, SERVER_NAME_FACT};
+use crate::fingerprint::driver::{Match, PLATFORM_FACT, SERVER_NAME_FACT};
 use crate::fingerprint::registry::REGISTRY;
 use crate::fingerprint::{Confidence, Family, Label, Verdict};
 use crate::flow::{EndReason, FlowRecord, Outcome, Transport, FLOW_COLUMNS};
@@ -206,12 +208,43 @@ fn restore_label(
         .and_then(|c| parse_confidence(&c))
         .unwrap_or(Confidence::PortOnly);
     let mut verdict = Verdict::new(confidence).fact("source", "flow_table");
-    if let Some(evidence) = get(cols.evidence).filter(|e| !e.trim().is_empty()) {
+    let evidence = get(cols.evidence).filter(|e| !e.trim().is_empty());
+    // The name the archived flow asked for, so that its platform is told by name again: its
+    // column, or in tables written before it, the name facts of the archived evidence.
+    let name = match cols.server_name {
+        Some(_) => get(cols.server_name)
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty()),
+        None => evidence
+            .as_deref()
+            .and_then(archived_server_name)
+            .map(str::to_string),
+    };
+    // What the statistics read of a live label: a DNS answer's code, which tells a platform's
+    // DNS attempt a success or a failure, and the platform a detector recognised on the wire.
+    let rcode = evidence
+        .as_deref()
+        .and_then(|e| archived_fact(e, "rcode", |c| c.is_ascii_digit()))
+        .and_then(|r| r.parse::<i64>().ok());
+    let platform = evidence
+        .as_deref()
+        .and_then(|e| {
+            archived_fact(e, PLATFORM_FACT, |c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'
+            })
+        })
+        .map(str::to_string);
+    if let Some(evidence) = evidence {
         verdict = verdict.fact("archived_evidence", evidence);
     }
-    // The name the archived flow asked for, so that its platform is told by name again.
-    if let Some(name) = get(cols.server_name).filter(|n| !n.trim().is_empty()) {
-        verdict = verdict.fact(SERVER_NAME_FACT, name.trim().to_string());
+    if let Some(name) = name {
+        verdict = verdict.fact(SERVER_NAME_FACT, name);
+    }
+    if let Some(rcode) = rcode {
+        verdict = verdict.fact("rcode", rcode);
+    }
+    if let Some(platform) = platform {
+        verdict = verdict.fact(PLATFORM_FACT, platform);
     }
     verdict.protocol = renamed;
     verdict.application = get(cols.application).and_then(|a| {
@@ -233,6 +266,61 @@ fn restore_label(
         .and_then(|f| parse_family(&f))
         .filter(|f| *f != spec.family);
     Some(Label::merge(vec![Match { spec, verdict }]))
+}
+
+/// The server name in an archived evidence text, looked up as [`Label::server_name`] looks
+/// up the facts of a live label: the first `sni`, else `host`, else `qname` ([`archived_fact`];
+/// letters, digits and `.-_:[]` only).
+pub fn archived_server_name(evidence: &str) -> Option<&str> {
+    let host_like = |c: u8| c.is_ascii_alphanumeric() || b".-_:[]".contains(&c);
+    ["sni", "host", "qname"]
+        .into_iter()
+        .find_map(|key| archived_fact(evidence, key, host_like))
+}
+
+/// The value of the first fact named `key` in an archived evidence text (`tls: sni=api.x.com,
+/// version=1.3; dns: ...`, as [`Label`]'s evidence is written: `spec: key=value, key=value;
+/// spec: ...`), when every byte of it passes `allowed` and it is followed by the end of the
+/// text or by the next fact or detector. A text value may hold the separators itself, and a
+/// value cut at one would be another value: then there is none.
+pub fn archived_fact<'a>(
+    evidence: &'a str,
+    key: &str,
+    allowed: impl Fn(u8) -> bool,
+) -> Option<&'a str> {
+    let is_key = |text: &str, end: char| {
+        text.find(end).is_some_and(|i| {
+            i > 0
+                && text[..i]
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        })
+    };
+    let mut from = 0;
+    while let Some(at) = evidence.get(from..)?.find(key).map(|i| i + from) {
+        from = at + key.len();
+        let before = evidence.get(..at)?;
+        let at_fact_start = before.ends_with(": ") || before.ends_with(", ");
+        let Some(rest) = evidence.get(from..).and_then(|r| r.strip_prefix('=')) else {
+            continue;
+        };
+        if !at_fact_start {
+            continue;
+        }
+        let end = rest.find([',', ';']).unwrap_or(rest.len());
+        let (value, after) = rest.split_at(end);
+        let well_ended = after.is_empty()
+            || after
+                .strip_prefix(", ")
+                .is_some_and(|next| is_key(next, '='))
+            || after
+                .strip_prefix("; ")
+                .is_some_and(|next| is_key(next, ':'));
+        let well_formed = !value.is_empty() && value.bytes().all(&allowed);
+        // The first fact of this name decides, as for a live label.
+        return (well_ended && well_formed).then_some(value);
+    }
+    None
 }
 
 /// One row as a [`FlowRecord`] (id 0) and whether its label was restored. Err is a short reason.
@@ -428,6 +516,75 @@ mod tests {
             |i: usize| crate::stats::flow_platform(&flows[i], &platforms).map(|p| p.name.as_str());
         assert_eq!(platform(0), Some("x"));
         assert_eq!(platform(1), None);
+    }
+
+    /// Tables written before the `server_name` column: the name comes from the archived
+    /// evidence, as a live label gives it (SNI first, then Host, then the DNS question), and
+    /// only where the text leaves no doubt where it ends. So do a DNS answer's code and a
+    /// detector's platform, in any table.
+    #[test]
+    fn archived_evidence_gives_back_the_facts_the_statistics_read() {
+        let cases = [
+            ("tls: sni=api.x.com, version=1.3", Some("api.x.com")),
+            ("http: method=GET, host=x.com:8080", Some("x.com:8080")),
+            (
+                "http_proxy: method=GET, target_host=a.example; http: host=b.example",
+                Some("b.example"),
+            ),
+            ("dns: qname=twitter.com, rcode=0", Some("twitter.com")),
+            // SNI before Host whatever their order, as `Label::server_name`.
+            (
+                "http: host=h.example; tls: sni=s.example",
+                Some("s.example"),
+            ),
+            // Text that holds a separator of its own: no name rather than a cut one.
+            ("tls: sni=x.com, evil, version=1.3", None),
+            ("tls: sni=x.com; not a detector", None),
+            ("tls: sni=a b.example", None),
+            ("tls: sni=, version=1.3", None),
+            ("tls: xsni=x.com", None),
+            ("wireguard: handshake=initiation", None),
+            ("", None),
+        ];
+        for (evidence, name) in cases {
+            assert_eq!(archived_server_name(evidence), name, "{evidence}");
+        }
+        // The DNS answer's code and a detector's platform come back as the facts they were.
+        let (flows, _) = read_flow_table_csv(
+            "first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,confidence,evidence
+2024-02-17T17:02:00Z,2024-02-17T17:02:01Z,udp,10.0.0.7,50000,198.51.100.53,53,1,1,40,80,established,dns,both_directions,\"dns: qname=x.com, qtype=1, rcode=3\"
+2024-02-17T17:02:00Z,2024-02-17T17:02:09Z,tcp,10.0.0.7,50001,198.51.100.4,443,9,8,900,8000,established,mtproto,both_directions,\"mtproto: transport=abridged, platform=telegram\"
+"
+            .as_bytes(),
+        )
+        .expect("table");
+        assert_eq!(flows[0].label.dns_rcode(), Some(3));
+        assert_eq!(flows[0].label.server_name(), Some("x.com"));
+        assert_eq!(flows[1].label.platform(), Some("telegram"));
+        let (flows, _) = read_flow_table_csv(
+            "first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,confidence,evidence
+2024-02-17T17:02:00Z,2024-02-17T17:02:09Z,tcp,10.0.0.7,50000,198.51.100.4,443,9,8,900,8000,established,tls,one_message,\"tls: sni=api.x.com, version=1.3\"
+"
+            .as_bytes(),
+        )
+        .expect("table");
+        assert_eq!(flows[0].label.server_name(), Some("api.x.com"));
+        let platforms = crate::intel::platforms::PlatformMatcher::default();
+        assert_eq!(
+            crate::stats::flow_platform(&flows[0], &platforms).map(|p| p.name.as_str()),
+            Some("x")
+        );
+    }
+
+    proptest! {
+        /// Any text: no panic, and a name found is host-like and in the text.
+        #[test]
+        fn archived_names_are_found_anywhere_safely(text in ".{0,80}") {
+            if let Some(name) = archived_server_name(&text) {
+                prop_assert!(text.contains(name));
+                prop_assert!(!name.is_empty() && !name.contains([',', ';', ' ']));
+            }
+        }
     }
 
     #[test]
