@@ -31,7 +31,7 @@ use crate::flow::FlowRecord;
 use crate::pipeline::{FileStatus, RunSummary};
 use crate::stats::{
     host_of, parse_platform_column, platform_column, FlowColumns, MetricSeries, StatsConfig,
-    CIRCUMVENTION_FAMILIES,
+    CIRCUMVENTION_FAMILIES, FAILURE_KINDS,
 };
 
 /// Version of the `report_data.json` shape; bump on any incompatible change.
@@ -1803,25 +1803,67 @@ fn section_reachability(
     );
     figure(h, per_platform, &platform_chart_caption(d));
     figure(h, failures, "Failed platform attempts per window, by kind (DNS failure, reset after SYN, reset after client data, no reply).");
+    platform_totals_table(h, d);
+    h.push_str("</section>\n");
+}
+
+/// Attempts over the whole run per measured platform (most first), for all of them pooled and
+/// for the control sites: successes, success ratio and failures by kind, the sums of the
+/// per-window series (control sites have no failure series: `–`).
+fn platform_totals_table(h: &mut String, d: &ReportData) {
     let sum = |name: &str| {
         d.series
             .get(name)
-            .map_or(0.0, |v| v.iter().filter(|x| x.is_finite()).sum::<f64>())
+            .map(|v| v.iter().filter(|x| x.is_finite()).sum::<f64>())
     };
-    h.push_str("<table id=\"failure-kinds\"><thead><tr><th>attempts</th><th class=\"num\">total</th></tr></thead><tbody>");
-    for name in ["platform_attempts", "platform_successes"]
+    let mut platforms: Vec<(f64, &str)> = d
+        .series
+        .columns
         .iter()
-        .chain(FAILURE_SERIES.iter())
-        .chain(["control_attempts", "control_successes"].iter())
-    {
+        .filter_map(|c| match parse_platform_column(&c.name) {
+            Some((platform, "attempts")) => Some((sum(&c.name).unwrap_or(0.0), platform)),
+            _ => None,
+        })
+        .filter(|(attempts, _)| *attempts > 0.0)
+        .collect();
+    platforms.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    h.push_str("<table id=\"platform-totals\"><thead><tr><th>attempts on</th><th class=\"num\">attempts</th><th class=\"num\">succeeded</th><th class=\"num\">success ratio</th>");
+    for kind in FAILURE_KINDS {
+        let _ = write!(h, "<th class=\"num\">{}</th>", escape(kind.name()));
+    }
+    h.push_str("</tr></thead><tbody>");
+    let mut row = |label: String, prefix: &str, failures: bool| {
+        let column = |field: &str| sum(&format!("{prefix}_{field}"));
+        let attempts = column("attempts").unwrap_or(0.0);
+        let successes = column("successes").unwrap_or(0.0);
+        let ratio = if attempts > 0.0 {
+            format!("{:.1} %", successes * 100.0 / attempts)
+        } else {
+            "–".to_string()
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
-            escape(name),
-            escape(&fmt_num(sum(name)))
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{ratio}</td>",
+            escape(&label),
+            fmt_num(attempts),
+            fmt_num(successes),
         );
+        for kind in FAILURE_KINDS {
+            let value = if failures {
+                column(kind.name()).map_or("–".to_string(), fmt_num)
+            } else {
+                "–".to_string()
+            };
+            let _ = write!(h, "<td class=\"num\">{value}</td>");
+        }
+        h.push_str("</tr>");
+    };
+    for (_, platform) in &platforms {
+        row(platform.to_string(), &format!("platform_{platform}"), true);
     }
-    h.push_str("</tbody></table></section>\n");
+    row("all measured platforms".to_string(), "platform", true);
+    row("control sites".to_string(), "control", false);
+    h.push_str("</tbody></table>");
 }
 
 /// The per-platform chart's caption: what is drawn and which platforms are not.

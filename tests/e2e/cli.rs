@@ -254,6 +254,30 @@ fn summaries_count_platform_attempts_as_rows_and_series_do() {
         Some(series_sum("platform_x_successes")),
         map["x"]["success"].as_u64()
     );
+    // The report's table of totals, X's row first (the most attempts).
+    let html = std::fs::read_to_string(dir.join("all/report.html")).expect("report.html");
+    let table = html
+        .split("<table id=\"platform-totals\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("a platform totals table");
+    let x = &map["x"];
+    let x_row = format!(
+        "<tbody><tr><td>x</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+        x["attempts"], x["success"]
+    );
+    assert!(table.contains(&x_row), "{table}");
+    let x_failures: String = [
+        "dns_failure",
+        "reset_after_syn",
+        "reset_after_client_data",
+        "no_reply",
+        "throttled",
+    ]
+    .iter()
+    .map(|k| format!("<td class=\"num\">{}</td>", x[*k]))
+    .collect();
+    assert!(table.contains(&(x_failures + "</tr>")), "{table}");
 
     let watched = analyze(&dir.join("watch"), &["--watch", "x"]);
     let names: Vec<&String> = watched.as_object().expect("object").keys().collect();
