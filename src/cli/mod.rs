@@ -410,10 +410,46 @@ pub struct ExplainArgs {
     /// `flows`: `x`, `telegram`, ...) equals this token.
     #[arg(long, value_name = "TOKEN")]
     pub protocol: Option<String>,
+    /// Only flows that tried to reach a platform or control site and whose attempt ended so:
+    /// `failed` (any failure kind), or one result as the reachability series name it.
+    #[arg(long, value_name = "RESULT")]
+    pub attempt: Option<AttemptFilter>,
     /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`
     /// (as `analyze --platforms`).
     #[arg(long, value_name = "FILE")]
     pub platforms: Option<PathBuf>,
+}
+
+/// `explain --attempt`: which platform attempts to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum AttemptFilter {
+    /// Any failure kind (`dns_failure`, `reset_after_syn`, `reset_after_client_data`,
+    /// `no_reply`, `throttled`).
+    Failed,
+    Success,
+    DnsFailure,
+    ResetAfterSyn,
+    ResetAfterClientData,
+    NoReply,
+    Throttled,
+    Other,
+}
+
+impl AttemptFilter {
+    fn admits(self, result: crate::stats::AttemptResult) -> bool {
+        use crate::stats::AttemptResult as R;
+        match self {
+            AttemptFilter::Failed => crate::stats::FAILURE_KINDS.contains(&result),
+            AttemptFilter::Success => result == R::Success,
+            AttemptFilter::DnsFailure => result == R::DnsFailure,
+            AttemptFilter::ResetAfterSyn => result == R::ResetAfterSyn,
+            AttemptFilter::ResetAfterClientData => result == R::ResetAfterClientData,
+            AttemptFilter::NoReply => result == R::NoReply,
+            AttemptFilter::Throttled => result == R::Throttled,
+            AttemptFilter::Other => result == R::Other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1298,8 +1334,8 @@ fn platforms_with(
 }
 
 fn run_explain(args: ExplainArgs) -> Result<i32> {
-    if args.flow.is_none() && args.protocol.is_none() {
-        bail!("say which flows to explain: --flow N or --protocol TOKEN");
+    if args.flow.is_none() && args.protocol.is_none() && args.attempt.is_none() {
+        bail!("say which flows to explain: --flow N, --protocol TOKEN or --attempt RESULT");
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -1307,17 +1343,25 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
     let platforms = platforms_with(args.platforms.as_deref())?;
     let (records, summary) = run_pipeline(&args.input)?;
     for r in &records {
-        let platform = crate::stats::flow_platform(r, &platforms).map(|p| p.name.as_str());
+        let attempt = crate::stats::flow_attempt(r, &platforms);
+        let platform = attempt.map(|(p, _)| p.name.as_str());
         let wanted = args.flow.is_none_or(|id| id == r.id)
             && args.protocol.as_deref().is_none_or(|p| {
                 r.label.protocol == p
                     || r.label.application == Some(p)
                     || r.label.provider == Some(p)
                     || platform == Some(p)
-            });
+            })
+            && args
+                .attempt
+                .is_none_or(|wanted| attempt.is_some_and(|(_, result)| wanted.admits(result)));
         if wanted {
             shown += 1;
-            output::explain(&mut out, r, platform)?;
+            output::explain(
+                &mut out,
+                r,
+                attempt.map(|(p, result)| (p.name.as_str(), result)),
+            )?;
         }
     }
     out.flush()?;

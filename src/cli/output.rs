@@ -534,8 +534,13 @@ fn write_table<R: Borrow<FlowRecord>>(
 }
 
 /// Full reasoning for one flow: its facts, each detector that matched, and why the label won.
-/// `platform` is the one the flow tried to reach ([`crate::stats::flow_platform`]).
-pub fn explain(out: &mut impl Write, r: &FlowRecord, platform: Option<&str>) -> io::Result<()> {
+/// `attempt` is the platform the flow tried to reach and how the attempt ended, as the
+/// reachability series count it ([`crate::stats::flow_attempt`]).
+pub fn explain(
+    out: &mut impl Write,
+    r: &FlowRecord,
+    attempt: Option<(&str, crate::stats::AttemptResult)>,
+) -> io::Result<()> {
     writeln!(
         out,
         "flow {}  {} {}:{} -> {}:{}",
@@ -579,12 +584,16 @@ pub fn explain(out: &mut impl Write, r: &FlowRecord, platform: Option<&str>) -> 
         r.label.family.name(),
         r.label.confidence.map_or("-", |c| c.name())
     )?;
-    writeln!(
+    write!(
         out,
         "  target    server_name={} platform={}",
         r.label.server_name().unwrap_or("-"),
-        platform.unwrap_or("-")
+        attempt.map_or("-", |(p, _)| p)
     )?;
+    match attempt {
+        Some((_, result)) => writeln!(out, " attempt={}", result.name())?,
+        None => writeln!(out)?,
+    }
     if r.label.matches.is_empty() {
         writeln!(out, "  no detector matched")?;
     }

@@ -146,7 +146,7 @@ fn flows_name_the_server_and_the_platform_it_belongs_to() {
                 .count()
     );
     assert!(
-        text.contains("  target    server_name=x.com platform=mine\n"),
+        text.contains("  target    server_name=x.com platform=mine attempt="),
         "{text}"
     );
 }
@@ -289,6 +289,37 @@ fn summaries_count_platform_attempts_as_rows_and_series_do() {
     );
     assert_eq!(watched["x"], map["x"]);
     assert_eq!(watched["wikipedia"], map["wikipedia"]);
+
+    // `explain --attempt failed` shows X's failed attempts, each saying how it failed.
+    let out = run(&[
+        "explain",
+        sample,
+        "--protocol",
+        "x",
+        "--attempt",
+        "failed",
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let failed: u64 = [
+        "dns_failure",
+        "reset_after_syn",
+        "reset_after_client_data",
+        "no_reply",
+        "throttled",
+    ]
+    .iter()
+    .map(|k| x[*k].as_u64().expect("a count"))
+    .sum();
+    let targets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  target "))
+        .collect();
+    assert_eq!(targets.len() as u64, failed, "{text}");
+    assert!(targets.iter().all(|l| l.contains(" platform=x attempt=")
+        && !l.ends_with("attempt=success")
+        && !l.ends_with("attempt=other")));
 
     // The terminal summary has a line per platform, the most attempted first.
     let out = run(&["flows", sample, "--format", "jsonl"]);
