@@ -465,14 +465,6 @@ impl Label {
         }
     }
 
-    /// Whether a DNS response carried answers (None when unknown).
-    pub fn dns_answered(&self) -> Option<bool> {
-        match self.fact("answers") {
-            Some(super::Fact::Int(v)) => Some(*v > 0),
-            _ => None,
-        }
-    }
-
     /// `spec: fact=value, ...; spec: ...`, deciding match first.
     pub fn evidence_text(&self) -> String {
         let mut out = String::new();

@@ -565,8 +565,10 @@ pub fn flow_attempt<'a>(
     let p = flow_platform(r, platforms)?;
     let result = if r.label.protocol == "dns" {
         match r.label.dns_rcode() {
-            Some(0) if r.label.dns_answered() != Some(false) => AttemptResult::Success,
-            Some(0) => AttemptResult::DnsFailure,
+            // NOERROR, with records or without: a name without AAAA records gets an empty
+            // NOERROR to its AAAA question (NODATA, RFC 2308 §2.2), unblocked.
+            Some(0) => AttemptResult::Success,
+            // SERVFAIL, NXDOMAIN, REFUSED (RFC 1035 §4.1.1): what DNS blocking answers.
             Some(2 | 3 | 5) => AttemptResult::DnsFailure,
             Some(_) => AttemptResult::Other,
             None if r.outcome == Outcome::NoReply => AttemptResult::DnsFailure,
