@@ -411,44 +411,31 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "TOKEN")]
     pub protocol: Option<String>,
     /// Only flows that tried to reach a platform or control site and whose attempt ended so:
-    /// `failed` (any failure kind), or one result as the reachability series name it.
-    #[arg(long, value_name = "RESULT")]
-    pub attempt: Option<AttemptFilter>,
+    /// `failed` (any failure kind: `dns_failure`, `reset_after_syn`, `reset_after_client_data`,
+    /// `no_reply`, `throttled`), or one result as the reachability series name it.
+    #[arg(long, value_name = "RESULT", value_parser = attempt_filter_values())]
+    pub attempt: Option<String>,
     /// Extra platform/control definitions: lines `name,control,domain;domain,prefix;prefix`
     /// (as `analyze --platforms`).
     #[arg(long, value_name = "FILE")]
     pub platforms: Option<PathBuf>,
 }
 
-/// `explain --attempt`: which platform attempts to show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum AttemptFilter {
-    /// Any failure kind (`dns_failure`, `reset_after_syn`, `reset_after_client_data`,
-    /// `no_reply`, `throttled`).
-    Failed,
-    Success,
-    DnsFailure,
-    ResetAfterSyn,
-    ResetAfterClientData,
-    NoReply,
-    Throttled,
-    Other,
+/// `explain --attempt` values: `failed` (any failure kind) or one [`AttemptResult`] name.
+///
+/// [`AttemptResult`]: crate::stats::AttemptResult
+fn attempt_filter_values() -> clap::builder::PossibleValuesParser {
+    std::iter::once("failed")
+        .chain(crate::stats::ALL_RESULTS.map(crate::stats::AttemptResult::name))
+        .collect::<Vec<_>>()
+        .into()
 }
 
-impl AttemptFilter {
-    fn admits(self, result: crate::stats::AttemptResult) -> bool {
-        use crate::stats::AttemptResult as R;
-        match self {
-            AttemptFilter::Failed => crate::stats::FAILURE_KINDS.contains(&result),
-            AttemptFilter::Success => result == R::Success,
-            AttemptFilter::DnsFailure => result == R::DnsFailure,
-            AttemptFilter::ResetAfterSyn => result == R::ResetAfterSyn,
-            AttemptFilter::ResetAfterClientData => result == R::ResetAfterClientData,
-            AttemptFilter::NoReply => result == R::NoReply,
-            AttemptFilter::Throttled => result == R::Throttled,
-            AttemptFilter::Other => result == R::Other,
-        }
+/// Whether an attempt that ended in `result` is one `explain --attempt filter` shows.
+fn attempt_admitted(filter: &str, result: crate::stats::AttemptResult) -> bool {
+    match filter {
+        "failed" => crate::stats::FAILURE_KINDS.contains(&result),
+        name => result.name() == name,
     }
 }
 
@@ -1352,9 +1339,9 @@ fn run_explain(args: ExplainArgs) -> Result<i32> {
                     || r.label.provider == Some(p)
                     || platform == Some(p)
             })
-            && args
-                .attempt
-                .is_none_or(|wanted| attempt.is_some_and(|(_, result)| wanted.admits(result)));
+            && args.attempt.as_deref().is_none_or(|filter| {
+                attempt.is_some_and(|(_, result)| attempt_admitted(filter, result))
+            });
         if wanted {
             shown += 1;
             output::explain(
