@@ -493,7 +493,7 @@ fn explain_needs_a_selector_and_prints_reasoning() {
     let f = fixture("three_udp.pcap");
     let out = run(&["explain", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--flow N or --protocol"));
+    assert!(stderr(&out).contains("--flow N, --protocol TOKEN or --attempt RESULT"));
     let out = run(&["explain", f.to_str().unwrap(), "--flow", "1", "-q"]);
     assert!(out.status.success());
     let text = stdout(&out);
