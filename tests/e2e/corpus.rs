@@ -251,3 +251,92 @@ fn dev_corpus_flows_are_the_same_on_any_thread_count() {
         assert_eq!(other.1, one.1, "{threads} threads: the summary differs");
     }
 }
+
+/// The dev captures' flows, and the benchmark mix of nDPI's captures, archived as `flows
+/// --format csv` writes them (also without the `server_name` column, as before it existed) and
+/// replayed through `analyze --flow-log`, give the capture's protocol counts and attempts per
+/// platform and result: what the statistics read of a label (names, DNS answers, a platform
+/// detector's verdict on a flow it leaves `unknown`) comes back from the archive, and the
+/// payload estimated from the byte totals judges the same flows throttled.
+#[test]
+fn corpus_replayed_as_a_flow_table_gives_the_same_platform_attempts() {
+    let Some(shared) = shared("corpus_replayed_as_a_flow_table_gives_the_same_platform_attempts")
+    else {
+        return;
+    };
+    let dir = scratch("corpus_replay");
+    let summary = |args: &[&str]| {
+        let mut all = vec!["analyze", "-q", "--json"];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            stderr(&out)
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(stdout(&out).trim()).expect("summary JSON");
+        doc
+    };
+    let mut throttled = 0;
+    for (name, input) in [
+        ("dev", shared.join("corpus/dev")),
+        ("mix", shared.join("bench/ndpi-mix.pcap.gz")),
+    ] {
+        let input = input.to_str().expect("utf-8");
+        let out = |what: &str| dir.join(format!("{name}-{what}"));
+        let captured = summary(&[input, "--out", out("capture").to_str().expect("utf-8")]);
+        let csv = run(&["flows", input, "--format", "csv", "-q"]);
+        assert!(
+            csv.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            stderr(&csv)
+        );
+        let text = String::from_utf8(csv.stdout).expect("utf-8");
+        // The same table as written before the `server_name` and `platform` columns, which
+        // come just before `evidence`, the last column (no earlier field holds a comma).
+        let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
+        let name_at = header
+            .iter()
+            .position(|c| *c == "server_name")
+            .expect("server_name column");
+        let older: String = text
+            .lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.splitn(name_at + 3, ',').collect();
+                let mut kept = fields[..name_at].to_vec();
+                kept.extend(fields.get(name_at + 2));
+                kept.join(",") + "\n"
+            })
+            .collect();
+        for (table, bytes) in [("flows.csv", text.clone()), ("older.csv", older)] {
+            let path = out(table);
+            std::fs::write(&path, bytes).expect("write table");
+            let replayed = summary(&[
+                "--flow-log",
+                path.to_str().expect("utf-8"),
+                "--out",
+                out(&format!("replay-{table}")).to_str().expect("utf-8"),
+            ]);
+            assert_eq!(replayed["flows"], captured["flows"], "{name} {table}");
+            assert_eq!(
+                replayed["protocols"], captured["protocols"],
+                "{name} {table}"
+            );
+            assert_eq!(
+                replayed["platforms"], captured["platforms"],
+                "{name} {table}"
+            );
+        }
+        let platforms = captured["platforms"].as_object().expect("platforms");
+        assert!(
+            platforms["whatsapp"]["attempts"].as_u64() > Some(50),
+            "{name}: the WhatsApp sessions: {platforms:?}"
+        );
+        throttled += platforms
+            .values()
+            .filter_map(|p| p["throttled"].as_u64())
+            .sum::<u64>();
+    }
+    assert!(throttled > 0, "throttled attempts in the mix");
+}

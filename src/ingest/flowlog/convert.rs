@@ -124,8 +124,32 @@ pub fn label_for(transport: Transport, ip_proto: u8, server_port: u16) -> Label 
     }
 }
 
-/// One export record as a one-way [`FlowRecord`] (see the module docs for the orientation).
-/// `payload_bytes` stay 0: an export does not say how much of each packet was header.
+/// Payload bytes per direction of a flow known only by its IP-layer totals (flow exports and
+/// flow tables, which do not say how much of each packet was header): the bytes less a
+/// typical header per packet, never below 0. The header counted is IPv4's 20 bytes or IPv6's
+/// 40, plus TCP's 20 and the 12 of the timestamps option most stacks send (RFC 7323), or
+/// UDP's 8. Where a flow's packets carry less header than that, its payload comes out a little
+/// low, never high: a direction of bare ACKs estimates to 0, not to a transfer, so a slow
+/// upload's ACKs are not taken for throttled server data ([`crate::stats::is_throttled`]
+/// reads these).
+pub fn estimated_payload(
+    transport: Transport,
+    ipv6: bool,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+) -> [u64; 2] {
+    let ip = if ipv6 { 40 } else { 20 };
+    let header = ip
+        + match transport {
+            Transport::Tcp => 32,
+            Transport::Udp => 8,
+            _ => 0,
+        };
+    [0, 1].map(|d| bytes[d].saturating_sub(packets[d].saturating_mul(header)))
+}
+
+/// One export record as a one-way [`FlowRecord`] (see the module docs for the orientation),
+/// with its payload estimated from its totals ([`estimated_payload`]).
 pub fn to_flow_record(r: &ExportRecord, id: u64) -> FlowRecord {
     let transport = Transport::from_ip_proto(r.ip_proto);
     let ports = matches!(transport, Transport::Tcp | Transport::Udp);
@@ -171,7 +195,7 @@ pub fn to_flow_record(r: &ExportRecord, id: u64) -> FlowRecord {
         server_port,
         packets,
         bytes,
-        payload_bytes: [0, 0],
+        payload_bytes: estimated_payload(transport, server_ip.is_ipv6(), packets, bytes),
         tcp_flags,
         outcome: Outcome::OneWay,
         end_reason,
@@ -182,6 +206,28 @@ pub fn to_flow_record(r: &ExportRecord, id: u64) -> FlowRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_is_the_bytes_less_a_typical_header_per_packet() {
+        // IPv4 TCP: 52 bytes of header a packet; bare ACKs (40 or 52 bytes) estimate to 0.
+        assert_eq!(
+            estimated_payload(Transport::Tcp, false, [10, 100], [1000, 5200 + 67_500]),
+            [480, 67_500]
+        );
+        assert_eq!(
+            estimated_payload(Transport::Tcp, false, [1500, 2], [60_000, 104]),
+            [0, 0]
+        );
+        // IPv6 UDP: 48 bytes; other transports: the IP header only.
+        assert_eq!(
+            estimated_payload(Transport::Udp, true, [2, 1], [200, 48]),
+            [104, 0]
+        );
+        assert_eq!(
+            estimated_payload(Transport::Other(47), false, [1, 0], [120, 0]),
+            [100, 0]
+        );
+    }
 
     fn rec(proto: u8, sp: u16, dp: u16) -> ExportRecord {
         ExportRecord {

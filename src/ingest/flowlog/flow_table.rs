@@ -30,7 +30,7 @@ use super::convert::label_for;
 use super::nfdump_csv::parse_timestamp;
 use super::FlowLogError;
 use crate::csv_line::split_csv_line;
-use crate::fingerprint::driver::{Match, PLATFORM_FACT, SERVER_NAME_FACT};
+use crate::fingerprint::driver::{Match, PLATFORM_FACT, SERVER_NAME_FACT, UNKNOWN_PROTOCOL};
 use crate::fingerprint::registry::REGISTRY;
 use crate::fingerprint::{Confidence, Family, Label, Verdict};
 use crate::flow::{EndReason, FlowRecord, Outcome, Transport, FLOW_COLUMNS};
@@ -52,9 +52,10 @@ pub struct TableStats {
     pub bad_lines: u64,
     /// Line number and reason of the first line that did not parse.
     pub first_bad_line: Option<(u64, String)>,
-    /// Flows whose archived `protocol` was restored.
+    /// Flows whose archived `protocol` was restored (`unknown` included).
     pub labels_restored: u64,
-    /// Flows labelled from IP protocol and port only (no or unknown `protocol`).
+    /// Flows labelled from IP protocol and port only (no `protocol`, or one this build has no
+    /// detector for).
     pub labels_from_ports: u64,
 }
 
@@ -197,8 +198,19 @@ fn restore_label(
 ) -> Option<Label> {
     let protocol = get(cols.protocol)?;
     let protocol = protocol.trim();
+    let evidence = get(cols.evidence).filter(|e| !e.trim().is_empty());
     let (spec, renamed) = match REGISTRY.iter().find(|s| s.name == protocol) {
         Some(spec) => (*spec, None),
+        None if protocol == UNKNOWN_PROTOCOL => {
+            // A detector that recognised a platform's own protocol (MTProto, WhatsApp) keeps
+            // the flow `unknown` and introduces its evidence with its own name; a flow no
+            // detector matched has no evidence, and is not restored.
+            let decider = evidence.as_deref()?.split_once(':')?.0.trim();
+            (
+                *REGISTRY.iter().find(|s| s.name == decider)?,
+                Some(UNKNOWN_PROTOCOL),
+            )
+        }
         None => {
             let (token, via) = REPORTED_AS.iter().find(|(t, _)| *t == protocol)?;
             (*REGISTRY.iter().find(|s| s.name == *via)?, Some(*token))
@@ -208,7 +220,6 @@ fn restore_label(
         .and_then(|c| parse_confidence(&c))
         .unwrap_or(Confidence::PortOnly);
     let mut verdict = Verdict::new(confidence).fact("source", "flow_table");
-    let evidence = get(cols.evidence).filter(|e| !e.trim().is_empty());
     // The name the archived flow asked for, so that its platform is told by name again: its
     // column, or in tables written before it, the name facts of the archived evidence.
     let name = match cols.server_name {
@@ -270,9 +281,10 @@ fn restore_label(
 
 /// The server name in an archived evidence text, looked up as [`Label::server_name`] looks
 /// up the facts of a live label: the first `sni`, else `host`, else `qname` ([`archived_fact`];
-/// letters, digits and `.-_:[]` only).
+/// visible ASCII only, which a DNS question may use beyond a host name's letters: a wildcard
+/// `*.teams.microsoft.com` was asked in the nDPI captures).
 pub fn archived_server_name(evidence: &str) -> Option<&str> {
-    let host_like = |c: u8| c.is_ascii_alphanumeric() || b".-_:[]".contains(&c);
+    let host_like = |c: u8| c.is_ascii_graphic() && c != b',' && c != b';';
     ["sni", "host", "qname"]
         .into_iter()
         .find_map(|key| archived_fact(evidence, key, host_like))
@@ -353,7 +365,14 @@ pub fn parse_row(
         },
     );
     let server_port = port(6)?;
-    let restored = restore_label(cols, &get);
+    // An archived `unknown` is a verdict too (the detectors saw the flow and none matched),
+    // kept as it was rather than guessed again from the port; an empty or missing `protocol`
+    // gets the port's label, as a flow export does.
+    let restored = restore_label(cols, &get).or_else(|| {
+        get(cols.protocol)
+            .is_some_and(|p| p.trim() == UNKNOWN_PROTOCOL)
+            .then(Label::default)
+    });
     let was_restored = restored.is_some();
     let label = restored.unwrap_or_else(|| label_for(transport, ip_proto, server_port));
     Ok((
@@ -369,7 +388,12 @@ pub fn parse_row(
             server_port,
             packets,
             bytes,
-            payload_bytes: [0, 0],
+            payload_bytes: super::convert::estimated_payload(
+                transport,
+                server_ip.is_ipv6(),
+                packets,
+                bytes,
+            ),
             tcp_flags: [0, 0],
             outcome,
             end_reason: EndReason::EndOfInput,
@@ -485,7 +509,8 @@ mod tests {
         let (flows, stats) = read_flow_table_csv(TABLE.as_bytes()).expect("table");
         assert_eq!(stats.records, 2);
         assert_eq!(stats.bad_lines, 0);
-        assert_eq!(stats.labels_restored, 1);
+        // The WireGuard label, and the `unknown` one.
+        assert_eq!(stats.labels_restored, 2);
         let wg = &flows[0];
         assert_eq!(wg.label.protocol, "wireguard");
         assert_eq!(wg.label.application, Some("warp"));
@@ -495,7 +520,6 @@ mod tests {
         assert_eq!(wg.packets, [40, 38]);
         assert_eq!(wg.last_ts - wg.first_ts, 180_499_999_000);
         assert_eq!(flows[1].outcome, Outcome::NoReply);
-        // `unknown` is not a detector: the flow gets what port 443/tcp supports (nothing here).
         assert_eq!(flows[1].label.protocol, "unknown");
     }
 
@@ -532,6 +556,10 @@ mod tests {
                 Some("b.example"),
             ),
             ("dns: qname=twitter.com, rcode=0", Some("twitter.com")),
+            (
+                "dns: qname=*.teams.microsoft.com, qtype=1, rcode=3",
+                Some("*.teams.microsoft.com"),
+            ),
             // SNI before Host whatever their order, as `Label::server_name`.
             (
                 "http: host=h.example; tls: sni=s.example",
@@ -561,6 +589,34 @@ mod tests {
         assert_eq!(flows[0].label.dns_rcode(), Some(3));
         assert_eq!(flows[0].label.server_name(), Some("x.com"));
         assert_eq!(flows[1].label.platform(), Some("telegram"));
+    }
+
+    /// A flow a platform's detector recognised stays `unknown` (the vocabulary has no token for
+    /// a platform's own protocol) with that detector's evidence: it is restored, as the
+    /// evidence's first detector, and keeps its platform. Any other `unknown` flow stays
+    /// `unknown`, on a VPN's port too: the archive says the detectors saw it and none matched.
+    #[test]
+    fn unknown_flows_a_platform_detector_recognised_keep_their_platform() {
+        let head = "first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,family,confidence,evidence\n";
+        let rows = [
+            "2022-06-12T10:46:41Z,2022-06-12T10:46:42Z,tcp,192.168.2.100,44804,179.60.195.49,5222,9,0,2013,0,no_reply,unknown,other,one_message,\"whatsapp: platform=whatsapp, version=5.2, client_frames=3\"",
+            "2022-06-12T10:46:41Z,2022-06-12T10:46:42Z,tcp,192.168.2.100,44805,198.51.100.9,1723,1,0,60,0,no_reply,unknown,other,,",
+            "2022-06-12T10:46:41Z,2022-06-12T10:46:42Z,tcp,192.168.2.100,44806,198.51.100.9,443,3,3,300,300,established,unknown,other,one_message,\"no_such_detector: platform=x\"",
+        ];
+        let table = head.to_string() + &rows.join("\n") + "\n";
+        let (flows, stats) = read_flow_table_csv(table.as_bytes()).expect("table");
+        assert_eq!(stats.labels_restored, 3);
+        let whatsapp = &flows[0].label;
+        assert_eq!(whatsapp.protocol, "unknown");
+        assert_eq!(whatsapp.platform(), Some("whatsapp"));
+        assert_eq!(
+            whatsapp.matches.first().map(|m| m.spec.name),
+            Some("whatsapp")
+        );
+        // PPTP's control port, but no detector matched the flow when it was captured.
+        assert_eq!(flows[1].label.protocol, "unknown");
+        assert_eq!(flows[2].label.protocol, "unknown");
+        assert_eq!(flows[2].label.platform(), None);
         let (flows, _) = read_flow_table_csv(
             "first_ts,last_ts,transport,client_ip,client_port,server_ip,server_port,packets_c2s,packets_s2c,bytes_c2s,bytes_s2c,outcome,protocol,confidence,evidence
 2024-02-17T17:02:00Z,2024-02-17T17:02:09Z,tcp,10.0.0.7,50000,198.51.100.4,443,9,8,900,8000,established,tls,one_message,\"tls: sni=api.x.com, version=1.3\"
