@@ -293,22 +293,7 @@ fn corpus_replayed_as_a_flow_table_gives_the_same_platform_attempts() {
             stderr(&csv)
         );
         let text = String::from_utf8(csv.stdout).expect("utf-8");
-        // The same table as written before the `server_name` and `platform` columns, which
-        // come just before `evidence`, the last column (no earlier field holds a comma).
-        let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
-        let name_at = header
-            .iter()
-            .position(|c| *c == "server_name")
-            .expect("server_name column");
-        let older: String = text
-            .lines()
-            .map(|line| {
-                let fields: Vec<&str> = line.splitn(name_at + 3, ',').collect();
-                let mut kept = fields[..name_at].to_vec();
-                kept.extend(fields.get(name_at + 2));
-                kept.join(",") + "\n"
-            })
-            .collect();
+        let older = without_name_columns(&text);
         for (table, bytes) in [("flows.csv", text.clone()), ("older.csv", older)] {
             let path = out(table);
             std::fs::write(&path, bytes).expect("write table");

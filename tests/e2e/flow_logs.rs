@@ -87,28 +87,9 @@ fn archived_flow_tables_replay_with_the_same_flows_and_labels() {
     let csv_path = dir.join("flows.csv");
     std::fs::write(&csv_path, &csv.stdout).expect("write csv");
 
-    // The same CSV as written before the `server_name` and `platform` columns (they come just
-    // before `evidence`, the last column; no earlier field of the sample holds a comma): the
-    // names come back from the archived evidence.
-    let text = String::from_utf8(csv.stdout.clone()).expect("utf-8");
-    let header: Vec<&str> = text.lines().next().expect("header").split(',').collect();
-    let name_at = header
-        .iter()
-        .position(|c| *c == "server_name")
-        .expect("server_name column");
-    assert_eq!(
-        header.get(name_at + 1..),
-        Some(&["platform", "evidence"][..])
-    );
-    let older: String = text
-        .lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.splitn(name_at + 3, ',').collect();
-            let mut kept = fields[..name_at].to_vec();
-            kept.push(fields[name_at + 2]);
-            kept.join(",") + "\n"
-        })
-        .collect();
+    // The same CSV as written before the `server_name` and `platform` columns: the names come
+    // back from the archived evidence.
+    let older = crate::util::without_name_columns(&String::from_utf8_lossy(&csv.stdout));
     let older_path = dir.join("flows-before-server-name.csv");
     std::fs::write(&older_path, older).expect("write older csv");
 

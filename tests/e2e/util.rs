@@ -207,3 +207,27 @@ pub fn scored_tokens(rows: &[serde_json::Value]) -> std::collections::BTreeSet<S
     }
     found
 }
+
+/// A flow table of `flows --format csv` as written before its `server_name` and `platform`
+/// columns. They come just before `evidence`, the last column, and no earlier field holds a
+/// comma, so each line is cut at its commas.
+pub fn without_name_columns(csv: &str) -> String {
+    let header: Vec<&str> = csv.lines().next().unwrap_or("").split(',').collect();
+    let name_at = header
+        .iter()
+        .position(|c| *c == "server_name")
+        .expect("a server_name column");
+    assert_eq!(
+        header.get(name_at + 1..),
+        Some(&["platform", "evidence"][..]),
+        "the name columns come just before the evidence"
+    );
+    csv.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(name_at + 3, ',').collect();
+            let mut kept = fields[..name_at.min(fields.len())].to_vec();
+            kept.extend(fields.get(name_at + 2));
+            kept.join(",") + "\n"
+        })
+        .collect()
+}
