@@ -155,6 +155,14 @@ impl PlatformTally {
                 .map(|k| format!("{} {}", k.name(), a.count(k)))
                 .collect();
             let plural = if attempts == 1 { "" } else { "s" };
+            if a.count(AttemptResult::Other) == attempts {
+                // One-way records (most flow exports) and flows reset by their clients tell
+                // neither success nor failure: `0 % reached` would read as a block.
+                return format!(
+                    "{name} {attempt} attempt{plural}, none judged (one-way flows, or reset by the client)",
+                    attempt = attempts
+                );
+            }
             let mut text = format!("{name} {attempts} attempt{plural}, {reached:.0} % reached");
             if !failures.is_empty() {
                 text.push_str(&format!(" ({})", failures.join(", ")));
@@ -208,6 +216,14 @@ mod tests {
             ["x 8 attempts, 38 % reached (reset_after_syn 4, no_reply 1)"]
         );
         assert_eq!(controls, ["wikipedia 1 attempt, 100 % reached"]);
+        // Attempts that tell neither success nor failure are not shown as 0 % reached.
+        let mut one_way = PlatformTally::default();
+        one_way.add(&x, AttemptResult::Other, 4);
+        let (lines, _) = one_way.summary_lines(8);
+        assert!(
+            lines[0].starts_with("x 4 attempts, none judged"),
+            "{lines:?}"
+        );
         let json = t.to_json();
         assert_eq!(json["x"]["attempts"], 8);
         assert_eq!(json["x"]["success"], 3);
