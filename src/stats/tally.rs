@@ -114,10 +114,6 @@ impl PlatformTally {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.platforms.is_empty()
-    }
-
     /// Platforms by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &PlatformAttempts)> {
         self.platforms.iter().map(|(k, v)| (k.as_str(), v))
